@@ -1,0 +1,629 @@
+"""PostgREST's query grammar: query string and headers → a typed ``ApiRequest`` (pure).
+
+Every function here is total: any input either parses or raises ``ParseError`` (or one of
+its siblings from ``headwater.errors``), never anything else. ``render_*`` functions are the
+inverse, used by the client and by the property tests (``parse(render(x)) == x``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, TypeAlias
+
+from headwater.errors import InvalidRange, NotAcceptable, ParseError
+
+Path: TypeAlias = tuple[str, ...]
+
+#: Binary operators whose value is a single literal.
+SCALAR_OPS = frozenset({"eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike", "isdistinct"})
+IS_VALUES = frozenset({"null", "not_null", "true", "false", "unknown"})
+OPS = SCALAR_OPS | {"in", "is"}
+RESERVED = frozenset({"select", "order", "limit", "offset", "on_conflict", "columns", "or", "and",
+                      "not.or", "not.and"})
+MediaType: TypeAlias = Literal["json", "object", "csv"]
+
+# Characters that end a bare name inside select/logic expressions.
+_NAME_STOP = set(",()!:.\"")
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """A column in ``select``; ``name == "*"`` means every column."""
+
+    name: str
+    alias: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Embed:
+    """A related resource in ``select``: ``alias:name!hint!inner(...)``."""
+
+    name: str
+    select: tuple[SelectItem, ...]
+    alias: str | None = None
+    hint: str | None = None
+    inner: bool = False
+
+    @property
+    def key(self) -> str:
+        return self.alias or self.name
+
+
+SelectItem: TypeAlias = Field | Embed
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    column: str
+    op: str
+    #: A tuple for ``in``, else the literal text exactly as sent.
+    value: str | tuple[str, ...]
+    negated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Logic:
+    op: Literal["and", "or"]
+    items: tuple[Condition | Logic, ...]
+    negated: bool = False
+
+
+Predicate: TypeAlias = Condition | Logic
+
+
+@dataclass(frozen=True, slots=True)
+class OrderTerm:
+    column: str
+    desc: bool = False
+    nulls: Literal["first", "last"] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Preferences:
+    count: Literal["exact", "planned", "estimated"] | None = None
+    returning: Literal["minimal", "headers-only", "representation"] | None = None
+    resolution: Literal["merge-duplicates", "ignore-duplicates"] | None = None
+    missing: Literal["default", "null"] | None = None
+    handling: Literal["lenient", "strict"] | None = None
+    max_affected: int | None = None
+    tx: Literal["commit", "rollback"] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """Everything the query string says, keyed by embedding path (``()`` is the root)."""
+
+    select: tuple[SelectItem, ...] = (Field("*"),)
+    where: Mapping[Path, tuple[Predicate, ...]] = field(default_factory=dict)
+    order: Mapping[Path, tuple[OrderTerm, ...]] = field(default_factory=dict)
+    limit: Mapping[Path, int] = field(default_factory=dict)
+    offset: Mapping[Path, int] = field(default_factory=dict)
+    on_conflict: tuple[str, ...] | None = None
+    columns: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiRequest:
+    method: str
+    target: str
+    query: Query
+    prefer: Preferences = Preferences()
+    media: MediaType = "json"
+    #: ``Range`` header as (first, last-or-None).
+    range: tuple[int, int | None] | None = None
+
+
+# --- the scanner ------------------------------------------------------------------------------
+
+class _Scanner:
+    """A cursor over one parameter value, with errors that point at the offending spot."""
+
+    __slots__ = ("pos", "text", "what")
+
+    def __init__(self, text: str, what: str) -> None:
+        self.text = text
+        self.pos = 0
+        self.what = what
+
+    def error(self, expected: str) -> ParseError:
+        found = self.text[self.pos:self.pos + 10] or "end of input"
+        return ParseError(
+            f'"failed to parse {self.what} ({self.text})" (line 1, column {self.pos + 1})',
+            details=f"unexpected \"{found}\" expecting {expected}",
+        )
+
+    def peek(self, s: str) -> bool:
+        return self.text.startswith(s, self.pos)
+
+    def eat(self, s: str) -> bool:
+        if self.text.startswith(s, self.pos):
+            self.pos += len(s)
+            return True
+        return False
+
+    def expect(self, s: str) -> None:
+        if not self.eat(s):
+            raise self.error(f'"{s}"')
+
+    @property
+    def done(self) -> bool:
+        return self.pos >= len(self.text)
+
+    def name(self) -> str:
+        """A bare identifier, or a double-quoted one (``""`` not allowed)."""
+        if self.peek('"'):
+            return self.quoted()
+        start = self.pos
+        text = self.text
+        while self.pos < len(text) and text[self.pos] not in _NAME_STOP:
+            self.pos += 1
+        out = text[start:self.pos].strip()
+        if not out:
+            raise self.error("a name")
+        return out
+
+    def quoted(self) -> str:
+        self.expect('"')
+        out: list[str] = []
+        text = self.text
+        while self.pos < len(text):
+            ch = text[self.pos]
+            if ch == "\\" and self.pos + 1 < len(text):
+                out.append(text[self.pos + 1])
+                self.pos += 2
+                continue
+            if ch == '"':
+                self.pos += 1
+                return "".join(out)
+            out.append(ch)
+            self.pos += 1
+        raise self.error('closing "')
+
+    def value(self, stops: str) -> str:
+        """A literal inside a list or logic tree: quoted, or bare up to a stop character."""
+        if self.peek('"'):
+            return self.quoted()
+        start = self.pos
+        text = self.text
+        depth = 0
+        while self.pos < len(text):
+            ch = text[self.pos]
+            if ch == "(":
+                depth += 1
+            elif ch == ")":
+                if depth == 0 and ")" in stops:
+                    break
+                depth -= 1
+            elif ch in stops and depth == 0:
+                break
+            self.pos += 1
+        return text[start:self.pos]
+
+
+# --- select -----------------------------------------------------------------------------------
+
+def parse_select(text: str) -> tuple[SelectItem, ...]:
+    sc = _Scanner(text, "select")
+    items = _select_list(sc, top=True)
+    if not sc.done:
+        raise sc.error('"," or end of input')
+    return items
+
+
+def _select_list(sc: _Scanner, *, top: bool) -> tuple[SelectItem, ...]:
+    items: list[SelectItem] = []
+    if (top and sc.done) or sc.peek(")"):
+        return ()
+    while True:
+        items.append(_select_item(sc))
+        if not sc.eat(","):
+            return tuple(items)
+
+
+def _select_item(sc: _Scanner) -> SelectItem:
+    if sc.eat("*"):
+        return Field("*")
+    first = sc.name()
+    alias: str | None = None
+    if sc.peek(":") and not sc.peek("::"):
+        sc.pos += 1
+        alias, first = first, sc.name()
+    if sc.peek("::"):
+        raise ParseError("casts in select are not supported", details=f"column {first}")
+    hint: str | None = None
+    inner = False
+    while sc.eat("!"):
+        word = sc.name()
+        if word == "inner":
+            inner = True
+        elif word == "left":
+            inner = False
+        elif hint is None:
+            hint = word
+        else:
+            raise sc.error('"(" after the embedding hint')
+    if sc.eat("("):
+        sub = _select_list(sc, top=False)
+        sc.expect(")")
+        return Embed(first, sub, alias=alias, hint=hint, inner=inner)
+    if hint is not None or inner:
+        raise sc.error('"(" after the embedding hint')
+    if first == "*":
+        raise sc.error("a column name")
+    return Field(first, alias)
+
+
+def render_select(items: Sequence[SelectItem]) -> str:
+    return ",".join(_render_item(i) for i in items)
+
+
+def _render_name(name: str) -> str:
+    if name and not (set(name) & (_NAME_STOP | {"*", "\\"})) and name == name.strip():
+        return name
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _render_item(item: SelectItem) -> str:
+    if isinstance(item, Field):
+        if item.name == "*":
+            return "*"
+        prefix = f"{_render_name(item.alias)}:" if item.alias else ""
+        return prefix + _render_name(item.name)
+    prefix = f"{_render_name(item.alias)}:" if item.alias else ""
+    hint = f"!{_render_name(item.hint)}" if item.hint else ""
+    inner = "!inner" if item.inner else ""
+    return f"{prefix}{_render_name(item.name)}{hint}{inner}({render_select(item.select)})"
+
+
+# --- filters ----------------------------------------------------------------------------------
+
+def parse_filter(column: str, text: str) -> Condition:
+    """``col=[not.]op.value`` as in the query string (the value is taken literally)."""
+    negated = False
+    rest = text
+    if rest.startswith("not."):
+        negated, rest = True, rest[4:]
+    op, dot, value = rest.partition(".")
+    if not dot or op not in OPS:
+        raise ParseError(
+            f'"failed to parse filter ({text})" (line 1, column 1)',
+            details=f"unknown or missing operator in {column}={text}",
+            hint="operators: " + ", ".join(sorted(OPS)),
+        )
+    return _condition(column, op, value, negated, _Scanner(value, "filter"))
+
+
+def _condition(column: str, op: str, value: str, negated: bool, sc: _Scanner) -> Condition:
+    if op == "in":
+        return Condition(column, op, _parse_list(value), negated)
+    if op == "is" and value not in IS_VALUES:
+        raise ParseError(
+            f'"failed to parse filter (is.{value})" (line 1, column 4)',
+            details="is. takes null, not_null, true, false or unknown")
+    return Condition(column, op, value, negated)
+
+
+def _parse_list(text: str) -> tuple[str, ...]:
+    sc = _Scanner(text, "in list")
+    sc.expect("(")
+    out: list[str] = []
+    if sc.eat(")"):
+        if not sc.done:
+            raise sc.error("end of input")
+        return ()
+    while True:
+        out.append(sc.value(",)"))
+        if sc.eat(")"):
+            break
+        sc.expect(",")
+    if not sc.done:
+        raise sc.error("end of input")
+    return tuple(out)
+
+
+def parse_logic(key: str, text: str) -> Logic:
+    """``or=(a.eq.1,and(b.gt.2,c.is.null))``; ``key`` is ``or``/``and``/``not.or``/``not.and``."""
+    negated = key.startswith("not.")
+    op = key[4:] if negated else key
+    sc = _Scanner(text, "logic tree")
+    sc.expect("(")
+    items = _logic_items(sc)
+    if not sc.done:
+        raise sc.error("end of input")
+    return Logic("or" if op == "or" else "and", items, negated)
+
+
+def _logic_items(sc: _Scanner) -> tuple[Predicate, ...]:
+    items: list[Predicate] = []
+    while True:
+        items.append(_logic_item(sc))
+        if sc.eat(")"):
+            return tuple(items)
+        sc.expect(",")
+
+
+def _logic_item(sc: _Scanner) -> Predicate:
+    negated = sc.eat("not.")
+    for op in ("and", "or"):
+        if sc.eat(op + "("):
+            return Logic(op, _logic_items(sc), negated)  # type: ignore[arg-type]
+    if negated:
+        # ``not.`` in front of a condition's column is not PostgREST; it goes before the op.
+        raise sc.error('"and(" or "or("')
+    column = sc.name()
+    sc.expect(".")
+    neg = sc.eat("not.")
+    start = sc.pos
+    op = sc.name()
+    if op not in OPS:
+        sc.pos = start
+        raise sc.error("an operator (" + ", ".join(sorted(OPS)) + ")")
+    sc.expect(".")
+    if op == "in":
+        vstart = sc.pos
+        sc.expect("(")
+        depth = 1
+        in_quote = False
+        while not sc.done and depth:
+            ch = sc.text[sc.pos]
+            if in_quote:
+                if ch == "\\":
+                    sc.pos += 1
+                elif ch == '"':
+                    in_quote = False
+            elif ch == '"':
+                in_quote = True
+            elif ch == "(":
+                depth += 1
+            elif ch == ")":
+                depth -= 1
+            sc.pos += 1
+        if depth:
+            raise sc.error('")"')
+        return Condition(column, op, _parse_list(sc.text[vstart:sc.pos]), neg)
+    value = sc.value(",)")
+    return _condition(column, op, value, neg, sc)
+
+
+def _render_value(value: str, *, in_tree: bool) -> str:
+    if not in_tree and value == value.strip():
+        return value
+    if value and not (set(value) & set(',()"\\')) and value == value.strip():
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render_condition(cond: Condition, *, in_tree: bool = False) -> str:
+    neg = "not." if cond.negated else ""
+    if isinstance(cond.value, tuple):
+        body = "(" + ",".join(_render_value(v, in_tree=True) for v in cond.value) + ")"
+    else:
+        body = _render_value(cond.value, in_tree=in_tree)
+    return f"{neg}{cond.op}.{body}"
+
+
+def render_logic(logic: Logic, *, nested: bool = False) -> str:
+    parts = []
+    for item in logic.items:
+        if isinstance(item, Logic):
+            parts.append(render_logic(item, nested=True))
+        else:
+            parts.append(f"{_render_name(item.column)}.{render_condition(item, in_tree=True)}")
+    body = "(" + ",".join(parts) + ")"
+    if nested:
+        return ("not." if logic.negated else "") + logic.op + body
+    return body
+
+
+def logic_key(logic: Logic) -> str:
+    return ("not." if logic.negated else "") + logic.op
+
+
+# --- order ------------------------------------------------------------------------------------
+
+_ORDER_TERM = re.compile(r"^(?P<col>[^.]+?)(?:\.(?P<dir>asc|desc))?(?:\.(?P<nulls>nullsfirst|nullslast))?$")
+
+
+def parse_order(text: str) -> tuple[OrderTerm, ...]:
+    terms: list[OrderTerm] = []
+    for raw in text.split(","):
+        m = _ORDER_TERM.match(raw.strip())
+        if m is None:
+            raise ParseError(f'"failed to parse order ({text})" (line 1, column 1)',
+                             details=f"unexpected \"{raw}\" expecting column[.asc|.desc]"
+                                     "[.nullsfirst|.nullslast]")
+        nulls = m["nulls"]
+        terms.append(OrderTerm(m["col"], m["dir"] == "desc",
+                               None if nulls is None else ("first" if nulls == "nullsfirst"
+                                                           else "last")))
+    return tuple(terms)
+
+
+def render_order(terms: Iterable[OrderTerm]) -> str:
+    out = []
+    for t in terms:
+        s = t.column + (".desc" if t.desc else "")
+        if t.nulls:
+            s += ".nulls" + t.nulls
+        out.append(s)
+    return ",".join(out)
+
+
+# --- the whole query string -------------------------------------------------------------------
+
+def _non_negative(key: str, text: str) -> int:
+    if not text.isascii() or not text.isdigit() or len(text) > 18:
+        raise ParseError(f'"failed to parse {key} ({text})"',
+                         details=f"{key} must be a non-negative integer")
+    return int(text)
+
+
+def _split_key(key: str) -> tuple[Path, str]:
+    """``customers.order_items.quantity`` → ((customers, order_items), quantity)."""
+    for logic in ("not.or", "not.and"):
+        if key == logic or key.endswith("." + logic):
+            head = key[: -len(logic)].rstrip(".")
+            return (tuple(head.split(".")) if head else ()), logic
+    parts = key.split(".")
+    if any(p == "" for p in parts):
+        raise ParseError(f"bad parameter name {key!r}")
+    return tuple(parts[:-1]), parts[-1]
+
+
+def parse_query(pairs: Iterable[tuple[str, str]]) -> Query:
+    select: tuple[SelectItem, ...] = (Field("*"),)
+    where: dict[Path, list[Predicate]] = {}
+    order: dict[Path, tuple[OrderTerm, ...]] = {}
+    limit: dict[Path, int] = {}
+    offset: dict[Path, int] = {}
+    on_conflict: tuple[str, ...] | None = None
+    columns: tuple[str, ...] | None = None
+    for key, value in pairs:
+        if key == "select":
+            select = parse_select(value)
+            continue
+        if key in ("on_conflict", "columns"):
+            names = tuple(n.strip() for n in value.split(",") if n.strip())
+            if not names:
+                raise ParseError(f"{key} needs at least one column")
+            if key == "columns":
+                columns = names
+            else:
+                on_conflict = names
+            continue
+        path, last = _split_key(key)
+        if last == "order":
+            order[path] = parse_order(value)
+        elif last == "limit":
+            limit[path] = _non_negative("limit", value)
+        elif last == "offset":
+            offset[path] = _non_negative("offset", value)
+        elif last in ("or", "and", "not.or", "not.and"):
+            where.setdefault(path, []).append(parse_logic(last, value))
+        else:
+            where.setdefault(path, []).append(parse_filter(last, value))
+    return Query(select=select, where={k: tuple(v) for k, v in where.items()}, order=order,
+                 limit=limit, offset=offset, on_conflict=on_conflict, columns=columns)
+
+
+def render_query(query: Query) -> list[tuple[str, str]]:
+    """Query → (key, value) pairs in a canonical order; ``parse_query`` inverts it."""
+    pairs: list[tuple[str, str]] = []
+    if query.select != (Field("*"),):
+        pairs.append(("select", render_select(query.select)))
+    for path, preds in query.where.items():
+        prefix = "".join(p + "." for p in path)
+        for pred in preds:
+            if isinstance(pred, Logic):
+                pairs.append((prefix + logic_key(pred), render_logic(pred)))
+            else:
+                pairs.append((prefix + pred.column, render_condition(pred)))
+    for path, terms in query.order.items():
+        pairs.append(("".join(p + "." for p in path) + "order", render_order(terms)))
+    for path, n in query.limit.items():
+        pairs.append(("".join(p + "." for p in path) + "limit", str(n)))
+    for path, n in query.offset.items():
+        pairs.append(("".join(p + "." for p in path) + "offset", str(n)))
+    if query.on_conflict:
+        pairs.append(("on_conflict", ",".join(query.on_conflict)))
+    if query.columns:
+        pairs.append(("columns", ",".join(query.columns)))
+    return pairs
+
+
+# --- headers ----------------------------------------------------------------------------------
+
+_PREFER_VALUES: dict[str, frozenset[str]] = {
+    "count": frozenset({"exact", "planned", "estimated"}),
+    "return": frozenset({"minimal", "headers-only", "representation"}),
+    "resolution": frozenset({"merge-duplicates", "ignore-duplicates"}),
+    "missing": frozenset({"default", "null"}),
+    "handling": frozenset({"lenient", "strict"}),
+    "tx": frozenset({"commit", "rollback"}),
+}
+
+
+def parse_prefer(headers: Iterable[str]) -> Preferences:
+    found: dict[str, str] = {}
+    invalid: list[str] = []
+    for header in headers:
+        for part in header.split(","):
+            name, _, val = part.strip().partition("=")
+            name, val = name.strip().lower(), val.strip()
+            if not name:
+                continue
+            if name == "max-affected":
+                if val.isascii() and val.isdigit() and len(val) < 12:
+                    found[name] = val
+                else:
+                    invalid.append(part.strip())
+            elif name in _PREFER_VALUES and val in _PREFER_VALUES[name]:
+                found[name] = val
+            else:
+                invalid.append(part.strip())
+    prefs = Preferences(
+        count=found.get("count"),  # type: ignore[arg-type]
+        returning=found.get("return"),  # type: ignore[arg-type]
+        resolution=found.get("resolution"),  # type: ignore[arg-type]
+        missing=found.get("missing"),  # type: ignore[arg-type]
+        handling=found.get("handling"),  # type: ignore[arg-type]
+        max_affected=int(found["max-affected"]) if "max-affected" in found else None,
+        tx=found.get("tx"),  # type: ignore[arg-type]
+    )
+    if invalid and prefs.handling == "strict":
+        raise ParseError("Invalid preferences given with handling=strict",
+                         details="Invalid preferences: " + ", ".join(invalid), code="PGRST122")
+    return prefs
+
+
+_MEDIA: dict[str, MediaType] = {
+    "application/json": "json",
+    "application/*": "json",
+    "*/*": "json",
+    "application/vnd.pgrst.object+json": "object",
+    "application/vnd.pgrst.object": "object",
+    "text/csv": "csv",
+}
+
+
+def parse_accept(header: str | None) -> MediaType:
+    """The first acceptable media type by q-value; 406 when none is one we produce."""
+    if not header or not header.strip():
+        return "json"
+    ranked: list[tuple[float, int, str]] = []
+    for i, part in enumerate(header.split(",")):
+        media, *params = (p.strip() for p in part.split(";"))
+        q = 1.0
+        for p in params:
+            k, _, v = p.partition("=")
+            if k.strip().lower() == "q":
+                try:
+                    q = float(v)
+                except ValueError:
+                    q = 0.0
+        if media:
+            ranked.append((-q, i, media.lower()))
+    for negq, _, media in sorted(ranked):
+        if negq < 0 and media in _MEDIA:
+            return _MEDIA[media]
+    raise NotAcceptable(f"None of these media types are available: {header}")
+
+
+_RANGE = re.compile(r"^\s*(?:items=)?(\d{1,18})-(\d{0,18})\s*$")
+
+
+def parse_range(header: str | None) -> tuple[int, int | None] | None:
+    """``Range: 0-9`` (items); a malformed header is ignored, as HTTP asks."""
+    if not header:
+        return None
+    m = _RANGE.match(header)
+    if m is None:
+        return None
+    first = int(m[1])
+    last = int(m[2]) if m[2] else None
+    if last is not None and last < first:
+        raise InvalidRange("Requested range not satisfiable",
+                           details=f"the range {header!r} ends before it starts")
+    return first, last

@@ -1,0 +1,61 @@
+"""Request id, access log and request metrics, as one pure ASGI middleware."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from headwater.app import Headwater
+
+
+def _valid_request_id(raw: bytes) -> str | None:
+    if 0 < len(raw) <= 200 and all(0x21 <= b <= 0x7E for b in raw):
+        return raw.decode("ascii")
+    return None
+
+
+class AccessMiddleware:
+    def __init__(self, app: ASGIApp, hw: Headwater) -> None:
+        self.app = app
+        self.hw = hw
+        self.log_access = hw.log_enabled("info")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        request_id = None
+        for k, v in scope["headers"]:
+            if k == b"x-request-id":
+                request_id = _valid_request_id(v)
+                break
+        if request_id is None:
+            request_id = uuid.uuid4().hex
+        scope["request_id"] = request_id
+        rid_header = (b"x-request-id", request_id.encode())
+        status = 500
+
+        async def wrapped(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), rid_header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, wrapped)
+        finally:
+            seconds = time.perf_counter() - start
+            self.hw.metrics.observe(scope["method"], status, seconds)
+            if self.log_access:
+                fields: dict[str, Any] = {
+                    "request_id": request_id, "method": scope["method"], "path": scope["path"],
+                    "query": scope["query_string"].decode("latin-1")[:500], "status": status,
+                    "duration_ms": round(seconds * 1000, 3), "rows": scope.get("rows"),
+                }
+                self.hw.log.info("access", **fields)

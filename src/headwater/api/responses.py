@@ -1,0 +1,96 @@
+"""Results and errors → HTTP. The only module that turns a ``HeadwaterError`` into a response.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+from starlette.background import BackgroundTask
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from headwater.api.grammar import MediaType
+from headwater.errors import HeadwaterError, InvalidRange, SingularityError
+from headwater.service.reads import ReadResult, RowStream
+
+CONTENT_TYPES: dict[MediaType, str] = {
+    "json": "application/json; charset=utf-8",
+    "object": "application/vnd.pgrst.object+json; charset=utf-8",
+    "csv": "text/csv; charset=utf-8",
+}
+_encode = msgspec.json.Encoder().encode
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return _encode(content)
+
+
+class RowStreamResponse(StreamingResponse):
+    """A streamed body whose database snapshot is released however the response ends."""
+
+    def __init__(self, stream: RowStream, status_code: int, headers: Mapping[str, str],
+                 media_type: str) -> None:
+        super().__init__(stream, status_code=status_code, headers=headers,
+                         media_type=media_type)
+        self._rows = stream
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._rows.aclose()
+
+
+def error_response(exc: HeadwaterError, headers: Mapping[str, str] | None = None) -> Response:
+    extra = dict(headers or {})
+    if exc.status == 503:
+        extra.setdefault("Retry-After", "1")
+    return JSONResponse(exc.body(), status_code=exc.status, headers=extra)
+
+
+def internal_error() -> Response:
+    return JSONResponse({"code": "HW500", "message": "Internal server error",
+                         "details": None, "hint": "The error is logged with the request id."},
+                        status_code=500)
+
+
+def content_range(first: int, rows: int, total: int | None) -> str:
+    total_s = "*" if total is None else str(total)
+    if rows > 0:
+        return f"{first}-{first + rows - 1}/{total_s}"
+    return f"*/{total_s}"
+
+
+def range_status(first: int, rows: int, total: int | None) -> int:
+    """PostgREST's rule: 206 when a known total is more than the page, 416 past the end."""
+    if total is None:
+        return 200
+    if first > total:
+        raise InvalidRange("Requested range not satisfiable",
+                           details=f"An offset of {first} was requested, but there are only "
+                                   f"{total} rows.")
+    return 206 if rows < total else 200
+
+
+def read_response(result: ReadResult, media: MediaType, *, head: bool = False,
+                  background: BackgroundTask | None = None) -> Response:
+    status = range_status(result.first, result.rows, result.total)
+    headers = {"Content-Range": content_range(result.first, result.rows, result.total)}
+    if result.stream is not None:
+        if head:
+            return Response(None, status, headers, CONTENT_TYPES[media],
+                            background=BackgroundTask(result.stream.aclose))
+        return RowStreamResponse(result.stream, status, headers, CONTENT_TYPES[media])
+    body = result.body or b"[]"
+    if media == "object":
+        if result.rows != 1:
+            raise SingularityError(
+                "JSON object requested, multiple (or no) rows returned",
+                details=f"The result contains {result.rows} rows")
+        body = body.strip()[1:-1]
+    return Response(b"" if head else body, status, headers, CONTENT_TYPES[media])

@@ -1,0 +1,151 @@
+"""The composition root: builds the layers from ``Settings`` and exposes the ASGI app."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+
+from headwater.api.middleware import AccessMiddleware
+from headwater.api.openapi import openapi_document
+from headwater.api.responses import error_response
+from headwater.api.routes import build_routes
+from headwater.config import Settings
+from headwater.db.catalog import Catalog, introspect
+from headwater.db.engine import Database, open_database
+from headwater.errors import DatabaseUnavailable, HeadwaterError, MethodNotAllowed, NotFound
+from headwater.observability.logging import LEVELS, make_logger
+from headwater.observability.metrics import Metrics
+
+__all__ = ["Headwater", "create_app", "create_app_from_env"]
+
+
+class Headwater:
+    """The running service's parts. One per process; passed explicitly, never global."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.log: Any = make_logger(settings.log_level)
+        self.metrics = Metrics()
+        self.db: Database = open_database(settings, on_query=self.metrics.query)
+        self.catalog: Catalog | None = None
+        self._openapi: bytes | None = None
+        self._retry: asyncio.Task[None] | None = None
+        self._db_started = False
+
+    def log_enabled(self, level: str) -> bool:
+        return LEVELS.get(self.settings.log_level.lower(), 20) <= LEVELS[level]
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if not await self._connect():
+            # Start degraded; /-/ready says why, and we keep trying in the background.
+            self._retry = asyncio.create_task(self._reconnect_loop())
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            asyncio.get_running_loop().add_signal_handler(
+                signal.SIGHUP, lambda: asyncio.ensure_future(self.reload_catalog()))
+
+    async def _connect(self) -> bool:
+        try:
+            if not self._db_started:
+                await self.db.start()
+                self._db_started = True
+            return await self.reload_catalog()
+        except HeadwaterError as exc:
+            self.log.error("database_unavailable", error=exc.message, details=str(exc.details))
+            return False
+
+    async def _reconnect_loop(self) -> None:
+        while not await self._connect():
+            await asyncio.sleep(2.0)
+        self.log.info("database_connected")
+
+    async def reload_catalog(self) -> bool:
+        """Introspect again and swap the catalog atomically; on failure keep the old one."""
+        try:
+            catalog = await introspect(self.settings.database_url, self.settings.db_schema)
+        except Exception as exc:
+            self.metrics.catalog_reloads.labels("error").inc()
+            self.log.error("catalog_reload_failed", error=str(exc).split("\n")[0])
+            return False
+        self.catalog = catalog
+        self._openapi = None
+        self.metrics.catalog_reloads.labels("ok").inc()
+        self.log.info("catalog_loaded", tables=len(catalog.tables), dialect=catalog.dialect)
+        return True
+
+    async def close(self) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retry
+        await self.db.close()
+
+    # --- used by the routes -------------------------------------------------------------------
+
+    def require_catalog(self) -> Catalog:
+        if self.catalog is None:
+            raise DatabaseUnavailable("The schema cache is not loaded yet: the database is "
+                                      "unreachable")
+        return self.catalog
+
+    def openapi(self) -> bytes:
+        if self._openapi is None:
+            self._openapi = msgspec.json.encode(openapi_document(self.require_catalog()))
+        return self._openapi
+
+    async def readiness(self) -> dict[str, Any]:
+        checks: dict[str, Any] = {}
+        try:
+            await asyncio.wait_for(self.db.ping(), self.settings.connect_timeout)
+            checks["database"] = {"status": "ok", "dialect": self.db.dialect}
+        except (HeadwaterError, asyncio.TimeoutError) as exc:
+            checks["database"] = {"status": "unavailable", "error": type(exc).__name__}
+        checks["catalog"] = {"status": "ok" if self.catalog is not None else "unavailable",
+                             "tables": len(self.catalog.tables) if self.catalog else 0}
+        ok = all(c["status"] == "ok" for c in checks.values())
+        return {"status": "ok" if ok else "unavailable", "checks": checks}
+
+    def console_dir(self) -> str | None:
+        path = Path(__file__).parent / "console"
+        return str(path) if (path / "index.html").is_file() else None
+
+
+def create_app(settings: Settings) -> Starlette:
+    hw = Headwater(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await hw.start()
+        try:
+            yield
+        finally:
+            await hw.close()
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 405:
+            return error_response(MethodNotAllowed(f"{request.method} is not allowed here"))
+        return error_response(NotFound(f"No resource at {request.url.path}"))
+
+    app = Starlette(routes=build_routes(hw), lifespan=lifespan,
+                    middleware=[Middleware(AccessMiddleware, hw=hw)],
+                    exception_handlers={HTTPException: http_error})
+    app.state.headwater = hw
+    return app
+
+
+def create_app_from_env() -> Starlette:
+    """Zero-argument factory for ASGI servers (``--factory``); settings from HEADWATER_*."""
+    return create_app(Settings.from_env())

@@ -1,0 +1,77 @@
+"""Settings: one frozen object, built explicitly from flags, environment or defaults.
+
+Nothing reads the environment behind the caller's back: ``Settings.from_env`` is called
+once by the CLI or the ASGI factory and the object is passed down from there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any, get_type_hints
+
+ENV_PREFIX = "HEADWATER_"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every documented setting; each also reads from ``HEADWATER_<NAME>``."""
+
+    database_url: str = "sqlite:///headwater.db"
+    host: str = "127.0.0.1"
+    port: int = 3000
+    workers: int = 1
+    log_level: str = "info"
+    #: Schema served on PostgreSQL.
+    db_schema: str = "public"
+    pool_min_size: int = 1
+    pool_max_size: int = 10
+    #: Seconds to wait for a pooled connection before answering 503.
+    pool_timeout: float = 5.0
+    connect_timeout: float = 5.0
+    #: Seconds a statement may run (PostgreSQL statement_timeout; SQLite progress handler).
+    statement_timeout: float = 10.0
+    #: SQLite: milliseconds a writer waits on a locked database.
+    sqlite_busy_timeout_ms: int = 5000
+    #: A read returning more rows than this is streamed from a cursor in chunks.
+    stream_threshold_rows: int = 1000
+    stream_chunk_bytes: int = 65536
+    #: Upper bound on rows any read returns (PostgREST's db-max-rows); 0 = unlimited.
+    max_rows: int = 0
+    max_body_bytes: int = 10 * 1024 * 1024
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then ``HEADWATER_*`` variables, then explicit overrides (flags)."""
+        source = os.environ if env is None else env
+        hints = get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = source.get(ENV_PREFIX + f.name.upper())
+            if raw is not None:
+                values[f.name] = _coerce(hints[f.name], raw, f.name)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def to_env(self) -> dict[str, str]:
+        """The inverse of ``from_env``: how the CLI hands settings to worker processes."""
+        return {ENV_PREFIX + f.name.upper(): str(getattr(self, f.name)) for f in fields(self)}
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _coerce(kind: Any, raw: str, name: str) -> Any:
+    try:
+        if kind is int:
+            return int(raw)
+        if kind is float:
+            return float(raw)
+        if kind is bool:
+            return raw.strip().lower() in {"1", "true", "yes", "on"}
+    except ValueError as exc:
+        raise ValueError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {kind.__name__}") \
+            from exc
+    return raw

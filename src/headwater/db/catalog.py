@@ -1,0 +1,233 @@
+"""The catalog: an immutable picture of the database's tables, columns and relationships.
+
+``Catalog`` is pure data. ``introspect`` is the one I/O entry point; it uses SQLAlchemy's
+reflection, which already knows both dialects' system catalogs and maps declared types
+(including SQLite's free-form ones) to one type hierarchy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal, TypeAlias
+
+import sqlalchemy as sa
+from sqlalchemy.engine.interfaces import ReflectedColumn, ReflectedForeignKeyConstraint
+
+ColumnKind: TypeAlias = Literal[
+    "integer", "float", "numeric", "boolean", "text", "date", "timestamp", "timestamptz",
+    "time", "uuid", "json", "bytes", "other",
+]
+Cardinality: TypeAlias = Literal["m2o", "o2m", "o2o"]
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    name: str
+    kind: ColumnKind
+    db_type: str
+    nullable: bool = True
+    has_default: bool = False
+    max_length: int | None = None
+    primary_key: bool = False
+    #: Largest magnitude an integer column holds (PostgreSQL's int2/int4/int8; SQLite: 64 bits).
+    int_bits: int = 64
+
+
+@dataclass(frozen=True, slots=True)
+class ForeignKey:
+    name: str
+    table: str
+    columns: tuple[str, ...]
+    ref_table: str
+    ref_columns: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Relationship:
+    """A way to embed ``target`` from ``source`` (one direction of a foreign key)."""
+
+    source: str
+    target: str
+    source_columns: tuple[str, ...]
+    target_columns: tuple[str, ...]
+    cardinality: Cardinality
+    constraint: str
+
+    @property
+    def to_many(self) -> bool:
+        return self.cardinality == "o2m"
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Table:
+    name: str
+    columns: Mapping[str, Column]
+    primary_key: tuple[str, ...] = ()
+    foreign_keys: tuple[ForeignKey, ...] = ()
+    is_view: bool = False
+    unique: tuple[tuple[str, ...], ...] = ()
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Catalog:
+    tables: Mapping[str, Table]
+    dialect: Literal["postgresql", "sqlite"]
+    relationships: Mapping[str, tuple[Relationship, ...]] = field(
+        default_factory=lambda: MappingProxyType({}))
+
+    @classmethod
+    def build(cls, tables: list[Table], dialect: Literal["postgresql", "sqlite"]) -> Catalog:
+        rels: dict[str, list[Relationship]] = {t.name: [] for t in tables}
+        by_name = {t.name: t for t in tables}
+        for t in tables:
+            for fk in t.foreign_keys:
+                if fk.ref_table not in by_name:
+                    continue
+                one_to_one = set(fk.columns) == set(t.primary_key) or any(
+                    set(fk.columns) == set(u) for u in t.unique)
+                rels[t.name].append(Relationship(
+                    t.name, fk.ref_table, fk.columns, fk.ref_columns, "m2o", fk.name))
+                rels[fk.ref_table].append(Relationship(
+                    fk.ref_table, t.name, fk.ref_columns, fk.columns,
+                    "o2o" if one_to_one else "o2m", fk.name))
+        return cls(
+            tables=MappingProxyType(dict(by_name)),
+            dialect=dialect,
+            relationships=MappingProxyType({k: tuple(v) for k, v in rels.items()}),
+        )
+
+    def table(self, name: str) -> Table | None:
+        return self.tables.get(name)
+
+
+# --- introspection (I/O) ----------------------------------------------------------------------
+
+def column_kind(sa_type: Any) -> ColumnKind:
+    """Map a reflected SQLAlchemy type to the kinds Headwater reasons about."""
+    t = sa_type
+    if isinstance(t, sa.Boolean):
+        return "boolean"
+    if isinstance(t, sa.Integer):
+        return "integer"
+    if isinstance(t, sa.Float):
+        return "float"
+    if isinstance(t, sa.Numeric):
+        return "numeric"
+    if isinstance(t, sa.DateTime):
+        return "timestamptz" if getattr(t, "timezone", False) else "timestamp"
+    if isinstance(t, sa.Date):
+        return "date"
+    if isinstance(t, sa.Time):
+        return "time"
+    if isinstance(t, sa.Uuid):
+        return "uuid"
+    if isinstance(t, sa.JSON):
+        return "json"
+    if isinstance(t, sa.LargeBinary):
+        return "bytes"
+    if isinstance(t, (sa.String, sa.Enum)):
+        return "text"
+    name = type(t).__name__.upper()
+    if name in {"JSONB", "JSON"}:
+        return "json"
+    if name in {"REAL", "DOUBLE_PRECISION", "DOUBLE"}:
+        return "float"
+    if name == "UUID":
+        return "uuid"
+    if name in {"CITEXT", "INET", "CIDR", "MACADDR", "INTERVAL", "MONEY", "TSVECTOR"}:
+        return "text"
+    return "other"
+
+
+def _type_name(sa_type: Any, dialect: sa.Dialect) -> str:
+    try:
+        return str(sa_type.compile(dialect=dialect)).lower()
+    except Exception:  # some reflected types (NullType) cannot compile; any name will do
+        return type(sa_type).__name__.lower()
+
+
+def _column(c: ReflectedColumn, pk: tuple[str, ...], dialect: sa.Dialect) -> Column:
+    t = c["type"]
+    length = getattr(t, "length", None)
+    return Column(
+        name=c["name"],
+        kind=column_kind(t),
+        db_type=_type_name(t, dialect),
+        nullable=bool(c.get("nullable", True)),
+        has_default=c.get("default") is not None or bool(c.get("autoincrement") is True)
+        or c.get("identity") is not None or (c["name"] in pk and len(pk) == 1
+                                              and column_kind(t) == "integer"),
+        max_length=length if isinstance(length, int) else None,
+        primary_key=c["name"] in pk,
+        int_bits=_int_bits(t, dialect),
+    )
+
+
+def _int_bits(sa_type: Any, dialect: sa.Dialect) -> int:
+    if dialect.name == "sqlite" or isinstance(sa_type, sa.BigInteger):
+        return 64
+    if isinstance(sa_type, sa.SmallInteger):
+        return 16
+    return 32
+
+
+def reflect(conn: sa.Connection, schema: str | None) -> list[Table]:
+    """Read every table and view with SQLAlchemy's multi-object reflection."""
+    insp = sa.inspect(conn)
+    kinds = sa.engine.reflection.ObjectKind
+    view_names = set(insp.get_view_names(schema=schema))
+    cols = insp.get_multi_columns(schema=schema, kind=kinds.ANY)
+    pks = insp.get_multi_pk_constraint(schema=schema, kind=kinds.TABLE)
+    fks = insp.get_multi_foreign_keys(schema=schema, kind=kinds.TABLE)
+    uniques = insp.get_multi_unique_constraints(schema=schema, kind=kinds.TABLE)
+    tables: list[Table] = []
+    for key in sorted(cols, key=lambda k: k[1]):
+        name = key[1]
+        if name.startswith("sqlite_") or name.startswith("_headwater"):
+            continue
+        pk = tuple(pks.get(key, {}).get("constrained_columns") or ())
+        columns = {c["name"]: _column(c, pk, conn.dialect) for c in cols[key]}
+        foreign = tuple(_foreign_key(name, i, fk) for i, fk in enumerate(fks.get(key, [])))
+        unique = tuple(tuple(u["column_names"]) for u in uniques.get(key, []))
+        tables.append(Table(name=name, columns=MappingProxyType(columns), primary_key=pk,
+                            foreign_keys=foreign, is_view=name in view_names, unique=unique))
+    return tables
+
+
+def _foreign_key(table: str, i: int, fk: ReflectedForeignKeyConstraint) -> ForeignKey:
+    cols = tuple(fk["constrained_columns"])
+    # SQLite has no constraint names; PostgREST's hints then fall back to column names.
+    name = fk.get("name") or f"{table}_{'_'.join(cols)}_fkey"
+    return ForeignKey(name=name, table=table, columns=cols, ref_table=fk["referred_table"],
+                      ref_columns=tuple(fk["referred_columns"]))
+
+
+async def introspect(url: str, schema: str = "public") -> Catalog:
+    """Connect once with SQLAlchemy, reflect, and return an immutable catalog."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url.replace("sqlite:", "sqlite+pysqlite:", 1)
+                                  if url.startswith("sqlite:") else url)
+        try:
+            import asyncio
+
+            def run() -> list[Table]:
+                with engine.connect() as conn:
+                    return reflect(conn, None)
+
+            tables = await asyncio.to_thread(run)
+        finally:
+            engine.dispose()
+        return Catalog.build(tables, "sqlite")
+    async_url = url.replace("postgresql://", "postgresql+asyncpg://", 1).replace(
+        "postgres://", "postgresql+asyncpg://", 1)
+    aengine = create_async_engine(async_url)
+    try:
+        async with aengine.connect() as conn:
+            tables = await conn.run_sync(lambda c: reflect(c, schema))
+    finally:
+        await aengine.dispose()
+    return Catalog.build(tables, "postgresql")

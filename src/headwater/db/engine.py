@@ -1,0 +1,366 @@
+"""Pooled execution on PostgreSQL (asyncpg) or SQLite (sqlite3 on a thread pool).
+
+A ``Database`` runs SQL text with bound parameters and nothing else: it never sees HTTP or
+plans. Driver errors are translated into ``headwater.errors`` here, in one place per driver.
+
+SQLite is driven through the standard ``sqlite3`` module on a small thread pool rather than
+through aiosqlite, because one statement then costs one thread hop (execute and fetch happen
+in the same job) instead of one per cursor call; the bench measures the difference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import sqlite3
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal
+
+import asyncpg
+
+from headwater.config import Settings
+from headwater.errors import (
+    DatabaseError,
+    DatabaseUnavailable,
+    HeadwaterError,
+    InvalidValue,
+    RequestError,
+    Timeout,
+)
+
+Row = Sequence[Any]
+QueryHook = Callable[[], None]
+
+
+class Snapshot(ABC):
+    """One connection inside a read-only transaction: a consistent view for several reads."""
+
+    @abstractmethod
+    async def fetchrow(self, sql: str, params: Sequence[object]) -> Row: ...
+
+    @abstractmethod
+    def chunks(self, sql: str, params: Sequence[object], size: int) -> AsyncIterator[list[Row]]:
+        ...
+
+
+class Database(ABC):
+    dialect: Literal["postgresql", "sqlite"]
+    schema: str | None
+
+    def __init__(self, settings: Settings, on_query: QueryHook | None = None) -> None:
+        self.settings = settings
+        self._on_query = on_query or (lambda: None)
+
+    @abstractmethod
+    async def start(self) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def fetchrow(self, sql: str, params: Sequence[object]) -> Row:
+        """Run one statement on a pooled connection and return its first row."""
+
+    @abstractmethod
+    def snapshot(self) -> contextlib.AbstractAsyncContextManager[Snapshot]: ...
+
+    @abstractmethod
+    async def ping(self) -> None: ...
+
+    @abstractmethod
+    def pool_stats(self) -> tuple[int, int]:
+        """(size, in use)."""
+
+
+def open_database(settings: Settings, on_query: QueryHook | None = None) -> Database:
+    url = settings.database_url
+    if url.startswith("sqlite:"):
+        return SqliteDatabase(settings, on_query)
+    if url.startswith(("postgresql:", "postgres:")):
+        return PostgresDatabase(settings, on_query)
+    raise ValueError(f"unsupported database URL {url!r}: use sqlite:///path or postgresql://...")
+
+
+# --- PostgreSQL -------------------------------------------------------------------------------
+
+def _pg_error(exc: BaseException) -> HeadwaterError:
+    if isinstance(exc, asyncpg.QueryCanceledError):
+        return Timeout("canceling statement due to statement timeout")
+    if isinstance(exc, asyncpg.DataError):
+        sqlstate = getattr(exc, "sqlstate", None) or "22P02"
+        return InvalidValue(str(exc).split("\n")[0], code=sqlstate)
+    if isinstance(exc, (asyncpg.exceptions.InsufficientPrivilegeError,)):
+        return RequestError("permission denied", code="42501", status=403)
+    if isinstance(exc, (OSError, asyncio.TimeoutError, asyncpg.InterfaceError,
+                        asyncpg.exceptions.ConnectionDoesNotExistError,
+                        asyncpg.exceptions.CannotConnectNowError,
+                        asyncpg.exceptions.TooManyConnectionsError,
+                        asyncpg.exceptions.AdminShutdownError)):
+        return DatabaseUnavailable("Database connection error. Retrying the connection.",
+                                   details=type(exc).__name__)
+    return DatabaseError("Database error", details=None)
+
+
+class _PgSnapshot(Snapshot):
+    def __init__(self, conn: asyncpg.Connection[Any], hook: QueryHook) -> None:
+        self.conn = conn
+        self.hook = hook
+
+    async def fetchrow(self, sql: str, params: Sequence[object]) -> Row:
+        self.hook()
+        try:
+            row = await self.conn.fetchrow(sql, *params)
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+            raise _pg_error(exc) from exc
+        assert row is not None
+        return tuple(row)
+
+    async def chunks(self, sql: str, params: Sequence[object],
+                     size: int) -> AsyncIterator[list[Row]]:
+        self.hook()
+        try:
+            cur = self.conn.cursor(sql, *params, prefetch=size)
+            batch: list[Row] = []
+            async for rec in cur:
+                batch.append(tuple(rec))
+                if len(batch) >= size:
+                    yield batch
+                    batch = []
+            if batch:
+                yield batch
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+            raise _pg_error(exc) from exc
+
+
+class PostgresDatabase(Database):
+    dialect = "postgresql"
+
+    def __init__(self, settings: Settings, on_query: QueryHook | None = None) -> None:
+        super().__init__(settings, on_query)
+        self.schema = settings.db_schema
+        self._pool: asyncpg.Pool[Any] | None = None
+
+    async def start(self) -> None:
+        s = self.settings
+        try:
+            self._pool = await asyncpg.create_pool(
+                s.database_url.replace("postgres://", "postgresql://", 1),
+                min_size=s.pool_min_size, max_size=s.pool_max_size, timeout=s.connect_timeout,
+                command_timeout=s.statement_timeout + 1.0,
+                server_settings={"statement_timeout": str(int(s.statement_timeout * 1000)),
+                                 "application_name": "headwater"},
+            )
+        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
+            raise DatabaseUnavailable("Could not connect to the database",
+                                      details=type(exc).__name__) from exc
+
+    @property
+    def pool(self) -> asyncpg.Pool[Any]:
+        if self._pool is None:
+            raise DatabaseUnavailable("Database pool is not started")
+        return self._pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    @contextlib.asynccontextmanager
+    async def _acquire(self) -> AsyncIterator[asyncpg.Connection[Any]]:
+        try:
+            conn = await self.pool.acquire(timeout=self.settings.pool_timeout)
+        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError,
+                asyncpg.InterfaceError) as exc:
+            raise _pg_error(exc) from exc
+        try:
+            yield conn
+        finally:
+            await self.pool.release(conn)
+
+    async def fetchrow(self, sql: str, params: Sequence[object]) -> Row:
+        self._on_query()
+        try:
+            async with self._acquire() as conn:
+                row = await conn.fetchrow(sql, *params)
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+            raise _pg_error(exc) from exc
+        assert row is not None
+        return tuple(row)
+
+    @contextlib.asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[Snapshot]:
+        async with self._acquire() as conn:
+            try:
+                tx = conn.transaction(isolation="repeatable_read", readonly=True)
+                await tx.start()
+            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+                raise _pg_error(exc) from exc
+            try:
+                yield _PgSnapshot(conn, self._on_query)
+            finally:
+                with contextlib.suppress(asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
+                    await tx.rollback()
+
+    async def ping(self) -> None:
+        await self.fetchrow("SELECT 1", ())
+
+    def pool_stats(self) -> tuple[int, int]:
+        if self._pool is None:
+            return (0, 0)
+        size = self._pool.get_size()
+        return size, size - self._pool.get_idle_size()
+
+
+# --- SQLite -----------------------------------------------------------------------------------
+
+def _sqlite_error(exc: sqlite3.Error) -> HeadwaterError:
+    text = str(exc)
+    if "interrupted" in text:
+        return Timeout("canceling statement due to statement timeout")
+    if "locked" in text or "busy" in text or "unable to open" in text:
+        return DatabaseUnavailable("Database is busy or unavailable", details=text)
+    return DatabaseError("Database error")
+
+
+class _SqliteConn:
+    """One sqlite3 connection, used by one thread at a time, with a statement deadline."""
+
+    def __init__(self, path: str, settings: Settings) -> None:
+        self.conn = sqlite3.connect(path, timeout=settings.sqlite_busy_timeout_ms / 1000,
+                                    check_same_thread=False, isolation_level=None,
+                                    cached_statements=512)
+        self.deadline = 0.0
+        self.timeout = settings.statement_timeout
+        c = self.conn
+        c.execute("PRAGMA journal_mode=WAL")
+        c.execute("PRAGMA foreign_keys=ON")
+        c.execute(f"PRAGMA busy_timeout={int(settings.sqlite_busy_timeout_ms)}")
+        # PostgreSQL's LIKE is case-sensitive; SQLite's is not unless told.
+        c.execute("PRAGMA case_sensitive_like=ON")
+        c.set_progress_handler(self._check_deadline, 10_000)
+
+    def _check_deadline(self) -> int:
+        return 1 if self.deadline and time.monotonic() > self.deadline else 0
+
+    def arm(self) -> None:
+        self.deadline = time.monotonic() + self.timeout
+
+    def fetchrow(self, sql: str, params: Sequence[object]) -> Row:
+        self.arm()
+        try:
+            row = self.conn.execute(sql, params).fetchone()
+        finally:
+            self.deadline = 0.0
+        assert row is not None
+        return tuple(row)
+
+
+class _SqliteSnapshot(Snapshot):
+    def __init__(self, db: SqliteDatabase, conn: _SqliteConn) -> None:
+        self.db = db
+        self.conn = conn
+
+    async def fetchrow(self, sql: str, params: Sequence[object]) -> Row:
+        self.db._on_query()
+        return await self.db._run(self.conn.fetchrow, sql, params)
+
+    async def chunks(self, sql: str, params: Sequence[object],
+                     size: int) -> AsyncIterator[list[Row]]:
+        self.db._on_query()
+        cur = await self.db._run(self.conn.conn.execute, sql, params)
+        try:
+            while True:
+                self.conn.arm()
+                batch: list[Row] = await self.db._run(cur.fetchmany, size)
+                if not batch:
+                    return
+                yield batch
+        finally:
+            self.conn.deadline = 0.0
+            await self.db._run(cur.close)
+
+
+class SqliteDatabase(Database):
+    dialect = "sqlite"
+
+    def __init__(self, settings: Settings, on_query: QueryHook | None = None) -> None:
+        super().__init__(settings, on_query)
+        self.schema = None
+        url = settings.database_url
+        self.path = url.split("sqlite:///", 1)[1] if url.startswith("sqlite:///") else \
+            url.removeprefix("sqlite:")
+        self._size = max(1, settings.pool_max_size)
+        self._idle: queue.SimpleQueue[_SqliteConn] = queue.SimpleQueue()
+        self._slots = asyncio.Semaphore(self._size)
+        self._conns: list[_SqliteConn] = []
+        self._executor: ThreadPoolExecutor | None = None
+        self._in_use = 0
+
+    async def start(self) -> None:
+        self._executor = ThreadPoolExecutor(self._size, thread_name_prefix="headwater-sqlite")
+        try:
+            for _ in range(self._size):
+                conn = await self._run(_SqliteConn, self.path, self.settings)
+                self._conns.append(conn)
+                self._idle.put(conn)
+        except sqlite3.Error as exc:
+            raise DatabaseUnavailable("Could not open the SQLite database",
+                                      details=str(exc)) from exc
+
+    async def close(self) -> None:
+        for c in self._conns:
+            c.conn.close()
+        self._conns.clear()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if self._executor is None:
+            raise DatabaseUnavailable("Database is not started")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, fn, *args)
+        except sqlite3.Error as exc:
+            raise _sqlite_error(exc) from exc
+
+    @contextlib.asynccontextmanager
+    async def _acquire(self) -> AsyncIterator[_SqliteConn]:
+        try:
+            await asyncio.wait_for(self._slots.acquire(), self.settings.pool_timeout)
+        except asyncio.TimeoutError as exc:
+            raise DatabaseUnavailable("Timed out waiting for a database connection") from exc
+        conn = self._idle.get_nowait()
+        self._in_use += 1
+        try:
+            yield conn
+        finally:
+            self._in_use -= 1
+            self._idle.put(conn)
+            self._slots.release()
+
+    async def fetchrow(self, sql: str, params: Sequence[object]) -> Row:
+        self._on_query()
+        async with self._acquire() as conn:
+            row: Row = await self._run(conn.fetchrow, sql, params)
+            return row
+
+    @contextlib.asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[Snapshot]:
+        async with self._acquire() as conn:
+            await self._run(conn.conn.execute, "BEGIN")
+            try:
+                yield _SqliteSnapshot(self, conn)
+            finally:
+                with contextlib.suppress(HeadwaterError):
+                    await self._run(conn.conn.execute, "ROLLBACK")
+
+    async def ping(self) -> None:
+        await self.fetchrow("SELECT 1", ())
+
+    def pool_stats(self) -> tuple[int, int]:
+        return len(self._conns), self._in_use

@@ -1,0 +1,252 @@
+"""Plan → SQL text for PostgreSQL or SQLite (pure).
+
+Like PostgREST, the database builds the JSON: one statement answers a whole read, embeds
+included (lateral subqueries on PostgreSQL, correlated subqueries on SQLite), so the hot path
+never touches rows in Python. Identifiers come from the plan (which took them from the
+catalog) and are always quoted; values are numbered parameters (``$n`` / ``?n``), so one
+parameter can appear in both the page and the count subquery.
+
+The text for a plan shape is built once and memoised (``compile_read``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import functools
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import msgspec
+
+from headwater.service.plan import (
+    BoolExpr,
+    Compare,
+    Cond,
+    EmbedExists,
+    IsTest,
+    OrderBy,
+    OutputColumn,
+    OutputEmbed,
+    ReadNode,
+    Value,
+)
+
+Dialect = Literal["postgresql", "sqlite"]
+
+_CMP = {"eq": "=", "neq": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+# Kinds whose PostgreSQL values we compare as text (no usable operator or codec for str).
+_TEXT_CAST = frozenset({"json", "other", "bytes"})
+
+
+@dataclass(frozen=True, slots=True)
+class ReadSQL:
+    #: One row: (total count or NULL, rows in page, JSON array text).
+    aggregate: str
+    #: One JSON object text per row, for streaming.
+    rows: str
+    #: One row: the total count, ignoring limit and offset.
+    count: str
+    #: Which plan parameters ``count`` takes, in order (it numbers its own).
+    count_params: tuple[int, ...]
+
+
+def ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(text: str) -> str:
+    """A SQL string literal for a catalog name used as a JSON key (never request data)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+class _Builder:
+    def __init__(self, dialect: Dialect, schema: str | None) -> None:
+        self.dialect = dialect
+        self.pg = dialect == "postgresql"
+        self.schema = schema
+        # When set, parameters are renumbered densely in order of first use.
+        self.remap: dict[int, int] | None = None
+
+    def p(self, index: int) -> str:
+        if self.remap is not None:
+            index = self.remap.setdefault(index, len(self.remap))
+        return f"${index + 1}" if self.pg else f"?{index + 1}"
+
+    def table(self, node: ReadNode) -> str:
+        if self.pg and self.schema:
+            return f"{ident(self.schema)}.{ident(node.table)} AS {node.alias}"
+        return f"{ident(node.table)} AS {node.alias}"
+
+    # --- conditions ---------------------------------------------------------------------------
+
+    def col(self, alias: str, column: str) -> str:
+        return f"{alias}.{ident(column)}"
+
+    def cond(self, alias: str, c: Cond) -> str:
+        if isinstance(c, BoolExpr):
+            joiner = " OR " if c.op == "or" else " AND "
+            body = "(" + joiner.join(self.cond(alias, i) for i in c.items) + ")"
+        elif isinstance(c, IsTest):
+            body = self.is_test(alias, c)
+        elif isinstance(c, EmbedExists):
+            body = "EXISTS (" + self.exists(c.node) + ")"
+        else:
+            body = self.compare(alias, c)
+        return f"NOT ({body})" if c.negated else body
+
+    def is_test(self, alias: str, c: IsTest) -> str:
+        col = self.col(alias, c.column)
+        if c.value == "null":
+            return f"{col} IS NULL"
+        if c.value == "not_null":
+            return f"{col} IS NOT NULL"
+        if c.value == "unknown":
+            return f"{col} IS UNKNOWN" if self.pg else f"{col} IS NULL"
+        return f"{col} IS {c.value.upper()}"
+
+    def compare(self, alias: str, c: Compare) -> str:
+        col = self.col(alias, c.column)
+        if self.pg and (c.kind in _TEXT_CAST or (c.op in ("like", "ilike") and c.kind != "text")):
+            col += "::text"
+        p = self.p(c.param)
+        if c.op in _CMP:
+            return f"{col} {_CMP[c.op]} {p}"
+        if c.op == "like":
+            return f"{col} LIKE {p}"
+        if c.op == "ilike":
+            return f"{col} ILIKE {p}" if self.pg else f"lower({col}) LIKE lower({p})"
+        if c.op == "isdistinct":
+            return f"{col} IS DISTINCT FROM {p}" if self.pg else f"{col} IS NOT {p}"
+        if c.op == "in":
+            return f"{col} = ANY({p})" if self.pg else f"{col} IN (SELECT value FROM json_each({p}))"
+        raise AssertionError(c.op)
+
+    def where(self, node: ReadNode) -> str:
+        parts = [f"{node.alias}.{ident(mine)} = {node.parent_alias}.{ident(theirs)}"
+                 for mine, theirs in node.join]
+        parts.extend(self.cond(node.alias, c) for c in node.where)
+        return (" WHERE " + " AND ".join(parts)) if parts else ""
+
+    def exists(self, node: ReadNode) -> str:
+        return f"SELECT 1 FROM {self.table(node)}{self.where(node)}"
+
+    def order(self, node: ReadNode) -> str:
+        if not node.order:
+            return ""
+        return " ORDER BY " + ", ".join(self.order_term(node.alias, o) for o in node.order)
+
+    def order_term(self, alias: str, o: OrderBy) -> str:
+        s = self.col(alias, o.column) + (" DESC" if o.desc else " ASC")
+        nulls = o.nulls or (None if self.pg else ("first" if o.desc else "last"))
+        return s + (f" NULLS {nulls.upper()}" if nulls else "")
+
+    def page(self, limit: int | None, offset: int | None, *, root: bool) -> str:
+        s = ""
+        if limit is not None:
+            s += f" LIMIT {self.p(limit)}" if self.pg or not root else \
+                f" LIMIT coalesce({self.p(limit)}, -1)"
+        elif offset is not None and not self.pg:
+            s += " LIMIT -1"
+        if offset is not None:
+            s += f" OFFSET {self.p(offset)}"
+        return s
+
+    # --- PostgreSQL: columns, lateral embeds, json_agg ----------------------------------------
+
+    def pg_select(self, node: ReadNode, limit: int | None, offset: int | None,
+                  root: bool = False) -> str:
+        cols: list[str] = []
+        joins: list[str] = []
+        for o in node.outputs:
+            if isinstance(o, OutputColumn):
+                cols.append(f"{self.col(node.alias, o.column)} AS {ident(o.key)}")
+            else:
+                child = o.node
+                inner = self.pg_select(child, child.limit, child.offset)
+                agg = ("coalesce(json_agg(_s), '[]')" if child.to_many else "row_to_json(_s)")
+                joins.append(f" LEFT JOIN LATERAL (SELECT {agg} AS body FROM ({inner}) AS _s)"
+                             f" AS {child.alias}_e ON TRUE")
+                cols.append(f"{child.alias}_e.body AS {ident(o.key)}")
+        return (f"SELECT {', '.join(cols) or 'NULL AS _'} FROM {self.table(node)}"
+                + "".join(joins) + self.where(node) + self.order(node)
+                + self.page(limit, offset, root=root))
+
+    # --- SQLite: json_object per row, correlated subqueries -----------------------------------
+
+    def sqlite_value(self, node: ReadNode, o: OutputColumn | OutputEmbed) -> str:
+        if isinstance(o, OutputEmbed):
+            child = o.node
+            rows = self.sqlite_rows(child, child.limit, child.offset)
+            if child.to_many:
+                return f"json(coalesce((SELECT '[' || group_concat(_j, ',') || ']' FROM ({rows}))," \
+                       " '[]'))"
+            return f"json(({rows}))"
+        col = self.col(node.alias, o.column)
+        if o.kind == "boolean":
+            # SQLite has no boolean type; the declared type decides what JSON says.
+            return f"json(CASE WHEN {col} IS NULL THEN NULL WHEN {col} THEN 'true' ELSE 'false' END)"
+        if o.kind == "json":
+            return f"(CASE WHEN json_valid({col}) THEN json({col}) ELSE {col} END)"
+        return col
+
+    def sqlite_rows(self, node: ReadNode, limit: int | None, offset: int | None,
+                    root: bool = False) -> str:
+        pairs = ", ".join(f"{literal(o.key)}, {self.sqlite_value(node, o)}" for o in node.outputs)
+        return (f"SELECT json_object({pairs}) AS _j FROM {self.table(node)}" + self.where(node)
+                + self.order(node) + self.page(limit, offset, root=root))
+
+    # --- whole statements ---------------------------------------------------------------------
+
+    def read(self, root: ReadNode, limit: int, offset: int, count: bool) -> ReadSQL:
+        count_sql = f"SELECT count(*) FROM {self.table(root)}{self.where(root)}"
+        total = f"({count_sql})" if count else "NULL"
+        self.remap = {}
+        standalone_count = f"SELECT count(*) FROM {self.table(root)}{self.where(root)}"
+        count_params = tuple(self.remap)
+        self.remap = None
+        if self.pg:
+            inner = self.pg_select(root, limit, offset, root=True)
+            return ReadSQL(
+                aggregate=f"SELECT {total}, count(*), coalesce(json_agg(_t), '[]')::text "
+                          f"FROM ({inner}) AS _t",
+                rows=f"SELECT row_to_json(_t)::text FROM ({inner}) AS _t",
+                count=standalone_count, count_params=count_params)
+        rows = self.sqlite_rows(root, limit, offset, root=True)
+        return ReadSQL(
+            aggregate=f"SELECT {total}, count(*), coalesce('[' || group_concat(_j, ',') || ']',"
+                      f" '[]') FROM ({rows})",
+            rows=rows,
+            count=standalone_count, count_params=count_params)
+
+
+@functools.lru_cache(maxsize=2048)
+def compile_read(dialect: Dialect, schema: str | None, root: ReadNode, limit: int, offset: int,
+                 count: bool) -> ReadSQL:
+    """The SQL for one plan shape; memoised because shapes repeat and values do not matter."""
+    return _Builder(dialect, schema).read(root, limit, offset, count)
+
+
+# --- parameters -------------------------------------------------------------------------------
+
+def _sqlite_value(v: Value) -> object:
+    if isinstance(v, bool):
+        return int(v)
+    if isinstance(v, decimal.Decimal):
+        return float(v)
+    if isinstance(v, (dt.date, dt.datetime, dt.time)):
+        return v.isoformat()
+    if isinstance(v, uuid.UUID):
+        return str(v)
+    if isinstance(v, tuple):
+        return msgspec.json.encode([_sqlite_value(i) for i in v]).decode()
+    return v
+
+
+def bind(dialect: Dialect, params: Sequence[Value]) -> list[object]:
+    """Plan values → what the driver takes (asyncpg's codecs, or SQLite's few types)."""
+    if dialect == "postgresql":
+        return [list(v) if isinstance(v, tuple) else v for v in params]
+    return [_sqlite_value(v) for v in params]

@@ -1,0 +1,138 @@
+"""The one error tree. Every failure Headwater reports is a HeadwaterError.
+
+Each class carries a stable PostgREST-style code and an HTTP status; the API layer
+(``headwater.api.responses``) is the only place that turns them into HTTP.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class HeadwaterError(Exception):
+    """Root of every error Headwater raises on purpose."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "HW000"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: Any = None,
+        hint: str | None = None,
+        code: str | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+        self.hint = hint
+        # Instances may refine the class defaults (e.g. 22P02 vs 22007), never the tree.
+        if code is not None:
+            self.code = code  # type: ignore[misc]
+        if status is not None:
+            self.status = status  # type: ignore[misc]
+
+    def body(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "details": self.details,
+                "hint": self.hint}
+
+
+# --- 4xx: the request is wrong --------------------------------------------------------------
+
+class RequestError(HeadwaterError):
+    """The client sent something we cannot act on."""
+
+    status = 400
+    code = "PGRST100"
+
+
+class ParseError(RequestError):
+    """The query string or a header does not follow the grammar."""
+
+    code = "PGRST100"
+
+
+class InvalidRange(RequestError):
+    status = 416
+    code = "PGRST103"
+
+
+class InvalidBody(RequestError):
+    code = "PGRST102"
+
+
+class UnsupportedMediaType(RequestError):
+    status = 415
+    code = "PGRST107"
+
+
+class NotAcceptable(RequestError):
+    status = 406
+    code = "PGRST107"
+
+
+class SingularityError(RequestError):
+    """``application/vnd.pgrst.object+json`` asked for, but not exactly one row."""
+
+    status = 406
+    code = "PGRST116"
+
+
+class UnknownTable(RequestError):
+    status = 404
+    code = "PGRST205"
+
+
+class UnknownColumn(RequestError):
+    code = "42703"
+
+
+class UnknownRelationship(RequestError):
+    code = "PGRST200"
+
+
+class AmbiguousRelationship(RequestError):
+    status = 300
+    code = "PGRST201"
+
+
+class InvalidValue(RequestError):
+    """A literal that is not valid for its column's type."""
+
+    code = "22P02"
+
+
+class MethodNotAllowed(RequestError):
+    status = 405
+    code = "PGRST117"
+
+
+class NotFound(RequestError):
+    status = 404
+    code = "PGRST125"
+
+
+# --- 5xx: we or a dependency failed -----------------------------------------------------------
+
+class ServiceError(HeadwaterError):
+    status = 500
+    code = "HW500"
+
+
+class DatabaseUnavailable(ServiceError):
+    status = 503
+    code = "PGRST001"
+
+
+class DatabaseError(ServiceError):
+    """An unexpected database error; its text is logged, never sent."""
+
+    status = 500
+    code = "HW501"
+
+
+class Timeout(ServiceError):
+    status = 504
+    code = "57014"

@@ -1,0 +1,78 @@
+"""Prometheus metrics on a registry owned by the app (never the process-global one), plus a
+short rolling window of latencies for the console's ``/-/stats``."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    def __init__(self, window_seconds: float = 60.0, window_max: int = 100_000) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter("headwater_requests", "HTTP requests answered",
+                                ["method", "status"], registry=self.registry)
+        self.duration = Histogram("headwater_request_duration_seconds",
+                                  "Time from request start to the last body byte",
+                                  buckets=_BUCKETS, registry=self.registry)
+        self.db_queries = Counter("headwater_db_queries", "SQL statements sent to the database",
+                                  registry=self.registry)
+        self.db_pool_size = Gauge("headwater_db_pool_size", "Database connections open",
+                                  registry=self.registry)
+        self.db_pool_in_use = Gauge("headwater_db_pool_in_use", "Database connections in use",
+                                    registry=self.registry)
+        self.catalog_reloads = Counter("headwater_catalog_reloads", "Catalog reloads",
+                                       ["result"], registry=self.registry)
+        self.started = time.monotonic()
+        self.window_seconds = window_seconds
+        self._window: deque[tuple[float, float]] = deque(maxlen=window_max)
+        self._by_status: dict[int, int] = {}
+        self._children: dict[tuple[str, int], Counter] = {}
+
+    def observe(self, method: str, status: int, seconds: float) -> None:
+        key = (method, status)
+        child = self._children.get(key)
+        if child is None:
+            # Label lookups cost more than the increment; keep the children.
+            child = self._children[key] = self.requests.labels(method, str(status))
+        child.inc()
+        self.duration.observe(seconds)
+        self._by_status[status] = self._by_status.get(status, 0) + 1
+        self._window.append((time.monotonic(), seconds))
+
+    def query(self) -> None:
+        self.db_queries.inc()
+
+    def render(self, pool: tuple[int, int]) -> bytes:
+        self.db_pool_size.set(pool[0])
+        self.db_pool_in_use.set(pool[1])
+        return generate_latest(self.registry)
+
+    def stats(self, pool: tuple[int, int]) -> dict[str, object]:
+        now = time.monotonic()
+        recent = sorted(d for t, d in self._window if now - t <= self.window_seconds)
+
+        def pct(q: float) -> float | None:
+            if not recent:
+                return None
+            return round(recent[min(len(recent) - 1, int(q * len(recent)))] * 1000, 3)
+
+        total = sum(self._by_status.values())
+        errors = sum(n for s, n in self._by_status.items() if s >= 400)
+        return {
+            "uptime_s": round(now - self.started, 3),
+            "requests_total": total,
+            "errors_total": errors,
+            "requests_by_status": {str(k): v for k, v in sorted(self._by_status.items())},
+            "latency_ms": {"p50": pct(0.50), "p99": pct(0.99)},
+            "db": {"pool_size": pool[0], "pool_in_use": pool[1],
+                   "queries_total": int(self.db_queries._value.get())},
+            "cache": None,
+            "breakers": None,
+            "rate_limit_rejections": None,
+            "outbox_pending": None,
+        }

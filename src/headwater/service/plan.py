@@ -1,0 +1,398 @@
+"""Planning: ``ApiRequest`` + ``Catalog`` → ``ReadPlan`` (pure).
+
+A plan is split in two: a hashable *shape* (tables, columns, operators, parameter slots)
+and the list of bound *values*. The SQL for a shape is built once and cached, and the cache
+layer keys on the shape plus the values, so the same query written two ways shares one entry.
+Every identifier in a plan was looked up in the catalog; no text from the request reaches
+SQL except as a bound value (invariant 4).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, TypeAlias
+
+from headwater.api.grammar import (
+    ApiRequest,
+    Condition,
+    Embed,
+    Field,
+    Logic,
+    MediaType,
+    OrderTerm,
+    Path,
+    Predicate,
+    SelectItem,
+)
+from headwater.db.catalog import Catalog, Column, ColumnKind, Relationship, Table
+from headwater.errors import (
+    AmbiguousRelationship,
+    InvalidValue,
+    ParseError,
+    UnknownColumn,
+    UnknownRelationship,
+    UnknownTable,
+)
+
+Value: TypeAlias = (None | bool | int | float | str | decimal.Decimal | dt.date | dt.datetime
+                    | dt.time | uuid.UUID | tuple["Value", ...])
+
+
+@dataclass(frozen=True, slots=True)
+class Compare:
+    column: str
+    kind: ColumnKind
+    op: str
+    param: int
+    negated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class IsTest:
+    column: str
+    kind: ColumnKind
+    value: str
+    negated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BoolExpr:
+    op: Literal["and", "or"]
+    items: tuple[Cond, ...]
+    negated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedExists:
+    """``rel=not.is.null`` / ``!inner`` (exists) or ``rel=is.null`` (not exists)."""
+
+    node: ReadNode
+    negated: bool = False
+
+
+Cond: TypeAlias = Compare | IsTest | BoolExpr | EmbedExists
+
+
+@dataclass(frozen=True, slots=True)
+class OutputColumn:
+    key: str
+    column: str
+    kind: ColumnKind
+
+
+@dataclass(frozen=True, slots=True)
+class OutputEmbed:
+    key: str
+    node: ReadNode
+
+
+Output: TypeAlias = OutputColumn | OutputEmbed
+
+
+@dataclass(frozen=True, slots=True)
+class OrderBy:
+    column: str
+    desc: bool = False
+    nulls: Literal["first", "last"] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadNode:
+    table: str
+    alias: str
+    outputs: tuple[Output, ...]
+    where: tuple[Cond, ...] = ()
+    order: tuple[OrderBy, ...] = ()
+    limit: int | None = None
+    offset: int | None = None
+    #: (column of this node, column of the parent node) pairs joining it to its parent.
+    join: tuple[tuple[str, str], ...] = ()
+    to_many: bool = False
+    inner: bool = False
+    parent_alias: str = ""
+
+    def embeds(self) -> tuple[ReadNode, ...]:
+        return tuple(o.node for o in self.outputs if isinstance(o, OutputEmbed))
+
+    def tables(self) -> frozenset[str]:
+        """Every table this node reads, embeds and filters included."""
+        out = {self.table}
+        for o in self.outputs:
+            if isinstance(o, OutputEmbed):
+                out |= o.node.tables()
+        for c in _walk(self.where):
+            if isinstance(c, EmbedExists):
+                out |= c.node.tables()
+        return frozenset(out)
+
+
+def _walk(conds: Sequence[Cond]) -> list[Cond]:
+    out: list[Cond] = []
+    for c in conds:
+        out.append(c)
+        if isinstance(c, BoolExpr):
+            out.extend(_walk(c.items))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class ReadPlan:
+    root: ReadNode
+    params: tuple[Value, ...]
+    count: bool
+    media: MediaType
+    #: Root ``limit`` and ``offset`` as parameter slots; the executor may tighten the limit.
+    limit_param: int
+    offset_param: int
+    #: Where the returned rows start, for ``Content-Range``.
+    first: int
+
+
+# --- value coercion ---------------------------------------------------------------------------
+
+_INT = re.compile(r"^\s*[+-]?\d{1,19}\s*$")
+_TRUE = frozenset({"t", "true", "y", "yes", "on", "1"})
+_FALSE = frozenset({"f", "false", "n", "no", "off", "0"})
+_PG_TYPE = {"integer": "integer", "float": "double precision", "numeric": "numeric",
+            "boolean": "boolean", "date": "date", "timestamp": "timestamp",
+            "timestamptz": "timestamp with time zone", "time": "time", "uuid": "uuid"}
+
+
+def coerce(column: Column, text: str) -> Value:
+    """A literal from the request → the Python value for the column's type (400 if invalid)."""
+    kind = column.kind
+    try:
+        if kind == "integer":
+            if not _INT.match(text):
+                raise ValueError(text)
+            n = int(text)
+            bound = 2 ** (column.int_bits - 1)
+            if not -bound <= n < bound:
+                raise InvalidValue(
+                    f'value "{text.strip()}" is out of range for type {column.db_type}',
+                    code="22003", details=f"column {column.name}")
+            return n
+        if kind == "float":
+            return float(text)
+        if kind == "numeric":
+            d = decimal.Decimal(text.strip())
+            if not d.is_finite():
+                raise ValueError(text)
+            return d
+        if kind == "boolean":
+            low = text.strip().lower()
+            if low in _TRUE:
+                return True
+            if low in _FALSE:
+                return False
+            raise ValueError(text)
+        if kind == "date":
+            return dt.date.fromisoformat(text.strip())
+        if kind in ("timestamp", "timestamptz"):
+            ts = dt.datetime.fromisoformat(text.strip())
+            if kind == "timestamptz" and ts.tzinfo is None:
+                ts = ts.replace(tzinfo=dt.UTC)
+            if kind == "timestamp" and ts.tzinfo is not None:
+                ts = ts.astimezone(dt.UTC).replace(tzinfo=None)
+            return ts
+        if kind == "time":
+            return dt.time.fromisoformat(text.strip())
+        if kind == "uuid":
+            return uuid.UUID(text.strip())
+    except (ValueError, decimal.InvalidOperation, OverflowError):
+        raise InvalidValue(
+            f'invalid input syntax for type {_PG_TYPE.get(kind, kind)}: "{text}"',
+            details=f"column {column.name}") from None
+    return text
+
+
+# --- the planner ------------------------------------------------------------------------------
+
+class _Planner:
+    def __init__(self, catalog: Catalog, request: ApiRequest) -> None:
+        self.catalog = catalog
+        self.request = request
+        self.params: list[Value] = []
+        self.aliases = 0
+        self.used_paths: set[Path] = set()
+
+    def param(self, value: Value) -> int:
+        self.params.append(value)
+        return len(self.params) - 1
+
+    def alias(self) -> str:
+        name = f"t{self.aliases}"
+        self.aliases += 1
+        return name
+
+    def column(self, table: Table, name: str) -> Column:
+        col = table.columns.get(name)
+        if col is None:
+            raise UnknownColumn(f"column {table.name}.{name} does not exist",
+                                hint=_suggest(name, table.columns))
+        return col
+
+    def node(self, table: Table, select: Sequence[SelectItem], path: Path, *,
+             join: tuple[tuple[str, str], ...] = (), to_many: bool = False,
+             inner: bool = False, parent_alias: str = "", root: bool = False) -> ReadNode:
+        self.used_paths.add(path)
+        alias = self.alias()
+        outputs: list[Output] = []
+        embeds: dict[str, ReadNode] = {}
+        for item in select:
+            if isinstance(item, Field):
+                if item.name == "*":
+                    outputs.extend(OutputColumn(c.name, c.name, c.kind)
+                                   for c in table.columns.values())
+                else:
+                    col = self.column(table, item.name)
+                    outputs.append(OutputColumn(item.alias or col.name, col.name, col.kind))
+            else:
+                child = self.embed(table, item, path + (item.key,), alias)
+                embeds[item.key] = child
+                outputs.append(OutputEmbed(item.key, child))
+        q = self.request.query
+        where = [self.cond(table, p, embeds) for p in q.where.get(path, ())]
+        for child in embeds.values():
+            if child.inner:
+                where.append(EmbedExists(child))
+        order = tuple(self.order_by(table, t) for t in q.order.get(path, ()))
+        limit = offset = None
+        if not root:
+            if path in q.limit:
+                limit = self.param(q.limit[path])
+            if path in q.offset:
+                offset = self.param(q.offset[path])
+        return ReadNode(table.name, alias, tuple(outputs), tuple(where), order, limit, offset,
+                        join, to_many, inner, parent_alias)
+
+    def embed(self, parent: Table, item: Embed, path: Path, parent_alias: str) -> ReadNode:
+        rel = resolve_relationship(self.catalog, parent.name, item)
+        target = self.catalog.tables[rel.target]
+        join = tuple(zip(rel.target_columns, rel.source_columns, strict=True))
+        return self.node(target, item.select or (Field("*"),), path, join=join,
+                         to_many=rel.to_many, inner=item.inner, parent_alias=parent_alias)
+
+    def order_by(self, table: Table, term: OrderTerm) -> OrderBy:
+        self.column(table, term.column)
+        return OrderBy(term.column, term.desc, term.nulls)
+
+    def cond(self, table: Table, pred: Predicate, embeds: dict[str, ReadNode]) -> Cond:
+        if isinstance(pred, Logic):
+            return BoolExpr(pred.op, tuple(self.cond(table, p, embeds) for p in pred.items),
+                            pred.negated)
+        if pred.column in embeds and pred.column not in table.columns:
+            return self.embed_null_filter(pred, embeds[pred.column])
+        col = self.column(table, pred.column)
+        if pred.op == "is":
+            assert isinstance(pred.value, str)
+            if pred.value in ("true", "false", "unknown") and col.kind != "boolean":
+                raise InvalidValue(f'invalid input syntax for type boolean filter on '
+                                   f'{col.kind} column "{col.name}"')
+            return IsTest(col.name, col.kind, pred.value, pred.negated)
+        if pred.op == "in":
+            assert isinstance(pred.value, tuple)
+            values = tuple(coerce(col, v) for v in pred.value)
+            return Compare(col.name, col.kind, "in", self.param(values), pred.negated)
+        assert isinstance(pred.value, str)
+        if pred.op in ("like", "ilike"):
+            return Compare(col.name, col.kind, pred.op,
+                           self.param(pred.value.replace("*", "%")), pred.negated)
+        return Compare(col.name, col.kind, pred.op, self.param(coerce(col, pred.value)),
+                       pred.negated)
+
+    def embed_null_filter(self, pred: Condition, child: ReadNode) -> Cond:
+        if pred.op != "is" or pred.value not in ("null", "not_null"):
+            raise ParseError(f"only is.null and not.is.null filter an embedded resource "
+                             f"({pred.column})")
+        exists = (pred.value == "not_null") != pred.negated
+        return EmbedExists(child, negated=not exists)
+
+    def check_paths(self) -> None:
+        q = self.request.query
+        for paths in (q.where, q.order, q.limit, q.offset):
+            for p in paths:
+                if p not in self.used_paths:
+                    raise UnknownRelationship(
+                        f"Could not find '{'.'.join(p)}' among the embedded resources",
+                        hint="embed it in select= before filtering or ordering on it")
+
+
+def resolve_relationship(catalog: Catalog, source: str, item: Embed) -> Relationship:
+    rels = catalog.relationships.get(source, ())
+    cands = [r for r in rels if r.target == item.name]
+    if not cands:
+        # PostgREST also accepts a foreign-key column or constraint name as the target.
+        cands = [r for r in rels if (r.cardinality == "m2o" and r.source_columns == (item.name,))
+                 or r.constraint == item.name]
+    if item.hint is not None:
+        hint = item.hint
+        # A column hint names a column of this table first (which also tells the two
+        # directions of a self-referencing key apart), else the other table's key column.
+        by_name = [r for r in cands if hint in (r.constraint, r.target)]
+        by_source = [r for r in cands if (hint,) == r.source_columns]
+        by_target = [r for r in cands if (hint,) == r.target_columns]
+        cands = by_name or by_source or by_target
+    if not cands:
+        raise UnknownRelationship(
+            f"Could not find a relationship between '{source}' and '{item.name}' in the "
+            "schema cache",
+            details=f"Searched for a foreign key relationship between '{source}' and "
+                    f"'{item.name}'" + (f" using the hint '{item.hint}'" if item.hint else ""),
+            hint="Perhaps you meant one of: " + ", ".join(sorted({r.target for r in rels}))
+            if rels else None)
+    if len(cands) > 1:
+        raise AmbiguousRelationship(
+            f"Could not embed because more than one relationship was found for '{source}' and "
+            f"'{item.name}'",
+            details=[{"cardinality": {"m2o": "many-to-one", "o2m": "one-to-many",
+                                      "o2o": "one-to-one"}[r.cardinality],
+                      "embedding": f"{source} with {r.target}",
+                      "relationship": f"{r.constraint} using {source}({', '.join(r.source_columns)})"
+                                      f" and {r.target}({', '.join(r.target_columns)})"}
+                     for r in cands],
+            hint=f"Try changing '{item.name}' to one of the following: "
+                 + ", ".join(f"'{item.name}!{r.constraint}'" for r in cands)
+                 + ". Find the desired relationship in the 'details' key.")
+    return cands[0]
+
+
+def _suggest(name: str, options: object) -> str | None:
+    import difflib
+
+    names = list(options)  # type: ignore[call-overload]
+    close = difflib.get_close_matches(name, names, n=1)
+    return f"Perhaps you meant to reference the column \"{close[0]}\"." if close else None
+
+
+def plan_read(catalog: Catalog, request: ApiRequest, *, max_rows: int = 0) -> ReadPlan:
+    table = catalog.table(request.target)
+    if table is None:
+        hint = _suggest(request.target, catalog.tables)
+        raise UnknownTable(
+            f"Could not find the table 'public.{request.target}' in the schema cache",
+            hint=hint.replace("the column", "the table") if hint else None)
+    p = _Planner(catalog, request)
+    root = p.node(table, request.query.select, (), root=True)
+    p.check_paths()
+    q = request.query
+    offset = q.offset.get((), 0)
+    limit = q.limit.get(())
+    if request.range is not None:
+        first, last = request.range
+        offset = max(offset, first) if () not in q.offset else offset + first
+        if last is not None:
+            span = last - first + 1
+            limit = span if limit is None else min(limit, span)
+    if max_rows:
+        limit = max_rows if limit is None else min(limit, max_rows)
+    limit_param = p.param(limit)
+    offset_param = p.param(offset)
+    return ReadPlan(root=root, params=tuple(p.params), count=request.prefer.count is not None,
+                    media=request.media, limit_param=limit_param, offset_param=offset_param,
+                    first=offset)

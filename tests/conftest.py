@@ -1,0 +1,93 @@
+"""Shared fixtures: real databases with the demo data, and real server processes.
+
+Under CI (``CI=true``) an unreachable PostgreSQL is a failure, not a skip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from headwater.demo import build_demo
+from headwater.testing import ServerProcess
+
+CI = os.environ.get("CI") == "true"
+PG_ADMIN = os.environ.get("HEADWATER_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+DEMO_SCALE = 0.2
+
+
+def unavailable(what: str) -> None:
+    message = f"{what} is not reachable"
+    if CI:
+        pytest.fail(message + " (required under CI=true)")
+    pytest.skip(message)
+
+
+async def _pg_execute(url: str, *sql: str) -> None:
+    conn = await asyncpg.connect(url, timeout=5)
+    try:
+        for s in sql:
+            await conn.execute(s)
+    finally:
+        await conn.close()
+
+
+def pg_url_for(dbname: str) -> str:
+    return PG_ADMIN.rsplit("/", 1)[0] + "/" + dbname
+
+
+@pytest.fixture(scope="session")
+def pg_admin() -> str:
+    try:
+        asyncio.run(_pg_execute(PG_ADMIN, "SELECT 1"))
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        unavailable("PostgreSQL at " + PG_ADMIN)
+    return PG_ADMIN
+
+
+@pytest.fixture(scope="session")
+def fresh_pg_database(pg_admin: str) -> Iterator[str]:
+    """One empty throwaway PostgreSQL database for the session."""
+    name = "hw_test_" + secrets.token_hex(4)
+    asyncio.run(_pg_execute(pg_admin, f'CREATE DATABASE "{name}"'))
+    try:
+        yield pg_url_for(name)
+    finally:
+        asyncio.run(_pg_execute(pg_admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def demo_postgres(fresh_pg_database: str) -> str:
+    asyncio.run(build_demo(fresh_pg_database, scale=DEMO_SCALE))
+    return fresh_pg_database
+
+
+@pytest.fixture(scope="session")
+def demo_sqlite(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = Path(tmp_path_factory.mktemp("demo")) / "demo.db"
+    url = f"sqlite:///{path}"
+    asyncio.run(build_demo(url, scale=DEMO_SCALE))
+    return url
+
+
+@dataclass(frozen=True)
+class Served:
+    url: str
+    database_url: str
+    dialect: str
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def served(request: pytest.FixtureRequest) -> Iterator[Served]:
+    """A running ``headwater serve`` on the demo data, once per database."""
+    db_url = request.getfixturevalue("demo_sqlite" if request.param == "sqlite"
+                                     else "demo_postgres")
+    with ServerProcess(db_url) as server:
+        yield Served(server.url, db_url, request.param)
