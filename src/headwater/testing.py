@@ -37,7 +37,7 @@ class ServerProcess:
 
     def start(self, timeout: float = 30.0, *, ready: bool = True) -> ServerProcess:
         env = {**os.environ, "HEADWATER_LOG_LEVEL": "warning", **self.env}
-        self.proc = subprocess.Popen(
+        self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
             [sys.executable, "-m", "headwater", "serve", self.database_url,
              "--port", str(self.port), *self.args],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)

@@ -325,7 +325,8 @@ def test_errors_are_postgrest_shaped(client: httpx.Client, path: str, status: in
     body = r.json()
     assert set(body) == {"code", "message", "details", "hint"}
     assert body["code"] == code
-    assert "SELECT" not in r.text and "Traceback" not in r.text
+    assert "SELECT" not in r.text
+    assert "Traceback" not in r.text
 
 
 def test_junk_never_500(client: httpx.Client) -> None:

@@ -260,7 +260,8 @@ def render_select(items: Sequence[SelectItem]) -> str:
 
 
 def _render_name(name: str) -> str:
-    if name and not (set(name) & (_NAME_STOP | {"*", "\\"})) and name == name.strip():
+    if (name and not (set(name) & (_NAME_STOP | {"*", "\\"})) and name == name.strip()
+            and name != "not"):
         return name
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -348,7 +349,7 @@ def _logic_item(sc: _Scanner) -> Predicate:
     negated = sc.eat("not.")
     for op in ("and", "or"):
         if sc.eat(op + "("):
-            return Logic(op, _logic_items(sc), negated)  # type: ignore[arg-type]
+            return Logic("and" if op == "and" else "or", _logic_items(sc), negated)
     if negated:
         # ``not.`` in front of a condition's column is not PostgREST; it goes before the op.
         raise sc.error('"and(" or "or("')
@@ -388,8 +389,8 @@ def _logic_item(sc: _Scanner) -> Predicate:
 
 
 def _render_value(value: str, *, in_tree: bool) -> str:
-    if not in_tree and value == value.strip():
-        return value
+    if not in_tree:
+        return value  # a plain filter's value is taken literally
     if value and not (set(value) & set(',()"\\')) and value == value.strip():
         return value
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'

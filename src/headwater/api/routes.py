@@ -84,7 +84,9 @@ def build_routes(hw: Headwater) -> list[BaseRoute]:
     async def stats(request: Request) -> Response:
         return JSONResponse(hw.metrics.stats(hw.db.pool_stats()))
 
-    g = lambda fn: guarded(hw, fn)  # noqa: E731
+    def g(fn: Endpoint) -> Endpoint:
+        return guarded(hw, fn)
+
     methods = ["GET", "HEAD", "POST", "PATCH", "PUT", "DELETE"]
     routes: list[BaseRoute] = [
         Route("/", g(root), methods=["GET", "HEAD"]),

@@ -187,7 +187,8 @@ def reflect(conn: sa.Connection, schema: str | None) -> list[Table]:
         name = key[1]
         if name.startswith("sqlite_") or name.startswith("_headwater"):
             continue
-        pk = tuple(pks.get(key, {}).get("constrained_columns") or ())
+        pk_info = pks.get(key)
+        pk = tuple(pk_info["constrained_columns"] or ()) if pk_info else ()
         columns = {c["name"]: _column(c, pk, conn.dialect) for c in cols[key]}
         foreign = tuple(_foreign_key(name, i, fk) for i, fk in enumerate(fks.get(key, [])))
         unique = tuple(tuple(u["column_names"]) for u in uniques.get(key, []))
@@ -199,7 +200,7 @@ def reflect(conn: sa.Connection, schema: str | None) -> list[Table]:
 def _foreign_key(table: str, i: int, fk: ReflectedForeignKeyConstraint) -> ForeignKey:
     cols = tuple(fk["constrained_columns"])
     # SQLite has no constraint names; PostgREST's hints then fall back to column names.
-    name = fk.get("name") or f"{table}_{'_'.join(cols)}_fkey"
+    name = str(fk.get("name") or f"{table}_{'_'.join(cols)}_fkey")
     return ForeignKey(name=name, table=table, columns=cols, ref_table=fk["referred_table"],
                       ref_columns=tuple(fk["referred_columns"]))
 

@@ -106,7 +106,7 @@ def _pg_error(exc: BaseException) -> HeadwaterError:
 
 
 class _PgSnapshot(Snapshot):
-    def __init__(self, conn: asyncpg.Connection[Any], hook: QueryHook) -> None:
+    def __init__(self, conn: Any, hook: QueryHook) -> None:
         self.conn = conn
         self.hook = hook
 
@@ -154,7 +154,7 @@ class PostgresDatabase(Database):
                 server_settings={"statement_timeout": str(int(s.statement_timeout * 1000)),
                                  "application_name": "headwater"},
             )
-        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
+        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
             raise DatabaseUnavailable("Could not connect to the database",
                                       details=type(exc).__name__) from exc
 
@@ -170,11 +170,10 @@ class PostgresDatabase(Database):
             self._pool = None
 
     @contextlib.asynccontextmanager
-    async def _acquire(self) -> AsyncIterator[asyncpg.Connection[Any]]:
+    async def _acquire(self) -> AsyncIterator[Any]:
         try:
             conn = await self.pool.acquire(timeout=self.settings.pool_timeout)
-        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError,
-                asyncpg.InterfaceError) as exc:
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise _pg_error(exc) from exc
         try:
             yield conn
@@ -252,7 +251,7 @@ class _SqliteConn:
     def fetchrow(self, sql: str, params: Sequence[object]) -> Row:
         self.arm()
         try:
-            row = self.conn.execute(sql, params).fetchone()
+            row: Row | None = self.conn.execute(sql, params).fetchone()
         finally:
             self.deadline = 0.0
         assert row is not None
@@ -266,7 +265,8 @@ class _SqliteSnapshot(Snapshot):
 
     async def fetchrow(self, sql: str, params: Sequence[object]) -> Row:
         self.db._on_query()
-        return await self.db._run(self.conn.fetchrow, sql, params)
+        row: Row = await self.db._run(self.conn.fetchrow, sql, params)
+        return row
 
     async def chunks(self, sql: str, params: Sequence[object],
                      size: int) -> AsyncIterator[list[Row]]:
@@ -332,7 +332,7 @@ class SqliteDatabase(Database):
     async def _acquire(self) -> AsyncIterator[_SqliteConn]:
         try:
             await asyncio.wait_for(self._slots.acquire(), self.settings.pool_timeout)
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             raise DatabaseUnavailable("Timed out waiting for a database connection") from exc
         conn = self._idle.get_nowait()
         self._in_use += 1

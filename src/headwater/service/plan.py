@@ -39,8 +39,8 @@ from headwater.errors import (
     UnknownTable,
 )
 
-Value: TypeAlias = (None | bool | int | float | str | decimal.Decimal | dt.date | dt.datetime
-                    | dt.time | uuid.UUID | tuple["Value", ...])
+Value: TypeAlias = (bool | int | float | str | decimal.Decimal | dt.date | dt.datetime | dt.time
+                    | uuid.UUID | tuple["Value", ...] | None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,7 +253,7 @@ class _Planner:
                     col = self.column(table, item.name)
                     outputs.append(OutputColumn(item.alias or col.name, col.name, col.kind))
             else:
-                child = self.embed(table, item, path + (item.key,), alias)
+                child = self.embed(table, item, (*path, item.key), alias)
                 embeds[item.key] = child
                 outputs.append(OutputEmbed(item.key, child))
         q = self.request.query

@@ -19,7 +19,7 @@ import msgspec
 from headwater.config import Settings
 from headwater.db.engine import Database, Snapshot
 from headwater.db.sql import ReadSQL, bind, compile_read
-from headwater.service.plan import OutputColumn, ReadPlan
+from headwater.service.plan import ReadPlan
 
 
 class RowStream:
@@ -104,9 +104,9 @@ async def _json_chunks(snap: Snapshot, sql: str, params: list[object],
             first = False
             buf.append(row)
             size += len(row) + 1
-        if size >= settings.stream_chunk_bytes:
-            yield "".join(buf).encode()
-            buf, size = [], 0
+            if size >= settings.stream_chunk_bytes:
+                yield "".join(buf).encode()
+                buf, size = [], 0
     buf.append("]")
     yield "".join(buf).encode()
 
@@ -133,12 +133,9 @@ async def _csv_chunks(snap: Snapshot, sql: str, params: list[object], keys: list
         for (row,) in batch:
             obj = decode(row)
             writer.writerow([_csv_cell(v) for v in obj.values()])
-        if out.tell() >= settings.stream_chunk_bytes:
-            yield out.getvalue().encode()
-            out.seek(0)
-            out.truncate()
+            if out.tell() >= settings.stream_chunk_bytes:
+                yield out.getvalue().encode()
+                out.seek(0)
+                out.truncate()
     yield out.getvalue().encode()
 
-
-def csv_header(plan: ReadPlan) -> list[str]:
-    return [o.key for o in plan.root.outputs if isinstance(o, OutputColumn)]

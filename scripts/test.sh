@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Install everything and run every check: lint, types, Python tests (unit, integration
+# against real PostgreSQL), and the web console's tests. `.ci/run` runs exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[test]'
+
+echo "== ruff"; .venv/bin/ruff check src tests bench
+echo "== mypy"; .venv/bin/mypy
+echo "== pytest"; .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+
+if [ -f web/package.json ]; then
+  echo "== web console"
+  bash scripts/test-web.sh
+fi

@@ -1,0 +1,165 @@
+"""The query grammar: examples, and properties (round trip; no foreign exceptions)."""
+
+from __future__ import annotations
+
+import contextlib
+import string
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from headwater.api import grammar as g
+from headwater.errors import HeadwaterError, NotAcceptable, ParseError
+
+# --- examples ---------------------------------------------------------------------------------
+
+
+def test_select_with_aliases_embeds_hints() -> None:
+    items = g.parse_select("id,name:full_name,customer:customers!customer_id(id,name),"
+                           "order_items!inner(*,product:products(sku))")
+    assert items == (
+        g.Field("id"),
+        g.Field("full_name", alias="name"),
+        g.Embed("customers", (g.Field("id"), g.Field("name")), alias="customer",
+                hint="customer_id"),
+        g.Embed("order_items", (g.Field("*"), g.Embed("products", (g.Field("sku"),),
+                                                      alias="product")), inner=True),
+    )
+
+
+def test_filter_ops() -> None:
+    assert g.parse_filter("a", "eq.1") == g.Condition("a", "eq", "1")
+    assert g.parse_filter("a", "not.like.*x*") == g.Condition("a", "like", "*x*", True)
+    assert g.parse_filter("a", 'in.(1,"2,3",x y)') == g.Condition("a", "in", ("1", "2,3", "x y"))
+    assert g.parse_filter("a", "is.null") == g.Condition("a", "is", "null")
+    assert g.parse_filter("a", "eq.a.b.c") == g.Condition("a", "eq", "a.b.c")
+    with pytest.raises(ParseError):
+        g.parse_filter("a", "is.maybe")
+    with pytest.raises(ParseError):
+        g.parse_filter("a", "equals.1")
+
+
+def test_logic_trees() -> None:
+    tree = g.parse_logic("or", "(a.eq.1,and(b.gt.2,c.not.is.null),not.or(d.in.(1,2),e.eq.\"x,)\"))")
+    assert tree == g.Logic("or", (
+        g.Condition("a", "eq", "1"),
+        g.Logic("and", (g.Condition("b", "gt", "2"), g.Condition("c", "is", "null", True))),
+        g.Logic("or", (g.Condition("d", "in", ("1", "2")), g.Condition("e", "eq", "x,)")),
+                negated=True),
+    ))
+    assert g.parse_logic("not.and", "(a.eq.1)").negated
+
+
+def test_order() -> None:
+    assert g.parse_order("a.desc.nullslast,b,c.nullsfirst") == (
+        g.OrderTerm("a", True, "last"), g.OrderTerm("b"), g.OrderTerm("c", False, "first"))
+    with pytest.raises(ParseError):
+        g.parse_order("a.sideways")
+
+
+def test_query_paths() -> None:
+    q = g.parse_query([("select", "*,items(*)"), ("items.qty", "gt.1"), ("items.order", "id"),
+                       ("items.limit", "2"), ("limit", "5"), ("items.or", "(qty.eq.1)")])
+    assert q.where[("items",)][0] == g.Condition("qty", "gt", "1")
+    assert q.order[("items",)] == (g.OrderTerm("id"),)
+    assert q.limit == {("items",): 2, (): 5}
+
+
+def test_prefer_and_accept_and_range() -> None:
+    p = g.parse_prefer(["count=exact, return=representation", "tx=rollback"])
+    assert (p.count, p.returning, p.tx) == ("exact", "representation", "rollback")
+    assert g.parse_prefer(["count=bogus"]).count is None
+    with pytest.raises(ParseError):
+        g.parse_prefer(["count=bogus, handling=strict"])
+    assert g.parse_accept("text/csv;q=0.5, application/vnd.pgrst.object+json") == "object"
+    assert g.parse_accept("text/html;q=0.9, */*;q=0.1") == "json"
+    with pytest.raises(NotAcceptable):
+        g.parse_accept("application/xml")
+    assert g.parse_range("0-9") == (0, 9)
+    assert g.parse_range("items=5-") == (5, None)
+    assert g.parse_range("nonsense") is None
+
+
+# --- properties -------------------------------------------------------------------------------
+
+ident = st.text(string.ascii_letters + string.digits + "_", min_size=1, max_size=12).filter(
+    lambda s: s not in g.RESERVED and s not in ("not", "inner", "left"))
+any_name = st.text(st.characters(codec="utf-8"), min_size=1, max_size=12).filter(
+    lambda s: s.strip() != "" and s not in ("inner", "left"))
+text = st.text(st.characters(codec="utf-8"), max_size=15)
+
+
+def select_items(depth: int) -> st.SearchStrategy[tuple[g.SelectItem, ...]]:
+    field = st.one_of(st.just(g.Field("*")),
+                      st.builds(g.Field, any_name, st.one_of(st.none(), any_name)))
+    if depth == 0:
+        return st.lists(field, min_size=1, max_size=4).map(tuple)
+    embed = st.builds(g.Embed, any_name, select_items(depth - 1), st.one_of(st.none(), any_name),
+                      st.one_of(st.none(), any_name), st.booleans())
+    return st.lists(st.one_of(field, embed), min_size=1, max_size=4).map(tuple)
+
+
+scalar_cond = st.builds(g.Condition, ident, st.sampled_from(sorted(g.SCALAR_OPS)), text,
+                        st.booleans())
+in_cond = st.builds(g.Condition, ident, st.just("in"), st.lists(text, max_size=4).map(tuple),
+                    st.booleans())
+is_cond = st.builds(g.Condition, ident, st.just("is"), st.sampled_from(sorted(g.IS_VALUES)),
+                    st.booleans())
+condition = st.one_of(scalar_cond, in_cond, is_cond)
+logic = st.recursive(
+    st.builds(g.Logic, st.sampled_from(["and", "or"]),
+              st.lists(condition, min_size=1, max_size=3).map(tuple), st.booleans()),
+    lambda inner: st.builds(g.Logic, st.sampled_from(["and", "or"]),
+                            st.lists(st.one_of(condition, inner), min_size=1,
+                                     max_size=3).map(tuple), st.booleans()),
+    max_leaves=6)
+path = st.lists(ident, max_size=2).map(tuple)
+order_terms = st.lists(st.builds(g.OrderTerm, ident, st.booleans(),
+                                 st.sampled_from([None, "first", "last"])),
+                       min_size=1, max_size=3).map(tuple)
+queries = st.builds(
+    g.Query,
+    select=select_items(2),
+    where=st.dictionaries(path, st.lists(st.one_of(condition, logic), min_size=1,
+                                         max_size=3).map(tuple), max_size=3),
+    order=st.dictionaries(path, order_terms, max_size=2),
+    limit=st.dictionaries(path, st.integers(0, 10**9), max_size=2),
+    offset=st.dictionaries(path, st.integers(0, 10**9), max_size=2),
+)
+
+
+@given(select_items(3))
+def test_select_round_trip(items: tuple[g.SelectItem, ...]) -> None:
+    assert g.parse_select(g.render_select(items)) == items
+
+
+@given(logic)
+def test_logic_round_trip(tree: g.Logic) -> None:
+    assert g.parse_logic(g.logic_key(tree), g.render_logic(tree)) == tree
+
+
+@given(condition)
+def test_filter_round_trip(cond: g.Condition) -> None:
+    assert g.parse_filter(cond.column, g.render_condition(cond)) == cond
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow], max_examples=300)
+@given(queries)
+def test_query_round_trip(query: g.Query) -> None:
+    assert g.parse_query(g.render_query(query)) == query
+
+
+junk = st.text(st.characters(codec="utf-8"), max_size=40) | st.text(
+    '(),."!:*\\ abc.eqinotrd', max_size=40)
+
+
+@settings(max_examples=500)
+@given(junk, junk)
+def test_parsers_raise_only_our_errors(key: str, value: str) -> None:
+    for fn in (lambda: g.parse_select(value), lambda: g.parse_filter(key or "a", value),
+               lambda: g.parse_logic("or", value), lambda: g.parse_order(value),
+               lambda: g.parse_query([(key, value)]), lambda: g.parse_prefer([value]),
+               lambda: g.parse_accept(value), lambda: g.parse_range(value)):
+        with contextlib.suppress(HeadwaterError):
+            fn()
