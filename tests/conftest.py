@@ -91,3 +91,33 @@ def served(request: pytest.FixtureRequest) -> Iterator[Served]:
                                      else "demo_postgres")
     with ServerProcess(db_url) as server:
         yield Served(server.url, db_url, request.param)
+
+
+AUDIT_DDL = {
+    "sqlite": "CREATE TABLE audit_log (id INTEGER PRIMARY KEY, event TEXT NOT NULL, ref INTEGER)",
+    "postgresql": "CREATE TABLE audit_log (id serial PRIMARY KEY, event text NOT NULL, ref integer)",
+}
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def served_rw(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+              ) -> Iterator[Served]:
+    """A server on its own writable copy of the demo data, with the test hooks and RPC."""
+    from tests.integration import oracle
+
+    if request.param == "sqlite":
+        path = Path(tmp_path_factory.mktemp("rw")) / "rw.db"
+        db_url = f"sqlite:///{path}"
+        asyncio.run(build_demo(db_url, scale=0.05))
+    else:
+        admin = request.getfixturevalue("pg_admin")
+        name = "hw_rw_" + secrets.token_hex(4)
+        asyncio.run(_pg_execute(admin, f'CREATE DATABASE "{name}"'))
+        request.addfinalizer(lambda: asyncio.run(  # noqa: PT021
+            _pg_execute(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')))
+        db_url = pg_url_for(name)
+        asyncio.run(build_demo(db_url, scale=0.05))
+    oracle.execute(db_url, AUDIT_DDL[request.param])
+    env = {"HEADWATER_MAX_BODY_BYTES": "300000"}
+    with ServerProcess(db_url, env=env, args=("--app", "tests.integration.shop_app:app")) as s:
+        yield Served(s.url, db_url, request.param)

@@ -2,7 +2,8 @@
 dialect."""
 
 from headwater.config import Settings
-from headwater.errors import HeadwaterError
+from headwater.errors import HeadwaterError, Rejected
+from headwater.service.hooks import App, Context, Principal
 
-__all__ = ["HeadwaterError", "Settings"]
+__all__ = ["App", "Context", "HeadwaterError", "Principal", "Rejected", "Settings"]
 __version__ = "0.1.0"

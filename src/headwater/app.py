@@ -26,6 +26,7 @@ from headwater.db.engine import Database, open_database
 from headwater.errors import DatabaseUnavailable, HeadwaterError, MethodNotAllowed, NotFound
 from headwater.observability.logging import LEVELS, make_logger
 from headwater.observability.metrics import Metrics
+from headwater.service.hooks import App, load_app
 
 __all__ = ["Headwater", "create_app", "create_app_from_env"]
 
@@ -39,6 +40,7 @@ class Headwater:
         self.metrics = Metrics()
         self.db: Database = open_database(settings, on_query=self.metrics.query)
         self.catalog: Catalog | None = None
+        self.app: App = load_app(settings.app) if settings.app else App()
         self._openapi: bytes | None = None
         self._retry: asyncio.Task[None] | None = None
         self._db_started = False
@@ -103,7 +105,8 @@ class Headwater:
 
     def openapi(self) -> bytes:
         if self._openapi is None:
-            self._openapi = msgspec.json.encode(openapi_document(self.require_catalog()))
+            self._openapi = msgspec.json.encode(openapi_document(self.require_catalog(),
+                                                                 rpcs=self.app.rpcs))
         return self._openapi
 
     async def readiness(self) -> dict[str, Any]:

@@ -57,6 +57,8 @@ def serve(
     workers: Annotated[int | None, typer.Option(help="[env: HEADWATER_WORKERS] default 1")] = None,
     log_level: Annotated[str | None, typer.Option(
         help="[env: HEADWATER_LOG_LEVEL] debug|info|warning|error")] = None,
+    app: Annotated[str | None, typer.Option(
+        "--app", help="package.module:app with hooks and RPC [env: HEADWATER_APP]")] = None,
 ) -> None:
     """Serve a database over HTTP."""
     import uvicorn
@@ -68,7 +70,7 @@ def serve(
             _build_demo(_sqlite_url(path), 1.0)
         database_url = _sqlite_url(path)
     settings = Settings.from_env(database_url=database_url, host=host, port=port,
-                                 workers=workers, log_level=log_level)
+                                 workers=workers, log_level=log_level, app=app)
     if settings.database_url.startswith("sqlite:///"):
         file = Path(settings.database_url.removeprefix("sqlite:///"))
         if not file.exists():

@@ -41,6 +41,13 @@ class Settings:
     #: Upper bound on rows any read returns (PostgREST's db-max-rows); 0 = unlimited.
     max_rows: int = 0
     max_body_bytes: int = 10 * 1024 * 1024
+    #: Comma-separated tables that accept UPDATE/DELETE without a filter (off by default).
+    unfiltered_writes: str = ""
+    #: ``package.module:attribute`` of a ``headwater.App`` with hooks and RPC functions.
+    app: str = ""
+
+    def unfiltered_write_tables(self) -> frozenset[str]:
+        return frozenset(t.strip() for t in self.unfiltered_writes.split(",") if t.strip())
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

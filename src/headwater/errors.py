@@ -104,6 +104,36 @@ class InvalidValue(RequestError):
     code = "22P02"
 
 
+class ConstraintViolation(RequestError):
+    """The database refused the data (not-null, check, length, range): 400 as PostgREST."""
+
+    code = "23514"
+
+
+class Conflict(RequestError):
+    """A unique or foreign-key constraint refused the write: 409 as PostgREST."""
+
+    status = 409
+    code = "23505"
+
+
+class InvalidWrite(RequestError):
+    """A write the API refuses before any SQL (e.g. UPDATE with no filter)."""
+
+    code = "21000"
+
+
+class Rejected(RequestError):
+    """Raised by a user's hook to refuse a request with a status of its choosing."""
+
+    status = 400
+    code = "HW422"
+
+    def __init__(self, message: str, *, status: int = 400, details: Any = None,
+                 hint: str | None = None, code: str | None = None) -> None:
+        super().__init__(message, details=details, hint=hint, code=code, status=status)
+
+
 class MethodNotAllowed(RequestError):
     status = 405
     code = "PGRST117"

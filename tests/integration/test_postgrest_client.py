@@ -83,3 +83,37 @@ def test_errors_surface_as_api_error(pg: SyncPostgrestClient) -> None:
     with pytest.raises(APIError) as err:
         pg.from_("orders").select("nope").execute()
     assert err.value.code == "42703"
+
+
+@pytest.fixture(scope="module")
+def pg_rw(served_rw: Served) -> Iterator[SyncPostgrestClient]:
+    client = SyncPostgrestClient(served_rw.url)
+    try:
+        yield client
+    finally:
+        client.session.close()
+
+
+def test_client_writes(pg_rw: SyncPostgrestClient, served_rw: Served) -> None:
+    base = 900_000
+    one = {"id": base, "name": "Client One", "email": "one@client.example",
+           "created_at": "2024-01-01T00:00:00"}
+    res = pg_rw.from_("customers").insert(one).execute()
+    assert rows(res)[0]["id"] == base
+    many = [{"id": base + i, "name": f"Bulk {i}", "email": f"bulk{i}@client.example",
+             "created_at": "2024-01-01T00:00:00"} for i in range(1, 11)]
+    res = pg_rw.from_("customers").insert(many).execute()
+    assert len(rows(res)) == 10
+    res = pg_rw.from_("customers").upsert({**one, "name": "Upserted"}).execute()
+    assert rows(res)[0]["name"] == "Upserted"
+    res = pg_rw.from_("customers").update({"country": "NZ"}).gte("id", base + 1).lte(
+        "id", base + 10).execute()
+    assert {r["country"] for r in rows(res)} == {"NZ"}
+    res = pg_rw.from_("customers").delete().gte("id", base + 5).lte("id", base + 10).execute()
+    assert len(rows(res)) == 6
+    assert oracle.rows(served_rw.database_url, "SELECT count(*) FROM customers WHERE id >= $1",
+                       base)[0][0] == 5
+    args: Any = {"order_id": 1}
+    assert pg_rw.rpc("order_total", args).execute().data == pytest.approx(float(
+        oracle.rows(served_rw.database_url, "SELECT coalesce(sum(quantity * unit_price), 0) "
+                    "FROM order_items WHERE order_id = 1")[0][0]))

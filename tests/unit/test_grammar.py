@@ -126,6 +126,8 @@ queries = st.builds(
     order=st.dictionaries(path, order_terms, max_size=2),
     limit=st.dictionaries(path, st.integers(0, 10**9), max_size=2),
     offset=st.dictionaries(path, st.integers(0, 10**9), max_size=2),
+    on_conflict=st.one_of(st.none(), st.lists(any_name, min_size=1, max_size=3).map(tuple)),
+    columns=st.one_of(st.none(), st.lists(any_name, min_size=1, max_size=3).map(tuple)),
 )
 
 

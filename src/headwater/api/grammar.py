@@ -454,6 +454,17 @@ def render_order(terms: Iterable[OrderTerm]) -> str:
 
 # --- the whole query string -------------------------------------------------------------------
 
+def parse_names(key: str, text: str) -> tuple[str, ...]:
+    """``a,"b c",d``: the column lists of ``columns=`` and ``on_conflict=``."""
+    sc = _Scanner(text, key)
+    names: list[str] = []
+    while True:
+        names.append(sc.name())
+        if sc.done:
+            return tuple(names)
+        sc.expect(",")
+
+
 def _non_negative(key: str, text: str) -> int:
     if not text.isascii() or not text.isdigit() or len(text) > 18:
         raise ParseError(f'"failed to parse {key} ({text})"',
@@ -486,9 +497,7 @@ def parse_query(pairs: Iterable[tuple[str, str]]) -> Query:
             select = parse_select(value)
             continue
         if key in ("on_conflict", "columns"):
-            names = tuple(n.strip() for n in value.split(",") if n.strip())
-            if not names:
-                raise ParseError(f"{key} needs at least one column")
+            names = parse_names(key, value)
             if key == "columns":
                 columns = names
             else:
@@ -528,9 +537,9 @@ def render_query(query: Query) -> list[tuple[str, str]]:
     for path, n in query.offset.items():
         pairs.append(("".join(p + "." for p in path) + "offset", str(n)))
     if query.on_conflict:
-        pairs.append(("on_conflict", ",".join(query.on_conflict)))
+        pairs.append(("on_conflict", ",".join(map(_render_name, query.on_conflict))))
     if query.columns:
-        pairs.append(("columns", ",".join(query.columns)))
+        pairs.append(("columns", ",".join(map(_render_name, query.columns))))
     return pairs
 
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+import msgspec
+
 from headwater.db.catalog import Catalog, Column, ColumnKind, Table
+from headwater.service.hooks import RpcSpec
 
 _TYPES: dict[ColumnKind, dict[str, str]] = {
     "integer": {"type": "integer"},
@@ -88,14 +92,80 @@ def _read_op(table: Table) -> dict[str, Any]:
                           "4XX": error, "5XX": error}}
 
 
+def _write_ops(table: Table) -> dict[str, Any]:
+    name = table.name
+    ref = {"$ref": f"#/components/schemas/{name}"}
+    body = {"required": True, "content": {
+        "application/json": {"schema": {"oneOf": [ref, {"type": "array", "items": ref}]}},
+        "text/csv": {"schema": {"type": "string"}}}}
+    patch_body = {"required": True, "content": {"application/json": {"schema": ref}}}
+    error = {"description": "Error", "content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/Error"}}}}
+    rows = {"description": "The written rows (Prefer: return=representation)", "content": {
+        "application/json": {"schema": {"type": "array", "items": ref}}}}
+    filters = [{"name": c.name, "in": "query", "required": False, "schema": {"type": "string"}}
+               for c in table.columns.values()]
+    prefer = {"$ref": "#/components/parameters/preferWrite"}
+    common = {"4XX": error, "5XX": error}
+    return {
+        "post": {"tags": [name], "summary": f"Insert or upsert rows of {name}",
+                 "parameters": [prefer, {"$ref": "#/components/parameters/select"},
+                                {"$ref": "#/components/parameters/columns"},
+                                {"$ref": "#/components/parameters/onConflict"}],
+                 "requestBody": body,
+                 "responses": {"201": {"description": "Created"}, **common}},
+        "patch": {"tags": [name], "summary": f"Update rows of {name}",
+                  "parameters": [prefer, {"$ref": "#/components/parameters/select"}, *filters],
+                  "requestBody": patch_body,
+                  "responses": {"200": rows, "204": {"description": "No Content"}, **common}},
+        "put": {"tags": [name], "summary": f"Upsert one row of {name} by primary key",
+                "parameters": [prefer, *filters], "requestBody": patch_body,
+                "responses": {"200": rows, "204": {"description": "No Content"}, **common}},
+        "delete": {"tags": [name], "summary": f"Delete rows of {name}",
+                   "parameters": [prefer, {"$ref": "#/components/parameters/select"}, *filters],
+                   "responses": {"200": rows, "204": {"description": "No Content"}, **common}},
+    }
+
+
+def _rpc_op(spec: RpcSpec) -> dict[str, Any]:
+    schemas, components = msgspec.json.schema_components(
+        [*list(spec.params.values()), spec.returns], ref_template="#/components/schemas/{name}")
+    arg_schemas = dict(zip(spec.params, schemas[:-1], strict=True))
+    args = {"type": "object", "properties": arg_schemas, "required": sorted(spec.required),
+            "additionalProperties": False}
+    ok = {"description": "OK", "content": {"application/json": {"schema": schemas[-1]}}}
+    error = {"description": "Error", "content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/Error"}}}}
+    op: dict[str, Any] = {
+        "post": {"tags": ["rpc"], "summary": spec.fn.__doc__ or f"Call {spec.name}",
+                 "requestBody": {"required": True,
+                                 "content": {"application/json": {"schema": args}}},
+                 "responses": {"200": ok, "4XX": error}},
+    }
+    if spec.read_only:
+        op["get"] = {"tags": ["rpc"], "summary": spec.fn.__doc__ or f"Call {spec.name}",
+                     "parameters": [{"name": n, "in": "query", "required": n in spec.required,
+                                     "schema": s} for n, s in arg_schemas.items()],
+                     "responses": {"200": ok, "4XX": error}}
+    op["x-components"] = components
+    return op
+
+
 def openapi_document(catalog: Catalog, *, title: str = "Headwater", version: str = "0.1.0",
-                     ) -> dict[str, Any]:
+                     rpcs: Mapping[str, RpcSpec] | None = None) -> dict[str, Any]:
     paths: dict[str, Any] = {"/": {"get": {"summary": "This document", "tags": ["Introspection"],
                                            "responses": {"200": {"description": "OK"}}}}}
     schemas: dict[str, Any] = {"Error": _ERROR}
     for table in catalog.tables.values():
-        paths[f"/{table.name}"] = {"get": _read_op(table)}
+        ops = {"get": _read_op(table)}
+        if not table.is_view:
+            ops.update(_write_ops(table))
+        paths[f"/{table.name}"] = ops
         schemas[table.name] = _table_schema(table)
+    for spec in (rpcs or {}).values():
+        op = _rpc_op(spec)
+        schemas.update(op.pop("x-components"))
+        paths[f"/rpc/{spec.name}"] = op
     string = {"type": "string"}
     parameters = {
         "select": {"name": "select", "in": "query", "required": False, "schema": string,
@@ -110,6 +180,15 @@ def openapi_document(catalog: Catalog, *, title: str = "Headwater", version: str
                   "description": "Rows to return, e.g. 0-24"},
         "rangeUnit": {"name": "Range-Unit", "in": "header", "required": False,
                       "schema": {"type": "string", "default": "items"}},
+        "columns": {"name": "columns", "in": "query", "required": False, "schema": string,
+                    "description": "Which keys of the body to insert, e.g. name,price"},
+        "onConflict": {"name": "on_conflict", "in": "query", "required": False,
+                       "schema": string, "description": "Unique columns for an upsert"},
+        "preferWrite": {"name": "Prefer", "in": "header", "required": False, "schema": string,
+                        "description": "return=minimal|headers-only|representation, "
+                                       "resolution=merge-duplicates|ignore-duplicates, "
+                                       "missing=default, tx=rollback, max-affected=N, "
+                                       "handling=strict"},
         "preferCount": {"name": "Prefer", "in": "header", "required": False,
                         "schema": {"type": "string",
                                    "enum": ["count=exact", "count=planned", "count=estimated"]}},

@@ -14,6 +14,7 @@ from starlette.types import Receive, Scope, Send
 from headwater.api.grammar import MediaType
 from headwater.errors import HeadwaterError, InvalidRange, SingularityError
 from headwater.service.reads import ReadResult, RowStream
+from headwater.service.writes import WriteResult
 
 CONTENT_TYPES: dict[MediaType, str] = {
     "json": "application/json; charset=utf-8",
@@ -75,6 +76,23 @@ def range_status(first: int, rows: int, total: int | None) -> int:
                            details=f"An offset of {first} was requested, but there are only "
                                    f"{total} rows.")
     return 206 if rows < total else 200
+
+
+def write_response(result: WriteResult, *, method: str, returning: str | None,
+                   applied: list[str]) -> Response:
+    headers: dict[str, str] = {}
+    if applied:
+        headers["Preference-Applied"] = ", ".join(applied)
+    if method == "POST":
+        headers["Content-Range"] = "*/*"
+    else:
+        headers["Content-Range"] = content_range(0, result.affected, None)
+    if result.location:
+        headers["Location"] = result.location
+    if returning == "representation":
+        status = 201 if method == "POST" else 200
+        return Response(result.body or b"[]", status, headers, CONTENT_TYPES["json"])
+    return Response(None, 201 if method == "POST" else 204, headers)
 
 
 def read_response(result: ReadResult, media: MediaType, *, head: bool = False,

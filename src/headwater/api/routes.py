@@ -1,20 +1,40 @@
-"""HTTP endpoints: tables in PostgREST's dialect, and the ``/-/`` system endpoints."""
+"""HTTP endpoints: tables in PostgREST's dialect, RPC, and the ``/-/`` system endpoints."""
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
-from starlette.requests import Request
+import msgspec
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from headwater.api import grammar
-from headwater.api.responses import JSONResponse, error_response, internal_error, read_response
-from headwater.errors import HeadwaterError, MethodNotAllowed
+from headwater.api.responses import (
+    CONTENT_TYPES,
+    JSONResponse,
+    error_response,
+    internal_error,
+    read_response,
+    write_response,
+)
+from headwater.errors import (
+    HeadwaterError,
+    InvalidBody,
+    MethodNotAllowed,
+    RequestError,
+    SingularityError,
+    UnsupportedMediaType,
+)
+from headwater.service.hooks import Principal
 from headwater.service.plan import plan_read
 from headwater.service.reads import execute_read
+from headwater.service.rpc import call_rpc, check_args, find_rpc
+from headwater.service.writes import Writer
 
 if TYPE_CHECKING:
     from headwater.app import Headwater
@@ -33,6 +53,8 @@ def guarded(hw: Headwater, fn: Endpoint) -> Endpoint:
                 hw.log.error("request_failed", request_id=request.scope.get("request_id"),
                              code=exc.code, error=exc.message, details=str(exc.__cause__ or ""))
             return error_response(exc)
+        except ClientDisconnect:
+            return Response(None, 499)
         except Exception:
             hw.log.exception("unhandled_error", request_id=request.scope.get("request_id"),
                              path=request.url.path)
@@ -45,27 +67,135 @@ def parse_request(request: Request, table: str) -> grammar.ApiRequest:
     headers = request.headers
     query = grammar.parse_query(
         parse_qsl(request.scope["query_string"].decode("latin-1"), keep_blank_values=True))
+    media = grammar.parse_accept(headers.get("accept"))
     return grammar.ApiRequest(
         method=request.method,
         target=table,
         query=query,
         prefer=grammar.parse_prefer(headers.getlist("prefer")),
-        media=grammar.parse_accept(headers.get("accept")),
-        range=grammar.parse_range(headers.get("range")),
+        media=media,
+        range=grammar.parse_range(headers.get("range")) if request.method in ("GET", "HEAD")
+        else None,
     )
 
 
+async def read_body(request: Request, limit: int) -> tuple[Any, bool]:
+    """The request body as JSON (any shape) or CSV rows; the bool says it was CSV."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestError(f"Request body larger than {limit} bytes", code="PGRST413",
+                           status=413)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(f"Request body larger than {limit} bytes", code="PGRST413",
+                               status=413)
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    ctype = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if ctype in ("application/json", "application/vnd.pgrst.object+json", ""):
+        try:
+            return msgspec.json.decode(raw), False
+        except msgspec.DecodeError as exc:
+            raise InvalidBody("Empty or invalid json", details=str(exc)) from None
+    if ctype == "application/x-www-form-urlencoded":
+        try:
+            return dict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True)), False
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise InvalidBody("Invalid form body", details=str(exc)) from None
+    if ctype == "text/csv":
+        try:
+            text = raw.decode("utf-8")
+            rows = list(csv.DictReader(io.StringIO(text)))
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise InvalidBody("Invalid CSV body", details=str(exc)) from None
+        if any(None in r for r in rows):
+            raise InvalidBody("Invalid CSV body", details="a row has more fields than the header")
+        return rows, True
+    raise UnsupportedMediaType(f"Content-Type not acceptable: {ctype}",
+                               hint="send application/json or text/csv")
+
+
+def _applied(api: grammar.ApiRequest) -> list[str]:
+    p = api.prefer
+    out = []
+    if p.returning:
+        out.append(f"return={p.returning}")
+    if p.resolution:
+        out.append(f"resolution={p.resolution}")
+    if p.missing:
+        out.append(f"missing={p.missing}")
+    if p.tx:
+        out.append(f"tx={p.tx}")
+    if p.max_affected is not None and p.handling == "strict":
+        out += ["handling=strict", f"max-affected={p.max_affected}"]
+    return out
+
+
 def build_routes(hw: Headwater) -> list[BaseRoute]:
+    settings = hw.settings
+
+    def writer(request: Request) -> Writer:
+        return Writer(hw.db, hw.require_catalog(), settings, hw.app, Principal(),
+                      request.scope.get("request_id"))
+
     async def table(request: Request) -> Response:
         name = request.path_params["table"]
         method = request.method
-        if method not in ("GET", "HEAD"):
-            raise MethodNotAllowed(f"{method} is not supported on /{name} yet")
         api = parse_request(request, name)
-        plan = plan_read(hw.require_catalog(), api, max_rows=hw.settings.max_rows)
-        result = await execute_read(hw.db, plan, hw.settings)
-        request.scope["rows"] = result.rows
-        return read_response(result, plan.media, head=method == "HEAD")
+        if method in ("GET", "HEAD"):
+            plan = plan_read(hw.require_catalog(), api, max_rows=settings.max_rows)
+            result = await execute_read(hw.db, plan, settings)
+            request.scope["rows"] = result.rows
+            return read_response(result, plan.media, head=method == "HEAD")
+        if api.media == "csv":
+            # Writes answer JSON; only the read path renders CSV.
+            raise RequestError("text/csv responses are only offered for reads",
+                               code="PGRST107", status=406)
+        w = writer(request)
+        if method == "DELETE":
+            result_w = await w.delete(api)
+        else:
+            body, from_csv = await read_body(request, settings.max_body_bytes)
+            if method == "PATCH":
+                result_w = await w.update(api, body)
+            else:
+                rows = body if isinstance(body, list) else [body]
+                if not all(isinstance(r, dict) for r in rows):
+                    raise InvalidBody("Expected a JSON object or an array of objects",
+                                      code="PGRST102")
+                result_w = await w.insert(api, rows, from_csv=from_csv, put=method == "PUT")
+        request.scope["rows"] = result_w.affected
+        if (api.media == "object" and api.prefer.returning == "representation"
+                and result_w.affected != 1):
+            raise SingularityError("JSON object requested, multiple (or no) rows returned",
+                                   details=f"The result contains {result_w.affected} rows")
+        return write_response(result_w, method=method, returning=api.prefer.returning,
+                              applied=_applied(api))
+
+    async def rpc(request: Request) -> Response:
+        spec = find_rpc(hw.app, request.path_params["name"])
+        if request.method in ("GET", "HEAD"):
+            if not spec.read_only:
+                raise MethodNotAllowed(f"{spec.name} may write: call it with POST",
+                                       hint="declare it with @app.rpc(read_only=True) for GET")
+            args: dict[str, Any] = dict(parse_qsl(request.scope["query_string"].decode("latin-1"),
+                                                  keep_blank_values=True))
+            from_text = True
+        else:
+            body, from_csv = await read_body(request, settings.max_body_bytes)
+            if from_csv or not isinstance(body, dict):
+                raise InvalidBody("RPC arguments must be one JSON object", code="PGRST102")
+            args, from_text = body, False
+        checked = check_args(spec, args, from_text=from_text)
+        prefer = grammar.parse_prefer(request.headers.getlist("prefer"))
+        out = await call_rpc(hw.db, spec, checked, principal=Principal(),
+                             request_id=request.scope.get("request_id"),
+                             rollback=prefer.tx == "rollback")
+        return Response(b"" if request.method == "HEAD" else out, 200,
+                        media_type=CONTENT_TYPES["json"])
 
     async def root(request: Request) -> Response:
         return Response(hw.openapi(), media_type="application/openapi+json; charset=utf-8")
@@ -94,6 +224,7 @@ def build_routes(hw: Headwater) -> list[BaseRoute]:
         Route("/-/ready", g(ready), methods=["GET", "HEAD"]),
         Route("/-/metrics", g(metrics), methods=["GET"]),
         Route("/-/stats", g(stats), methods=["GET"]),
+        Route("/rpc/{name}", g(rpc), methods=["GET", "HEAD", "POST"]),
     ]
     console = hw.console_dir()
     if console is not None:

@@ -24,6 +24,8 @@ import asyncpg
 
 from headwater.config import Settings
 from headwater.errors import (
+    Conflict,
+    ConstraintViolation,
     DatabaseError,
     DatabaseUnavailable,
     HeadwaterError,
@@ -45,6 +47,19 @@ class Snapshot(ABC):
     @abstractmethod
     def chunks(self, sql: str, params: Sequence[object], size: int) -> AsyncIterator[list[Row]]:
         ...
+
+
+class Transaction(ABC):
+    """One connection inside a read-write transaction; committed when the block ends cleanly."""
+
+    dialect: Literal["postgresql", "sqlite"]
+
+    @abstractmethod
+    async def fetch(self, sql: str, params: Sequence[object]) -> list[Row]: ...
+
+    async def fetchrow(self, sql: str, params: Sequence[object]) -> Row | None:
+        rows = await self.fetch(sql, params)
+        return rows[0] if rows else None
 
 
 class Database(ABC):
@@ -69,6 +84,11 @@ class Database(ABC):
     def snapshot(self) -> contextlib.AbstractAsyncContextManager[Snapshot]: ...
 
     @abstractmethod
+    def transaction(self, *, rollback: bool = False,
+                    ) -> contextlib.AbstractAsyncContextManager[Transaction]:
+        """A read-write transaction; ``rollback=True`` undoes it even when it succeeds."""
+
+    @abstractmethod
     async def ping(self) -> None: ...
 
     @abstractmethod
@@ -87,7 +107,20 @@ def open_database(settings: Settings, on_query: QueryHook | None = None) -> Data
 
 # --- PostgreSQL -------------------------------------------------------------------------------
 
+_PG_CONFLICT = frozenset({"23505", "23503", "23P01"})
+
+
 def _pg_error(exc: BaseException) -> HeadwaterError:
+    sqlstate = getattr(exc, "sqlstate", None)
+    if isinstance(exc, asyncpg.PostgresError) and sqlstate and sqlstate[:2] == "23":
+        # PostgreSQL's own message and detail name the constraint and key, never our SQL.
+        cls = Conflict if sqlstate in _PG_CONFLICT else ConstraintViolation
+        return cls(exc.args[0] if exc.args else "constraint violation", code=sqlstate,
+                   details=getattr(exc, "detail", None), hint=getattr(exc, "hint", None))
+    if isinstance(exc, asyncpg.PostgresError) and sqlstate in ("22001", "22003", "22007", "22008",
+                                                               "22P02", "22023"):
+        return ConstraintViolation(exc.args[0] if exc.args else "invalid value", code=sqlstate,
+                                   details=getattr(exc, "detail", None))
     if isinstance(exc, asyncpg.QueryCanceledError):
         return Timeout("canceling statement due to statement timeout")
     if isinstance(exc, asyncpg.DataError):
@@ -132,6 +165,21 @@ class _PgSnapshot(Snapshot):
                     batch = []
             if batch:
                 yield batch
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+            raise _pg_error(exc) from exc
+
+
+class _PgTransaction(Transaction):
+    dialect = "postgresql"
+
+    def __init__(self, conn: Any, hook: QueryHook) -> None:
+        self.conn = conn
+        self.hook = hook
+
+    async def fetch(self, sql: str, params: Sequence[object]) -> list[Row]:
+        self.hook()
+        try:
+            return [tuple(r) for r in await self.conn.fetch(sql, *params)]
         except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
             raise _pg_error(exc) from exc
 
@@ -204,6 +252,25 @@ class PostgresDatabase(Database):
                 with contextlib.suppress(asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
                     await tx.rollback()
 
+    @contextlib.asynccontextmanager
+    async def transaction(self, *, rollback: bool = False) -> AsyncIterator[Transaction]:
+        async with self._acquire() as conn:
+            tx = conn.transaction()
+            try:
+                await tx.start()
+            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+                raise _pg_error(exc) from exc
+            try:
+                yield _PgTransaction(conn, self._on_query)
+            except BaseException:
+                with contextlib.suppress(asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
+                    await tx.rollback()
+                raise
+            try:
+                await (tx.rollback() if rollback else tx.commit())
+            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+                raise _pg_error(exc) from exc
+
     async def ping(self) -> None:
         await self.fetchrow("SELECT 1", ())
 
@@ -216,8 +283,21 @@ class PostgresDatabase(Database):
 
 # --- SQLite -----------------------------------------------------------------------------------
 
+_SQLITE_CONSTRAINT: dict[str, tuple[type[HeadwaterError], str]] = {
+    "SQLITE_CONSTRAINT_UNIQUE": (Conflict, "23505"),
+    "SQLITE_CONSTRAINT_PRIMARYKEY": (Conflict, "23505"),
+    "SQLITE_CONSTRAINT_FOREIGNKEY": (Conflict, "23503"),
+    "SQLITE_CONSTRAINT_NOTNULL": (ConstraintViolation, "23502"),
+    "SQLITE_CONSTRAINT_CHECK": (ConstraintViolation, "23514"),
+}
+
+
 def _sqlite_error(exc: sqlite3.Error) -> HeadwaterError:
     text = str(exc)
+    if isinstance(exc, sqlite3.IntegrityError):
+        cls, code = _SQLITE_CONSTRAINT.get(getattr(exc, "sqlite_errorname", ""),
+                                           (ConstraintViolation, "23514"))
+        return cls(text, code=code)
     if "interrupted" in text:
         return Timeout("canceling statement due to statement timeout")
     if "locked" in text or "busy" in text or "unable to open" in text:
@@ -247,6 +327,13 @@ class _SqliteConn:
 
     def arm(self) -> None:
         self.deadline = time.monotonic() + self.timeout
+
+    def fetchall(self, sql: str, params: Sequence[object]) -> list[Row]:
+        self.arm()
+        try:
+            return self.conn.execute(sql, params).fetchall()
+        finally:
+            self.deadline = 0.0
 
     def fetchrow(self, sql: str, params: Sequence[object]) -> Row:
         self.arm()
@@ -282,6 +369,19 @@ class _SqliteSnapshot(Snapshot):
         finally:
             self.conn.deadline = 0.0
             await self.db._run(cur.close)
+
+
+class _SqliteTransaction(Transaction):
+    dialect = "sqlite"
+
+    def __init__(self, db: SqliteDatabase, conn: _SqliteConn) -> None:
+        self.db = db
+        self.conn = conn
+
+    async def fetch(self, sql: str, params: Sequence[object]) -> list[Row]:
+        self.db._on_query()
+        rows: list[Row] = await self.db._run(self.conn.fetchall, sql, params)
+        return rows
 
 
 class SqliteDatabase(Database):
@@ -358,6 +458,20 @@ class SqliteDatabase(Database):
             finally:
                 with contextlib.suppress(HeadwaterError):
                     await self._run(conn.conn.execute, "ROLLBACK")
+
+    @contextlib.asynccontextmanager
+    async def transaction(self, *, rollback: bool = False) -> AsyncIterator[Transaction]:
+        async with self._acquire() as conn:
+            # IMMEDIATE takes the write lock up front, so a busy database fails fast at BEGIN
+            # (after busy_timeout) instead of midway through the request.
+            await self._run(conn.conn.execute, "BEGIN IMMEDIATE")
+            try:
+                yield _SqliteTransaction(self, conn)
+            except BaseException:
+                with contextlib.suppress(HeadwaterError):
+                    await self._run(conn.conn.execute, "ROLLBACK")
+                raise
+            await self._run(conn.conn.execute, "ROLLBACK" if rollback else "COMMIT")
 
     async def ping(self) -> None:
         await self.fetchrow("SELECT 1", ())

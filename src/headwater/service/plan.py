@@ -396,3 +396,99 @@ def plan_read(catalog: Catalog, request: ApiRequest, *, max_rows: int = 0) -> Re
     return ReadPlan(root=root, params=tuple(p.params), count=request.prefer.count is not None,
                     media=request.media, limit_param=limit_param, offset_param=offset_param,
                     first=offset)
+
+
+# --- writes -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class TargetColumn:
+    name: str
+    kind: ColumnKind
+    db_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class InsertShape:
+    table: str
+    columns: tuple[TargetColumn, ...]
+    #: Many rows travel as one array per column (PostgreSQL) or one JSON document (SQLite).
+    many: bool
+    conflict: tuple[str, ...] | None = None
+    resolution: Literal["merge", "ignore"] | None = None
+    returning: tuple[TargetColumn, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class InsertPlan:
+    shape: InsertShape
+    rows: tuple[tuple[Value, ...], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MutateShape:
+    """An UPDATE or DELETE, with PostgREST's optional ``order`` + ``limit``."""
+
+    action: Literal["update", "delete"]
+    table: str
+    alias: str
+    assignments: tuple[tuple[str, int], ...]
+    where: tuple[Cond, ...]
+    order: tuple[OrderBy, ...] = ()
+    limit: int | None = None
+    key: tuple[str, ...] = ()
+    returning: tuple[TargetColumn, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MutatePlan:
+    shape: MutateShape
+    params: tuple[Value, ...]
+
+
+def target_columns(table: Table, names: Sequence[str] | None = None) -> tuple[TargetColumn, ...]:
+    cols = table.columns.values() if names is None else (table.columns[n] for n in names)
+    return tuple(TargetColumn(c.name, c.kind, c.db_type) for c in cols)
+
+
+def require_table(catalog: Catalog, name: str) -> Table:
+    table = catalog.table(name)
+    if table is None:
+        hint = _suggest(name, catalog.tables)
+        raise UnknownTable(f"Could not find the table 'public.{name}' in the schema cache",
+                           hint=hint.replace("the column", "the table") if hint else None)
+    return table
+
+
+def plan_insert(table: Table, columns: tuple[str, ...], rows: tuple[tuple[Value, ...], ...], *,
+                conflict: tuple[str, ...] | None = None,
+                resolution: Literal["merge", "ignore"] | None = None) -> InsertPlan:
+    if resolution is not None:
+        conflict = conflict or table.primary_key
+        if not conflict:
+            raise ParseError(f"{table.name} has no primary key: give on_conflict= to upsert",
+                             code="PGRST103")
+        for c in conflict:
+            if c not in table.columns:
+                raise UnknownColumn(f"column {table.name}.{c} does not exist")
+    shape = InsertShape(table.name, target_columns(table, columns), len(rows) > 1,
+                        conflict if resolution else None, resolution, target_columns(table))
+    return InsertPlan(shape, rows)
+
+
+def plan_mutation(catalog: Catalog, request: ApiRequest, action: Literal["update", "delete"],
+                  assignments: Sequence[tuple[str, Value]] = ()) -> MutatePlan:
+    """The filters, order and limit of a PATCH or DELETE, planned like a read's root."""
+    table = require_table(catalog, request.target)
+    p = _Planner(catalog, request)
+    p.used_paths.add(())
+    q = request.query
+    where = tuple(p.cond(table, pred, {}) for pred in q.where.get((), ()))
+    p.check_paths()
+    order = tuple(p.order_by(table, t) for t in q.order.get((), ()))
+    limit = p.param(q.limit[()]) if () in q.limit else None
+    if limit is not None and not table.primary_key:
+        raise ParseError(f"limit on {action} needs a primary key on {table.name}")
+    sets = tuple((name, p.param(value)) for name, value in assignments)
+    shape = MutateShape(action, table.name, "t0", sets, where, order, limit, table.primary_key,
+                        target_columns(table))
+    return MutatePlan(shape, tuple(p.params))

@@ -1,0 +1,122 @@
+"""Write plans → INSERT / UPDATE / DELETE text for PostgreSQL or SQLite (pure).
+
+Each statement returns one JSON object per affected row (the whole row, typed as reads type
+it), which feeds hooks, the response and, later, the outbox. A bulk insert is one statement
+whatever its size: PostgreSQL takes one typed array per column through ``unnest``, SQLite one
+JSON document through ``json_each``, so neither runs into a bound-parameter limit.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import msgspec
+
+from headwater.db.sql import Dialect, _Builder, bind, ident, literal
+from headwater.service.plan import (
+    InsertPlan,
+    InsertShape,
+    MutatePlan,
+    MutateShape,
+    OrderBy,
+    OutputColumn,
+    ReadNode,
+    TargetColumn,
+)
+
+
+def _target(dialect: Dialect, schema: str | None, table: str) -> str:
+    if dialect == "postgresql" and schema:
+        return f"{ident(schema)}.{ident(table)}"
+    return ident(table)
+
+
+def _row_json(b: _Builder, alias: str, cols: Sequence[TargetColumn]) -> str:
+    if b.pg:
+        return f"to_json({alias})::text"
+    node = ReadNode(table="", alias="", outputs=tuple(OutputColumn(c.name, c.name, c.kind)
+                                                      for c in cols))
+    pairs = ", ".join(f"{literal(c.name)}, {b.sqlite_value(node, o)}"
+                      for c, o in zip(cols, node.outputs, strict=True))
+    return f"json_object({pairs})"
+
+
+class _UnqualifiedBuilder(_Builder):
+    """SQLite's RETURNING and INSERT cannot name the target by an alias."""
+
+    def col(self, alias: str, column: str) -> str:
+        return ident(column) if not alias else f"{alias}.{ident(column)}"
+
+
+@functools.lru_cache(maxsize=1024)
+def compile_insert(dialect: Dialect, schema: str | None, shape: InsertShape) -> str:
+    b = _UnqualifiedBuilder(dialect, schema)
+    cols = shape.columns
+    names = ", ".join(ident(c.name) for c in cols)
+    target = _target(dialect, schema, shape.table)
+    if b.pg:
+        target += " AS t0"
+    if not cols:
+        source = " DEFAULT VALUES"
+    elif not shape.many:
+        source = f" ({names}) VALUES (" + ", ".join(b.p(i) for i in range(len(cols))) + ")"
+    elif b.pg:
+        arrays = ", ".join(f"{b.p(i)}::{c.db_type}[]" for i, c in enumerate(cols))
+        source = f" ({names}) SELECT * FROM unnest({arrays})"
+    else:
+        picks = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(cols)))
+        # ``WHERE true`` keeps SQLite from reading ON CONFLICT as a join constraint.
+        source = f" ({names}) SELECT {picks} FROM json_each({b.p(0)}) WHERE true"
+    conflict = ""
+    if shape.resolution is not None and shape.conflict:
+        keys = ", ".join(ident(c) for c in shape.conflict)
+        updates = [c.name for c in cols if c.name not in shape.conflict]
+        if shape.resolution == "merge" and updates:
+            sets = ", ".join(f"{ident(c)} = excluded.{ident(c)}" for c in updates)
+            conflict = f" ON CONFLICT ({keys}) DO UPDATE SET {sets}"
+        else:
+            conflict = f" ON CONFLICT ({keys}) DO NOTHING"
+    returning = _row_json(b, "t0" if b.pg else "", shape.returning)
+    return f"INSERT INTO {target}{source}{conflict} RETURNING {returning}"
+
+
+def insert_params(dialect: Dialect, plan: InsertPlan) -> list[object]:
+    shape = plan.shape
+    if not shape.many:
+        return bind(dialect, plan.rows[0]) if plan.rows else []
+    if dialect == "postgresql":
+        return [list(col) for col in zip(*(bind(dialect, r) for r in plan.rows), strict=True)]
+    rows = [bind(dialect, r) for r in plan.rows]
+    # json columns arrive as JSON text; json_extract would hand SQLite that text back as is.
+    return [msgspec.json.encode(rows).decode()]
+
+
+@functools.lru_cache(maxsize=1024)
+def compile_mutation(dialect: Dialect, schema: str | None, shape: MutateShape) -> str:
+    b = _UnqualifiedBuilder(dialect, schema)
+    alias = shape.alias if b.pg else ""
+    target = _target(dialect, schema, shape.table) + (f" AS {alias}" if alias else "")
+    conds = [b.cond(alias, c) for c in shape.where]
+    if shape.limit is not None:
+        # PostgREST's limited update/delete: pick the rows by key, in order, then write them.
+        inner_alias = "t1"
+        inner_conds = [b.cond(inner_alias, c) for c in shape.where]
+        order = ", ".join(b.order_term(inner_alias, OrderBy(o.column, o.desc, o.nulls))
+                          for o in shape.order)
+        inner = (f"SELECT {', '.join(f'{inner_alias}.{ident(k)}' for k in shape.key)} "
+                 f"FROM {_target(dialect, schema, shape.table)} AS {inner_alias}"
+                 + (" WHERE " + " AND ".join(inner_conds) if inner_conds else "")
+                 + (f" ORDER BY {order}" if order else "") + f" LIMIT {b.p(shape.limit)}")
+        outer_key = ", ".join(b.col(alias, k) for k in shape.key)
+        conds = [f"({outer_key}) IN ({inner})"]
+    where = (" WHERE " + " AND ".join(conds)) if conds else ""
+    returning = _row_json(b, alias, shape.returning)
+    if shape.action == "delete":
+        return f"DELETE FROM {target}{where} RETURNING {returning}"
+    sets = ", ".join(f"{ident(col)} = {b.p(param)}" for col, param in shape.assignments)
+    return f"UPDATE {target} SET {sets}{where} RETURNING {returning}"
+
+
+def mutation_params(dialect: Dialect, plan: MutatePlan) -> list[object]:
+    return bind(dialect, plan.params)

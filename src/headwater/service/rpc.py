@@ -1,0 +1,52 @@
+"""RPC: a user's Python function, called with validated arguments inside one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from headwater.db.engine import Database
+from headwater.errors import InvalidBody, NotFound
+from headwater.service.hooks import App, Context, Principal, RpcSpec
+
+_encode = msgspec.json.Encoder(decimal_format="number").encode
+
+
+def find_rpc(app: App, name: str) -> RpcSpec:
+    spec = app.rpcs.get(name)
+    if spec is None:
+        raise NotFound(f"Could not find the function public.{name} in the schema cache",
+                       code="PGRST202",
+                       hint=("Perhaps you meant one of: " + ", ".join(sorted(app.rpcs)))
+                       if app.rpcs else None)
+    return spec
+
+
+def check_args(spec: RpcSpec, args: Mapping[str, Any], *, from_text: bool) -> dict[str, Any]:
+    """Arguments → the declared types; every problem reported at once, each naming its field."""
+    problems: list[str] = []
+    out: dict[str, Any] = {}
+    for name, value in args.items():
+        if name not in spec.params:
+            problems.append(f"{name}: unexpected argument")
+            continue
+        try:
+            out[name] = msgspec.convert(value, spec.params[name], strict=not from_text)
+        except msgspec.ValidationError as exc:
+            problems.append(f"{name}: {exc}")
+    problems += [f"{name}: missing required argument" for name in sorted(spec.required - set(args))]
+    if problems:
+        raise InvalidBody(f"Invalid arguments for {spec.name}", details="; ".join(problems),
+                          code="22P02" if not any("missing" in p for p in problems)
+                          else "PGRST202")
+    return out
+
+
+async def call_rpc(db: Database, spec: RpcSpec, args: dict[str, Any], *, principal: Principal,
+                   request_id: str | None, rollback: bool = False) -> bytes:
+    async with db.transaction(rollback=rollback) as tx:
+        ctx = Context(principal, None, tx, request_id)
+        result = await spec.fn(ctx, **args)
+    return _encode(result)

@@ -1,0 +1,192 @@
+"""Write validation (pure): JSON values from a request body checked against the catalog.
+
+Every problem in a request is collected and reported at once, each naming its field, before
+any SQL runs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import msgspec
+
+from headwater.db.catalog import Column, Table
+from headwater.errors import InvalidBody
+from headwater.service.plan import Value
+
+Mode = Literal["insert", "update"]
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    field: str
+    message: str
+    code: str
+
+
+class _Bad(Exception):
+    def __init__(self, message: str, code: str = "22P02") -> None:
+        self.message = message
+        self.code = code
+
+
+def _text(value: Any, col: Column) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise _Bad(f"expected a string, got {type(value).__name__}")
+    text = value if isinstance(value, str) else str(value)
+    if col.max_length is not None and len(text) > col.max_length:
+        raise _Bad(f"value too long for type {col.db_type} (at most {col.max_length} characters)",
+                   "22001")
+    if "\x00" in text:
+        raise _Bad("text may not contain the NUL character", "22021")
+    return text
+
+
+def _iso(value: Any, parse: Any, what: str) -> Any:
+    if not isinstance(value, str):
+        raise _Bad(f"expected an ISO 8601 {what} string")
+    try:
+        return parse(value.strip())
+    except ValueError:
+        raise _Bad(f'invalid input syntax for type {what}: "{value}"') from None
+
+
+def check_value(col: Column, value: Any) -> Value:
+    """One JSON value → the Python value for the column, or ``_Bad``."""
+    if value is None:
+        if not col.nullable:
+            raise _Bad(f'null value in column "{col.name}" violates not-null constraint', "23502")
+        return None
+    kind = col.kind
+    if kind == "integer":
+        if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+            value = int(value)
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _Bad(f"expected an integer, got {value!r}"[:200])
+        bound = 2 ** (col.int_bits - 1)
+        if not -bound <= value < bound:
+            raise _Bad(f"value {value} is out of range for type {col.db_type}", "22003")
+        return value
+    if kind in ("float", "numeric"):
+        if isinstance(value, bool):
+            raise _Bad("expected a number, got a boolean")
+        try:
+            num = decimal.Decimal(value.strip() if isinstance(value, str) else str(value))
+        except (decimal.InvalidOperation, AttributeError, TypeError, ValueError):
+            raise _Bad(f"expected a number, got {value!r}"[:200]) from None
+        if not num.is_finite() and kind == "numeric":
+            raise _Bad("numeric values must be finite")
+        return float(num) if kind == "float" else num
+    if kind == "boolean":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise _Bad(f"expected a boolean, got {value!r}"[:200])
+    if kind == "date":
+        result: dt.date = _iso(value, dt.date.fromisoformat, "date")
+        return result
+    if kind in ("timestamp", "timestamptz"):
+        ts: dt.datetime = _iso(value, dt.datetime.fromisoformat, "timestamp")
+        if kind == "timestamptz" and ts.tzinfo is None:
+            ts = ts.replace(tzinfo=dt.UTC)
+        if kind == "timestamp" and ts.tzinfo is not None:
+            ts = ts.astimezone(dt.UTC).replace(tzinfo=None)
+        return ts
+    if kind == "time":
+        t: dt.time = _iso(value, dt.time.fromisoformat, "time")
+        return t
+    if kind == "uuid":
+        u: uuid.UUID = _iso(value, uuid.UUID, "uuid")
+        return u
+    if kind == "json":
+        return msgspec.json.encode(value).decode()
+    return _text(value, col)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedRows:
+    columns: tuple[str, ...]
+    rows: tuple[tuple[Value, ...], ...]
+
+
+def check_rows(table: Table, body: Sequence[Mapping[str, Any]], *, mode: Mode,
+               columns: Sequence[str] | None = None,
+               missing_default: bool = False) -> list[CheckedRows]:
+    """Validate every row; one group per distinct column set (see ``missing_default``).
+
+    Without ``missing_default`` all rows share the union of their keys and a missing key is
+    NULL, as PostgREST does for bulk inserts; with it, each group of rows with the same keys is
+    written separately so absent columns take their defaults.
+    """
+    errors: list[FieldError] = []
+    many = len(body) > 1
+    wanted = tuple(columns) if columns else None
+    if wanted:
+        for name in wanted:
+            if name not in table.columns:
+                errors.append(FieldError(name, f"Could not find the '{name}' column of "
+                                               f"'{table.name}' in the schema cache", "PGRST204"))
+    groups: dict[tuple[str, ...], list[tuple[Value, ...]]] = {}
+    union: list[str] = []
+    if not missing_default and not wanted:
+        seen: set[str] = set()
+        for row in body:
+            for k in row:
+                if k not in seen:
+                    seen.add(k)
+                    union.append(k)
+    for i, row in enumerate(body):
+        prefix = f"[{i}]." if many else ""
+        if wanted:
+            keys = wanted if not missing_default else tuple(k for k in wanted if k in row)
+        elif missing_default:
+            keys = tuple(row)
+        else:
+            keys = tuple(union)
+        if not wanted:
+            for k in row:
+                if k not in table.columns:
+                    errors.append(FieldError(prefix + k, f"Could not find the '{k}' column of "
+                                                         f"'{table.name}' in the schema cache",
+                                             "PGRST204"))
+        values: list[Value] = []
+        for k in keys:
+            col = table.columns.get(k)
+            if col is None:
+                continue
+            try:
+                values.append(check_value(col, row.get(k)))
+            except _Bad as bad:
+                errors.append(FieldError(prefix + k, bad.message, bad.code))
+        if mode == "insert":
+            present = set(keys)
+            for col in table.columns.values():
+                if not col.nullable and not col.has_default and col.name not in present:
+                    errors.append(FieldError(
+                        prefix + col.name,
+                        f'null value in column "{col.name}" violates not-null constraint',
+                        "23502"))
+        groups.setdefault(tuple(k for k in keys if k in table.columns), []).append(tuple(values))
+    if errors:
+        raise_errors(table.name, errors)
+    return [CheckedRows(cols, tuple(rows)) for cols, rows in groups.items()]
+
+
+def raise_errors(table: str, errors: Sequence[FieldError]) -> None:
+    first = errors[0]
+    if len(errors) == 1:
+        message = f"{first.field}: {first.message}"
+    else:
+        message = f"{len(errors)} invalid values for {table}"
+    raise InvalidBody(message, code=first.code,
+                      details="; ".join(f"{e.field}: {e.message}" for e in errors),
+                      hint=None if first.code != "PGRST204" else
+                      "Check the column names in the body or in columns=")

@@ -1,0 +1,308 @@
+"""Writes: validate → one transaction (before-hooks → SQL → after-hooks) → representation.
+
+Every request is exactly one transaction: it all happens or none of it does. Rejections found
+before SQL (validation) change nothing because nothing ran; rejections after (hooks,
+constraints, ``max-affected``) roll the transaction back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import msgspec
+
+from headwater.api.grammar import (
+    ApiRequest,
+    Condition,
+    Embed,
+    Field,
+    Logic,
+    Predicate,
+    Query,
+    SelectItem,
+)
+from headwater.config import Settings
+from headwater.db.catalog import Catalog, Table
+from headwater.db.dml import compile_insert, compile_mutation, insert_params, mutation_params
+from headwater.db.engine import Database, Transaction
+from headwater.db.sql import bind, compile_read
+from headwater.errors import InvalidBody, InvalidWrite, ParseError, RequestError, UnknownColumn
+from headwater.service.hooks import Action, App, Context, Principal
+from headwater.service.plan import (
+    MutatePlan,
+    plan_insert,
+    plan_mutation,
+    plan_read,
+    require_table,
+)
+from headwater.service.validation import CheckedRows, check_rows
+
+_decode_row = msgspec.json.Decoder(dict[str, Any]).decode
+_encode = msgspec.json.Encoder().encode
+
+
+@dataclass(slots=True)
+class WriteResult:
+    rows: list[dict[str, Any]]
+    body: bytes | None = None
+    location: str | None = None
+    tables: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def affected(self) -> int:
+        return len(self.rows)
+
+
+@dataclass(slots=True)
+class Writer:
+    """Carries what every write needs; one per request."""
+
+    db: Database
+    catalog: Catalog
+    settings: Settings
+    app: App
+    principal: Principal
+    request_id: str | None = None
+
+    # --- entry points -------------------------------------------------------------------------
+
+    async def insert(self, request: ApiRequest, body: Sequence[Mapping[str, Any]], *,
+                     from_csv: bool = False, put: bool = False) -> WriteResult:
+        table = require_table(self.catalog, request.target)
+        rows = [_from_csv(table, r) for r in body] if from_csv else [dict(r) for r in body]
+        q = request.query
+        missing_default = request.prefer.missing == "default"
+        resolution: Literal["merge", "ignore"] | None = None
+        if request.prefer.resolution == "merge-duplicates" or put:
+            resolution = "merge"
+        elif request.prefer.resolution == "ignore-duplicates":
+            resolution = "ignore"
+        if put:
+            self._check_put(table, request, rows)
+        groups = check_rows(table, rows, mode="insert", columns=q.columns,
+                            missing_default=missing_default)
+        async with self.db.transaction(rollback=request.prefer.tx == "rollback") as tx:
+            ctx = self._context(tx, table.name, "insert")
+            hooks = self.app.before("insert", table.name)
+            if hooks:
+                rows = [await _apply(hooks, ctx, r) for r in rows]
+                groups = check_rows(table, rows, mode="insert", columns=q.columns,
+                                    missing_default=missing_default)
+            written: list[dict[str, Any]] = []
+            for group in groups:
+                written += await self._insert_group(tx, table, group, q.on_conflict, resolution)
+            for row in written:
+                for after in self.app.after("insert", table.name):
+                    await after(ctx, row)
+            self._check_max_affected(request, len(written))
+            result = WriteResult(written, tables=frozenset({table.name}))
+            if request.prefer.returning == "representation":
+                result.body = await self._representation(tx, table, request, written)
+            if (request.prefer.returning == "headers-only" and len(written) == 1
+                    and table.primary_key):
+                result.location = _location(table, written[0])
+        return result
+
+    async def update(self, request: ApiRequest, body: Any) -> WriteResult:
+        table = require_table(self.catalog, request.target)
+        if not isinstance(body, dict):
+            raise InvalidBody("PATCH takes one JSON object of the columns to change",
+                              code="PGRST102")
+        self._require_filter(table, request, "UPDATE")
+        [checked] = check_rows(table, [body], mode="update") or [CheckedRows((), ((),))]
+        async with self.db.transaction(rollback=request.prefer.tx == "rollback") as tx:
+            ctx = self._context(tx, table.name, "update")
+            hooks = self.app.before("update", table.name)
+            if hooks:
+                body = await _apply(hooks, ctx, dict(body))
+                [checked] = check_rows(table, [body], mode="update")
+            if not checked.columns:
+                return WriteResult([], body=b"[]" if request.prefer.returning ==
+                                   "representation" else None)
+            plan = plan_mutation(self.catalog, request, "update",
+                                 list(zip(checked.columns, checked.rows[0], strict=True)))
+            written = await self._mutate(tx, plan)
+            for row in written:
+                for after in self.app.after("update", table.name):
+                    await after(ctx, row)
+            return await self._finish(tx, table, request, written)
+
+    async def delete(self, request: ApiRequest) -> WriteResult:
+        table = require_table(self.catalog, request.target)
+        self._require_filter(table, request, "DELETE")
+        plan = plan_mutation(self.catalog, request, "delete")
+        async with self.db.transaction(rollback=request.prefer.tx == "rollback") as tx:
+            ctx = self._context(tx, table.name, "delete")
+            written = await self._mutate(tx, plan)
+            # Before-delete hooks see each row as it was; raising still undoes the delete,
+            # since nothing is committed until every hook has run.
+            for row in written:
+                for before in self.app.before("delete", table.name):
+                    await before(ctx, row)
+            for row in written:
+                for after in self.app.after("delete", table.name):
+                    await after(ctx, row)
+            if request.prefer.returning == "representation" and _has_embeds(
+                    request.query.select):
+                raise ParseError("a DELETE cannot embed: the rows are gone",
+                                 hint="select only columns of the deleted rows")
+            return await self._finish(tx, table, request, written)
+
+    # --- pieces -------------------------------------------------------------------------------
+
+    def _context(self, tx: Transaction, table: str, action: Action) -> Context:
+        return Context(self.principal, table, tx, self.request_id, action)
+
+    async def _insert_group(self, tx: Transaction, table: Table, group: CheckedRows,
+                            conflict: tuple[str, ...] | None,
+                            resolution: Literal["merge", "ignore"] | None,
+                            ) -> list[dict[str, Any]]:
+        plan = plan_insert(table, group.columns, group.rows, conflict=conflict,
+                           resolution=resolution)
+        if not group.columns and len(group.rows) > 1:
+            out: list[dict[str, Any]] = []
+            for _ in group.rows:  # DEFAULT VALUES has no multi-row form
+                out += await self._insert_group(tx, table, CheckedRows((), ((),)), conflict,
+                                                resolution)
+            return out
+        sql = compile_insert(self.db.dialect, self.db.schema, plan.shape)
+        return [_decode_row(r[0]) for r in await tx.fetch(sql, insert_params(self.db.dialect,
+                                                                              plan))]
+
+    async def _mutate(self, tx: Transaction, plan: MutatePlan) -> list[dict[str, Any]]:
+        sql = compile_mutation(self.db.dialect, self.db.schema, plan.shape)
+        rows = await tx.fetch(sql, mutation_params(self.db.dialect, plan))
+        return [_decode_row(r[0]) for r in rows]
+
+    async def _finish(self, tx: Transaction, table: Table, request: ApiRequest,
+                      written: list[dict[str, Any]]) -> WriteResult:
+        self._check_max_affected(request, len(written))
+        result = WriteResult(written, tables=frozenset({table.name}))
+        if request.prefer.returning == "representation":
+            result.body = await self._representation(tx, table, request, written)
+        return result
+
+    def _require_filter(self, table: Table, request: ApiRequest, verb: str) -> None:
+        if request.query.where.get(()):
+            return
+        if table.name in self.settings.unfiltered_write_tables():
+            return
+        raise InvalidWrite(f"{verb} requires a WHERE clause",
+                           hint=f"add a filter such as ?id=eq.1, or allow unfiltered writes to "
+                                f"{table.name} in settings")
+
+    def _check_max_affected(self, request: ApiRequest, n: int) -> None:
+        limit = request.prefer.max_affected
+        if limit is not None and request.prefer.handling == "strict" and n > limit:
+            raise RequestError("Query result exceeds max-affected preference constraint",
+                               details=f"The query affects {n} rows", code="PGRST124")
+
+    def _check_put(self, table: Table, request: ApiRequest, rows: list[dict[str, Any]]) -> None:
+        if len(rows) != 1:
+            raise InvalidBody("PUT takes exactly one JSON object", code="PGRST102")
+        pk = table.primary_key
+        filters = {p.column: p for p in request.query.where.get((), ())
+                   if isinstance(p, Condition) and p.op == "eq" and not p.negated}
+        if not pk or set(filters) != set(pk) or len(request.query.where.get((), ())) != len(pk):
+            raise RequestError("Filters must include all and only primary key columns with "
+                               "'eq' operators", code="PGRST105")
+        for col in pk:
+            if str(rows[0].get(col)) != filters[col].value:
+                raise RequestError("Payload values do not match URL in primary key column(s)",
+                                   code="PGRST115")
+
+    async def _representation(self, tx: Transaction, table: Table, request: ApiRequest,
+                              written: list[dict[str, Any]]) -> bytes:
+        select = request.query.select
+        if not _has_embeds(select):
+            return _encode([_project(table, select, row) for row in written])
+        if not table.primary_key:
+            raise ParseError(f"embedding in a write's response needs a primary key on "
+                             f"{table.name}")
+        if not written:
+            return b"[]"
+        read = ApiRequest("GET", table.name, Query(
+            select=select, where={(): (_key_filter(table, written),)},
+            order={(): tuple(_order_by_key(table))}))
+        plan = plan_read(self.catalog, read)
+        sql = compile_read(self.db.dialect, self.db.schema, plan.root, plan.limit_param,
+                           plan.offset_param, False)
+        row = await tx.fetchrow(sql.aggregate, bind(self.db.dialect, plan.params))
+        assert row is not None
+        body: str = row[2]
+        return body.encode()
+
+
+async def _apply(hooks: Sequence[Any], ctx: Context, row: dict[str, Any]) -> dict[str, Any]:
+    for hook in hooks:
+        out = await hook(ctx, row)
+        if out is not None:
+            if not isinstance(out, dict):
+                raise TypeError(f"hook {hook.__name__} returned {type(out).__name__}, not a dict")
+            row = out
+    return row
+
+
+def _has_embeds(select: Sequence[SelectItem]) -> bool:
+    return any(isinstance(i, Embed) for i in select)
+
+
+def _project(table: Table, select: Sequence[SelectItem], row: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in select:
+        assert isinstance(item, Field)
+        if item.name == "*":
+            out.update(row)
+        elif item.name in table.columns:
+            out[item.alias or item.name] = row.get(item.name)
+        else:
+            raise UnknownColumn(f"column {table.name}.{item.name} does not exist")
+    return out
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _key_filter(table: Table, rows: list[dict[str, Any]]) -> Predicate:
+    pk = table.primary_key
+    if len(pk) == 1:
+        return Condition(pk[0], "in", tuple(_text(r[pk[0]]) for r in rows))
+    return Logic("or", tuple(Logic("and", tuple(Condition(c, "eq", _text(r[c])) for c in pk))
+                             for r in rows))
+
+
+def _order_by_key(table: Table) -> list[Any]:
+    from headwater.api.grammar import OrderTerm
+
+    return [OrderTerm(c) for c in table.primary_key]
+
+
+def _location(table: Table, row: dict[str, Any]) -> str:
+    from urllib.parse import quote
+
+    return f"/{quote(table.name)}?" + "&".join(
+        f"{quote(c)}=eq.{quote(_text(row[c]))}" for c in table.primary_key)
+
+
+def _from_csv(table: Table, row: Mapping[str, Any]) -> dict[str, Any]:
+    """CSV cells are text: empty means NULL, and JSON columns hold JSON text."""
+    out: dict[str, Any] = {}
+    for k, v in row.items():
+        if v == "":
+            out[k] = None
+            continue
+        col = table.columns.get(k)
+        if col is not None and col.kind == "json":
+            with contextlib.suppress(msgspec.DecodeError):
+                v = msgspec.json.decode(v)
+        elif col is not None and col.kind == "boolean" and isinstance(v, str):
+            v = {"t": "true", "f": "false"}.get(v.lower(), v)
+        out[k] = v
+    return out
+
