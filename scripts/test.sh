@@ -12,7 +12,5 @@ echo "== ruff"; .venv/bin/ruff check src tests bench
 echo "== mypy"; .venv/bin/mypy
 echo "== pytest"; .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
 
-if [ -f web/package.json ]; then
-  echo "== web console"
-  bash scripts/test-web.sh
-fi
+echo "== web console"
+HEADWATER_PYTHON="$PWD/.venv/bin/python" bash web/scripts/ci.sh

@@ -1,0 +1,163 @@
+// Operations: live charts fed by GET /-/stats every few seconds. A metric the server does not
+// report (null) is shown as "not available", never as a made-up zero.
+
+import { useEffect, useState, type ReactNode } from 'react'
+import { useQuery } from '@tanstack/react-query'
+import { useApi } from '../api/hooks.ts'
+import { ApiError } from '../api/errors.ts'
+import { type Sample, type Stats, appendSample, derive, isStats, lifetimeHitRatio } from '../stats/model.ts'
+import { Chart, fmt } from '../components/Chart.tsx'
+import { ErrorBox, Loading } from '../components/States.tsx'
+
+export const STATS_INTERVAL_MS = 2000
+
+const COLORS = { blue: '#3b82f6', green: '#10b981', amber: '#f59e0b', red: '#ef4444', violet: '#8b5cf6', slate: '#64748b' }
+
+export function OpsPage() {
+  const api = useApi()
+  const [history, setHistory] = useState<Sample[]>([])
+  const stats = useQuery({
+    queryKey: ['stats'],
+    queryFn: async ({ signal }) => {
+      const res = await api.request<unknown>('/-/stats', { signal })
+      if (!isStats(res.data)) throw new ApiError(res.status, 'The stats endpoint answered with an unexpected shape', 'BAD_STATS')
+      return res.data
+    },
+    refetchInterval: STATS_INTERVAL_MS,
+    refetchIntervalInBackground: false,
+    retry: (n, err) => !(err instanceof ApiError && err.status === 404) && n < 2,
+  })
+
+  useEffect(() => {
+    document.title = 'Operations · Headwater'
+  }, [])
+  useEffect(() => {
+    if (stats.data) setHistory((h) => appendSample(h, { t: stats.dataUpdatedAt / 1000, stats: stats.data }))
+  }, [stats.data, stats.dataUpdatedAt])
+
+  if (stats.isPending) return <Loading label="Waiting for the first stats…" />
+  if (stats.isError && !stats.data) {
+    if (stats.error instanceof ApiError && stats.error.status === 404) {
+      return <ErrorBox title="Not available" error="This server has no /-/stats endpoint yet, so there is nothing to chart." />
+    }
+    return <ErrorBox error={stats.error} onRetry={() => void stats.refetch()} title="Could not read /-/stats" />
+  }
+  const s = stats.data as Stats
+  const d = derive(history)
+  const warming = d.t.length === 0
+
+  return (
+    <section className="ops" aria-labelledby="ops-title">
+      <header className="toolbar">
+        <h1 id="ops-title">Operations</h1>
+        <span className="muted small" aria-live="off">
+          up {formatDuration(s.uptime_s)} · {s.requests_total.toLocaleString()} requests · {s.errors_total.toLocaleString()} errors · refreshing every {STATS_INTERVAL_MS / 1000} s
+        </span>
+        <span className="spacer" />
+        {stats.isError ? <span className="badge warn">stale: {stats.error.message}</span> : <span className="badge ok live">live</span>}
+      </header>
+      {warming ? <p className="muted small">Collecting a second sample to compute rates…</p> : null}
+
+      <div className="panels">
+        <Panel title="Requests / s" value={last(d.requestsPerSec)} unit="">
+          <Chart title="Requests per second" t={d.t} unit="" series={[{ label: 'req/s', values: d.requestsPerSec, color: COLORS.blue }]} />
+        </Panel>
+        <Panel title="Latency (last 60 s)" value={s.latency_ms?.p99 ?? null} unit=" ms" valueLabel="p99" available={s.latency_ms != null}>
+          <Chart title="Latency" t={d.t} unit="ms" series={[{ label: 'p50', values: d.p50, color: COLORS.green }, { label: 'p99', values: d.p99, color: COLORS.amber }]} />
+        </Panel>
+        <Panel title="Error rate" value={last(d.errorRatePct)} unit="%">
+          <Chart title="Error rate" t={d.t} unit="%" series={[{ label: 'errors %', values: d.errorRatePct, color: COLORS.red }]} />
+        </Panel>
+        <Panel title="Cache hit ratio" value={last(d.cacheHitPct)} unit="%" available={s.cache !== null} note={s.cache ? `lifetime ${pct(lifetimeHitRatio(s))} · ${s.cache.stale} stale served` : undefined}>
+          <Chart title="Cache hit ratio" t={d.t} unit="%" series={[{ label: 'hit %', values: d.cacheHitPct, color: COLORS.green }]} />
+        </Panel>
+        <Panel title="Circuit breakers" available={s.breakers !== null} value={last(d.breakersOpen)} unit=" open">
+          <ul className="breakers">
+            {Object.entries(s.breakers ?? {}).map(([dep, state]) => (
+              <li key={dep}>
+                <span className={`dot ${state === 'closed' ? 'ok' : state === 'open' ? 'bad' : 'warn'}`} aria-hidden="true" />
+                {dep}: <strong>{state}</strong>
+              </li>
+            ))}
+          </ul>
+          <Chart title="Open circuit breakers" t={d.t} unit="" height={90} series={[{ label: 'open', values: d.breakersOpen, color: COLORS.red }]} />
+        </Panel>
+        <Panel title="Rate-limit rejections / s" value={last(d.rateLimitedPerSec)} unit="" available={s.rate_limit_rejections !== null} note={s.rate_limit_rejections !== null ? `${s.rate_limit_rejections} in total` : undefined}>
+          <Chart title="Rate-limit rejections per second" t={d.t} unit="" series={[{ label: 'rejected/s', values: d.rateLimitedPerSec, color: COLORS.violet }]} />
+        </Panel>
+        <Panel title="Outbox backlog" value={s.outbox_pending} unit=" events" available={s.outbox_pending !== null}>
+          <Chart title="Outbox backlog" t={d.t} unit="" series={[{ label: 'pending', values: d.outboxPending, color: COLORS.slate }]} />
+        </Panel>
+        <Panel title="Database pool" value={s.db?.pool_in_use ?? null} unit={s.db?.pool_size != null ? ` / ${s.db.pool_size} in use` : ' in use'} available={s.db != null && s.db.pool_in_use !== null}>
+          <Chart title="Database pool use" t={d.t} unit="" series={[{ label: 'in use', values: d.poolInUse, color: COLORS.blue }, { label: 'size', values: d.poolSize, color: COLORS.slate }]} />
+        </Panel>
+      </div>
+
+      <section className="status-table" aria-labelledby="by-status">
+        <h2 id="by-status">Responses by status</h2>
+        {s.requests_by_status && Object.keys(s.requests_by_status).length ? (
+          <ul className="status-list">
+            {Object.entries(s.requests_by_status)
+              .sort(([a], [b]) => a.localeCompare(b))
+              .map(([code, n]) => (
+                <li key={code} className={`status-${code[0]}xx`}>
+                  <span className="mono">{code}</span> {n.toLocaleString()}
+                </li>
+              ))}
+          </ul>
+        ) : (
+          <p className="muted small">Not available.</p>
+        )}
+      </section>
+    </section>
+  )
+}
+
+function Panel({
+  title,
+  value,
+  unit,
+  valueLabel,
+  available = true,
+  note,
+  children,
+}: {
+  title: string
+  value: number | null | undefined
+  unit: string
+  valueLabel?: string
+  available?: boolean
+  note?: string
+  children: ReactNode
+}) {
+  return (
+    <article className={`panel${available ? '' : ' unavailable'}`} data-testid="panel" data-available={available}>
+      <header>
+        <h2>{title}</h2>
+        <span className="panel-value">
+          {available ? (value === null || value === undefined ? '–' : `${valueLabel ? `${valueLabel} ` : ''}${fmt(value)}${unit}`) : null}
+        </span>
+      </header>
+      {available ? (
+        <>
+          {children}
+          {note ? <p className="muted small">{note}</p> : null}
+        </>
+      ) : (
+        <p className="not-available" data-testid="not-available">
+          Not available on this server yet.
+        </p>
+      )}
+    </article>
+  )
+}
+
+const last = (xs: (number | null)[]): number | null => (xs.length ? (xs[xs.length - 1] ?? null) : null)
+const pct = (r: number | null): string => (r === null ? '–' : `${(100 * r).toFixed(1)}%`)
+
+export function formatDuration(s: number): string {
+  if (s < 60) return `${Math.floor(s)}s`
+  if (s < 3600) return `${Math.floor(s / 60)}m ${Math.floor(s % 60)}s`
+  if (s < 86400) return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`
+  return `${Math.floor(s / 86400)}d ${Math.floor((s % 86400) / 3600)}h`
+}
