@@ -16,16 +16,20 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
+from headwater.api.compression import Compressor
 from headwater.api.middleware import AccessMiddleware
 from headwater.api.openapi import openapi_document
 from headwater.api.responses import error_response
 from headwater.api.routes import build_routes
+from headwater.cache.redis import RedisStore
+from headwater.cache.tiered import ReadCache
 from headwater.config import Settings
 from headwater.db.catalog import Catalog, introspect
 from headwater.db.engine import Database, open_database
 from headwater.errors import DatabaseUnavailable, HeadwaterError, MethodNotAllowed, NotFound
 from headwater.observability.logging import LEVELS, make_logger
 from headwater.observability.metrics import Metrics
+from headwater.resilience.breaker import BreakerPolicy, BreakerState, CircuitBreaker
 from headwater.service.hooks import App, load_app
 
 __all__ = ["Headwater", "create_app", "create_app_from_env"]
@@ -41,9 +45,40 @@ class Headwater:
         self.db: Database = open_database(settings, on_query=self.metrics.query)
         self.catalog: Catalog | None = None
         self.app: App = load_app(settings.app) if settings.app else App()
+        self.breakers: dict[str, CircuitBreaker] = {}
+        self.redis = (RedisStore(settings.redis_url, self.breaker("redis"),
+                                 timeout=settings.redis_timeout)
+                      if settings.redis_url else None)
+        self.cache = (ReadCache(settings, self.metrics, redis=self.redis, log=self.log)
+                      if settings.cache_enabled else None)
+        self.metrics.cache_enabled = self.cache is not None
+        self.compressor = Compressor(settings.compression_min_bytes)
         self._openapi: bytes | None = None
         self._retry: asyncio.Task[None] | None = None
         self._db_started = False
+
+    def breaker(self, name: str, policy: BreakerPolicy | None = None) -> CircuitBreaker:
+        def changed(dep: str, old: BreakerState, new: BreakerState) -> None:
+            self.metrics.breaker_state.labels(dep).set(int(new))
+            self.metrics.breaker_transitions.labels(dep, new.name.lower()).inc()
+            self.metrics.breakers[dep] = new.name.lower().replace("_", "-")
+            self.log.warning("breaker_state", dependency=dep, old=old.name.lower(),
+                             new=new.name.lower())
+
+        b = CircuitBreaker(name, policy, listener=changed)
+        self.breakers[name] = b
+        self.metrics.breaker_state.labels(name).set(0)
+        self.metrics.breakers[name] = "closed"
+        return b
+
+    async def on_commit(self, tables: frozenset[str] | None) -> None:
+        """After a write commits and before its response: invalidate what it changed."""
+        if self.cache is None:
+            return
+        if tables is None:
+            await self.cache.invalidate_all()
+        else:
+            await self.cache.invalidate(sorted(tables))
 
     def log_enabled(self, level: str) -> bool:
         return LEVELS.get(self.settings.log_level.lower(), 20) <= LEVELS[level]
@@ -51,6 +86,8 @@ class Headwater:
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self.cache is not None:
+            await self.cache.start()
         if not await self._connect():
             # Start degraded; /-/ready says why, and we keep trying in the background.
             self._retry = asyncio.create_task(self._reconnect_loop())
@@ -93,6 +130,10 @@ class Headwater:
             self._retry.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._retry
+        if self.cache is not None:
+            await self.cache.close()
+        if self.redis is not None:
+            await self.redis.close()
         await self.db.close()
 
     # --- used by the routes -------------------------------------------------------------------
@@ -119,7 +160,18 @@ class Headwater:
         checks["catalog"] = {"status": "ok" if self.catalog is not None else "unavailable",
                              "tables": len(self.catalog.tables) if self.catalog else 0}
         ok = all(c["status"] == "ok" for c in checks.values())
-        return {"status": "ok" if ok else "unavailable", "checks": checks}
+        degraded = False
+        if self.redis is not None:
+            try:
+                await asyncio.wait_for(self.redis.client.ping(), self.settings.redis_timeout * 4)
+                checks["redis"] = {"status": "ok"}
+            except Exception as exc:  # any failure means: degraded, cache bypassed
+                checks["redis"] = {"status": "unavailable", "error": type(exc).__name__,
+                                   "effect": "cache bypassed"}
+                degraded = True
+        checks["breakers"] = {name: b.state.name.lower() for name, b in self.breakers.items()}
+        status = "unavailable" if not ok else ("degraded" if degraded else "ok")
+        return {"status": status, "checks": checks}
 
     def console_dir(self) -> str | None:
         path = Path(__file__).parent / "console"

@@ -41,6 +41,34 @@ class Settings:
     #: Upper bound on rows any read returns (PostgREST's db-max-rows); 0 = unlimited.
     max_rows: int = 0
     max_body_bytes: int = 10 * 1024 * 1024
+    #: Redis for the shared cache (L2) and table versions, e.g. redis://127.0.0.1:6379/0.
+    redis_url: str = ""
+    #: Seconds for every Redis call (connect and socket).
+    redis_timeout: float = 0.25
+    cache_enabled: bool = True
+    #: ``strict``: no node serves data older than a write once its response is sent.
+    #: ``bounded``: nodes trust pushed versions and may lag by ``cache_bounded_lag_ms``.
+    cache_mode: str = "strict"
+    cache_bounded_lag_ms: int = 100
+    #: The in-process tier's budget, in bytes.
+    cache_l1_bytes: int = 64 * 1024 * 1024
+    #: Seconds an entry is fresh (bounds staleness from writes made outside Headwater).
+    cache_ttl: float = 60.0
+    #: Per-table TTLs, e.g. ``products=3600,orders=30``.
+    cache_table_ttls: str = ""
+    #: Tables never cached, comma-separated.
+    cache_exclude: str = ""
+    #: Seconds past expiry an entry may be served (``X-Cache: STALE``) while the database fails.
+    cache_stale_if_error: float = 300.0
+    #: Seconds past expiry an unchanged entry is served while it refreshes in the background.
+    cache_stale_while_revalidate: float = 0.0
+    cache_max_entry_bytes: int = 1024 * 1024
+    #: ``Cache-Control: max-age`` for clients; 0 sends ``no-cache`` (revalidate by ETag).
+    cache_control_max_age: int = 0
+    #: Defaults to a hash of the database URL: nodes serving one database share it.
+    cache_namespace: str = ""
+    #: Bodies at least this large are compressed when the client accepts it.
+    compression_min_bytes: int = 1024
     #: Comma-separated tables that accept UPDATE/DELETE without a filter (off by default).
     unfiltered_writes: str = ""
     #: ``package.module:attribute`` of a ``headwater.App`` with hooks and RPC functions.

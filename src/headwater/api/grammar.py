@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
+from urllib.parse import unquote_plus
 
 from headwater.errors import InvalidRange, NotAcceptable, ParseError
 
@@ -474,6 +475,10 @@ def _non_negative(key: str, text: str) -> int:
 
 def _split_key(key: str) -> tuple[Path, str]:
     """``customers.order_items.quantity`` → ((customers, order_items), quantity)."""
+    if "." not in key:
+        if not key:
+            raise ParseError("bad parameter name ''")
+        return (), key
     for logic in ("not.or", "not.and"):
         if key == logic or key.endswith("." + logic):
             head = key[: -len(logic)].rstrip(".")
@@ -540,6 +545,23 @@ def render_query(query: Query) -> list[tuple[str, str]]:
         pairs.append(("on_conflict", ",".join(map(_render_name, query.on_conflict))))
     if query.columns:
         pairs.append(("columns", ",".join(map(_render_name, query.columns))))
+    return pairs
+
+
+def split_query_string(raw: str) -> list[tuple[str, str]]:
+    """``a=1&b=x%20y`` → pairs, as ``urllib.parse.parse_qsl(keep_blank_values=True)`` gives
+    them, but without its per-pair overhead when nothing needs unquoting (the common case)."""
+    if not raw:
+        return []
+    pairs: list[tuple[str, str]] = []
+    for part in raw.split("&"):
+        if not part:
+            continue
+        key, _, value = part.partition("=")
+        if "%" in part or "+" in part:
+            key = unquote_plus(key)
+            value = unquote_plus(value)
+        pairs.append((key, value))
     return pairs
 
 

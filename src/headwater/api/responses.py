@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -11,7 +12,9 @@ from starlette.background import BackgroundTask
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from headwater.api.compression import Compressor, negotiate
 from headwater.api.grammar import MediaType
+from headwater.cache.keys import etag
 from headwater.errors import HeadwaterError, InvalidRange, SingularityError
 from headwater.service.reads import ReadResult, RowStream
 from headwater.service.writes import WriteResult
@@ -95,20 +98,66 @@ def write_response(result: WriteResult, *, method: str, returning: str | None,
     return Response(None, 201 if method == "POST" else 204, headers)
 
 
-def read_response(result: ReadResult, media: MediaType, *, head: bool = False,
-                  background: BackgroundTask | None = None) -> Response:
+@dataclass(frozen=True, slots=True)
+class Negotiation:
+    """What the request says about caching and encoding, read once per request."""
+
+    if_none_match: str | None = None
+    accept_encoding: str | None = None
+    head: bool = False
+
+
+VARY = "Accept, Prefer, Range, Authorization, apikey, Accept-Encoding"
+
+
+def _matches(if_none_match: str | None, tag: str) -> bool:
+    if not if_none_match:
+        return False
+    return if_none_match.strip() == "*" or tag in (t.strip().removeprefix("W/")
+                                                   for t in if_none_match.split(","))
+
+
+def body_response(body: bytes, *, media: MediaType, rows: int, total: int | None, first: int,
+                  tag: str, ask: Negotiation, compressor: Compressor | None,
+                  x_cache: str | None = None, cache_control: str | None = None,
+                  age: int | None = None) -> Response:
+    """A complete (non-streamed) read: singular check, 206/416, ETag/304, compression."""
+    status = range_status(first, rows, total)
+    if media == "object":
+        if rows != 1:
+            raise SingularityError("JSON object requested, multiple (or no) rows returned",
+                                   details=f"The result contains {rows} rows")
+        body = body.strip()[1:-1]
+    headers = {"Content-Range": content_range(first, rows, total), "ETag": tag, "Vary": VARY}
+    if x_cache is not None:
+        headers["X-Cache"] = x_cache
+    if cache_control is not None:
+        headers["Cache-Control"] = cache_control
+    if age is not None and x_cache == "STALE":
+        headers["Age"] = str(age)
+    if _matches(ask.if_none_match, tag):
+        return Response(None, 304, headers)
+    if compressor is not None and len(body) >= compressor.min_bytes and not ask.head:
+        encoding = negotiate(ask.accept_encoding)
+        if encoding is not None:
+            body = compressor.compress(body, encoding, tag if media == "json" else None)
+            headers["Content-Encoding"] = encoding
+    return Response(b"" if ask.head else body, status, headers, CONTENT_TYPES[media])
+
+
+def read_response(result: ReadResult, media: MediaType, *, ask: Negotiation,
+                  compressor: Compressor | None, x_cache: str | None = None,
+                  cache_control: str | None = None) -> Response:
+    if result.stream is None:
+        body = result.body or b"[]"
+        return body_response(body, media=media, rows=result.rows, total=result.total,
+                             first=result.first, tag=etag(body), ask=ask, compressor=compressor,
+                             x_cache=x_cache, cache_control=cache_control)
     status = range_status(result.first, result.rows, result.total)
     headers = {"Content-Range": content_range(result.first, result.rows, result.total)}
-    if result.stream is not None:
-        if head:
-            return Response(None, status, headers, CONTENT_TYPES[media],
-                            background=BackgroundTask(result.stream.aclose))
-        return RowStreamResponse(result.stream, status, headers, CONTENT_TYPES[media])
-    body = result.body or b"[]"
-    if media == "object":
-        if result.rows != 1:
-            raise SingularityError(
-                "JSON object requested, multiple (or no) rows returned",
-                details=f"The result contains {result.rows} rows")
-        body = body.strip()[1:-1]
-    return Response(b"" if head else body, status, headers, CONTENT_TYPES[media])
+    if x_cache is not None:
+        headers["X-Cache"] = x_cache
+    if ask.head:
+        return Response(None, status, headers, CONTENT_TYPES[media],
+                        background=BackgroundTask(result.stream.aclose))
+    return RowStreamResponse(result.stream, status, headers, CONTENT_TYPES[media])

@@ -17,11 +17,15 @@ from headwater.api import grammar
 from headwater.api.responses import (
     CONTENT_TYPES,
     JSONResponse,
+    Negotiation,
+    body_response,
     error_response,
     internal_error,
     read_response,
     write_response,
 )
+from headwater.cache.keys import raw_key
+from headwater.cache.tiered import Cached
 from headwater.errors import (
     HeadwaterError,
     InvalidBody,
@@ -66,7 +70,7 @@ def guarded(hw: Headwater, fn: Endpoint) -> Endpoint:
 def parse_request(request: Request, table: str) -> grammar.ApiRequest:
     headers = request.headers
     query = grammar.parse_query(
-        parse_qsl(request.scope["query_string"].decode("latin-1"), keep_blank_values=True))
+        grammar.split_query_string(request.scope["query_string"].decode("latin-1")))
     media = grammar.parse_accept(headers.get("accept"))
     return grammar.ApiRequest(
         method=request.method,
@@ -134,22 +138,38 @@ def _applied(api: grammar.ApiRequest) -> list[str]:
     return out
 
 
+def negotiation(request: Request) -> Negotiation:
+    h = request.headers
+    return Negotiation(if_none_match=h.get("if-none-match"),
+                       accept_encoding=h.get("accept-encoding"), head=request.method == "HEAD")
+
+
+#: The access context of every caller until authentication exists (issue: security).
+ANONYMOUS = "anon"
+
+
 def build_routes(hw: Headwater) -> list[BaseRoute]:
     settings = hw.settings
 
     def writer(request: Request) -> Writer:
         return Writer(hw.db, hw.require_catalog(), settings, hw.app, Principal(),
-                      request.scope.get("request_id"))
+                      request.scope.get("request_id"), on_commit=hw.on_commit)
 
     async def table(request: Request) -> Response:
         name = request.path_params["table"]
         method = request.method
+        if method in ("GET", "HEAD") and hw.cache is not None:
+            headers = request.headers
+            raw = raw_key(name, request.scope["query_string"], headers.get("accept", ""),
+                          headers.get("prefer", ""), headers.get("range", ""), ANONYMOUS)
+            request.scope["raw_key"] = raw
+            hit = await hw.cache.fast(raw)
+            if hit is not None:
+                return cached_response(request, hit,
+                                       grammar.parse_accept(headers.get("accept")))
         api = parse_request(request, name)
         if method in ("GET", "HEAD"):
-            plan = plan_read(hw.require_catalog(), api, max_rows=settings.max_rows)
-            result = await execute_read(hw.db, plan, settings)
-            request.scope["rows"] = result.rows
-            return read_response(result, plan.media, head=method == "HEAD")
+            return await read(request, api)
         if api.media == "csv":
             # Writes answer JSON; only the read path renders CSV.
             raise RequestError("text/csv responses are only offered for reads",
@@ -175,6 +195,30 @@ def build_routes(hw: Headwater) -> list[BaseRoute]:
         return write_response(result_w, method=method, returning=api.prefer.returning,
                               applied=_applied(api))
 
+    async def read(request: Request, api: grammar.ApiRequest) -> Response:
+        plan = plan_read(hw.require_catalog(), api, max_rows=settings.max_rows)
+        cache = hw.cache
+        if cache is not None and cache.cacheable(plan):
+            out = await cache.read(request.scope["raw_key"], plan, ANONYMOUS,
+                                   lambda: execute_read(hw.db, plan, settings))
+            if isinstance(out, Cached):
+                return cached_response(request, out, plan.media)
+            result = out
+        else:
+            result = await execute_read(hw.db, plan, settings)
+        request.scope["rows"] = result.rows
+        x_cache = "MISS" if cache is not None else None
+        control = cache.cache_control(sorted(plan.root.tables())) if cache is not None else None
+        return read_response(result, plan.media, ask=negotiation(request),
+                             compressor=hw.compressor, x_cache=x_cache, cache_control=control)
+
+    def cached_response(request: Request, hit: Cached, media: grammar.MediaType) -> Response:
+        e = hit.entry
+        request.scope["rows"] = e.rows
+        return body_response(e.body, media=media, rows=e.rows, total=e.total, first=e.first,
+                             tag=e.etag, ask=negotiation(request), compressor=hw.compressor,
+                             x_cache=hit.status, cache_control=e.cache_control, age=hit.age)
+
     async def rpc(request: Request) -> Response:
         spec = find_rpc(hw.app, request.path_params["name"])
         if request.method in ("GET", "HEAD"):
@@ -193,7 +237,8 @@ def build_routes(hw: Headwater) -> list[BaseRoute]:
         prefer = grammar.parse_prefer(request.headers.getlist("prefer"))
         out = await call_rpc(hw.db, spec, checked, principal=Principal(),
                              request_id=request.scope.get("request_id"),
-                             rollback=prefer.tx == "rollback")
+                             rollback=prefer.tx == "rollback",
+                             on_commit=None if spec.read_only else hw.on_commit)
         return Response(b"" if request.method == "HEAD" else out, 200,
                         media_type=CONTENT_TYPES["json"])
 
@@ -205,7 +250,7 @@ def build_routes(hw: Headwater) -> list[BaseRoute]:
 
     async def ready(request: Request) -> Response:
         report = await hw.readiness()
-        return JSONResponse(report, status_code=200 if report["status"] == "ok" else 503)
+        return JSONResponse(report, status_code=503 if report["status"] == "unavailable" else 200)
 
     async def metrics(request: Request) -> Response:
         return Response(hw.metrics.render(hw.db.pool_stats()),

@@ -27,6 +27,24 @@ class Metrics:
                                     registry=self.registry)
         self.catalog_reloads = Counter("headwater_catalog_reloads", "Catalog reloads",
                                        ["result"], registry=self.registry)
+        self.cache_requests = Counter("headwater_cache_requests", "Cache lookups by tier and result",
+                                      ["tier", "result"], registry=self.registry)
+        self.cache_bytes = Gauge("headwater_cache_bytes", "Bytes held by a cache tier", ["tier"],
+                                 registry=self.registry)
+        self.cache_evictions = Counter("headwater_cache_evictions",
+                                       "Entries evicted from the in-process tier",
+                                       registry=self.registry)
+        self.breaker_state = Gauge("headwater_breaker_state",
+                                   "Circuit breaker state: 0 closed, 1 half-open, 2 open",
+                                   ["dependency"], registry=self.registry)
+        self.breaker_transitions = Counter("headwater_breaker_transitions",
+                                           "Breaker state changes", ["dependency", "to"],
+                                           registry=self.registry)
+        self._cache_children: dict[tuple[str, str], Counter] = {}
+        self._cache_counts: dict[str, int] = {"hit": 0, "miss": 0, "stale": 0}
+        self._evictions_seen = 0
+        self.cache_enabled = False
+        self.breakers: dict[str, str] = {}
         self.started = time.monotonic()
         self.window_seconds = window_seconds
         self._window: deque[tuple[float, float]] = deque(maxlen=window_max)
@@ -46,6 +64,20 @@ class Metrics:
 
     def query(self) -> None:
         self.db_queries.inc()
+
+    def cache_result(self, tier: str, result: str) -> None:
+        child = self._cache_children.get((tier, result))
+        if child is None:
+            child = self._cache_children[(tier, result)] = self.cache_requests.labels(tier,
+                                                                                      result)
+        child.inc()
+        self._cache_counts[result] = self._cache_counts.get(result, 0) + 1
+
+    def cache_size(self, l1_bytes: int, evictions: int) -> None:
+        self.cache_bytes.labels("l1").set(l1_bytes)
+        if evictions > self._evictions_seen:
+            self.cache_evictions.inc(evictions - self._evictions_seen)
+            self._evictions_seen = evictions
 
     def render(self, pool: tuple[int, int]) -> bytes:
         self.db_pool_size.set(pool[0])
@@ -71,8 +103,8 @@ class Metrics:
             "latency_ms": {"p50": pct(0.50), "p99": pct(0.99)},
             "db": {"pool_size": pool[0], "pool_in_use": pool[1],
                    "queries_total": int(self.db_queries._value.get())},
-            "cache": None,
-            "breakers": None,
+            "cache": dict(self._cache_counts) if self.cache_enabled else None,
+            "breakers": dict(self.breakers) or None,
             "rate_limit_rejections": None,
             "outbox_pending": None,
         }

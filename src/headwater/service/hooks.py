@@ -46,10 +46,15 @@ class Context:
     db: Transaction
     request_id: str | None = None
     action: Action | None = None
+    #: Set when SQL other than a read ran here: the tables it touched are unknown, so the
+    #: whole cache is invalidated after commit.
+    wrote: bool = False
 
     async def fetch(self, sql: str, *params: object) -> list[tuple[Any, ...]]:
         """Run SQL inside the request's transaction, with ``$1``-style parameters on either
         database (rewritten to ``?1`` for SQLite; don't put ``$n`` inside string literals)."""
+        if sql.lstrip()[:6].lower() not in ("select", "values"):
+            self.wrote = True
         if self.db.dialect == "sqlite":
             sql = _DOLLAR.sub(r"?\1", sql)
         return [tuple(r) for r in await self.db.fetch(sql, params)]

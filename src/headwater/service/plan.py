@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import functools
 import re
 import uuid
 from collections.abc import Sequence
@@ -131,6 +132,12 @@ class ReadNode:
         return frozenset(out)
 
 
+@functools.lru_cache(maxsize=1024)
+def _star(table: Table) -> tuple[OutputColumn, ...]:
+    """``select=*`` for a table; the catalog is immutable, so this is computed once."""
+    return tuple(OutputColumn(c.name, c.name, c.kind) for c in table.columns.values())
+
+
 def _walk(conds: Sequence[Cond]) -> list[Cond]:
     out: list[Cond] = []
     for c in conds:
@@ -247,8 +254,7 @@ class _Planner:
         for item in select:
             if isinstance(item, Field):
                 if item.name == "*":
-                    outputs.extend(OutputColumn(c.name, c.name, c.kind)
-                                   for c in table.columns.values())
+                    outputs.extend(_star(table))
                 else:
                     col = self.column(table, item.name)
                     outputs.append(OutputColumn(item.alias or col.name, col.name, col.kind))

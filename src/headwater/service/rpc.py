@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -45,8 +45,12 @@ def check_args(spec: RpcSpec, args: Mapping[str, Any], *, from_text: bool) -> di
 
 
 async def call_rpc(db: Database, spec: RpcSpec, args: dict[str, Any], *, principal: Principal,
-                   request_id: str | None, rollback: bool = False) -> bytes:
+                   request_id: str | None, rollback: bool = False,
+                   on_commit: Callable[[frozenset[str] | None], Awaitable[None]] | None = None,
+                   ) -> bytes:
     async with db.transaction(rollback=rollback) as tx:
         ctx = Context(principal, None, tx, request_id)
         result = await spec.fn(ctx, **args)
+    if ctx.wrote and not rollback and on_commit is not None:
+        await on_commit(None)  # which tables it wrote is unknown
     return _encode(result)

@@ -8,7 +8,7 @@ constraints, ``max-affected``) roll the transaction back.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -66,11 +66,33 @@ class Writer:
     app: App
     principal: Principal
     request_id: str | None = None
+    #: Called after commit and before the response with the tables written (None = all).
+    on_commit: Callable[[frozenset[str] | None], Awaitable[None]] | None = None
+    _contexts: list[Context] = field(default_factory=list)
 
     # --- entry points -------------------------------------------------------------------------
 
     async def insert(self, request: ApiRequest, body: Sequence[Mapping[str, Any]], *,
                      from_csv: bool = False, put: bool = False) -> WriteResult:
+        return await self._committed(request, self._insert(request, body, from_csv=from_csv,
+                                                           put=put))
+
+    async def update(self, request: ApiRequest, body: Any) -> WriteResult:
+        return await self._committed(request, self._update(request, body))
+
+    async def delete(self, request: ApiRequest) -> WriteResult:
+        return await self._committed(request, self._delete(request))
+
+    async def _committed(self, request: ApiRequest,
+                         work: Awaitable[WriteResult]) -> WriteResult:
+        result = await work
+        if self.on_commit is not None and request.prefer.tx != "rollback" and result.rows:
+            unknown = any(c.wrote for c in self._contexts)
+            await self.on_commit(None if unknown else result.tables)
+        return result
+
+    async def _insert(self, request: ApiRequest, body: Sequence[Mapping[str, Any]], *,
+                      from_csv: bool = False, put: bool = False) -> WriteResult:
         table = require_table(self.catalog, request.target)
         rows = [_from_csv(table, r) for r in body] if from_csv else [dict(r) for r in body]
         q = request.query
@@ -106,7 +128,7 @@ class Writer:
                 result.location = _location(table, written[0])
         return result
 
-    async def update(self, request: ApiRequest, body: Any) -> WriteResult:
+    async def _update(self, request: ApiRequest, body: Any) -> WriteResult:
         table = require_table(self.catalog, request.target)
         if not isinstance(body, dict):
             raise InvalidBody("PATCH takes one JSON object of the columns to change",
@@ -130,7 +152,7 @@ class Writer:
                     await after(ctx, row)
             return await self._finish(tx, table, request, written)
 
-    async def delete(self, request: ApiRequest) -> WriteResult:
+    async def _delete(self, request: ApiRequest) -> WriteResult:
         table = require_table(self.catalog, request.target)
         self._require_filter(table, request, "DELETE")
         plan = plan_mutation(self.catalog, request, "delete")
@@ -154,7 +176,9 @@ class Writer:
     # --- pieces -------------------------------------------------------------------------------
 
     def _context(self, tx: Transaction, table: str, action: Action) -> Context:
-        return Context(self.principal, table, tx, self.request_id, action)
+        ctx = Context(self.principal, table, tx, self.request_id, action)
+        self._contexts.append(ctx)
+        return ctx
 
     async def _insert_group(self, tx: Transaction, table: Table, group: CheckedRows,
                             conflict: tuple[str, ...] | None,

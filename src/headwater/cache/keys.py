@@ -1,0 +1,83 @@
+"""Cache keys (pure): from the normalized plan, or from the raw request as a fast path.
+
+The normalized key is what entries are stored under, so the same query written two ways
+(filters in another order, an ``or`` reordered, ``select=a,b`` spelled with spaces) shares one
+entry. The raw key, a hash of the request exactly as sent, only points at a normalized key, so
+a repeated request skips parsing and planning altogether.
+
+Both keys always include the caller's access context: a cached response is never served to
+a principal who could not have read it (invariant 1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+
+from headwater.service.plan import (
+    BoolExpr,
+    Compare,
+    Cond,
+    EmbedExists,
+    IsTest,
+    OutputColumn,
+    ReadNode,
+    ReadPlan,
+    Value,
+)
+
+
+def _cond(c: Cond, params: Sequence[Value]) -> str:
+    neg = "!" if c.negated else ""
+    if isinstance(c, Compare):
+        return f"{neg}{c.column}:{c.op}:{params[c.param]!r}"
+    if isinstance(c, IsTest):
+        return f"{neg}{c.column}:is:{c.value}"
+    if isinstance(c, BoolExpr):
+        # AND and OR are commutative: sort their members.
+        return f"{neg}{c.op}(" + ",".join(sorted(_cond(i, params) for i in c.items)) + ")"
+    assert isinstance(c, EmbedExists)
+    return f"{neg}exists({_node(c.node, params)})"
+
+
+def _node(n: ReadNode, params: Sequence[Value]) -> str:
+    outs = []
+    for o in n.outputs:
+        if isinstance(o, OutputColumn):
+            outs.append(o.column if o.key == o.column else f"{o.key}={o.column}")
+        else:
+            outs.append(f"{o.key}={_node(o.node, params)}")
+    where = ",".join(sorted(_cond(c, params) for c in n.where))
+    order = ",".join(f"{o.column}:{int(o.desc)}:{o.nulls}" for o in n.order)
+    page = (params[n.limit] if n.limit is not None else None,
+            params[n.offset] if n.offset is not None else None)
+    join = ",".join(f"{a}={b}" for a, b in n.join)
+    return (f"{n.table}[{','.join(outs)}|{where}|{order}|{page}|{join}|{int(n.to_many)}"
+            f"{int(n.inner)}]")
+
+
+def canonical(plan: ReadPlan) -> str:
+    p = plan.params
+    return (f"{_node(plan.root, p)}#{p[plan.limit_param]!r}#{p[plan.offset_param]!r}"
+            f"#{int(plan.count)}#{plan.media}")
+
+
+def _digest(parts: Iterable[str]) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        h.update(part.encode("utf-8", "surrogateescape"))
+        h.update(b"\x1f")
+    return h.hexdigest()
+
+
+def plan_key(plan: ReadPlan, context: str) -> str:
+    return "q:" + _digest((context, canonical(plan)))
+
+
+def raw_key(path: str, query: bytes, accept: str, prefer: str, range_: str,
+            context: str) -> str:
+    return "r:" + _digest((context, path, query.decode("latin-1"), accept, prefer, range_))
+
+
+def etag(body: bytes) -> str:
+    return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'

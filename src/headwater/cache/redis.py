@@ -1,0 +1,93 @@
+"""The Redis store (L2 and shared table versions), behind the same small interface as
+``MemoryStore``; every call has a socket timeout and goes through the Redis breaker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from headwater.errors import ServiceError
+from headwater.resilience.breaker import CircuitBreaker
+
+_BUMP = """
+local out = {}
+local parts = {}
+for i, f in ipairs(ARGV) do
+  out[i] = redis.call('HINCRBY', KEYS[1], f, 1)
+  parts[i] = f .. '=' .. out[i]
+end
+redis.call('PUBLISH', KEYS[2], table.concat(parts, ','))
+return out
+"""
+
+
+class RedisUnavailable(ServiceError):
+    status = 503
+    code = "HW503"
+
+
+class RedisStore:
+    def __init__(self, url: str, breaker: CircuitBreaker, *, timeout: float = 0.25) -> None:
+        self.client: aioredis.Redis = aioredis.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout,
+            health_check_interval=0, retry_on_timeout=False)
+        self.breaker = breaker
+        self.url = url
+        self._bump = self.client.register_script(_BUMP)
+
+    async def _run(self, coro: Any) -> Any:
+        if not self.breaker.allow():
+            coro.close()
+            raise RedisUnavailable("Redis circuit is open")
+        try:
+            result = await coro
+        except (RedisError, OSError, TimeoutError) as exc:
+            self.breaker.failure()
+            raise RedisUnavailable("Redis call failed", details=type(exc).__name__) from exc
+        self.breaker.success()
+        return result
+
+    async def get(self, key: str) -> bytes | None:
+        value: bytes | None = await self._run(self.client.get(key))
+        return value
+
+    async def set(self, key: str, value: bytes, ttl: float) -> None:
+        await self._run(self.client.set(key, value, px=max(1, int(ttl * 1000))))
+
+    async def delete(self, key: str) -> None:
+        await self._run(self.client.delete(key))
+
+    async def incr(self, key: str, field: str, by: int = 1) -> int:
+        value: int = await self._run(self.client.hincrby(key, field, by))
+        return value
+
+    async def get_fields(self, key: str, fields: list[str]) -> list[int]:
+        values = await self._run(self.client.hmget(key, fields))
+        return [int(v) if v is not None else 0 for v in values]
+
+    async def get_with_fields(self, key: str, hkey: str,
+                              fields: list[str]) -> tuple[bytes | None, list[int]]:
+        """An entry and the current versions in one round trip."""
+
+        async def both() -> list[Any]:
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.get(key)
+                pipe.hmget(hkey, fields)
+                result: list[Any] = await pipe.execute()
+                return result
+
+        data, values = await self._run(both())
+        return data, [int(v) if v is not None else 0 for v in values]
+
+    async def bump(self, hkey: str, fields: list[str], channel: str) -> list[int]:
+        """Increment versions and announce them atomically, in one round trip."""
+        values = await self._run(self._bump(keys=[hkey, channel], args=fields))
+        return [int(v) for v in values]
+
+    async def ping(self) -> None:
+        await self._run(self.client.ping())
+
+    async def close(self) -> None:
+        await self.client.aclose()

@@ -1,0 +1,277 @@
+"""The read cache: L1 in-process → L2 Redis, exact by table versions, single-flight on misses,
+stale-while-revalidate and stale-if-error.
+
+Lookups never decide access: they are handed keys that already carry the caller's context.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from headwater.cache import entry as entries
+from headwater.cache.entry import Entry
+from headwater.cache.keys import etag, plan_key
+from headwater.cache.memory import MemoryLRU
+from headwater.cache.redis import RedisStore, RedisUnavailable
+from headwater.cache.versions import RedisVersions, SharedVersions
+from headwater.config import Settings
+from headwater.errors import DatabaseUnavailable, HeadwaterError, Timeout
+from headwater.observability.metrics import Metrics
+from headwater.resilience.breaker import BreakerOpen
+from headwater.service.plan import ReadPlan
+from headwater.service.reads import ReadResult
+
+Status = Literal["HIT", "MISS", "STALE"]
+#: Errors that mean "the database cannot answer now", for stale-if-error.
+_DB_DOWN = (DatabaseUnavailable, Timeout, BreakerOpen)
+
+
+@dataclass(slots=True)
+class Cached:
+    entry: Entry
+    status: Status
+
+    @property
+    def age(self) -> int:
+        return max(0, int(time.time() - self.entry.stored_at))
+
+
+def _parse_ttls(text: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for part in text.split(","):
+        name, _, value = part.partition("=")
+        if name.strip() and value.strip():
+            out[name.strip()] = float(value)
+    return out
+
+
+class ReadCache:
+    def __init__(self, settings: Settings, metrics: Metrics, *, redis: RedisStore | None,
+                 log: Any) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.log = log
+        self.l1: MemoryLRU[Entry] = MemoryLRU(settings.cache_l1_bytes, Entry.size)
+        self.aliases: MemoryLRU[str] = MemoryLRU(max(1 << 20, settings.cache_l1_bytes // 16),
+                                                 lambda k: 120)
+        self.redis = redis
+        namespace = settings.cache_namespace or _namespace(settings.database_url)
+        self.remote: RedisVersions | None = None
+        self.shared: SharedVersions | None = None
+        if redis is not None:
+            bounded = settings.cache_bounded_lag_ms if settings.cache_mode == "bounded" else None
+            self.remote = RedisVersions(redis, namespace, bounded_ms=bounded, log=log)
+        else:
+            self.shared = SharedVersions(settings.database_url)
+        self._ttls = _parse_ttls(settings.cache_table_ttls)
+        self._excluded = frozenset(t.strip() for t in settings.cache_exclude.split(",")
+                                   if t.strip())
+        self._inflight: dict[str, asyncio.Future[Entry | None]] = {}
+        self._refreshing: set[str] = set()
+        self._background: set[asyncio.Task[None]] = set()
+        self._prefix = f"hw:{namespace}:e:"
+
+    async def start(self) -> None:
+        if self.remote is not None:
+            await self.remote.start()
+
+    async def close(self) -> None:
+        if self.remote is not None:
+            await self.remote.close()
+        if self.shared is not None:
+            self.shared.close()
+
+    # --- versions ---------------------------------------------------------------------------
+
+    async def _versions(self, tables: Sequence[str]) -> tuple[int, ...] | None:
+        """Current versions, or None when they cannot be known (Redis down: bypass)."""
+        if self.shared is not None:
+            return self.shared.read(tables)
+        assert self.remote is not None
+        local = self.remote.local(tables)
+        if local is not None:
+            return local
+        try:
+            return await self.remote.current(tables)
+        except RedisUnavailable:
+            return None
+
+    async def invalidate(self, tables: Sequence[str]) -> None:
+        """After a commit, before the response: no node may serve older data after this."""
+        if not tables:
+            return
+        if self.shared is not None:
+            await self.shared.bump(tables)
+            return
+        assert self.remote is not None
+        try:
+            await self.remote.bump(tables)
+        except RedisUnavailable:
+            # Marked dirty: the epoch moves before this node trusts the cache again.
+            self.log.warning("cache_invalidation_deferred", tables=list(tables))
+
+    async def invalidate_all(self) -> None:
+        from headwater.cache.versions import EPOCH
+
+        await self.invalidate([EPOCH])
+
+    # --- lookups ----------------------------------------------------------------------------
+
+    def _fresh(self, e: Entry, versions: tuple[int, ...] | None, now: float) -> bool:
+        return versions is not None and e.versions == versions and now < e.expires_at
+
+    async def fast(self, raw: str) -> Cached | None:
+        """The repeated-request path: raw key → normalized key → L1, before any parsing."""
+        key = self.aliases.get(raw)
+        if key is None:
+            return None
+        e = self.l1.get(key)
+        if e is None:
+            return None
+        versions = await self._versions(e.tables)
+        if self._fresh(e, versions, time.time()):
+            self.metrics.cache_result("l1", "hit")
+            return Cached(e, "HIT")
+        return None
+
+    def cacheable(self, plan: ReadPlan) -> bool:
+        return plan.media != "csv" and not (plan.root.tables() & self._excluded)
+
+    async def read(self, raw: str, plan: ReadPlan, context: str,
+                   execute: Callable[[], Awaitable[ReadResult]]) -> Cached | ReadResult:
+        key = plan_key(plan, context)
+        self.aliases.set(raw, key)
+        tables = tuple(sorted(plan.root.tables()))
+        now = time.time()
+        e = self.l1.get(key)
+        tier = "l1"
+        versions: tuple[int, ...] | None
+        if e is None and self.remote is not None:
+            tier = "l2"
+            versions, e = await self._l2(key, tables)
+        else:
+            versions = await self._versions(tables)
+        if e is not None and self._fresh(e, versions, now):
+            self.metrics.cache_result(tier, "hit")
+            if tier == "l2":
+                self.l1.set(key, e)
+            return Cached(e, "HIT")
+        if (e is not None and versions is not None and e.versions == versions
+                and now < e.expires_at + self.settings.cache_stale_while_revalidate):
+            # Only time has passed, no write: serve it and refresh behind the response.
+            self.metrics.cache_result(tier, "stale")
+            self._refresh_later(key, tables, versions, plan, execute)
+            return Cached(e, "STALE")
+        self.metrics.cache_result(tier, "miss")
+        if versions is None:
+            return await execute()  # cannot validate anything: bypass the cache
+        return await self._fill(key, tables, versions, plan, execute, stale=e)
+
+    async def _l2(self, key: str, tables: Sequence[str],
+                  ) -> tuple[tuple[int, ...] | None, Entry | None]:
+        assert self.remote is not None
+        assert self.redis is not None
+        local = self.remote.local(tables)
+        try:
+            if local is not None:
+                data = await self.redis.get(self._prefix + key)
+                return local, entries.load(data) if data else None
+            data, versions = await self.remote.with_entry(self._prefix + key, tables)
+        except RedisUnavailable:
+            return None, None
+        return versions, entries.load(data) if data else None
+
+    async def _fill(self, key: str, tables: tuple[str, ...], versions: tuple[int, ...],
+                    plan: ReadPlan, execute: Callable[[], Awaitable[ReadResult]],
+                    stale: Entry | None) -> Cached | ReadResult:
+        waiting = self._inflight.get(key)
+        if waiting is not None:
+            shared = await asyncio.shield(waiting)
+            if shared is not None:
+                return Cached(shared, "MISS")
+            return await execute()
+        future: asyncio.Future[Entry | None] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            try:
+                result = await execute()
+            except _DB_DOWN:
+                future.set_result(None)
+                stale = stale or self.l1.get(key)
+                if stale is not None and time.time() < stale.stale_until:
+                    self.metrics.cache_result("l1", "stale")
+                    return Cached(stale, "STALE")
+                raise
+            e = self._entry(result, tables, versions)
+            future.set_result(e)
+            if e is not None:
+                await self._store(key, e)
+            return result
+        except BaseException:
+            if not future.done():
+                future.set_result(None)
+            raise
+        finally:
+            self._inflight.pop(key, None)
+
+    def _entry(self, result: ReadResult, tables: tuple[str, ...],
+               versions: tuple[int, ...]) -> Entry | None:
+        if result.body is None or len(result.body) > self.settings.cache_max_entry_bytes:
+            return None
+        now = time.time()
+        ttl = min((self._ttls.get(t, self.settings.cache_ttl) for t in tables),
+                  default=self.settings.cache_ttl)
+        return Entry(body=result.body, etag=etag(result.body), rows=result.rows,
+                     total=result.total, first=result.first, tables=tables, versions=versions,
+                     stored_at=now, expires_at=now + ttl,
+                     stale_until=now + ttl + self.settings.cache_stale_if_error,
+                     cache_control=self.cache_control(tables))
+
+    def cache_control(self, tables: Sequence[str]) -> str:
+        # Responses may depend on who asks once policies exist; until then every caller is
+        # the anonymous role and shared caches may keep them, revalidating by ETag.
+        age = self.settings.cache_control_max_age
+        return f"public, max-age={age}" if age else "no-cache"
+
+    async def _store(self, key: str, e: Entry) -> None:
+        self.l1.set(key, e)
+        if self.redis is not None:
+            ttl = e.stale_until - e.stored_at
+            with contextlib.suppress(RedisUnavailable):
+                await self.redis.set(self._prefix + key, entries.dump(e), ttl)
+
+    def _refresh_later(self, key: str, tables: tuple[str, ...], versions: tuple[int, ...],
+                       plan: ReadPlan, execute: Callable[[], Awaitable[ReadResult]]) -> None:
+        if key in self._refreshing:
+            return
+        self._refreshing.add(key)
+
+        async def refresh() -> None:
+            try:
+                result = await execute()
+                e = self._entry(result, tables, versions)
+                if e is not None:
+                    await self._store(key, e)
+            except HeadwaterError as exc:
+                self.log.warning("cache_refresh_failed", error=exc.message)
+            finally:
+                self._refreshing.discard(key)
+
+        task = asyncio.ensure_future(refresh())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def stats(self) -> dict[str, int]:
+        return {"l1_bytes": self.l1.bytes, "l1_entries": len(self.l1),
+                "evictions": self.l1.evictions}
+
+
+def _namespace(database_url: str) -> str:
+    import hashlib
+
+    return hashlib.blake2b(database_url.encode(), digest_size=6).hexdigest()

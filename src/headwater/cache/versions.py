@@ -1,0 +1,204 @@
+"""Table versions: the counters that make the cache exact about invalidation.
+
+A write bumps the versions of the tables it touched after it commits and before its response
+is sent; an entry is valid only while the versions it was read at are still current. Versions
+live where every node (or worker) can see them:
+
+- ``SharedVersions``: a small memory-mapped file per database on this host, so several worker
+  processes of the embedded mode stay exactly coherent with no service at all;
+- ``RedisVersions``: a Redis hash shared by every node. ``strict`` reads it on every lookup
+  (one round trip, pipelined with the L2 read); ``bounded`` trusts a local copy kept current
+  by pub/sub, and falls back to reading Redis whenever that copy may be older than the bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import hashlib
+import mmap
+import os
+import struct
+import tempfile
+import time
+import zlib
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from headwater.cache.redis import RedisStore, RedisUnavailable
+
+EPOCH = "__epoch__"
+_SLOTS = 4096
+_SLOT = struct.Struct("<q")
+
+
+class Versions(Protocol):
+    async def current(self, tables: Sequence[str]) -> tuple[int, ...]: ...
+
+    async def bump(self, tables: Sequence[str]) -> None: ...
+
+
+class SharedVersions:
+    """Counters in a memory-mapped file shared by every process on the host for one database.
+
+    Tables hash to slots; two tables sharing a slot only cause extra invalidation, never a
+    stale read. Increments take an exclusive file lock; reads are single aligned 8-byte loads.
+    """
+
+    def __init__(self, database_url: str, directory: str | None = None) -> None:
+        digest = hashlib.blake2b(database_url.encode(), digest_size=8).hexdigest()
+        self.path = os.path.join(directory or tempfile.gettempdir(),
+                                 f"headwater-versions-{digest}")
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if os.fstat(fd).st_size < _SLOTS * 8:
+                os.ftruncate(fd, _SLOTS * 8)
+            self._mm = mmap.mmap(fd, _SLOTS * 8)
+        finally:
+            os.close(fd)
+        self._lock_fd = os.open(self.path, os.O_RDWR)
+
+    @staticmethod
+    def _offset(table: str) -> int:
+        if table == EPOCH:
+            return 0
+        return (zlib.crc32(table.encode()) % (_SLOTS - 1) + 1) * 8
+
+    def read(self, tables: Sequence[str]) -> tuple[int, ...]:
+        mm = self._mm
+        return tuple(_SLOT.unpack_from(mm, self._offset(t))[0] for t in (*tables, EPOCH))
+
+    async def current(self, tables: Sequence[str]) -> tuple[int, ...]:
+        return self.read(tables)
+
+    async def bump(self, tables: Sequence[str]) -> None:
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            for off in {self._offset(t) for t in tables}:
+                _SLOT.pack_into(self._mm, off, _SLOT.unpack_from(self._mm, off)[0] + 1)
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        with contextlib.suppress(ValueError, OSError):
+            self._mm.close()
+            os.close(self._lock_fd)
+
+
+class RedisVersions:
+    def __init__(self, store: RedisStore, namespace: str, *, bounded_ms: float | None = None,
+                 log: Any = None) -> None:
+        self.store = store
+        self.hkey = f"hw:{namespace}:versions"
+        self.channel = f"hw:{namespace}:bumps"
+        self.bounded = bounded_ms / 1000 if bounded_ms else None
+        self._local: dict[str, int] = {}
+        self._heard = 0.0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._log = log
+        self._node = os.urandom(6).hex()
+        #: Set when a write could not bump Redis: the epoch must move once Redis is back.
+        self.dirty = False
+
+    # --- strict: read Redis ----------------------------------------------------------------
+
+    async def current(self, tables: Sequence[str]) -> tuple[int, ...]:
+        await self._heal()
+        return tuple(await self.store.get_fields(self.hkey, [*tables, EPOCH]))
+
+    async def with_entry(self, key: str, tables: Sequence[str],
+                         ) -> tuple[bytes | None, tuple[int, ...]]:
+        await self._heal()
+        data, values = await self.store.get_with_fields(key, self.hkey, [*tables, EPOCH])
+        return data, tuple(values)
+
+    async def bump(self, tables: Sequence[str]) -> None:
+        try:
+            values = await self.store.bump(self.hkey, list(tables), self.channel)
+        except RedisUnavailable:
+            self.dirty = True
+            raise
+        self._learn(dict(zip(tables, values, strict=True)))
+
+    async def _heal(self) -> None:
+        if self.dirty:
+            # Writes went unannounced while Redis was down: invalidate everything, everywhere.
+            values = await self.store.bump(self.hkey, [EPOCH], self.channel)
+            self._learn({EPOCH: values[0]})
+            self.dirty = False
+
+    # --- bounded: a local copy kept fresh by pub/sub ---------------------------------------
+
+    def local(self, tables: Sequence[str]) -> tuple[int, ...] | None:
+        """Versions without I/O, or None when the copy may lag more than the bound."""
+        if self.bounded is None or self.dirty or time.monotonic() - self._heard > self.bounded:
+            return None
+        get = self._local.get
+        return tuple(get(t, 0) for t in (*tables, EPOCH))
+
+    def _learn(self, values: dict[str, int]) -> None:
+        for k, v in values.items():
+            if v > self._local.get(k, 0):
+                self._local[k] = v
+
+    async def start(self) -> None:
+        if self.bounded is None:
+            return
+        self._tasks = [asyncio.create_task(self._listen()), asyncio.create_task(self._beat())]
+
+    async def close(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+
+    async def _listen(self) -> None:
+        """Follow the bump channel; reconnect with a pause whenever Redis fails."""
+        while True:
+            pubsub = self.store.client.pubsub()
+            try:
+                await pubsub.subscribe(self.channel)
+                # Subscribe first, then read the hash: no bump can fall in between.
+                raw: dict[Any, Any] = await self.store.client.hgetall(self.hkey)
+                self._local = {(k.decode() if isinstance(k, bytes) else str(k)): int(v)
+                               for k, v in raw.items()}
+                while True:
+                    msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if msg is None:
+                        continue
+                    raw_data = msg["data"]
+                    data = raw_data.decode() if isinstance(raw_data, bytes) else str(raw_data)
+                    if data.startswith("~"):
+                        node, _, sent = data[1:].partition(":")
+                        if node == self._node:
+                            # Everything Redis announced before this beat was sent is known.
+                            self._heard = float(sent)
+                        continue
+                    learned: dict[str, int] = {}
+                    for part in data.split(","):
+                        name, _, value = part.rpartition("=")
+                        if name and value.isdigit():
+                            learned[name] = int(value)
+                    self._learn(learned)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # any Redis failure: distrust the copy, retry shortly
+                self._heard = 0.0
+                if self._log is not None:
+                    self._log.warning("versions_subscription_lost", error=type(exc).__name__)
+                await asyncio.sleep(0.5)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _beat(self) -> None:
+        """Heartbeats through the channel prove the local copy is at most one beat old."""
+        assert self.bounded is not None
+        interval = max(0.005, self.bounded / 4)
+        while True:
+            with contextlib.suppress(Exception):
+                await self.store.client.publish(self.channel,
+                                                f"~{self._node}:{time.monotonic()}")
+            await asyncio.sleep(interval)
