@@ -121,3 +121,20 @@ def served_rw(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     env = {"HEADWATER_MAX_BODY_BYTES": "300000"}
     with ServerProcess(db_url, env=env, args=("--app", "tests.integration.shop_app:app")) as s:
         yield Served(s.url, db_url, request.param)
+
+
+REDIS_URL = os.environ.get("HEADWATER_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_timeout=2)
+    try:
+        client.ping()
+    except (redis.RedisError, OSError):
+        unavailable("Redis at " + REDIS_URL)
+    finally:
+        client.close()
+    return REDIS_URL

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from headwater.errors import ServiceError
@@ -29,10 +30,15 @@ class RedisUnavailable(ServiceError):
 
 
 class RedisStore:
-    def __init__(self, url: str, breaker: CircuitBreaker, *, timeout: float = 0.25) -> None:
-        self.client: aioredis.Redis = aioredis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout,
-            health_check_interval=0, retry_on_timeout=False)
+    def __init__(self, url: str, breaker: CircuitBreaker, *, timeout: float = 0.25,
+                 max_connections: int = 32) -> None:
+        # A bounded pool: a burst of requests waits briefly for a connection instead of
+        # opening hundreds (whose connects then time out and trip the breaker).
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=max(timeout, 1.0),
+            socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=0,
+            retry_on_timeout=False)
+        self.client: aioredis.Redis = aioredis.Redis(connection_pool=pool)
         self.breaker = breaker
         self.url = url
         self._bump = self.client.register_script(_BUMP)
@@ -44,6 +50,8 @@ class RedisStore:
         try:
             result = await coro
         except (RedisError, OSError, TimeoutError) as exc:
+            if isinstance(exc, RedisConnectionError) and "Too many connections" in str(exc):
+                raise RedisUnavailable("Redis pool exhausted") from exc  # load, not failure
             self.breaker.failure()
             raise RedisUnavailable("Redis call failed", details=type(exc).__name__) from exc
         self.breaker.success()
@@ -91,3 +99,5 @@ class RedisStore:
 
     async def close(self) -> None:
         await self.client.aclose()
+        # A pool passed in explicitly is not closed by the client.
+        await self.client.connection_pool.disconnect()

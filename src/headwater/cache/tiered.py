@@ -190,6 +190,11 @@ class ReadCache:
                     plan: ReadPlan, execute: Callable[[], Awaitable[ReadResult]],
                     stale: Entry | None) -> Cached | ReadResult:
         waiting = self._inflight.get(key)
+        if waiting is None:
+            # Another request may have filled it while this one awaited the versions.
+            done = self.l1.get(key)
+            if done is not None and self._fresh(done, versions, time.time()):
+                return Cached(done, "HIT")
         if waiting is not None:
             shared = await asyncio.shield(waiting)
             if shared is not None:
