@@ -27,6 +27,8 @@ from headwater.config import Settings
 from headwater.db.catalog import Catalog, introspect
 from headwater.db.engine import Database, open_database
 from headwater.errors import DatabaseUnavailable, HeadwaterError, MethodNotAllowed, NotFound
+from headwater.events.outbox import Outbox
+from headwater.events.runtime import Events, start_events
 from headwater.observability.logging import LEVELS, make_logger
 from headwater.observability.metrics import Metrics
 from headwater.resilience.breaker import BreakerPolicy, BreakerState, CircuitBreaker
@@ -43,9 +45,16 @@ class Headwater:
         self.log: Any = make_logger(settings.log_level)
         self.metrics = Metrics()
         self.db: Database = open_database(settings, on_query=self.metrics.query)
+        self.outbox = Outbox(settings, self.db.dialect, self.db.schema)
+        self.events: Events | None = None
         self.catalog: Catalog | None = None
         self.app: App = load_app(settings.app) if settings.app else App()
         self.breakers: dict[str, CircuitBreaker] = {}
+        if self.db.dialect == "postgresql":
+            self.db.breaker = self.breaker("database", BreakerPolicy(
+                consecutive_failures=settings.db_breaker_failures,
+                reset_timeout=settings.db_breaker_reset))
+        self._bulkheads: dict[str, asyncio.Semaphore] = {}
         self.redis = (RedisStore(settings.redis_url, self.breaker("redis"),
                                  timeout=settings.redis_timeout)
                       if settings.redis_url else None)
@@ -80,6 +89,24 @@ class Headwater:
         else:
             await self.cache.invalidate(sorted(tables))
 
+    @contextlib.asynccontextmanager
+    async def bulkhead(self, table: str) -> AsyncIterator[None]:
+        """At most half the pool may wait on writes to one table: a locked row or a hot table
+        can slow its own writers, never starve every other request of connections."""
+        sem = self._bulkheads.get(table)
+        if sem is None:
+            sem = self._bulkheads[table] = asyncio.Semaphore(
+                max(1, self.settings.pool_max_size // 2))
+        try:
+            await asyncio.wait_for(sem.acquire(), self.settings.pool_timeout)
+        except TimeoutError:
+            raise DatabaseUnavailable(f"Too many writes to {table} are waiting",
+                                      sent=False, retryable=False) from None
+        try:
+            yield
+        finally:
+            sem.release()
+
     def log_enabled(self, level: str) -> bool:
         return LEVELS.get(self.settings.log_level.lower(), 20) <= LEVELS[level]
 
@@ -91,6 +118,9 @@ class Headwater:
         if not await self._connect():
             # Start degraded; /-/ready says why, and we keep trying in the background.
             self._retry = asyncio.create_task(self._reconnect_loop())
+        self.events = await start_events(self.settings, self.outbox,
+                                         list(self.app.subscriptions.values()),
+                                         metrics=self.metrics, log=self.log)
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             asyncio.get_running_loop().add_signal_handler(
                 signal.SIGHUP, lambda: asyncio.ensure_future(self.reload_catalog()))
@@ -134,6 +164,8 @@ class Headwater:
             await self.cache.close()
         if self.redis is not None:
             await self.redis.close()
+        if self.events is not None:
+            await self.events.close()
         await self.db.close()
 
     # --- used by the routes -------------------------------------------------------------------
@@ -169,6 +201,10 @@ class Headwater:
                 checks["redis"] = {"status": "unavailable", "error": type(exc).__name__,
                                    "effect": "cache bypassed"}
                 degraded = True
+        broker = self.events.readiness() if self.events is not None else None
+        if broker is not None:  # down: writes go on, their events wait in the outbox
+            checks["broker"] = broker
+            degraded = degraded or broker["status"] != "ok"
         checks["breakers"] = {name: b.state.name.lower() for name, b in self.breakers.items()}
         status = "unavailable" if not ok else ("degraded" if degraded else "ok")
         return {"status": status, "checks": checks}

@@ -33,6 +33,13 @@ class Settings:
     connect_timeout: float = 5.0
     #: Seconds a statement may run (PostgreSQL statement_timeout; SQLite progress handler).
     statement_timeout: float = 10.0
+    #: Tries per request for transient database failures (reads; writes only when safe).
+    retry_attempts: int = 3
+    #: Requests one worker serves at once; beyond it, 503 with Retry-After (back-pressure).
+    max_inflight: int = 256
+    #: Consecutive database failures that open its circuit, and seconds before a probe.
+    db_breaker_failures: int = 5
+    db_breaker_reset: float = 1.0
     #: SQLite: milliseconds a writer waits on a locked database.
     sqlite_busy_timeout_ms: int = 5000
     #: A read returning more rows than this is streamed from a cursor in chunks.
@@ -74,8 +81,47 @@ class Settings:
     #: ``package.module:attribute`` of a ``headwater.App`` with hooks and RPC functions.
     app: str = ""
 
+    # --- events (headwater.events) ----------------------------------------------------------
+    #: RabbitMQ, e.g. ``amqp://guest:guest@127.0.0.1:5672/``; empty = in-process dispatch.
+    amqp_url: str = ""
+    #: Write one outbox row per written row, in the write's transaction.
+    events_enabled: bool = True
+    #: Comma-separated topic patterns (``orders.*``, ``#``) of ``{table}.{op}`` to record ...
+    events_include: str = "#"
+    #: ... minus these.
+    events_exclude: str = ""
+    #: Comma-separated tables (or ``*``) whose update events carry the row as it was before
+    #: (costs one ``SELECT ... FOR UPDATE`` per update request on those tables).
+    events_old_rows: str = ""
+    #: Seconds a published outbox row (and a processed event id) is kept before pruning.
+    outbox_retention: float = 86400.0
+    #: Rows the relay claims and publishes per round, and seconds between idle polls.
+    relay_batch: int = 500
+    relay_poll_interval: float = 0.5
+    #: Upper bound of the relay's and worker's exponential backoff while RabbitMQ is down.
+    amqp_reconnect_max_delay: float = 10.0
+    #: Deliveries of one event to one handler before it goes to the dead-letter queue.
+    worker_max_attempts: int = 5
+    #: Delay before the first retry; doubles per attempt up to ``worker_retry_max_delay``.
+    worker_retry_delay: float = 1.0
+    worker_retry_max_delay: float = 300.0
+    #: Unacknowledged messages a worker holds per handler (handlers of one queue run this
+    #: concurrently; 1 keeps a handler's events in publish order).
+    worker_prefetch: int = 8
+    #: Webhooks as JSON: ``[{"pattern": "orders.*", "url": "https://...", "secret": "..."}]``
+    #: (``name`` optional); each POST is signed ``X-Headwater-Signature: sha256=<hmac>``.
+    webhooks: str = ""
+    #: Secret for webhooks that give none of their own.
+    webhook_secret: str = ""
+    webhook_timeout: float = 10.0
+
     def unfiltered_write_tables(self) -> frozenset[str]:
         return frozenset(t.strip() for t in self.unfiltered_writes.split(",") if t.strip())
+
+    def retry_delays(self) -> tuple[float, ...]:
+        """The wait before each retry: attempt ``n`` failed → ``delays[n - 1]``."""
+        return tuple(min(self.worker_retry_delay * 2 ** i, self.worker_retry_max_delay)
+                     for i in range(max(0, self.worker_max_attempts - 1)))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -144,6 +144,48 @@ class NotFound(RequestError):
     code = "PGRST125"
 
 
+# --- security: authentication, policies, rate limits (headwater.api.auth, service.policy) ----
+
+class Unauthorized(RequestError):
+    """No acceptable credentials: a bad, expired or tampered token, an unknown API key, or
+    anonymous access where no anonymous role exists. ``challenge`` is the
+    ``WWW-Authenticate`` value, as PostgREST sends it."""
+
+    status = 401
+    code = "PGRST301"
+
+    def __init__(self, message: str, *, challenge: str = "Bearer", code: str | None = None,
+                 details: Any = None, hint: str | None = None) -> None:
+        super().__init__(message, code=code, details=details, hint=hint)
+        self.challenge = challenge
+
+
+class Forbidden(RequestError):
+    """No policy lets the caller's role do this (PostgreSQL's 42501). 401 for anonymous
+    callers, 403 otherwise, as PostgREST answers."""
+
+    status = 403
+    code = "42501"
+
+
+class RateLimited(RequestError):
+    """Too many requests; ``retry_after`` seconds until the window resets."""
+
+    status = 429
+    code = "HW429"
+
+    def __init__(self, message: str, *, retry_after: int, details: Any = None,
+                 hint: str | None = None) -> None:
+        super().__init__(message, details=details, hint=hint)
+        self.retry_after = retry_after
+
+
+class EncryptedColumn(RequestError):
+    """Filtering or ordering on an encrypted column (its stored values are ciphertext)."""
+
+    code = "HW400"
+
+
 # --- 5xx: we or a dependency failed -----------------------------------------------------------
 
 class ServiceError(HeadwaterError):
@@ -152,8 +194,25 @@ class ServiceError(HeadwaterError):
 
 
 class DatabaseUnavailable(ServiceError):
+    """The database cannot answer now; ``sent`` says whether a statement may have reached it
+    (a write is retried only when it cannot have), ``retry_after`` feeds the header."""
+
     status = 503
     code = "PGRST001"
+
+    def __init__(self, message: str, *, details: Any = None, hint: str | None = None,
+                 sent: bool = True, retryable: bool = True, retry_after: float = 1.0) -> None:
+        super().__init__(message, details=details, hint=hint)
+        self.sent = sent
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class TransactionConflict(ServiceError):
+    """A serialization failure or deadlock that outlived its retries."""
+
+    status = 409
+    code = "40001"
 
 
 class DatabaseError(ServiceError):
@@ -166,3 +225,23 @@ class DatabaseError(ServiceError):
 class Timeout(ServiceError):
     status = 504
     code = "57014"
+
+
+class BrokerUnavailable(ServiceError):
+    """RabbitMQ cannot be reached or did not confirm; events wait in the outbox meanwhile.
+
+    ``confirmed`` counts the leading messages of a batch the broker did confirm."""
+
+    status = 503
+    code = "HW503"
+
+    def __init__(self, message: str, *, confirmed: int = 0, details: Any = None) -> None:
+        super().__init__(message, details=details)
+        self.confirmed = confirmed
+
+
+class DecryptionFailed(ServiceError):
+    """A stored value could not be decrypted (unknown key id or tampered ciphertext)."""
+
+    status = 500
+    code = "HW510"

@@ -23,6 +23,8 @@ class AccessMiddleware:
         self.app = app
         self.hw = hw
         self.log_access = hw.log_enabled("info")
+        self.inflight = 0
+        self.max_inflight = hw.settings.max_inflight
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -39,6 +41,12 @@ class AccessMiddleware:
         scope["request_id"] = request_id
         rid_header = (b"x-request-id", request_id.encode())
         status = 500
+        if self.inflight >= self.max_inflight and not scope["path"].startswith("/-/"):
+            # Back-pressure: refuse at once rather than queue without bound.
+            self.hw.metrics.observe(scope["method"], 503, time.perf_counter() - start)
+            await _overloaded(send, rid_header)
+            return
+        self.inflight += 1
 
         async def wrapped(message: Message) -> None:
             nonlocal status
@@ -50,6 +58,7 @@ class AccessMiddleware:
         try:
             await self.app(scope, receive, wrapped)
         finally:
+            self.inflight -= 1
             seconds = time.perf_counter() - start
             self.hw.metrics.observe(scope["method"], status, seconds)
             if self.log_access:
@@ -59,3 +68,14 @@ class AccessMiddleware:
                     "duration_ms": round(seconds * 1000, 3), "rows": scope.get("rows"),
                 }
                 self.hw.log.info("access", **fields)
+
+
+_OVERLOADED = (b'{"code":"HW503","message":"Server overloaded: too many requests in flight",'
+               b'"details":null,"hint":"retry after the Retry-After delay"}')
+
+
+async def _overloaded(send: Send, rid_header: tuple[bytes, bytes]) -> None:
+    await send({"type": "http.response.start", "status": 503, "headers": [
+        (b"content-type", b"application/json"), (b"retry-after", b"1"),
+        (b"content-length", str(len(_OVERLOADED)).encode()), rid_header]})
+    await send({"type": "http.response.body", "body": _OVERLOADED})

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -52,8 +53,11 @@ class RowStreamResponse(StreamingResponse):
 
 def error_response(exc: HeadwaterError, headers: Mapping[str, str] | None = None) -> Response:
     extra = dict(headers or {})
-    if exc.status == 503:
-        extra.setdefault("Retry-After", "1")
+    if exc.status in (503, 429):
+        wait = getattr(exc, "retry_after", 1.0)
+        extra.setdefault("Retry-After", str(max(1, math.ceil(wait))))
+    if exc.status == 401:
+        extra.setdefault("WWW-Authenticate", getattr(exc, "challenge", "Bearer"))
     return JSONResponse(exc.body(), status_code=exc.status, headers=extra)
 
 

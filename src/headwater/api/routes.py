@@ -153,7 +153,8 @@ def build_routes(hw: Headwater) -> list[BaseRoute]:
 
     def writer(request: Request) -> Writer:
         return Writer(hw.db, hw.require_catalog(), settings, hw.app, Principal(),
-                      request.scope.get("request_id"), on_commit=hw.on_commit)
+                      request.scope.get("request_id"), on_commit=hw.on_commit,
+                      outbox=hw.outbox, bulkhead=hw.bulkhead)
 
     async def table(request: Request) -> Response:
         name = request.path_params["table"]
@@ -238,7 +239,8 @@ def build_routes(hw: Headwater) -> list[BaseRoute]:
         out = await call_rpc(hw.db, spec, checked, principal=Principal(),
                              request_id=request.scope.get("request_id"),
                              rollback=prefer.tx == "rollback",
-                             on_commit=None if spec.read_only else hw.on_commit)
+                             on_commit=None if spec.read_only else hw.on_commit,
+                             outbox=hw.outbox, catalog=hw.catalog)
         return Response(b"" if request.method == "HEAD" else out, 200,
                         media_type=CONTENT_TYPES["json"])
 

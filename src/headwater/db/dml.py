@@ -92,11 +92,7 @@ def insert_params(dialect: Dialect, plan: InsertPlan) -> list[object]:
     return [msgspec.json.encode(rows).decode()]
 
 
-@functools.lru_cache(maxsize=1024)
-def compile_mutation(dialect: Dialect, schema: str | None, shape: MutateShape) -> str:
-    b = _UnqualifiedBuilder(dialect, schema)
-    alias = shape.alias if b.pg else ""
-    target = _target(dialect, schema, shape.table) + (f" AS {alias}" if alias else "")
+def _mutation_where(b: _Builder, schema: str | None, shape: MutateShape, alias: str) -> str:
     conds = [b.cond(alias, c) for c in shape.where]
     if shape.limit is not None:
         # PostgREST's limited update/delete: pick the rows by key, in order, then write them.
@@ -105,17 +101,38 @@ def compile_mutation(dialect: Dialect, schema: str | None, shape: MutateShape) -
         order = ", ".join(b.order_term(inner_alias, OrderBy(o.column, o.desc, o.nulls))
                           for o in shape.order)
         inner = (f"SELECT {', '.join(f'{inner_alias}.{ident(k)}' for k in shape.key)} "
-                 f"FROM {_target(dialect, schema, shape.table)} AS {inner_alias}"
+                 f"FROM {_target(b.dialect, schema, shape.table)} AS {inner_alias}"
                  + (" WHERE " + " AND ".join(inner_conds) if inner_conds else "")
                  + (f" ORDER BY {order}" if order else "") + f" LIMIT {b.p(shape.limit)}")
         outer_key = ", ".join(b.col(alias, k) for k in shape.key)
         conds = [f"({outer_key}) IN ({inner})"]
-    where = (" WHERE " + " AND ".join(conds)) if conds else ""
+    return (" WHERE " + " AND ".join(conds)) if conds else ""
+
+
+@functools.lru_cache(maxsize=1024)
+def compile_mutation(dialect: Dialect, schema: str | None, shape: MutateShape) -> str:
+    b = _UnqualifiedBuilder(dialect, schema)
+    alias = shape.alias if b.pg else ""
+    target = _target(dialect, schema, shape.table) + (f" AS {alias}" if alias else "")
+    where = _mutation_where(b, schema, shape, alias)
     returning = _row_json(b, alias, shape.returning)
     if shape.action == "delete":
         return f"DELETE FROM {target}{where} RETURNING {returning}"
     sets = ", ".join(f"{ident(col)} = {b.p(param)}" for col, param in shape.assignments)
     return f"UPDATE {target} SET {sets}{where} RETURNING {returning}"
+
+
+@functools.lru_cache(maxsize=1024)
+def compile_old_rows(dialect: Dialect, schema: str | None, shape: MutateShape) -> str:
+    """The rows an UPDATE of ``shape`` will change, as they are now, each as one JSON object
+    (locked ``FOR UPDATE`` on PostgreSQL). Uses the mutation's parameters but for the
+    assignments, which come last."""
+    b = _UnqualifiedBuilder(dialect, schema)
+    alias = shape.alias if b.pg else ""
+    target = _target(dialect, schema, shape.table) + (f" AS {alias}" if alias else "")
+    where = _mutation_where(b, schema, shape, alias)
+    lock = " FOR UPDATE" if b.pg else ""
+    return f"SELECT {_row_json(b, alias, shape.returning)} FROM {target}{where}{lock}"
 
 
 def mutation_params(dialect: Dialect, plan: MutatePlan) -> list[object]:

@@ -32,7 +32,9 @@ from headwater.errors import (
     InvalidValue,
     RequestError,
     Timeout,
+    TransactionConflict,
 )
+from headwater.resilience.breaker import CircuitBreaker
 
 Row = Sequence[Any]
 QueryHook = Callable[[], None]
@@ -69,6 +71,25 @@ class Database(ABC):
     def __init__(self, settings: Settings, on_query: QueryHook | None = None) -> None:
         self.settings = settings
         self._on_query = on_query or (lambda: None)
+        #: Set by the app: while open, calls fail at once instead of waiting on a dead server.
+        self.breaker: CircuitBreaker | None = None
+
+    def _guard(self) -> None:
+        b = self.breaker
+        if b is not None and not b.allow():
+            raise DatabaseUnavailable("Database connection error: the circuit is open",
+                                      sent=False, retryable=False, retry_after=b.retry_after(),
+                                      hint="the database failed repeatedly; retry shortly")
+
+    def _record(self, exc: HeadwaterError | None) -> None:
+        """Feed the breaker: unavailability counts as failure, anything else as health."""
+        b = self.breaker
+        if b is None:
+            return
+        if isinstance(exc, DatabaseUnavailable):
+            b.failure()
+        else:
+            b.success()
 
     @abstractmethod
     async def start(self) -> None: ...
@@ -121,6 +142,9 @@ def _pg_error(exc: BaseException) -> HeadwaterError:
                                                                "22P02", "22023"):
         return ConstraintViolation(exc.args[0] if exc.args else "invalid value", code=sqlstate,
                                    details=getattr(exc, "detail", None))
+    if sqlstate in ("40001", "40P01"):
+        return TransactionConflict("could not serialize access: the transaction was retried "
+                                   "and conflicted again", code=sqlstate)
     if isinstance(exc, asyncpg.QueryCanceledError):
         return Timeout("canceling statement due to statement timeout")
     if isinstance(exc, asyncpg.DataError):
@@ -209,7 +233,7 @@ class PostgresDatabase(Database):
     @property
     def pool(self) -> asyncpg.Pool[Any]:
         if self._pool is None:
-            raise DatabaseUnavailable("Database pool is not started")
+            raise DatabaseUnavailable("Database pool is not started", sent=False)
         return self._pool
 
     async def close(self) -> None:
@@ -219,22 +243,37 @@ class PostgresDatabase(Database):
 
     @contextlib.asynccontextmanager
     async def _acquire(self) -> AsyncIterator[Any]:
+        self._guard()
         try:
             conn = await self.pool.acquire(timeout=self.settings.pool_timeout)
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise _pg_error(exc) from exc
+            if isinstance(exc, TimeoutError):
+                # Every connection busy: load, not a dead server; nothing was sent.
+                raise DatabaseUnavailable("Timed out waiting for a database connection",
+                                          sent=False, retryable=False) from exc
+            err = _pg_error(exc)
+            if isinstance(err, DatabaseUnavailable):
+                err.sent = False
+            self._record(err)
+            raise err from exc
         try:
             yield conn
+        except HeadwaterError as exc:
+            self._record(exc)
+            raise
+        else:
+            self._record(None)
         finally:
-            await self.pool.release(conn)
+            with contextlib.suppress(Exception):
+                await self.pool.release(conn)
 
     async def fetchrow(self, sql: str, params: Sequence[object]) -> Row:
         self._on_query()
-        try:
-            async with self._acquire() as conn:
+        async with self._acquire() as conn:
+            try:
                 row = await conn.fetchrow(sql, *params)
-        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
-            raise _pg_error(exc) from exc
+            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+                raise _pg_error(exc) from exc
         assert row is not None
         return tuple(row)
 

@@ -27,6 +27,19 @@ class Metrics:
                                     registry=self.registry)
         self.catalog_reloads = Counter("headwater_catalog_reloads", "Catalog reloads",
                                        ["result"], registry=self.registry)
+        self.outbox_pending = Gauge("headwater_outbox_pending",
+                                    "Outbox rows committed but not yet published",
+                                    registry=self.registry)
+        self.events_published = Counter("headwater_events_published",
+                                        "Outbox rows published and confirmed by the bus",
+                                        registry=self.registry)
+        self.relay_errors = Counter("headwater_relay_errors", "Relay rounds that failed",
+                                    ["kind"], registry=self.registry)
+        self.events_handled = Counter("headwater_events_handled",
+                                      "Event deliveries to handlers, by outcome",
+                                      ["handler", "result"], registry=self.registry)
+        #: The last count of pending outbox rows; None until the relay has counted.
+        self.outbox_pending_count: int | None = None
         self.cache_requests = Counter("headwater_cache_requests", "Cache lookups by tier and result",
                                       ["tier", "result"], registry=self.registry)
         self.cache_bytes = Gauge("headwater_cache_bytes", "Bytes held by a cache tier", ["tier"],
@@ -64,6 +77,10 @@ class Metrics:
 
     def query(self) -> None:
         self.db_queries.inc()
+
+    def set_outbox_pending(self, n: int) -> None:
+        self.outbox_pending.set(n)
+        self.outbox_pending_count = n
 
     def cache_result(self, tier: str, result: str) -> None:
         child = self._cache_children.get((tier, result))
@@ -106,5 +123,5 @@ class Metrics:
             "cache": dict(self._cache_counts) if self.cache_enabled else None,
             "breakers": dict(self.breakers) or None,
             "rate_limit_rejections": None,
-            "outbox_pending": None,
+            "outbox_pending": self.outbox_pending_count,
         }

@@ -11,6 +11,11 @@ async def check(ctx, row):
     return row
 ```
 Hooks run inside the request's transaction (``ctx.db``); any exception rolls it back.
+
+Event handlers run after commit, from the outbox (``headwater.events``)::
+
+    @app.on("orders.insert")
+    async def ship(event: Event) -> None: ...
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias, TypeVar, get_type_hints, overload
 
 from headwater.db.engine import Transaction
+from headwater.events.event import Handler, Subscription
+from headwater.events.outbox import EventBuffer
 
 _DOLLAR = re.compile(r"\$(\d+)")
 Action: TypeAlias = Literal["insert", "update", "delete"]
@@ -37,6 +44,11 @@ class Principal:
     claims: Mapping[str, Any] = field(default_factory=dict)
 
 
+def principal_json(principal: Principal) -> dict[str, Any]:
+    """How an event names who wrote it."""
+    return {"role": principal.role, "claims": dict(principal.claims)}
+
+
 @dataclass(slots=True)
 class Context:
     """What a hook or RPC function sees of the request it runs in."""
@@ -49,6 +61,18 @@ class Context:
     #: Set when SQL other than a read ran here: the tables it touched are unknown, so the
     #: whole cache is invalidated after commit.
     wrote: bool = False
+    #: The transaction's events (None when events are off).
+    events: EventBuffer | None = None
+
+    def emit(self, table: str, op: Action, new: Row | None = None,
+             old: Row | None = None) -> None:
+        """Record an event for a row written by hand-written SQL (``ctx.fetch``).
+
+        Writes through the API are recorded by themselves; SQL a hook or RPC function runs
+        itself is not seen, so call this once per row it writes (``RETURNING`` gives them).
+        The event commits or rolls back with the request, like the row."""
+        if self.events is not None:
+            self.events.emit(table, op, new, old)
 
     async def fetch(self, sql: str, *params: object) -> list[tuple[Any, ...]]:
         """Run SQL inside the request's transaction, with ``$1``-style parameters on either
@@ -86,6 +110,7 @@ class App:
         self._before: dict[tuple[Action, str], list[BeforeHook]] = {}
         self._after: dict[tuple[Action, str], list[AfterHook]] = {}
         self.rpcs: dict[str, RpcSpec] = {}
+        self.subscriptions: dict[str, Subscription] = {}
 
     # hooks
     def _register_before(self, action: Action, table: str) -> Callable[[BeforeHook], BeforeHook]:
@@ -123,6 +148,24 @@ class App:
 
     def after(self, action: Action, table: str) -> list[AfterHook]:
         return self._after.get((action, table), [])
+
+    # events
+    def on(self, *patterns: str, name: str | None = None) -> Callable[[Handler], Handler]:
+        """Run ``async def handler(event)`` for events whose ``{table}.{op}`` matches a
+        pattern (``orders.insert``, ``orders.*``, ``#``), after commit, at least once and
+        with its effects once per event id. ``name`` names its queue (default: the
+        function's module and name); renaming it starts a new, empty queue."""
+        if not patterns:
+            raise ValueError("app.on needs at least one pattern, e.g. 'orders.insert'")
+
+        def deco(fn: Handler) -> Handler:
+            key = name or f"{fn.__module__}.{fn.__qualname__}"
+            if key in self.subscriptions:
+                raise ValueError(f"two event handlers are named {key!r}: give one a name=")
+            self.subscriptions[key] = Subscription(key, tuple(patterns), fn)
+            return fn
+
+        return deco
 
     # rpc
     @overload

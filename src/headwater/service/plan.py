@@ -16,7 +16,7 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, TypeAlias
+from typing import TYPE_CHECKING, Literal, TypeAlias
 
 from headwater.api.grammar import (
     ApiRequest,
@@ -33,12 +33,17 @@ from headwater.api.grammar import (
 from headwater.db.catalog import Catalog, Column, ColumnKind, Relationship, Table
 from headwater.errors import (
     AmbiguousRelationship,
+    EncryptedColumn,
     InvalidValue,
     ParseError,
     UnknownColumn,
     UnknownRelationship,
     UnknownTable,
 )
+
+if TYPE_CHECKING:
+    from headwater.service.policy import Access, Rule
+    from headwater.settings_file import Action
 
 Value: TypeAlias = (bool | int | float | str | decimal.Decimal | dt.date | dt.datetime | dt.time
                     | uuid.UUID | tuple["Value", ...] | None)
@@ -221,12 +226,43 @@ def coerce(column: Column, text: str) -> Value:
 # --- the planner ------------------------------------------------------------------------------
 
 class _Planner:
-    def __init__(self, catalog: Catalog, request: ApiRequest) -> None:
+    def __init__(self, catalog: Catalog, request: ApiRequest, access: Access | None = None,
+                 action: Action = "select") -> None:
         self.catalog = catalog
         self.request = request
         self.params: list[Value] = []
         self.aliases = 0
         self.used_paths: set[Path] = set()
+        # Policies (service.policy): None when every caller may do everything.
+        self.access = access if access is not None and access.restricted else None
+        self.encrypted = access.encrypted if access is not None else frozenset()
+        self.action: Action = action
+        #: True while planning a policy's own filter (it may name any column).
+        self.trusted = False
+
+    def allowed(self, table: Table, name: str) -> None:
+        """A column the request names: it must be one the caller's policies let it use."""
+        if self.access is None or self.trusted:
+            return
+        cols = self.access.filterable(table.name, self.action)
+        if cols is not None and name not in cols:
+            raise self.access.forbidden(f"permission denied for column {name} of table "
+                                        f"{table.name}")
+
+    def policy_cond(self, table: Table, pred: Predicate | None) -> list[Cond]:
+        if pred is None:
+            return []
+        self.trusted = True
+        try:
+            return [self.cond(table, pred, {})]
+        finally:
+            self.trusted = False
+
+    def plain(self, table: Table, name: str) -> None:
+        if (table.name, name) in self.encrypted and not self.trusted:
+            raise EncryptedColumn(f"column {table.name}.{name} is encrypted: it cannot be "
+                                  "filtered or ordered on",
+                                  hint="filter on another column, or keep it unencrypted")
 
     def param(self, value: Value) -> int:
         self.params.append(value)
@@ -251,12 +287,20 @@ class _Planner:
         alias = self.alias()
         outputs: list[Output] = []
         embeds: dict[str, ReadNode] = {}
+        rule: Rule | None = None
+        if self.access is not None:
+            rule = self.access.rule(table.name, "select")
         for item in select:
             if isinstance(item, Field):
                 if item.name == "*":
-                    outputs.extend(_star(table))
+                    outputs.extend(_star(table) if rule is None or rule.columns is None else
+                                   (o for o in _star(table) if o.column in rule.columns))
                 else:
                     col = self.column(table, item.name)
+                    if rule is not None and not rule.allows(col.name):
+                        assert self.access is not None
+                        raise self.access.forbidden(f"permission denied for column {col.name} "
+                                                    f"of table {table.name}")
                     outputs.append(OutputColumn(item.alias or col.name, col.name, col.kind))
             else:
                 child = self.embed(table, item, (*path, item.key), alias)
@@ -264,6 +308,8 @@ class _Planner:
                 outputs.append(OutputEmbed(item.key, child))
         q = self.request.query
         where = [self.cond(table, p, embeds) for p in q.where.get(path, ())]
+        if rule is not None:
+            where += self.policy_cond(table, rule.rows)
         for child in embeds.values():
             if child.inner:
                 where.append(EmbedExists(child))
@@ -286,6 +332,8 @@ class _Planner:
 
     def order_by(self, table: Table, term: OrderTerm) -> OrderBy:
         self.column(table, term.column)
+        self.allowed(table, term.column)
+        self.plain(table, term.column)
         return OrderBy(term.column, term.desc, term.nulls)
 
     def cond(self, table: Table, pred: Predicate, embeds: dict[str, ReadNode]) -> Cond:
@@ -295,6 +343,8 @@ class _Planner:
         if pred.column in embeds and pred.column not in table.columns:
             return self.embed_null_filter(pred, embeds[pred.column])
         col = self.column(table, pred.column)
+        self.allowed(table, col.name)
+        self.plain(table, col.name)
         if pred.op == "is":
             assert isinstance(pred.value, str)
             if pred.value in ("true", "false", "unknown") and col.kind != "boolean":
@@ -376,14 +426,15 @@ def _suggest(name: str, options: object) -> str | None:
     return f"Perhaps you meant to reference the column \"{close[0]}\"." if close else None
 
 
-def plan_read(catalog: Catalog, request: ApiRequest, *, max_rows: int = 0) -> ReadPlan:
+def plan_read(catalog: Catalog, request: ApiRequest, *, max_rows: int = 0,
+              access: Access | None = None) -> ReadPlan:
     table = catalog.table(request.target)
     if table is None:
         hint = _suggest(request.target, catalog.tables)
         raise UnknownTable(
             f"Could not find the table 'public.{request.target}' in the schema cache",
             hint=hint.replace("the column", "the table") if hint else None)
-    p = _Planner(catalog, request)
+    p = _Planner(catalog, request, access)
     root = p.node(table, request.query.select, (), root=True)
     p.check_paths()
     q = request.query
@@ -482,13 +533,19 @@ def plan_insert(table: Table, columns: tuple[str, ...], rows: tuple[tuple[Value,
 
 
 def plan_mutation(catalog: Catalog, request: ApiRequest, action: Literal["update", "delete"],
-                  assignments: Sequence[tuple[str, Value]] = ()) -> MutatePlan:
-    """The filters, order and limit of a PATCH or DELETE, planned like a read's root."""
+                  assignments: Sequence[tuple[str, Value]] = (), *,
+                  access: Access | None = None) -> MutatePlan:
+    """The filters, order and limit of a PATCH or DELETE, planned like a read's root; the
+    caller's policy for ``action`` limits the rows it can touch and the columns it sets."""
     table = require_table(catalog, request.target)
-    p = _Planner(catalog, request)
+    p = _Planner(catalog, request, access, action)
     p.used_paths.add(())
     q = request.query
     where = tuple(p.cond(table, pred, {}) for pred in q.where.get((), ()))
+    if p.access is not None:
+        rule = p.access.rule(table.name, action)
+        p.access.require_columns(table.name, action, (name for name, _ in assignments), rule)
+        where += tuple(p.policy_cond(table, rule.rows))
     p.check_paths()
     order = tuple(p.order_by(table, t) for t in q.order.get((), ()))
     limit = p.param(q.limit[()]) if () in q.limit else None

@@ -19,6 +19,7 @@ import msgspec
 from headwater.config import Settings
 from headwater.db.engine import Database, Snapshot
 from headwater.db.sql import ReadSQL, bind, compile_read
+from headwater.resilience.retry import read_retryable, retrying
 from headwater.service.plan import ReadPlan
 
 
@@ -63,7 +64,8 @@ async def execute_read(db: Database, plan: ReadPlan, settings: Settings) -> Read
         capped = requested is None or (isinstance(requested, int) and requested > cap)
         if capped:
             params[plan.limit_param] = cap + 1
-        total, rows, body = await db.fetchrow(sql.aggregate, params)
+        total, rows, body = await retrying(settings, lambda: db.fetchrow(sql.aggregate, params),
+                                           read_retryable)
         if not capped or rows <= cap:
             return ReadResult(rows=rows, total=total, first=plan.first, body=body.encode())
         params[plan.limit_param] = bind(db.dialect, (requested,))[0]

@@ -7,9 +7,11 @@ from typing import Any
 
 import msgspec
 
+from headwater.db.catalog import Catalog
 from headwater.db.engine import Database
 from headwater.errors import InvalidBody, NotFound
-from headwater.service.hooks import App, Context, Principal, RpcSpec
+from headwater.events.outbox import EventBuffer, Outbox
+from headwater.service.hooks import App, Context, Principal, RpcSpec, principal_json
 
 _encode = msgspec.json.Encoder(decimal_format="number").encode
 
@@ -47,10 +49,23 @@ def check_args(spec: RpcSpec, args: Mapping[str, Any], *, from_text: bool) -> di
 async def call_rpc(db: Database, spec: RpcSpec, args: dict[str, Any], *, principal: Principal,
                    request_id: str | None, rollback: bool = False,
                    on_commit: Callable[[frozenset[str] | None], Awaitable[None]] | None = None,
-                   ) -> bytes:
+                   outbox: Outbox | None = None, catalog: Catalog | None = None) -> bytes:
+    """Run ``spec`` in one transaction. Rows it writes by SQL reach the outbox only through
+    ``ctx.emit`` (recorded in one statement before commit)."""
+    events = None
+    if outbox is not None and outbox.enabled:
+        if not outbox.ready:
+            await outbox.ensure(db)
+        events = EventBuffer(outbox, principal_json(principal), catalog)
+    recorded = False
     async with db.transaction(rollback=rollback) as tx:
-        ctx = Context(principal, None, tx, request_id)
+        ctx = Context(principal, None, tx, request_id, events=events)
         result = await spec.fn(ctx, **args)
+        if events is not None and events.records:
+            recorded = True
+            await events.flush(tx)
+    if recorded and not rollback and outbox is not None:
+        outbox.committed()
     if ctx.wrote and not rollback and on_commit is not None:
         await on_commit(None)  # which tables it wrote is unknown
     return _encode(result)

@@ -8,7 +8,8 @@ constraints, ``max-affected``) roll the transaction back.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -26,11 +27,19 @@ from headwater.api.grammar import (
 )
 from headwater.config import Settings
 from headwater.db.catalog import Catalog, Table
-from headwater.db.dml import compile_insert, compile_mutation, insert_params, mutation_params
+from headwater.db.dml import (
+    compile_insert,
+    compile_mutation,
+    compile_old_rows,
+    insert_params,
+    mutation_params,
+)
 from headwater.db.engine import Database, Transaction
 from headwater.db.sql import bind, compile_read
 from headwater.errors import InvalidBody, InvalidWrite, ParseError, RequestError, UnknownColumn
-from headwater.service.hooks import Action, App, Context, Principal
+from headwater.events.outbox import EventBuffer, Outbox
+from headwater.resilience.retry import retrying, write_retryable
+from headwater.service.hooks import Action, App, Context, Principal, principal_json
 from headwater.service.plan import (
     MutatePlan,
     plan_insert,
@@ -68,24 +77,33 @@ class Writer:
     request_id: str | None = None
     #: Called after commit and before the response with the tables written (None = all).
     on_commit: Callable[[frozenset[str] | None], Awaitable[None]] | None = None
+    #: Where the request's events are recorded (None: no events).
+    outbox: Outbox | None = None
+    #: Bounds how many writes to one table wait on it at once (a locked row must not take
+    #: every pooled connection); the app hands in its per-table semaphores.
+    bulkhead: Callable[[str], AbstractAsyncContextManager[Any]] = field(
+        default=lambda _table: contextlib.nullcontext())
     _contexts: list[Context] = field(default_factory=list)
+    _events: EventBuffer | None = None
 
     # --- entry points -------------------------------------------------------------------------
 
     async def insert(self, request: ApiRequest, body: Sequence[Mapping[str, Any]], *,
                      from_csv: bool = False, put: bool = False) -> WriteResult:
-        return await self._committed(request, self._insert(request, body, from_csv=from_csv,
-                                                           put=put))
+        return await self._committed(request, lambda: self._insert(request, body,
+                                                                   from_csv=from_csv, put=put))
 
     async def update(self, request: ApiRequest, body: Any) -> WriteResult:
-        return await self._committed(request, self._update(request, body))
+        return await self._committed(request, lambda: self._update(request, body))
 
     async def delete(self, request: ApiRequest) -> WriteResult:
-        return await self._committed(request, self._delete(request))
+        return await self._committed(request, lambda: self._delete(request))
 
     async def _committed(self, request: ApiRequest,
-                         work: Awaitable[WriteResult]) -> WriteResult:
-        result = await work
+                         work: Callable[[], Awaitable[WriteResult]]) -> WriteResult:
+        async with self.bulkhead(request.target):
+            # The whole transaction (hooks included) runs again only when that is safe.
+            result = await retrying(self.settings, work, write_retryable)
         if self.on_commit is not None and request.prefer.tx != "rollback" and result.rows:
             unknown = any(c.wrote for c in self._contexts)
             await self.on_commit(None if unknown else result.tables)
@@ -106,7 +124,7 @@ class Writer:
             self._check_put(table, request, rows)
         groups = check_rows(table, rows, mode="insert", columns=q.columns,
                             missing_default=missing_default)
-        async with self.db.transaction(rollback=request.prefer.tx == "rollback") as tx:
+        async with self._transaction(rollback=request.prefer.tx == "rollback") as tx:
             ctx = self._context(tx, table.name, "insert")
             hooks = self.app.before("insert", table.name)
             if hooks:
@@ -116,6 +134,7 @@ class Writer:
             written: list[dict[str, Any]] = []
             for group in groups:
                 written += await self._insert_group(tx, table, group, q.on_conflict, resolution)
+            self._record(table, "insert", written)
             for row in written:
                 for after in self.app.after("insert", table.name):
                     await after(ctx, row)
@@ -135,7 +154,7 @@ class Writer:
                               code="PGRST102")
         self._require_filter(table, request, "UPDATE")
         [checked] = check_rows(table, [body], mode="update") or [CheckedRows((), ((),))]
-        async with self.db.transaction(rollback=request.prefer.tx == "rollback") as tx:
+        async with self._transaction(rollback=request.prefer.tx == "rollback") as tx:
             ctx = self._context(tx, table.name, "update")
             hooks = self.app.before("update", table.name)
             if hooks:
@@ -146,7 +165,9 @@ class Writer:
                                    "representation" else None)
             plan = plan_mutation(self.catalog, request, "update",
                                  list(zip(checked.columns, checked.rows[0], strict=True)))
+            old = await self._old_rows(tx, table, plan)
             written = await self._mutate(tx, plan)
+            self._record(table, "update", written, old)
             for row in written:
                 for after in self.app.after("update", table.name):
                     await after(ctx, row)
@@ -156,9 +177,10 @@ class Writer:
         table = require_table(self.catalog, request.target)
         self._require_filter(table, request, "DELETE")
         plan = plan_mutation(self.catalog, request, "delete")
-        async with self.db.transaction(rollback=request.prefer.tx == "rollback") as tx:
+        async with self._transaction(rollback=request.prefer.tx == "rollback") as tx:
             ctx = self._context(tx, table.name, "delete")
             written = await self._mutate(tx, plan)
+            self._record(table, "delete", written)
             # Before-delete hooks see each row as it was; raising still undoes the delete,
             # since nothing is committed until every hook has run.
             for row in written:
@@ -175,8 +197,46 @@ class Writer:
 
     # --- pieces -------------------------------------------------------------------------------
 
+    @contextlib.asynccontextmanager
+    async def _transaction(self, *, rollback: bool) -> AsyncIterator[Transaction]:
+        """The request's one transaction; its events go to the outbox in one statement at
+        its end, so they commit (or roll back) with it."""
+        outbox = self.outbox
+        if outbox is None or not outbox.enabled:
+            async with self.db.transaction(rollback=rollback) as tx:
+                yield tx
+            return
+        if not outbox.ready:
+            await outbox.ensure(self.db)
+        events = self._events = EventBuffer(outbox, principal_json(self.principal),
+                                            self.catalog)
+        async with self.db.transaction(rollback=rollback) as tx:
+            yield tx
+            recorded = bool(events.records)
+            await events.flush(tx)
+        if recorded and not rollback:
+            outbox.committed()
+
+    def _record(self, table: Table, op: Action, rows: list[dict[str, Any]],
+                old: dict[tuple[Any, ...], dict[str, Any]] | None = None) -> None:
+        if self._events is not None and rows:
+            self._events.add_rows(table.name, op, table.primary_key, rows, old)
+
+    async def _old_rows(self, tx: Transaction, table: Table, plan: MutatePlan,
+                        ) -> dict[tuple[Any, ...], dict[str, Any]] | None:
+        """The rows an update will change, as they are (locked on PostgreSQL), when settings
+        ask events to carry them: one more statement, only for those tables."""
+        if (self._events is None or not table.primary_key
+                or not self._events.outbox.wants_old(table.name)):
+            return None
+        sql = compile_old_rows(self.db.dialect, self.db.schema, plan.shape)
+        params = mutation_params(self.db.dialect, plan)
+        params = params[:len(params) - len(plan.shape.assignments)]
+        rows = [_decode_row(r[0]) for r in await tx.fetch(sql, params)]
+        return {tuple(r.get(k) for k in table.primary_key): r for r in rows}
+
     def _context(self, tx: Transaction, table: str, action: Action) -> Context:
-        ctx = Context(self.principal, table, tx, self.request_id, action)
+        ctx = Context(self.principal, table, tx, self.request_id, action, events=self._events)
         self._contexts.append(ctx)
         return ctx
 

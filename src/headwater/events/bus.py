@@ -1,0 +1,494 @@
+"""The event bus: a small async interface, an in-process ``MemoryBus`` and a ``RabbitBus``.
+
+Both give the same semantics, checked by one contract test:
+
+* ``publish`` sends a batch to the topic exchange and returns once every message is confirmed
+  (RabbitMQ publisher confirms); otherwise it raises ``BrokerUnavailable`` whose ``confirmed``
+  counts the leading messages that were. Messages of one batch reach a queue in batch order.
+* ``subscribe`` gives a named durable queue bound to topic patterns; each delivery is
+  acknowledged (``ack``), sent back after the queue's delay for its attempt (``retry``) or
+  moved to the queue's dead-letter queue (``dead_letter``).
+* ``dead_letters`` lists a dead-letter queue, ``replay`` sends it back to its queue.
+
+On RabbitMQ a handler's queue ``Q`` is durable and bound to the ``headwater`` topic exchange;
+a retry goes to ``Q.delay.<ms>``, a queue whose messages expire after that many milliseconds
+into ``Q`` again (TTL + dead-letter exchange), with the attempt counted in a header; dead
+letters go to ``Q.dlq``. The connection is kept by a background task that reconnects with
+exponential backoff (stamina) and restores every subscription.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+import aio_pika
+import aiormq
+import stamina
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractConnection,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+)
+
+from headwater.errors import BrokerUnavailable
+from headwater.events.event import topic_matches
+from headwater.events.outbox import DeadLetter
+
+EXCHANGE = "headwater"
+ATTEMPT = "x-headwater-attempt"
+ROUTING_KEY = "x-headwater-routing-key"
+ERROR = "x-headwater-error"
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A message as the bus carries it: the body is an ``Event`` as JSON."""
+
+    id: str
+    routing_key: str
+    body: bytes
+    #: 1 on first delivery; each retry adds one.
+    attempt: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSpec:
+    name: str
+    patterns: tuple[str, ...]
+    #: The wait before each retry: attempt ``n`` failed → ``retry_delays[n - 1]`` (the last
+    #: one repeats).
+    retry_delays: tuple[float, ...] = (1.0,)
+    prefetch: int = 8
+
+    def delay(self, attempt: int) -> float:
+        delays = self.retry_delays or (1.0,)
+        return delays[min(attempt, len(delays)) - 1]
+
+
+class Delivery(ABC):
+    envelope: Envelope
+
+    @abstractmethod
+    async def ack(self) -> None: ...
+
+    @abstractmethod
+    async def retry(self) -> None:
+        """Deliver again, as attempt ``attempt + 1``, after the queue's delay."""
+
+    @abstractmethod
+    async def dead_letter(self, error: str) -> None: ...
+
+
+OnDelivery = Callable[[Delivery], Awaitable[None]]
+
+
+class Bus(ABC):
+    @abstractmethod
+    async def start(self) -> None:
+        """Begin connecting; returns at once (the connection comes up in the background)."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @property
+    @abstractmethod
+    def connected(self) -> bool: ...
+
+    @abstractmethod
+    async def wait_connected(self) -> None:
+        """Return once connected (at once for the in-process bus)."""
+
+    @abstractmethod
+    async def publish(self, envelopes: Sequence[Envelope]) -> None: ...
+
+    @abstractmethod
+    async def subscribe(self, spec: QueueSpec, on_delivery: OnDelivery) -> None: ...
+
+    @abstractmethod
+    async def dead_letters(self, queue: str) -> list[DeadLetter]: ...
+
+    @abstractmethod
+    async def replay(self, queue: str) -> int:
+        """Move a queue's dead letters back to it, each as a first attempt."""
+
+
+# --- in-process -------------------------------------------------------------------------------
+
+
+class DeadLetterStore(Protocol):
+    async def add(self, letter: DeadLetter) -> None: ...
+
+    async def peek(self, queue: str) -> list[DeadLetter]: ...
+
+    async def take(self, queue: str) -> list[DeadLetter]:
+        """Remove and return the letters to replay."""
+        ...
+
+
+@dataclass
+class MemoryDeadLetters:
+    letters: list[DeadLetter] = field(default_factory=list)
+
+    async def add(self, letter: DeadLetter) -> None:
+        self.letters.append(letter)
+
+    async def peek(self, queue: str) -> list[DeadLetter]:
+        return [d for d in self.letters if d.queue == queue]
+
+    async def take(self, queue: str) -> list[DeadLetter]:
+        taken = [d for d in self.letters if d.queue == queue]
+        self.letters = [d for d in self.letters if d.queue != queue]
+        return taken
+
+
+class _MemoryQueue:
+    def __init__(self, spec: QueueSpec, on_delivery: OnDelivery) -> None:
+        self.spec = spec
+        self.on_delivery = on_delivery
+        self.items: asyncio.Queue[Envelope] = asyncio.Queue()
+        self.task: asyncio.Task[None] | None = None
+
+
+class _MemoryDelivery(Delivery):
+    def __init__(self, bus: MemoryBus, queue: _MemoryQueue, envelope: Envelope) -> None:
+        self.bus = bus
+        self.queue = queue
+        self.envelope = envelope
+
+    async def ack(self) -> None:
+        return None
+
+    async def retry(self) -> None:
+        again = replace(self.envelope, attempt=self.envelope.attempt + 1)
+        delay = self.queue.spec.delay(self.envelope.attempt)
+        handle = asyncio.get_running_loop().call_later(delay, self.queue.items.put_nowait, again)
+        self.bus._timers.add(handle)
+
+    async def dead_letter(self, error: str) -> None:
+        e = self.envelope
+        await self.bus.store.add(DeadLetter(self.queue.spec.name, e.id, e.routing_key, e.body,
+                                            e.attempt, error))
+
+
+class MemoryBus(Bus):
+    """The embedded default: the same topic routing and retry semantics, in this process.
+
+    Not durable by itself: an event handed to it is safe once its handler has succeeded or it
+    is in the dead-letter store; one waiting for a retry is lost if the process dies."""
+
+    def __init__(self, store: DeadLetterStore | None = None) -> None:
+        self.store: DeadLetterStore = store or MemoryDeadLetters()
+        self._queues: dict[str, _MemoryQueue] = {}
+        self._timers: set[asyncio.TimerHandle] = set()
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        for handle in self._timers:
+            handle.cancel()
+        for q in self._queues.values():
+            if q.task is not None:
+                q.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await q.task
+
+    @property
+    def connected(self) -> bool:
+        return True
+
+    async def wait_connected(self) -> None:
+        return None
+
+    async def publish(self, envelopes: Sequence[Envelope]) -> None:
+        for e in envelopes:
+            for q in self._queues.values():
+                if any(topic_matches(p, e.routing_key) for p in q.spec.patterns):
+                    q.items.put_nowait(e)
+
+    async def subscribe(self, spec: QueueSpec, on_delivery: OnDelivery) -> None:
+        q = _MemoryQueue(spec, on_delivery)
+        self._queues[spec.name] = q
+        q.task = asyncio.create_task(self._consume(q), name=f"headwater-queue-{spec.name}")
+
+    async def inject(self, queue: str, envelope: Envelope) -> None:
+        """Put a message straight into one queue (how replays arrive)."""
+        q = self._queues.get(queue)
+        if q is not None:
+            q.items.put_nowait(envelope)
+
+    async def _consume(self, q: _MemoryQueue) -> None:
+        slots = asyncio.Semaphore(max(1, q.spec.prefetch))
+        running: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                envelope = await q.items.get()
+                await slots.acquire()
+                task = asyncio.create_task(self._deliver(q, envelope, slots))
+                running.add(task)
+                task.add_done_callback(running.discard)
+        finally:
+            for task in list(running):
+                task.cancel()
+
+    async def _deliver(self, q: _MemoryQueue, envelope: Envelope,
+                       slots: asyncio.Semaphore) -> None:
+        try:
+            await q.on_delivery(_MemoryDelivery(self, q, envelope))
+        finally:
+            slots.release()
+
+    async def dead_letters(self, queue: str) -> list[DeadLetter]:
+        return await self.store.peek(queue)
+
+    async def replay(self, queue: str) -> int:
+        letters = await self.store.take(queue)
+        for d in letters:
+            await self.inject(d.queue, Envelope(d.id, d.routing_key, d.body))
+        return len(letters)
+
+
+# --- RabbitMQ ---------------------------------------------------------------------------------
+
+_CONNECT_ERRORS = (OSError, TimeoutError, aiormq.exceptions.AMQPError, ConnectionError)
+
+
+def delay_queue(queue: str, seconds: float) -> str:
+    return f"{queue}.delay.{round(seconds * 1000)}"
+
+
+def dead_letter_queue(queue: str) -> str:
+    return f"{queue}.dlq"
+
+
+def _message(envelope: Envelope, **headers: Any) -> aio_pika.Message:
+    return aio_pika.Message(
+        envelope.body, message_id=envelope.id, content_type="application/json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        headers={ATTEMPT: envelope.attempt, ROUTING_KEY: envelope.routing_key, **headers})
+
+
+def _envelope(message: AbstractIncomingMessage) -> Envelope:
+    headers = message.headers or {}
+    attempt = headers.get(ATTEMPT, 1)
+    key = headers.get(ROUTING_KEY, message.routing_key or "")
+    return Envelope(message.message_id or "", str(key), message.body,
+                    int(attempt) if isinstance(attempt, int) else 1)
+
+
+class _RabbitDelivery(Delivery):
+    def __init__(self, channel: AbstractChannel, spec: QueueSpec,
+                 message: AbstractIncomingMessage) -> None:
+        self.channel = channel
+        self.spec = spec
+        self.message = message
+        self.envelope = _envelope(message)
+
+    async def ack(self) -> None:
+        await self.message.ack()
+
+    async def _forward(self, queue: str, envelope: Envelope, **headers: Any) -> None:
+        # Publish (confirmed) before the ack: a crash in between repeats, never loses.
+        await self.channel.default_exchange.publish(_message(envelope, **headers), queue,
+                                                    mandatory=False, timeout=30)
+        await self.message.ack()
+
+    async def retry(self) -> None:
+        e = self.envelope
+        await self._forward(delay_queue(self.spec.name, self.spec.delay(e.attempt)),
+                            replace(e, attempt=e.attempt + 1))
+
+    async def dead_letter(self, error: str) -> None:
+        await self._forward(dead_letter_queue(self.spec.name), self.envelope,
+                            **{ERROR: error[:2000]})
+
+
+class RabbitBus(Bus):
+    def __init__(self, url: str, *, reconnect_max_delay: float = 10.0, timeout: float = 30.0,
+                 log: Any = None) -> None:
+        self.url = url
+        self.reconnect_max_delay = reconnect_max_delay
+        self.timeout = timeout
+        self.log = log
+        self._connection: AbstractConnection | None = None
+        self._generation = 0
+        self._channel: AbstractChannel | None = None
+        self._exchange: AbstractExchange | None = None
+        self._subs: list[tuple[QueueSpec, OnDelivery]] = []
+        self._up = asyncio.Event()
+        self._lost = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._keep_connected(), name="headwater-amqp")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._disconnect()
+
+    @property
+    def connected(self) -> bool:
+        return self._up.is_set()
+
+    async def wait_connected(self) -> None:
+        await self._up.wait()
+
+    # --- connection ---------------------------------------------------------------------------
+
+    async def _keep_connected(self) -> None:
+        while True:
+            async for attempt in stamina.retry_context(
+                    on=_CONNECT_ERRORS, attempts=None, timeout=None, wait_initial=0.1,
+                    wait_max=self.reconnect_max_delay, wait_jitter=0.1):
+                with attempt:
+                    await self._connect()
+            if self.log is not None:
+                self.log.info("broker_connected")
+            await self._lost.wait()
+            if self.log is not None:
+                self.log.warning("broker_disconnected")
+            await self._disconnect()
+
+    async def _connect(self) -> None:
+        await self._disconnect()
+        self._lost.clear()
+        try:
+            connection = await aio_pika.connect(self.url, timeout=self.timeout)
+            self._connection = connection
+            connection.close_callbacks.add(self._on_close())
+            channel = await connection.channel(publisher_confirms=True)
+            channel.close_callbacks.add(self._on_close())
+            self._exchange = await channel.declare_exchange(
+                EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
+            self._channel = channel
+            for spec, on_delivery in self._subs:
+                await self._setup(connection, spec, on_delivery)
+        except BaseException:
+            await self._disconnect()
+            raise
+        self._up.set()
+
+    def _on_close(self) -> Callable[..., None]:
+        generation = self._generation
+
+        def closed(*_: Any) -> None:
+            # Callbacks of a connection we already dropped arrive late: ignore them.
+            if generation == self._generation:
+                self._up.clear()
+                self._lost.set()
+
+        return closed
+
+    async def _disconnect(self) -> None:
+        self._up.clear()
+        self._generation += 1
+        connection, self._connection = self._connection, None
+        self._channel = self._exchange = None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(connection.close(), 5)
+
+    def _require(self) -> tuple[AbstractConnection, AbstractExchange]:
+        if not self._up.is_set() or self._connection is None or self._exchange is None:
+            raise BrokerUnavailable("RabbitMQ is not connected")
+        return self._connection, self._exchange
+
+    # --- publishing ---------------------------------------------------------------------------
+
+    async def publish(self, envelopes: Sequence[Envelope]) -> None:
+        _, exchange = self._require()
+        # One channel sends frames in call order, so concurrent publishes keep batch order
+        # while their confirms overlap.
+        results = await asyncio.gather(
+            *(exchange.publish(_message(e), e.routing_key, mandatory=False, timeout=self.timeout)
+              for e in envelopes), return_exceptions=True)
+        confirmed = 0
+        for r in results:
+            if isinstance(r, BaseException):
+                break
+            confirmed += 1
+        if confirmed < len(envelopes):
+            failure = next(r for r in results if isinstance(r, BaseException))
+            if isinstance(failure, asyncio.CancelledError):
+                raise failure
+            self._lost.set()  # reconnect: a channel that failed once is not trusted again
+            raise BrokerUnavailable("RabbitMQ did not confirm every message",
+                                    confirmed=confirmed, details=type(failure).__name__)
+
+    # --- consuming ----------------------------------------------------------------------------
+
+    async def subscribe(self, spec: QueueSpec, on_delivery: OnDelivery) -> None:
+        self._subs.append((spec, on_delivery))
+        if self._up.is_set() and self._connection is not None:
+            await self._setup(self._connection, spec, on_delivery)
+
+    async def _declare(self, channel: AbstractChannel, spec: QueueSpec) -> AbstractQueue:
+        queue = await channel.declare_queue(spec.name, durable=True)
+        exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC,
+                                                  durable=True)
+        for pattern in spec.patterns:
+            await queue.bind(exchange, pattern)
+        for seconds in sorted(set(spec.retry_delays)):
+            await channel.declare_queue(delay_queue(spec.name, seconds), durable=True, arguments={
+                "x-message-ttl": max(1, round(seconds * 1000)),
+                "x-dead-letter-exchange": "", "x-dead-letter-routing-key": spec.name})
+        await channel.declare_queue(dead_letter_queue(spec.name), durable=True)
+        return queue
+
+    async def _setup(self, connection: AbstractConnection, spec: QueueSpec,
+                     on_delivery: OnDelivery) -> None:
+        channel = await connection.channel(publisher_confirms=True)
+        channel.close_callbacks.add(self._on_close())
+        await channel.set_qos(prefetch_count=max(1, spec.prefetch))
+        queue = await self._declare(channel, spec)
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            await on_delivery(_RabbitDelivery(channel, spec, message))
+
+        await queue.consume(on_message)
+
+    @contextlib.asynccontextmanager
+    async def _side_channel(self) -> Any:
+        connection, _ = self._require()
+        channel = await connection.channel(publisher_confirms=True)
+        try:
+            yield channel
+        finally:
+            with contextlib.suppress(Exception):
+                await channel.close()
+
+    async def dead_letters(self, queue: str) -> list[DeadLetter]:
+        """Read the dead-letter queue without consuming it: every message is fetched
+        unacknowledged, then the channel closes and the broker puts them all back in order."""
+        out: list[DeadLetter] = []
+        async with self._side_channel() as channel:
+            dlq = await channel.declare_queue(dead_letter_queue(queue), durable=True)
+            while (message := await dlq.get(no_ack=False, fail=False)) is not None:
+                e = _envelope(message)
+                error = (message.headers or {}).get(ERROR, "")
+                out.append(DeadLetter(queue, e.id, e.routing_key, e.body, e.attempt, str(error)))
+        return out
+
+    async def replay(self, queue: str) -> int:
+        n = 0
+        async with self._side_channel() as channel:
+            dlq = await channel.declare_queue(dead_letter_queue(queue), durable=True)
+            while (message := await dlq.get(no_ack=False, fail=False)) is not None:
+                e = replace(_envelope(message), attempt=1)
+                await channel.default_exchange.publish(_message(e), queue, mandatory=False,
+                                                       timeout=self.timeout)
+                await message.ack()
+                n += 1
+        return n

@@ -1,0 +1,420 @@
+"""The outbox: one row per written row, recorded in the write's own transaction.
+
+A write's events commit or roll back with the write (invariant 3). The hot path costs one
+statement per request whatever the number of rows: the events travel as one JSON array that
+PostgreSQL unpacks with ``jsonb_array_elements`` and SQLite with ``json_each``; ``seq`` (a
+bigserial / INTEGER PRIMARY KEY) orders them. The relay's side is here too: claim pending rows
+(``FOR UPDATE SKIP LOCKED`` plus a per-table advisory lock on PostgreSQL, so several nodes
+share the work yet each table's rows go out in order from one node at a time; a lease row on
+SQLite), mark them sent, prune, count. The worker's processed-ids table and the embedded
+dead-letter table live here as well: every table Headwater owns is ``_headwater_*``, which
+the catalog never serves.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from headwater.config import Settings
+from headwater.db.catalog import Catalog
+from headwater.db.engine import Database, Transaction
+from headwater.events.event import Operation, topic_matches
+
+OUTBOX = "_headwater_outbox"
+PROCESSED = "_headwater_processed"
+DEAD_LETTERS = "_headwater_dead_letters"
+LEASES = "_headwater_leases"
+#: First key of every advisory lock Headwater takes (the second is the table's hash).
+_LOCK_SPACE = 0x68770000
+
+
+class _Record(msgspec.Struct, omit_defaults=True):
+    """One event as the bulk insert reads it (short keys: this is the hot path)."""
+
+    id: str
+    t: str
+    o: str
+    k: dict[str, Any]
+    n: dict[str, Any] | None = None
+    b: dict[str, Any] | None = None
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A pending outbox row, with its message body built by the database."""
+
+    seq: int
+    table: str
+    op: str
+    id: str
+    body: bytes
+
+    @property
+    def routing_key(self) -> str:
+        return f"{self.table}.{self.op}"
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    queue: str
+    id: str
+    routing_key: str
+    body: bytes
+    attempts: int
+    error: str
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+class Outbox:
+    """SQL for the outbox and its sibling tables, for one database; filters from settings."""
+
+    def __init__(self, settings: Settings, dialect: str, schema: str | None) -> None:
+        self.settings = settings
+        self.dialect = dialect
+        self.pg = dialect == "postgresql"
+        self.enabled = settings.events_enabled
+        self._include = _csv(settings.events_include)
+        self._exclude = _csv(settings.events_exclude)
+        old = _csv(settings.events_old_rows)
+        self._old_all = "*" in old
+        self._old = frozenset(old)
+        self._wants: dict[tuple[str, str], bool] = {}
+        self.ready = False
+        #: Called after a transaction with events commits (the relay's wake-up).
+        self.listeners: list[Callable[[], None]] = []
+        prefix = f'"{schema}".' if self.pg and schema else ""
+        self.outbox = prefix + f'"{OUTBOX}"'
+        self.processed = prefix + f'"{PROCESSED}"'
+        self.dead_letters = prefix + f'"{DEAD_LETTERS}"'
+        self.leases = prefix + f'"{LEASES}"'
+        self._record_sql = self._compile_record()
+
+    # --- settings -----------------------------------------------------------------------------
+
+    def wants(self, table: str, op: Operation) -> bool:
+        """Whether writes of ``op`` to ``table`` are recorded (cached per pair)."""
+        key = (table, op)
+        hit = self._wants.get(key)
+        if hit is None:
+            topic = f"{table}.{op}"
+            hit = self._wants[key] = self.enabled and any(
+                topic_matches(p, topic) for p in self._include) and not any(
+                topic_matches(p, topic) for p in self._exclude)
+        return hit
+
+    def wants_old(self, table: str) -> bool:
+        return self.wants(table, "update") and (self._old_all or table in self._old)
+
+    def committed(self) -> None:
+        for listener in self.listeners:
+            listener()
+
+    # --- schema -------------------------------------------------------------------------------
+
+    def ddl(self) -> list[str]:
+        if self.pg:
+            return [
+                f"SELECT pg_advisory_xact_lock({_LOCK_SPACE}, 0)",
+                f"""CREATE TABLE IF NOT EXISTS {self.outbox} (
+                    seq bigserial PRIMARY KEY, id uuid NOT NULL, tbl text NOT NULL,
+                    op text NOT NULL, pk jsonb NOT NULL, new jsonb, old jsonb,
+                    principal jsonb NOT NULL, txid bigint NOT NULL,
+                    at timestamptz NOT NULL DEFAULT now(), sent_at timestamptz)""",
+                f'CREATE INDEX IF NOT EXISTS "{OUTBOX}_pending" ON {self.outbox} (seq) '
+                f"WHERE sent_at IS NULL",
+                f'CREATE INDEX IF NOT EXISTS "{OUTBOX}_sent" ON {self.outbox} (sent_at) '
+                f"WHERE sent_at IS NOT NULL",
+                f"""CREATE TABLE IF NOT EXISTS {self.processed} (
+                    handler text NOT NULL, event_id uuid NOT NULL,
+                    at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (handler, event_id))""",
+                f"""CREATE TABLE IF NOT EXISTS {self.dead_letters} (
+                    seq bigserial PRIMARY KEY, queue text NOT NULL, event_id text NOT NULL,
+                    routing_key text NOT NULL, body text NOT NULL, attempts integer NOT NULL,
+                    error text NOT NULL, at timestamptz NOT NULL DEFAULT now(),
+                    replay boolean NOT NULL DEFAULT false)""",
+                f"""CREATE TABLE IF NOT EXISTS {self.leases} (
+                    name text PRIMARY KEY, holder text NOT NULL,
+                    until double precision NOT NULL)""",
+            ]
+        return [
+            f"""CREATE TABLE IF NOT EXISTS {self.outbox} (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, tbl TEXT NOT NULL,
+                op TEXT NOT NULL, pk TEXT NOT NULL, new TEXT, old TEXT,
+                principal TEXT NOT NULL, txid INTEGER NOT NULL, at TEXT NOT NULL,
+                sent_at REAL)""",
+            f'CREATE INDEX IF NOT EXISTS "{OUTBOX}_pending" ON {self.outbox} (seq) '
+            f"WHERE sent_at IS NULL",
+            f'CREATE INDEX IF NOT EXISTS "{OUTBOX}_sent" ON {self.outbox} (sent_at) '
+            f"WHERE sent_at IS NOT NULL",
+            f"""CREATE TABLE IF NOT EXISTS {self.processed} (
+                handler TEXT NOT NULL, event_id TEXT NOT NULL, at REAL NOT NULL,
+                PRIMARY KEY (handler, event_id)) WITHOUT ROWID""",
+            f"""CREATE TABLE IF NOT EXISTS {self.dead_letters} (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL,
+                event_id TEXT NOT NULL, routing_key TEXT NOT NULL, body TEXT NOT NULL,
+                attempts INTEGER NOT NULL, error TEXT NOT NULL, at REAL NOT NULL,
+                replay INTEGER NOT NULL DEFAULT 0)""",
+            f"""CREATE TABLE IF NOT EXISTS {self.leases} (
+                name TEXT PRIMARY KEY, holder TEXT NOT NULL, until REAL NOT NULL)""",
+        ]
+
+    async def ensure(self, db: Database) -> None:
+        """Create the tables if missing (idempotent, safe from several nodes at once)."""
+        async with db.transaction() as tx:
+            for sql in self.ddl():
+                await tx.fetch(sql, ())
+        self.ready = True
+
+    # --- recording (the write path) -----------------------------------------------------------
+
+    def _compile_record(self) -> str:
+        if self.pg:
+            return (f"INSERT INTO {self.outbox} (id, tbl, op, pk, new, old, principal, txid) "
+                    f"SELECT (e->>'id')::uuid, e->>'t', e->>'o', e->'k', e->'n', e->'b', "
+                    f"$2::jsonb, txid_current() "
+                    f"FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x(e, n) "
+                    f"ORDER BY n")
+        pick = "json_extract(value, '$.{}')".format
+        return (f"INSERT INTO {self.outbox} (id, tbl, op, pk, new, old, principal, txid, at) "
+                f"SELECT {pick('id')}, {pick('t')}, {pick('o')}, {pick('k')}, {pick('n')}, "
+                f"{pick('b')}, ?2, ?3, strftime('%Y-%m-%dT%H:%M:%fZ', 'now') "
+                f"FROM json_each(?1) ORDER BY key")
+
+    async def record(self, tx: Transaction, records: Sequence[_Record],
+                     principal: Mapping[str, Any]) -> None:
+        """One statement for all of a transaction's events."""
+        if not records:
+            return
+        params: list[object] = [_encode(records).decode(), _encode(principal).decode()]
+        if not self.pg:
+            params.append(secrets.randbits(62))
+        await tx.fetch(self._record_sql, params)
+
+    # --- relay --------------------------------------------------------------------------------
+
+    def _body_sql(self) -> str:
+        if self.pg:
+            return ("json_build_object('id', id, 'seq', seq, 'table', tbl, 'op', op, 'pk', pk, "
+                    "'new', new, 'old', old, 'principal', principal, 'txid', txid, "
+                    "'at', at)::text")
+        return ("json_object('id', id, 'seq', seq, 'table', tbl, 'op', op, 'pk', json(pk), "
+                "'new', json(new), 'old', json(old), 'principal', json(principal), "
+                "'txid', txid, 'at', at)")
+
+    async def claim(self, tx: Transaction, limit: int) -> list[Claimed]:
+        """Pending rows in ``seq`` order, locked until ``tx`` ends (PostgreSQL): a table
+        another node is publishing is skipped whole, so its order holds."""
+        if self.pg:
+            sql = (f"SELECT seq, tbl, op, id::text, {self._body_sql()} FROM {self.outbox} "
+                   f"WHERE sent_at IS NULL AND pg_try_advisory_xact_lock({_LOCK_SPACE + 1}, "
+                   f"hashtext(tbl)) ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED")
+        else:
+            sql = (f"SELECT seq, tbl, op, id, {self._body_sql()} FROM {self.outbox} "
+                   f"WHERE sent_at IS NULL ORDER BY seq LIMIT ?1")
+        rows = await tx.fetch(sql, (limit,))
+        return [Claimed(int(r[0]), r[1], r[2], r[3], r[4].encode()) for r in rows]
+
+    async def mark_sent(self, tx: Transaction, seqs: Sequence[int]) -> None:
+        if not seqs:
+            return
+        if self.pg:
+            await tx.fetch(f"UPDATE {self.outbox} SET sent_at = now() "
+                           f"WHERE seq = ANY($1::bigint[])", (list(seqs),))
+        else:
+            await tx.fetch(f"UPDATE {self.outbox} SET sent_at = ?1 WHERE seq IN "
+                           f"(SELECT value FROM json_each(?2))",
+                           (time.time(), _encode(list(seqs)).decode()))
+
+    async def lease(self, tx: Transaction, name: str, holder: str, seconds: float) -> bool:
+        """Take or renew a named lease; True while ``holder`` has it."""
+        now = time.time()
+        p = "$" if self.pg else "?"
+        rows = await tx.fetch(
+            f"INSERT INTO {self.leases} AS l (name, holder, until) VALUES ({p}1, {p}2, {p}3) "
+            f"ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until "
+            f"WHERE l.until < {p}4 OR l.holder = excluded.holder RETURNING holder",
+            (name, holder, now + seconds, now))
+        return bool(rows)
+
+    async def pending(self, db: Database) -> int:
+        row = await db.fetchrow(f"SELECT count(*) FROM {self.outbox} WHERE sent_at IS NULL", ())
+        return int(row[0])
+
+    async def prune(self, db: Database) -> int:
+        """Delete sent rows and processed ids older than the retention period."""
+        keep = self.settings.outbox_retention
+        async with db.transaction() as tx:
+            if self.pg:
+                gone = await tx.fetch(
+                    f"DELETE FROM {self.outbox} WHERE sent_at < now() - make_interval(secs => $1)"
+                    f" RETURNING 1", (keep,))
+                await tx.fetch(f"DELETE FROM {self.processed} "
+                               f"WHERE at < now() - make_interval(secs => $1)", (keep,))
+            else:
+                cutoff = time.time() - keep
+                gone = await tx.fetch(f"DELETE FROM {self.outbox} WHERE sent_at < ?1 "
+                                      f"RETURNING 1", (cutoff,))
+                await tx.fetch(f"DELETE FROM {self.processed} WHERE at < ?1", (cutoff,))
+        return len(gone)
+
+    # --- processed ids (workers) --------------------------------------------------------------
+
+    async def claim_processed(self, tx: Transaction, handler: str, event_id: str) -> bool:
+        """Insert ``(handler, event_id)``; False if it was already there. On PostgreSQL a
+        concurrent duplicate waits on the key until this transaction ends."""
+        if self.pg:
+            rows = await tx.fetch(f"INSERT INTO {self.processed} (handler, event_id) "
+                                  f"VALUES ($1, $2::uuid) ON CONFLICT DO NOTHING RETURNING 1",
+                                  (handler, event_id))
+        else:
+            rows = await tx.fetch(f"INSERT INTO {self.processed} (handler, event_id, at) "
+                                  f"VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING RETURNING 1",
+                                  (handler, event_id, time.time()))
+        return bool(rows)
+
+    async def was_processed(self, db: Database, handler: str, event_id: str) -> bool:
+        p = "$" if self.pg else "?"
+        cast = "::uuid" if self.pg else ""
+        row = await db.fetchrow(f"SELECT count(*) FROM {self.processed} "
+                                f"WHERE handler = {p}1 AND event_id = {p}2{cast}",
+                                (handler, event_id))
+        return bool(row[0])
+
+    # --- dead letters (embedded mode) ---------------------------------------------------------
+
+    async def add_dead_letter(self, db: Database, letter: DeadLetter) -> None:
+        async with db.transaction() as tx:
+            if self.pg:
+                await tx.fetch(f"INSERT INTO {self.dead_letters} (queue, event_id, routing_key, "
+                               f"body, attempts, error) VALUES ($1, $2, $3, $4, $5, $6)",
+                               (letter.queue, letter.id, letter.routing_key,
+                                letter.body.decode(), letter.attempts, letter.error))
+            else:
+                await tx.fetch(f"INSERT INTO {self.dead_letters} (queue, event_id, routing_key, "
+                               f"body, attempts, error, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                               (letter.queue, letter.id, letter.routing_key,
+                                letter.body.decode(), letter.attempts, letter.error,
+                                time.time()))
+
+    async def list_dead_letters(self, db: Database, queue: str | None = None,
+                                *, replay: bool = False) -> list[DeadLetter]:
+        """Dead letters (of one queue), oldest first; ``replay=True`` only those asked for."""
+        p = "$" if self.pg else "?"
+        where = [f"replay = {p}1"]
+        params: list[object] = [replay if self.pg else int(replay)]
+        if queue is not None:
+            where.append(f"queue = {p}2")
+            params.append(queue)
+        async with db.transaction(rollback=True) as tx:
+            rows = await tx.fetch(f"SELECT queue, event_id, routing_key, body, attempts, error "
+                                  f"FROM {self.dead_letters} WHERE {' AND '.join(where)} "
+                                  f"ORDER BY seq", params)
+        return [DeadLetter(r[0], r[1], r[2], r[3].encode(), int(r[4]), r[5]) for r in rows]
+
+    async def request_replay(self, db: Database, queue: str | None = None) -> int:
+        """Flag dead letters for the running server to deliver again; returns how many."""
+        p = "$" if self.pg else "?"
+        true = "true" if self.pg else "1"
+        where, params = ("", []) if queue is None else (f" AND queue = {p}1", [queue])
+        async with db.transaction() as tx:
+            rows = await tx.fetch(f"UPDATE {self.dead_letters} SET replay = {true} "
+                                  f"WHERE NOT replay{where} RETURNING 1", params)
+        return len(rows)
+
+    async def replays_pending(self, db: Database) -> int:
+        true = "true" if self.pg else "1"
+        row = await db.fetchrow(f"SELECT count(*) FROM {self.dead_letters} WHERE replay = {true}",
+                                ())
+        return int(row[0])
+
+    async def take_replays(self, db: Database, queue: str | None = None) -> list[DeadLetter]:
+        """Remove and return the dead letters flagged for replay (of one queue)."""
+        p = "$" if self.pg else "?"
+        where, params = ("", []) if queue is None else (f" AND queue = {p}1", [queue])
+        async with db.transaction() as tx:
+            rows = await tx.fetch(f"DELETE FROM {self.dead_letters} WHERE replay{where} "
+                                  f"RETURNING queue, event_id, routing_key, body, attempts, "
+                                  f"error, seq", params)
+        rows.sort(key=lambda r: int(r[6]))
+        return [DeadLetter(r[0], r[1], r[2], r[3].encode(), int(r[4]), r[5]) for r in rows]
+
+
+@dataclass(slots=True)
+class EventBuffer:
+    """A transaction's events, collected as it runs and recorded by one ``flush``."""
+
+    outbox: Outbox
+    principal: Mapping[str, Any]
+    #: Where ``emit`` finds a table's primary key.
+    catalog: Catalog | None = None
+    records: list[_Record] = field(default_factory=list)
+
+    def emit(self, table: str, op: Operation, new: Mapping[str, Any] | None = None,
+             old: Mapping[str, Any] | None = None) -> None:
+        """A row written by hand-written SQL (hooks, RPC), keyed by the catalog's key."""
+        known = self.catalog.table(table) if self.catalog is not None else None
+        self.add(table, op, known.primary_key if known is not None else (), new, old)
+
+    def add(self, table: str, op: Operation, key: Sequence[str],
+            new: Mapping[str, Any] | None = None, old: Mapping[str, Any] | None = None) -> None:
+        """One written row; ``key`` names the primary-key columns, read from ``new or old``."""
+        if not self.outbox.wants(table, op):
+            return
+        row = new if new is not None else old
+        if row is None:
+            raise ValueError("an event needs the new row, the old row, or both")
+        self.records.append(_Record(str(uuid.uuid4()), table, op,
+                                    {k: row.get(k) for k in key},
+                                    dict(new) if new is not None else None,
+                                    dict(old) if old is not None else None))
+
+    def add_rows(self, table: str, op: Operation, key: Sequence[str],
+                 rows: Iterable[dict[str, Any]],
+                 old: Mapping[tuple[Any, ...], dict[str, Any]] | None = None) -> None:
+        if not self.outbox.wants(table, op):
+            return
+        uuid4 = uuid.uuid4
+        out = self.records
+        for row in rows:
+            pk = {k: row.get(k) for k in key}
+            if op == "delete":
+                out.append(_Record(str(uuid4()), table, op, pk, None, row))
+            else:
+                before = old.get(tuple(pk.values())) if old is not None else None
+                out.append(_Record(str(uuid4()), table, op, pk, row, before))
+
+    async def flush(self, tx: Transaction) -> None:
+        if self.records:
+            records, self.records = self.records, []
+            await self.outbox.record(tx, records, self.principal)
+
+
+@dataclass(frozen=True, slots=True)
+class TableDeadLetters:
+    """The embedded mode's dead-letter queue: a table, so ``headwater events dlq`` can read
+    it from another process. ``take`` returns only letters flagged by ``request_replay``."""
+
+    db: Database
+    outbox: Outbox
+
+    async def add(self, letter: DeadLetter) -> None:
+        await self.outbox.add_dead_letter(self.db, letter)
+
+    async def peek(self, queue: str) -> list[DeadLetter]:
+        return await self.outbox.list_dead_letters(self.db, queue)
+
+    async def take(self, queue: str) -> list[DeadLetter]:
+        return await self.outbox.take_replays(self.db, queue)

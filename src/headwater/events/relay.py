@@ -1,0 +1,160 @@
+"""The relay: publishes committed outbox rows to the bus, in order, and marks them sent.
+
+A background task of every server. Each round claims up to ``relay_batch`` pending rows in
+``seq`` order, publishes them as one batch (publisher confirms, overlapping), and marks sent
+exactly the leading rows the broker confirmed, in the claim's transaction. Whatever was not
+confirmed stays pending and goes out again later: delivery is at least once, and since one
+channel delivers a batch in order and the rest of a batch is resent after its first failure,
+the first delivery of each event keeps the table's order.
+
+Several nodes share the outbox: on PostgreSQL a round locks its rows (``FOR UPDATE SKIP
+LOCKED``) and the tables it publishes (advisory locks), so each row is published by one node
+and a table's rows by one node at a time; on SQLite one process holds a lease.
+
+The relay wakes when a write on this node commits (``kick``) and otherwise polls every
+``relay_poll_interval``. While the broker or the database is down it backs off exponentially
+(stamina) and the outbox grows; it drains by itself once they return. Sent rows are pruned
+after ``outbox_retention``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from typing import Any
+
+import stamina
+
+from headwater.config import Settings
+from headwater.db.engine import Database
+from headwater.errors import BrokerUnavailable, HeadwaterError, ServiceError
+from headwater.events.bus import Bus, Envelope
+from headwater.events.outbox import Claimed, Outbox
+from headwater.observability.metrics import Metrics
+
+PENDING_INTERVAL = 1.0
+PRUNE_INTERVAL = 60.0
+
+
+class Relay:
+    def __init__(self, settings: Settings, db: Database, outbox: Outbox, bus: Bus, *,
+                 metrics: Metrics, log: Any) -> None:
+        self.settings = settings
+        self.db = db
+        self.outbox = outbox
+        self.bus = bus
+        self.metrics = metrics
+        self.log = log
+        self.node = uuid.uuid4().hex
+        self.batch = max(1, settings.relay_batch)
+        self.poll = max(0.01, settings.relay_poll_interval)
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._pruned = time.monotonic()
+        self._ready = False
+
+    def kick(self) -> None:
+        """A write with events committed on this node: publish now rather than at the poll."""
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._run(), name="headwater-relay"),
+                       asyncio.create_task(self._watch(), name="headwater-outbox-gauge")]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    # --- loop ---------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            async for attempt in stamina.retry_context(
+                    on=ServiceError, attempts=None, timeout=None, wait_initial=0.05,
+                    wait_max=self.settings.amqp_reconnect_max_delay, wait_jitter=0.05):
+                with attempt:
+                    await self.bus.wait_connected()
+                    await self.drain()
+            await self._maybe_prune()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll)
+            self._wake.clear()
+
+    async def drain(self) -> int:
+        """Publish until nothing is pending; returns how many were published."""
+        total = 0
+        while True:
+            n = await self.round()
+            total += n
+            if n < self.batch:
+                return total
+
+    async def round(self) -> int:
+        """One claim → publish → mark; returns the number of rows published."""
+        if not self._ready:
+            if self.db.pool_stats()[0] == 0:  # the database was down when we started
+                await self.db.start()
+            await self.outbox.ensure(self.db)
+            self._ready = True
+        failure: BrokerUnavailable | None = None
+        if self.outbox.pg:
+            async with self.db.transaction() as tx:
+                rows = await self.outbox.claim(tx, self.batch)
+                if not rows:
+                    return 0
+                confirmed, failure = await self._publish(rows)
+                await self.outbox.mark_sent(tx, [r.seq for r in rows[:confirmed]])
+        else:
+            async with self.db.transaction() as tx:
+                lease = max(10.0, 4 * self.poll)
+                if not await self.outbox.lease(tx, "relay", self.node, lease):
+                    return 0
+                rows = await self.outbox.claim(tx, self.batch)
+            if not rows:
+                return 0
+            confirmed, failure = await self._publish(rows)
+            async with self.db.transaction() as tx:
+                await self.outbox.mark_sent(tx, [r.seq for r in rows[:confirmed]])
+        if failure is not None:
+            raise failure
+        return confirmed
+
+    async def _publish(self, rows: list[Claimed]) -> tuple[int, BrokerUnavailable | None]:
+        try:
+            await self.bus.publish([Envelope(r.id, r.routing_key, r.body) for r in rows])
+        except BrokerUnavailable as exc:
+            self.metrics.events_published.inc(exc.confirmed)
+            self.metrics.relay_errors.labels("broker").inc()
+            self.log.warning("relay_publish_failed", confirmed=exc.confirmed, batch=len(rows),
+                             error=exc.message, details=str(exc.details))
+            return exc.confirmed, exc
+        self.metrics.events_published.inc(len(rows))
+        return len(rows), None
+
+    async def _maybe_prune(self) -> None:
+        if time.monotonic() - self._pruned < PRUNE_INTERVAL:
+            return
+        self._pruned = time.monotonic()
+        try:
+            n = await self.outbox.prune(self.db)
+        except HeadwaterError as exc:
+            self.log.warning("outbox_prune_failed", error=exc.message)
+            return
+        if n:
+            self.log.info("outbox_pruned", rows=n)
+
+    async def _watch(self) -> None:
+        """Keep ``headwater_outbox_pending`` current, whatever the relay is waiting on."""
+        while True:
+            try:
+                if self._ready:
+                    self.metrics.set_outbox_pending(await self.outbox.pending(self.db))
+            except HeadwaterError:
+                pass  # the database is down: the last figure stands
+            await asyncio.sleep(PENDING_INTERVAL)

@@ -1,0 +1,114 @@
+"""The server's events: outbox tables, relay and bus, and in embedded mode the handlers.
+
+With ``amqp_url`` set the relay publishes to RabbitMQ and handlers run in ``headwater worker``
+processes. Without it the relay publishes to an in-process ``MemoryBus`` on which this process
+runs the app's ``@app.on`` handlers and the webhooks, with the same retry policy; the
+dead-letter queue is the ``_headwater_dead_letters`` table (``headwater events dlq replay``
+flags rows, which this process picks up within a second).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+from headwater.config import Settings
+from headwater.db.engine import Database, open_database
+from headwater.errors import HeadwaterError
+from headwater.events.bus import Bus, Envelope, MemoryBus, RabbitBus
+from headwater.events.event import Subscription
+from headwater.events.outbox import Outbox, TableDeadLetters
+from headwater.events.relay import Relay
+from headwater.events.webhook import webhook_subscriptions
+from headwater.events.worker import Worker
+from headwater.observability.metrics import Metrics
+
+REPLAY_INTERVAL = 1.0
+
+
+class Events:
+    def __init__(self, settings: Settings, db: Database, outbox: Outbox, bus: Bus,
+                 relay: Relay, worker: Worker | None, http: httpx.AsyncClient | None,
+                 log: Any) -> None:
+        self.settings = settings
+        self.db = db
+        self.outbox = outbox
+        self.bus = bus
+        self.relay = relay
+        self.worker = worker
+        self.http = http
+        self.log = log
+        self._replays: asyncio.Task[None] | None = None
+
+    def readiness(self) -> dict[str, Any] | None:
+        """The broker's entry in ``/-/ready`` (None without one): degraded, not failing,
+        while it is down, since writes go on and the outbox keeps their events."""
+        if not self.settings.amqp_url:
+            return None
+        return {"status": "ok" if self.bus.connected else "degraded"}
+
+    async def close(self) -> None:
+        self.outbox.listeners.clear()
+        if self._replays is not None:
+            self._replays.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._replays
+        await self.relay.close()
+        await self.bus.close()
+        if self.http is not None:
+            await self.http.aclose()
+        await self.db.close()
+
+    async def _watch_replays(self, bus: MemoryBus) -> None:
+        """Embedded mode: deliver again the dead letters ``headwater events dlq replay``
+        flagged."""
+        while True:
+            await asyncio.sleep(REPLAY_INTERVAL)
+            try:
+                if not self.outbox.ready or not await self.outbox.replays_pending(self.db):
+                    continue
+                for d in await self.outbox.take_replays(self.db):
+                    await bus.inject(d.queue, Envelope(d.id, d.routing_key, d.body))
+            except HeadwaterError as exc:
+                self.log.warning("dead_letter_replay_failed", error=exc.message)
+
+
+async def start_events(settings: Settings, outbox: Outbox,
+                       subscriptions: Sequence[Subscription], *, metrics: Metrics,
+                       log: Any) -> Events:
+    """Start the relay (and in embedded mode the handlers). They use a small pool of their
+    own, so their statements neither wait behind requests nor count as requests' queries."""
+    db = open_database(settings.replace(pool_min_size=1,
+                                        pool_max_size=max(2, min(settings.pool_max_size, 4))))
+    try:
+        await db.start()
+        await outbox.ensure(db)
+    except HeadwaterError as exc:  # the database is down: the relay tries again
+        log.warning("outbox_not_ready", error=exc.message)
+    http: httpx.AsyncClient | None = None
+    worker: Worker | None = None
+    bus: Bus
+    if settings.amqp_url:
+        bus = RabbitBus(settings.amqp_url, reconnect_max_delay=settings.amqp_reconnect_max_delay,
+                        log=log)
+    else:
+        memory = bus = MemoryBus(TableDeadLetters(db, outbox))
+        subs = list(subscriptions)
+        if settings.webhooks.strip():
+            http = httpx.AsyncClient(timeout=settings.webhook_timeout)
+            subs += webhook_subscriptions(settings, http)
+        if subs:
+            worker = Worker(settings, memory, db, outbox, subs, log=log, metrics=metrics)
+            await worker.start()
+    await bus.start()
+    relay = Relay(settings, db, outbox, bus, metrics=metrics, log=log)
+    outbox.listeners.append(relay.kick)
+    await relay.start()
+    events = Events(settings, db, outbox, bus, relay, worker, http, log)
+    if worker is not None and isinstance(bus, MemoryBus):
+        events._replays = asyncio.create_task(events._watch_replays(bus))
+    return events

@@ -1,0 +1,170 @@
+"""Workers: run ``@app.on`` handlers (and webhooks) on their own queues, effects once.
+
+Each subscription has a durable queue named ``headwater.<name>``. A delivery is acknowledged
+after its handler succeeds; a failure is retried after a growing delay (the bus's delay
+queues), and after ``worker_max_attempts`` the event goes to the dead-letter queue. Effects
+happen once per event id even if the event is delivered twice: the worker records
+``(handler, event id)`` in ``_headwater_processed``. On PostgreSQL the id is inserted first, in
+a transaction held while the handler runs, so a concurrent duplicate waits and then skips, and
+a failed handler leaves no trace; on SQLite (one process) it is checked before and recorded
+after the handler.
+
+``headwater worker --app pkg.mod:app`` runs this against RabbitMQ; without a broker the server
+runs the same ``Worker`` on its in-process bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+import stamina
+
+from headwater.config import Settings
+from headwater.db.engine import Database, open_database
+from headwater.errors import BrokerUnavailable, HeadwaterError, ServiceError
+from headwater.events.bus import Bus, Delivery, MemoryBus, QueueSpec, RabbitBus
+from headwater.events.event import Event, Subscription, decode_event
+from headwater.events.outbox import Outbox, TableDeadLetters
+from headwater.observability.logging import make_logger
+from headwater.observability.metrics import Metrics
+
+QUEUE_PREFIX = "headwater."
+
+
+def queue_name(subscription: str) -> str:
+    return QUEUE_PREFIX + subscription
+
+
+class Worker:
+    """Subscribes each handler to the bus and applies the retry / dead-letter policy."""
+
+    def __init__(self, settings: Settings, bus: Bus, db: Database, outbox: Outbox,
+                 subscriptions: Sequence[Subscription], *, log: Any,
+                 metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.db = db
+        self.outbox = outbox
+        self.subscriptions = list(subscriptions)
+        self.log = log
+        self.metrics = metrics
+
+    def spec(self, sub: Subscription) -> QueueSpec:
+        s = self.settings
+        return QueueSpec(queue_name(sub.name), sub.patterns, s.retry_delays(), s.worker_prefetch)
+
+    async def start(self) -> None:
+        for sub in self.subscriptions:
+            await self.bus.subscribe(self.spec(sub), self._consumer(sub))
+
+    def _count(self, sub: Subscription, result: str) -> None:
+        if self.metrics is not None:
+            self.metrics.events_handled.labels(sub.name, result).inc()
+
+    def _consumer(self, sub: Subscription) -> Any:
+        max_attempts = max(1, self.settings.worker_max_attempts)
+
+        async def on_delivery(d: Delivery) -> None:
+            envelope = d.envelope
+            try:
+                event = decode_event(envelope.body)
+            except msgspec.DecodeError as exc:
+                await d.dead_letter(f"undecodable event: {exc}")
+                self._count(sub, "dead")
+                return
+            try:
+                ran = await self._run_once(sub, event)
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                if envelope.attempt >= max_attempts:
+                    self.log.error("event_dead_lettered", handler=sub.name, event_id=event.id,
+                                   attempts=envelope.attempt, error=error)
+                    await d.dead_letter(error)
+                    self._count(sub, "dead")
+                else:
+                    self.log.warning("event_retry", handler=sub.name, event_id=event.id,
+                                     attempt=envelope.attempt, error=error)
+                    await d.retry()
+                    self._count(sub, "retry")
+                return
+            await d.ack()
+            self._count(sub, "ok" if ran else "duplicate")
+
+        async def guarded(d: Delivery) -> None:
+            try:
+                await on_delivery(d)
+            except Exception as exc:
+                # The ack or the retry itself failed (broker gone): the broker redelivers.
+                self.log.error("event_delivery_failed", handler=sub.name,
+                               error=f"{type(exc).__name__}: {exc}")
+
+        return guarded
+
+    async def _run_once(self, sub: Subscription, event: Event) -> bool:
+        """Run the handler unless this event id already ran it; False if skipped."""
+        if self.db.dialect == "postgresql":
+            async with self.db.transaction() as tx:
+                if not await self.outbox.claim_processed(tx, sub.name, event.id):
+                    return False
+                await sub.handler(event)
+            return True
+        if await self.outbox.was_processed(self.db, sub.name, event.id):
+            return False
+        await sub.handler(event)
+        async with self.db.transaction() as tx:
+            await self.outbox.claim_processed(tx, sub.name, event.id)
+        return True
+
+
+async def dead_letter_bus(settings: Settings, db: Database) -> Bus:
+    """The bus whose dead letters ``headwater events dlq`` reads: RabbitMQ's queues, or the
+    dead-letter table of the embedded mode."""
+    if settings.amqp_url:
+        bus: Bus = RabbitBus(settings.amqp_url, reconnect_max_delay=1.0)
+        await bus.start()
+        try:
+            async with asyncio.timeout(settings.connect_timeout):
+                await bus.wait_connected()
+        except TimeoutError:
+            await bus.close()
+            raise BrokerUnavailable(f"cannot reach RabbitMQ at {settings.amqp_url}") from None
+        return bus
+    outbox = Outbox(settings, db.dialect, db.schema)
+    await outbox.ensure(db)
+    return MemoryBus(TableDeadLetters(db, outbox))
+
+
+async def run_worker(settings: Settings, subscriptions: Sequence[Subscription],
+                     stop: asyncio.Event | None = None) -> None:
+    """The ``headwater worker`` process: until SIGTERM/SIGINT (or ``stop``)."""
+    log = make_logger(settings.log_level)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+    db = open_database(settings)
+    outbox = Outbox(settings, db.dialect, db.schema)
+    async for attempt in stamina.retry_context(on=ServiceError, attempts=None, timeout=None,
+                                               wait_max=settings.amqp_reconnect_max_delay):
+        with attempt:
+            await db.start()
+            await outbox.ensure(db)
+    bus = RabbitBus(settings.amqp_url, reconnect_max_delay=settings.amqp_reconnect_max_delay,
+                    log=log)
+    worker = Worker(settings, bus, db, outbox, subscriptions, log=log)
+    await worker.start()
+    await bus.start()
+    log.info("worker_started", handlers=[s.name for s in subscriptions])
+    try:
+        await stop.wait()
+    finally:
+        await bus.close()
+        with contextlib.suppress(HeadwaterError):
+            await db.close()
+        log.info("worker_stopped")
