@@ -9,6 +9,7 @@ import asyncio
 import os
 import secrets
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,3 +139,23 @@ def redis_url() -> str:
     finally:
         client.close()
     return REDIS_URL
+
+
+AMQP_URL = os.environ.get("HEADWATER_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> str:
+    import aio_pika
+
+    async def ping() -> None:
+        connection = await aio_pika.connect(AMQP_URL, timeout=5)
+        await connection.close()
+
+    # In a thread of its own: an async test may be the first to ask for this fixture.
+    with ThreadPoolExecutor(1) as pool:
+        try:
+            pool.submit(asyncio.run, ping()).result()
+        except (OSError, TimeoutError, aio_pika.exceptions.AMQPError):
+            unavailable("RabbitMQ at " + AMQP_URL)
+    return AMQP_URL

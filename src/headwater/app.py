@@ -21,6 +21,7 @@ from headwater.api.middleware import AccessMiddleware
 from headwater.api.openapi import openapi_document
 from headwater.api.responses import error_response
 from headwater.api.routes import build_routes
+from headwater.api.security import Security
 from headwater.cache.redis import RedisStore
 from headwater.cache.tiered import ReadCache
 from headwater.config import Settings
@@ -31,8 +32,10 @@ from headwater.events.outbox import Outbox
 from headwater.events.runtime import Events, start_events
 from headwater.observability.logging import LEVELS, make_logger
 from headwater.observability.metrics import Metrics
+from headwater.resilience.admission import Admission
 from headwater.resilience.breaker import BreakerPolicy, BreakerState, CircuitBreaker
 from headwater.service.hooks import App, load_app
+from headwater.settings_file import load_security
 
 __all__ = ["Headwater", "create_app", "create_app_from_env"]
 
@@ -55,6 +58,7 @@ class Headwater:
                 consecutive_failures=settings.db_breaker_failures,
                 reset_timeout=settings.db_breaker_reset))
         self._bulkheads: dict[str, asyncio.Semaphore] = {}
+        self.admission = Admission(settings.max_inflight, settings.max_loop_lag_ms / 1000)
         self.redis = (RedisStore(settings.redis_url, self.breaker("redis"),
                                  timeout=settings.redis_timeout)
                       if settings.redis_url else None)
@@ -62,6 +66,8 @@ class Headwater:
                       if settings.cache_enabled else None)
         self.metrics.cache_enabled = self.cache is not None
         self.compressor = Compressor(settings.compression_min_bytes)
+        # Authentication, policies, rate limits, encryption (headwater.api.security).
+        self.security = Security(self, load_security(settings.config))
         self._openapi: bytes | None = None
         self._retry: asyncio.Task[None] | None = None
         self._db_started = False
@@ -113,8 +119,11 @@ class Headwater:
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self.settings.max_loop_lag_ms > 0:
+            self.admission.lag.start()
         if self.cache is not None:
             await self.cache.start()
+        self.security.start()
         if not await self._connect():
             # Start degraded; /-/ready says why, and we keep trying in the background.
             self._retry = asyncio.create_task(self._reconnect_loop())
@@ -166,6 +175,8 @@ class Headwater:
             await self.redis.close()
         if self.events is not None:
             await self.events.close()
+        await self.security.close()
+        await self.admission.lag.stop()
         await self.db.close()
 
     # --- used by the routes -------------------------------------------------------------------
@@ -232,7 +243,8 @@ def create_app(settings: Settings) -> Starlette:
         return error_response(NotFound(f"No resource at {request.url.path}"))
 
     app = Starlette(routes=build_routes(hw), lifespan=lifespan,
-                    middleware=[Middleware(AccessMiddleware, hw=hw)],
+                    middleware=[*hw.security.middleware(),
+                                Middleware(AccessMiddleware, hw=hw)],
                     exception_handlers={HTTPException: http_error})
     app.state.headwater = hw
     return app

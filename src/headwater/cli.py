@@ -1,4 +1,4 @@
-"""``headwater serve | demo``: the command line (Typer)."""
+"""``headwater serve | demo | worker | events dlq``: the command line (Typer)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from headwater.config import Settings
+from headwater.keys_cli import check_serving, keys_cli
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Serve any SQLite or PostgreSQL database as a PostgREST-style REST API.")
@@ -59,6 +60,13 @@ def serve(
         help="[env: HEADWATER_LOG_LEVEL] debug|info|warning|error")] = None,
     app: Annotated[str | None, typer.Option(
         "--app", help="package.module:app with hooks and RPC [env: HEADWATER_APP]")] = None,
+    config: Annotated[str | None, typer.Option(
+        "--config", help="Settings file: auth, policies, rate limits, encryption "
+                         "[env: HEADWATER_CONFIG]")] = None,
+    insecure: Annotated[bool, typer.Option(
+        "--insecure", help="Listen on a non-loopback address without authentication")] = False,
+    tls_cert: Annotated[str | None, typer.Option("--tls-cert", help="PEM certificate")] = None,
+    tls_key: Annotated[str | None, typer.Option("--tls-key", help="PEM private key")] = None,
 ) -> None:
     """Serve a database over HTTP."""
     import uvicorn
@@ -70,19 +78,26 @@ def serve(
             _build_demo(_sqlite_url(path), 1.0)
         database_url = _sqlite_url(path)
     settings = Settings.from_env(database_url=database_url, host=host, port=port,
-                                 workers=workers, log_level=log_level, app=app)
+                                 workers=workers, log_level=log_level, app=app,
+                                 config=config, insecure=insecure or None,
+                                 tls_cert=tls_cert, tls_key=tls_key)
+    _security, notes = check_serving(settings)
+    for note in notes:
+        typer.echo(note, err=True)
     if settings.database_url.startswith("sqlite:///"):
         file = Path(settings.database_url.removeprefix("sqlite:///"))
         if not file.exists():
             raise typer.BadParameter(f"no SQLite database at {file}", param_hint="DATABASE_URL")
     # Worker processes rebuild the same settings from the environment.
     os.environ.update(settings.to_env())
+    scheme = "https" if settings.tls_cert else "http"
     typer.echo(f"Headwater serving {settings.database_url} on "
-               f"http://{settings.host}:{settings.port}/", err=True)
+               f"{scheme}://{settings.host}:{settings.port}/", err=True)
     uvicorn.run("headwater.app:create_app_from_env", factory=True, host=settings.host,
                 port=settings.port, workers=settings.workers, log_level="warning",
                 access_log=False, loop="uvloop", http="httptools",
-                timeout_graceful_shutdown=10)
+                timeout_graceful_shutdown=10, ssl_certfile=settings.tls_cert or None,
+                ssl_keyfile=settings.tls_key or None)
 
 
 @cli.command()
@@ -94,6 +109,109 @@ def demo(
     url = path if "://" in path else _sqlite_url(Path(path))
     _build_demo(url, scale)
     typer.echo(f"Demo data written to {url}", err=True)
+
+
+# --- events -----------------------------------------------------------------------------------
+
+_DB_ARG = typer.Argument(help="The database of the processed-ids (and, without a broker, "
+                              "dead-letter) tables [env: HEADWATER_DATABASE_URL]",
+                         show_default=False)
+_AMQP = typer.Option("--amqp-url", help="amqp://user:pass@host:5672/ [env: HEADWATER_AMQP_URL]")
+_APP = typer.Option("--app", help="package.module:app with @app.on handlers [env: HEADWATER_APP]")
+
+
+@cli.command()
+def worker(
+    database_url: Annotated[str | None, _DB_ARG] = None,
+    app: Annotated[str | None, _APP] = None,
+    amqp_url: Annotated[str | None, _AMQP] = None,
+    log_level: Annotated[str | None, typer.Option(help="[env: HEADWATER_LOG_LEVEL]")] = None,
+) -> None:
+    """Run the app's @app.on handlers and the webhooks on RabbitMQ until stopped."""
+    from headwater.events.worker import run_worker
+    from headwater.service.hooks import load_app
+
+    settings = Settings.from_env(database_url=database_url, app=app, amqp_url=amqp_url,
+                                 log_level=log_level)
+    if not settings.amqp_url:
+        raise typer.BadParameter("a worker needs RabbitMQ (without one, `headwater serve` runs "
+                                 "the handlers itself)", param_hint="--amqp-url")
+    subs = list(load_app(settings.app).subscriptions.values()) if settings.app else []
+    if not subs and not settings.webhooks:
+        raise typer.BadParameter("no @app.on handlers and no webhooks to run", param_hint="--app")
+    asyncio.run(run_worker(settings, subs))
+
+
+events_cli = typer.Typer(no_args_is_help=True, help="Events: the dead-letter queues.")
+dlq_cli = typer.Typer(no_args_is_help=True,
+                      help="Events that failed every attempt: list them, or send them back.")
+events_cli.add_typer(dlq_cli, name="dlq")
+cli.add_typer(events_cli, name="events")
+cli.add_typer(keys_cli, name="keys")
+
+
+def _dlq_settings(database_url: str | None, app: str | None, amqp_url: str | None,
+                  handler: list[str] | None) -> tuple[Settings, list[str]]:
+    from headwater.events.worker import queue_names
+    from headwater.service.hooks import load_app
+
+    settings = Settings.from_env(database_url=database_url, app=app, amqp_url=amqp_url)
+    subs = list(load_app(settings.app).subscriptions.values()) if settings.app else []
+    queues = queue_names(settings, subs, handler or ())
+    if settings.amqp_url and not queues:
+        raise typer.BadParameter("name the handlers: --app pkg.mod:app or --handler NAME",
+                                 param_hint="--app")
+    return settings, queues
+
+
+_HANDLER = typer.Option("--handler", help="A handler's name (repeatable); default: all of the app's")
+
+
+@dlq_cli.command("list")
+def dlq_list(
+    database_url: Annotated[str | None, _DB_ARG] = None,
+    app: Annotated[str | None, _APP] = None,
+    amqp_url: Annotated[str | None, _AMQP] = None,
+    handler: Annotated[list[str] | None, _HANDLER] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
+) -> None:
+    """Show the dead letters (without consuming them)."""
+    import msgspec
+    from rich.console import Console
+    from rich.table import Table
+
+    from headwater.events.worker import list_dead_letters
+
+    settings, queues = _dlq_settings(database_url, app, amqp_url, handler)
+    letters = asyncio.run(list_dead_letters(settings, queues))
+    if as_json:
+        for d in letters:
+            typer.echo(msgspec.json.encode({
+                "queue": d.queue, "id": d.id, "routing_key": d.routing_key,
+                "attempts": d.attempts, "error": d.error,
+                "event": msgspec.json.decode(d.body)}).decode())
+        return
+    table = Table("queue", "event id", "routing key", "attempts", "error")
+    for d in letters:
+        table.add_row(d.queue, d.id, d.routing_key, str(d.attempts), d.error)
+    Console().print(table)
+    typer.echo(f"{len(letters)} dead letter(s)", err=True)
+
+
+@dlq_cli.command("replay")
+def dlq_replay(
+    database_url: Annotated[str | None, _DB_ARG] = None,
+    app: Annotated[str | None, _APP] = None,
+    amqp_url: Annotated[str | None, _AMQP] = None,
+    handler: Annotated[list[str] | None, _HANDLER] = None,
+) -> None:
+    """Send the dead letters back to their handlers, each as a first attempt."""
+    from headwater.events.worker import replay_dead_letters
+
+    settings, queues = _dlq_settings(database_url, app, amqp_url, handler)
+    counts = asyncio.run(replay_dead_letters(settings, queues))
+    for queue, n in counts.items():
+        typer.echo(f"{queue}: {n} replayed")
 
 
 def main() -> None:

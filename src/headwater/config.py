@@ -37,6 +37,8 @@ class Settings:
     retry_attempts: int = 3
     #: Requests one worker serves at once; beyond it, 503 with Retry-After (back-pressure).
     max_inflight: int = 256
+    #: Event-loop lag (ms) beyond which new requests are refused with 503; 0 disables.
+    max_loop_lag_ms: float = 200.0
     #: Consecutive database failures that open its circuit, and seconds before a probe.
     db_breaker_failures: int = 5
     db_breaker_reset: float = 1.0
@@ -81,6 +83,15 @@ class Settings:
     #: ``package.module:attribute`` of a ``headwater.App`` with hooks and RPC functions.
     app: str = ""
 
+    # --- security (headwater.settings_file, headwater.api.security) -----------------------
+    #: The settings file (TOML) with authentication, policies, rate limits, encryption, CORS.
+    config: str = ""
+    #: Serve on a non-loopback address even though nothing is enforced (no auth settings).
+    insecure: bool = False
+    #: TLS certificate and key files (PEM); both or neither.
+    tls_cert: str = ""
+    tls_key: str = ""
+
     # --- events (headwater.events) ----------------------------------------------------------
     #: RabbitMQ, e.g. ``amqp://guest:guest@127.0.0.1:5672/``; empty = in-process dispatch.
     amqp_url: str = ""
@@ -105,9 +116,10 @@ class Settings:
     #: Delay before the first retry; doubles per attempt up to ``worker_retry_max_delay``.
     worker_retry_delay: float = 1.0
     worker_retry_max_delay: float = 300.0
-    #: Unacknowledged messages a worker holds per handler (handlers of one queue run this
-    #: concurrently; 1 keeps a handler's events in publish order).
-    worker_prefetch: int = 8
+    #: Events one handler works on at once. 1 (the default) runs them one by one, in the
+    #: order they were published (a retried event goes behind the later ones); more is
+    #: faster and unordered.
+    worker_prefetch: int = 1
     #: Webhooks as JSON: ``[{"pattern": "orders.*", "url": "https://...", "secret": "..."}]``
     #: (``name`` optional); each POST is signed ``X-Headwater-Signature: sha256=<hmac>``.
     webhooks: str = ""

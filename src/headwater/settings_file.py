@@ -267,7 +267,7 @@ def _policy(i: int, d: Mapping[str, Any]) -> PolicySpec:
         if a in ("*", "all"):
             actions.extend(ACTIONS)
         elif a in ACTIONS:
-            actions.append(a)  # type: ignore[arg-type]
+            actions.append(a)
         else:
             raise SettingsError(f"{where}.actions: {a!r} is not one of {', '.join(ACTIONS)}")
     check = d.get("check")

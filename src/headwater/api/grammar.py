@@ -24,6 +24,10 @@ OPS = SCALAR_OPS | {"in", "is"}
 RESERVED = frozenset({"select", "order", "limit", "offset", "on_conflict", "columns", "or", "and",
                       "not.or", "not.and"})
 MediaType: TypeAlias = Literal["json", "object", "csv"]
+#: Bounds on what one request may ask for, so hostile input gets a 400 rather than deep
+#: recursion here or an expression too large for the database.
+MAX_DEPTH = 32
+MAX_CONDITIONS = 500
 
 # Characters that end a bare name inside select/logic expressions.
 _NAME_STOP = set(",()!:.\"")
@@ -121,12 +125,20 @@ class ApiRequest:
 class _Scanner:
     """A cursor over one parameter value, with errors that point at the offending spot."""
 
-    __slots__ = ("pos", "text", "what")
+    __slots__ = ("depth", "pos", "text", "what")
 
     def __init__(self, text: str, what: str) -> None:
         self.text = text
         self.pos = 0
         self.what = what
+        self.depth = 0
+
+    def enter(self) -> None:
+        """One level deeper into ``(...)``; refuses nesting past ``MAX_DEPTH``."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise ParseError(f'"failed to parse {self.what}": nested more than {MAX_DEPTH} '
+                             "levels deep", details=f"at column {self.pos + 1}")
 
     def error(self, expected: str) -> ParseError:
         found = self.text[self.pos:self.pos + 10] or "end of input"
@@ -246,7 +258,9 @@ def _select_item(sc: _Scanner) -> SelectItem:
         else:
             raise sc.error('"(" after the embedding hint')
     if sc.eat("("):
+        sc.enter()
         sub = _select_list(sc, top=False)
+        sc.depth -= 1
         sc.expect(")")
         return Embed(first, sub, alias=alias, hint=hint, inner=inner)
     if hint is not None or inner:
@@ -350,7 +364,10 @@ def _logic_item(sc: _Scanner) -> Predicate:
     negated = sc.eat("not.")
     for op in ("and", "or"):
         if sc.eat(op + "("):
-            return Logic("and" if op == "and" else "or", _logic_items(sc), negated)
+            sc.enter()
+            items = _logic_items(sc)
+            sc.depth -= 1
+            return Logic("and" if op == "and" else "or", items, negated)
     if negated:
         # ``not.`` in front of a condition's column is not PostgREST; it goes before the op.
         raise sc.error('"and(" or "or("')
@@ -519,8 +536,17 @@ def parse_query(pairs: Iterable[tuple[str, str]]) -> Query:
             where.setdefault(path, []).append(parse_logic(last, value))
         else:
             where.setdefault(path, []).append(parse_filter(last, value))
+    if sum(_conditions(p) for preds in where.values() for p in preds) > MAX_CONDITIONS:
+        raise ParseError(f"too many filter conditions (at most {MAX_CONDITIONS})",
+                         hint="use in.(...) for long lists of values")
     return Query(select=select, where={k: tuple(v) for k, v in where.items()}, order=order,
                  limit=limit, offset=offset, on_conflict=on_conflict, columns=columns)
+
+
+def _conditions(pred: Predicate) -> int:
+    if isinstance(pred, Logic):
+        return sum(_conditions(i) for i in pred.items)
+    return 1
 
 
 def render_query(query: Query) -> list[tuple[str, str]]:

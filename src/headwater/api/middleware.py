@@ -23,8 +23,7 @@ class AccessMiddleware:
         self.app = app
         self.hw = hw
         self.log_access = hw.log_enabled("info")
-        self.inflight = 0
-        self.max_inflight = hw.settings.max_inflight
+        self.admission = hw.admission
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -41,12 +40,13 @@ class AccessMiddleware:
         scope["request_id"] = request_id
         rid_header = (b"x-request-id", request_id.encode())
         status = 500
-        if self.inflight >= self.max_inflight and not scope["path"].startswith("/-/"):
+        admission = self.admission
+        if not scope["path"].startswith("/-/") and not admission.admit():
             # Back-pressure: refuse at once rather than queue without bound.
             self.hw.metrics.observe(scope["method"], 503, time.perf_counter() - start)
             await _overloaded(send, rid_header)
             return
-        self.inflight += 1
+        admission.inflight += 1
 
         async def wrapped(message: Message) -> None:
             nonlocal status
@@ -58,7 +58,7 @@ class AccessMiddleware:
         try:
             await self.app(scope, receive, wrapped)
         finally:
-            self.inflight -= 1
+            admission.inflight -= 1
             seconds = time.perf_counter() - start
             self.hw.metrics.observe(scope["method"], status, seconds)
             if self.log_access:

@@ -58,7 +58,11 @@ def error_response(exc: HeadwaterError, headers: Mapping[str, str] | None = None
         extra.setdefault("Retry-After", str(max(1, math.ceil(wait))))
     if exc.status == 401:
         extra.setdefault("WWW-Authenticate", getattr(exc, "challenge", "Bearer"))
-    return JSONResponse(exc.body(), status_code=exc.status, headers=extra)
+    body = exc.body()
+    if exc.status == 500:
+        # Internal details are logged with the request id, never sent.
+        body["details"] = None
+    return JSONResponse(body, status_code=exc.status, headers=extra)
 
 
 def internal_error() -> Response:

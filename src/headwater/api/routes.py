@@ -24,6 +24,7 @@ from headwater.api.responses import (
     read_response,
     write_response,
 )
+from headwater.api.security import method_action
 from headwater.cache.keys import raw_key
 from headwater.cache.tiered import Cached
 from headwater.errors import (
@@ -36,8 +37,10 @@ from headwater.errors import (
 )
 from headwater.service.hooks import Principal
 from headwater.service.plan import plan_read
+from headwater.service.policy import Access
 from headwater.service.reads import execute_read
 from headwater.service.rpc import call_rpc, check_args, find_rpc
+from headwater.service.write_guard import WriteGuard
 from headwater.service.writes import Writer
 
 if TYPE_CHECKING:
@@ -55,7 +58,8 @@ def guarded(hw: Headwater, fn: Endpoint) -> Endpoint:
         except HeadwaterError as exc:
             if exc.status >= 500:
                 hw.log.error("request_failed", request_id=request.scope.get("request_id"),
-                             code=exc.code, error=exc.message, details=str(exc.__cause__ or ""))
+                             code=exc.code, error=exc.message, details=str(exc.details),
+                             cause=repr(exc.__cause__)[:300])
             return error_response(exc)
         except ClientDisconnect:
             return Response(None, 499)
@@ -104,6 +108,8 @@ async def read_body(request: Request, limit: int) -> tuple[Any, bool]:
             return msgspec.json.decode(raw), False
         except msgspec.DecodeError as exc:
             raise InvalidBody("Empty or invalid json", details=str(exc)) from None
+        except RecursionError:
+            raise InvalidBody("Empty or invalid json", details="nested too deeply") from None
     if ctype == "application/x-www-form-urlencoded":
         try:
             return dict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True)), False
@@ -144,38 +150,43 @@ def negotiation(request: Request) -> Negotiation:
                        accept_encoding=h.get("accept-encoding"), head=request.method == "HEAD")
 
 
-#: The access context of every caller until authentication exists (issue: security).
-ANONYMOUS = "anon"
-
-
 def build_routes(hw: Headwater) -> list[BaseRoute]:
     settings = hw.settings
 
-    def writer(request: Request) -> Writer:
-        return Writer(hw.db, hw.require_catalog(), settings, hw.app, Principal(),
+    security = hw.security
+
+    def writer(request: Request, access: Access) -> Writer:
+        catalog = hw.require_catalog()
+        guard = (WriteGuard(access if access.restricted else None, security.cipher, catalog,
+                            hw.db) if access.restricted or security.cipher else None)
+        return Writer(hw.db, catalog, settings, hw.app,
+                      access.principal if access.restricted else Principal(),
                       request.scope.get("request_id"), on_commit=hw.on_commit,
-                      outbox=hw.outbox, bulkhead=hw.bulkhead)
+                      outbox=hw.outbox, bulkhead=hw.bulkhead, guard=guard)
 
     async def table(request: Request) -> Response:
         name = request.path_params["table"]
         method = request.method
+        access = await security.admit(request, name, method_action(method))
         if method in ("GET", "HEAD") and hw.cache is not None:
             headers = request.headers
             raw = raw_key(name, request.scope["query_string"], headers.get("accept", ""),
-                          headers.get("prefer", ""), headers.get("range", ""), ANONYMOUS)
+                          headers.get("prefer", ""), headers.get("range", ""), access.context)
             request.scope["raw_key"] = raw
             hit = await hw.cache.fast(raw)
             if hit is not None:
                 return cached_response(request, hit,
-                                       grammar.parse_accept(headers.get("accept")))
+                                       grammar.parse_accept(headers.get("accept")), access)
         api = parse_request(request, name)
         if method in ("GET", "HEAD"):
-            return await read(request, api)
+            return await read(request, api, access)
         if api.media == "csv":
             # Writes answer JSON; only the read path renders CSV.
             raise RequestError("text/csv responses are only offered for reads",
                                code="PGRST107", status=406)
-        w = writer(request)
+        if access.restricted:
+            access.rule(name, method_action(method))  # refused before the body is read
+        w = writer(request, access)
         if method == "DELETE":
             result_w = await w.delete(api)
         else:
@@ -196,32 +207,52 @@ def build_routes(hw: Headwater) -> list[BaseRoute]:
         return write_response(result_w, method=method, returning=api.prefer.returning,
                               applied=_applied(api))
 
-    async def read(request: Request, api: grammar.ApiRequest) -> Response:
-        plan = plan_read(hw.require_catalog(), api, max_rows=settings.max_rows)
+    async def read(request: Request, api: grammar.ApiRequest, access: Access) -> Response:
+        plan = plan_read(hw.require_catalog(), api, max_rows=settings.max_rows, access=access)
         cache = hw.cache
-        if cache is not None and cache.cacheable(plan):
-            out = await cache.read(request.scope["raw_key"], plan, ANONYMOUS,
+        cipher = security.cipher
+        if cipher is not None and cipher.reads(plan.root):
+            # Plaintext never enters a cache: decrypted reads are answered from the database.
+            if plan.media == "csv":
+                raise RequestError("encrypted columns are not offered as text/csv",
+                                   code="PGRST107", status=406,
+                                   hint="ask for application/json, or leave them out of select")
+            result = await execute_read(hw.db, plan, settings.replace(
+                stream_threshold_rows=1 << 62))
+            result.body = cipher.decrypt_body(result.body or b"[]", plan.root)
+            cache = None
+        elif cache is not None and cache.cacheable(plan):
+            out = await cache.read(request.scope["raw_key"], plan, access.context,
                                    lambda: execute_read(hw.db, plan, settings))
             if isinstance(out, Cached):
-                return cached_response(request, out, plan.media)
+                return cached_response(request, out, plan.media, access)
             result = out
         else:
             result = await execute_read(hw.db, plan, settings)
         request.scope["rows"] = result.rows
         x_cache = "MISS" if cache is not None else None
-        control = cache.cache_control(sorted(plan.root.tables())) if cache is not None else None
+        control = (cache.cache_control(sorted(plan.root.tables()), private=access.restricted)
+                   if cache is not None else None)
+        if access.restricted and control is None:
+            control = "private, no-cache"
         return read_response(result, plan.media, ask=negotiation(request),
                              compressor=hw.compressor, x_cache=x_cache, cache_control=control)
 
-    def cached_response(request: Request, hit: Cached, media: grammar.MediaType) -> Response:
+    def cached_response(request: Request, hit: Cached, media: grammar.MediaType,
+                        access: Access) -> Response:
         e = hit.entry
         request.scope["rows"] = e.rows
+        control = e.cache_control
+        if access.restricted and hw.cache is not None:
+            control = hw.cache.cache_control(e.tables, private=True)
         return body_response(e.body, media=media, rows=e.rows, total=e.total, first=e.first,
                              tag=e.etag, ask=negotiation(request), compressor=hw.compressor,
-                             x_cache=hit.status, cache_control=e.cache_control, age=hit.age)
+                             x_cache=hit.status, cache_control=control, age=hit.age)
 
     async def rpc(request: Request) -> Response:
+        access = await security.admit(request, None, None)
         spec = find_rpc(hw.app, request.path_params["name"])
+        access.may_call(spec.name)
         if request.method in ("GET", "HEAD"):
             if not spec.read_only:
                 raise MethodNotAllowed(f"{spec.name} may write: call it with POST",
@@ -236,7 +267,8 @@ def build_routes(hw: Headwater) -> list[BaseRoute]:
             args, from_text = body, False
         checked = check_args(spec, args, from_text=from_text)
         prefer = grammar.parse_prefer(request.headers.getlist("prefer"))
-        out = await call_rpc(hw.db, spec, checked, principal=Principal(),
+        out = await call_rpc(hw.db, spec, checked,
+                             principal=access.principal if access.restricted else Principal(),
                              request_id=request.scope.get("request_id"),
                              rollback=prefer.tx == "rollback",
                              on_commit=None if spec.read_only else hw.on_commit,
@@ -245,7 +277,10 @@ def build_routes(hw: Headwater) -> list[BaseRoute]:
                         media_type=CONTENT_TYPES["json"])
 
     async def root(request: Request) -> Response:
-        return Response(hw.openapi(), media_type="application/openapi+json; charset=utf-8")
+        access = await security.admit(request)
+        return Response(security.openapi(access),
+                        media_type="application/openapi+json; charset=utf-8",
+                        headers={"Vary": "Authorization, apikey"} if access.restricted else None)
 
     async def live(request: Request) -> Response:
         return JSONResponse({"status": "ok"})

@@ -237,10 +237,12 @@ class ReadCache:
                      stale_until=now + ttl + self.settings.cache_stale_if_error,
                      cache_control=self.cache_control(tables))
 
-    def cache_control(self, tables: Sequence[str]) -> str:
-        # Responses may depend on who asks once policies exist; until then every caller is
-        # the anonymous role and shared caches may keep them, revalidating by ETag.
+    def cache_control(self, tables: Sequence[str], *, private: bool = False) -> str:
+        """``private`` when the response depends on who asks (policies are enforced): shared
+        caches (proxies, CDNs) must not keep it; otherwise they may, revalidating by ETag."""
         age = self.settings.cache_control_max_age
+        if private:
+            return f"private, max-age={age}" if age else "private, no-cache"
         return f"public, max-age={age}" if age else "no-cache"
 
     async def _store(self, key: str, e: Entry) -> None:

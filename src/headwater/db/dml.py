@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-from headwater.db.sql import Dialect, _Builder, bind, ident, literal
+from headwater.db.sql import Dialect, _Builder, bind, ident, literal, sqlite_object
 from headwater.service.plan import (
     InsertPlan,
     InsertShape,
@@ -37,9 +37,9 @@ def _row_json(b: _Builder, alias: str, cols: Sequence[TargetColumn]) -> str:
         return f"to_json({alias})::text"
     node = ReadNode(table="", alias="", outputs=tuple(OutputColumn(c.name, c.name, c.kind)
                                                       for c in cols))
-    pairs = ", ".join(f"{literal(c.name)}, {b.sqlite_value(node, o)}"
-                      for c, o in zip(cols, node.outputs, strict=True))
-    return f"json_object({pairs})"
+    pairs = [f"{literal(c.name)}, {b.sqlite_value(node, o)}"
+             for c, o in zip(cols, node.outputs, strict=True)]
+    return sqlite_object(pairs)
 
 
 class _UnqualifiedBuilder(_Builder):

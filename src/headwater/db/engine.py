@@ -133,6 +133,10 @@ _PG_CONFLICT = frozenset({"23505", "23503", "23P01"})
 
 def _pg_error(exc: BaseException) -> HeadwaterError:
     sqlstate = getattr(exc, "sqlstate", None)
+    if isinstance(exc, asyncpg.PostgresError) and sqlstate and sqlstate[:2] == "54":
+        # statement too complex (e.g. max_stack_depth): the request's shape, not a failure
+        return RequestError("statement too complex: nest fewer embeds or use fewer filters",
+                            code=sqlstate, details=None)
     if isinstance(exc, asyncpg.PostgresError) and sqlstate and sqlstate[:2] == "23":
         # PostgreSQL's own message and detail name the constraint and key, never our SQL.
         cls = Conflict if sqlstate in _PG_CONFLICT else ConstraintViolation
@@ -145,6 +149,10 @@ def _pg_error(exc: BaseException) -> HeadwaterError:
     if sqlstate in ("40001", "40P01"):
         return TransactionConflict("could not serialize access: the transaction was retried "
                                    "and conflicted again", code=sqlstate)
+    if sqlstate and (sqlstate.startswith(("08", "57P")) or sqlstate in ("53300", "55000")):
+        # Connection failures, administrator shutdown or restart, too many connections.
+        return DatabaseUnavailable("Database connection error. Retrying the connection.",
+                                   details=type(exc).__name__)
     if isinstance(exc, asyncpg.QueryCanceledError):
         return Timeout("canceling statement due to statement timeout")
     if isinstance(exc, asyncpg.DataError):
@@ -159,7 +167,7 @@ def _pg_error(exc: BaseException) -> HeadwaterError:
                         asyncpg.exceptions.AdminShutdownError)):
         return DatabaseUnavailable("Database connection error. Retrying the connection.",
                                    details=type(exc).__name__)
-    return DatabaseError("Database error", details=None)
+    return DatabaseError("Database error", details=f"{type(exc).__name__}: {exc}"[:300])
 
 
 class _PgSnapshot(Snapshot):
@@ -341,7 +349,15 @@ def _sqlite_error(exc: sqlite3.Error) -> HeadwaterError:
         return Timeout("canceling statement due to statement timeout")
     if "locked" in text or "busy" in text or "unable to open" in text:
         return DatabaseUnavailable("Database is busy or unavailable", details=text)
+    if text in _SQLITE_TOO_COMPLEX or text.startswith("too many arguments on function"):
+        # The request asked for more than SQLite can plan (e.g. embeds nested too deeply).
+        return RequestError("statement too complex: nest fewer embeds or use fewer filters",
+                            code="54001", details=text)
     return DatabaseError("Database error")
+
+
+_SQLITE_TOO_COMPLEX = frozenset({"parser stack overflow", "Expression tree is too large "
+                                 "(maximum depth 1000)", "too many terms in compound SELECT"})
 
 
 class _SqliteConn:

@@ -194,8 +194,8 @@ class _Builder:
 
     def sqlite_rows(self, node: ReadNode, limit: int | None, offset: int | None,
                     root: bool = False) -> str:
-        pairs = ", ".join(f"{literal(o.key)}, {self.sqlite_value(node, o)}" for o in node.outputs)
-        return (f"SELECT json_object({pairs}) AS _j FROM {self.table(node)}" + self.where(node)
+        pairs = [f"{literal(o.key)}, {self.sqlite_value(node, o)}" for o in node.outputs]
+        return (f"SELECT {sqlite_object(pairs)} AS _j FROM {self.table(node)}" + self.where(node)
                 + self.order(node) + self.page(limit, offset, root=root))
 
     # --- whole statements ---------------------------------------------------------------------
@@ -220,6 +220,21 @@ class _Builder:
                       f" '[]') FROM ({rows})",
             rows=rows,
             count=standalone_count, count_params=count_params)
+
+
+#: SQLite functions take at most 127 arguments (SQLITE_MAX_FUNCTION_ARG): 60 key/value pairs.
+_SQLITE_PAIRS = 60
+
+
+def sqlite_object(pairs: Sequence[str]) -> str:
+    """``json_object(k1, v1, ...)`` for any number of ``"k, v"`` pairs: past SQLite's argument
+    limit, objects of 60 pairs are joined as text (their braces dropped) and parsed once."""
+    if len(pairs) <= _SQLITE_PAIRS:
+        return f"json_object({', '.join(pairs)})"
+    parts = [f"json_object({', '.join(pairs[i:i + _SQLITE_PAIRS])})"
+             for i in range(0, len(pairs), _SQLITE_PAIRS)]
+    inner = " || ',' || ".join(f"substr({p}, 2, length({p}) - 2)" for p in parts)
+    return f"json('{{' || {inner} || '}}')"
 
 
 @functools.lru_cache(maxsize=2048)

@@ -18,18 +18,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+import httpx
 import msgspec
 import stamina
 
 from headwater.config import Settings
 from headwater.db.engine import Database, open_database
 from headwater.errors import BrokerUnavailable, HeadwaterError, ServiceError
-from headwater.events.bus import Bus, Delivery, MemoryBus, QueueSpec, RabbitBus
+from headwater.events.bus import Bus, Delivery, QueueSpec, RabbitBus
 from headwater.events.event import Event, Subscription, decode_event
-from headwater.events.outbox import Outbox, TableDeadLetters
+from headwater.events.outbox import DeadLetter, Outbox
+from headwater.events.webhook import parse_webhooks, webhook_subscriptions
 from headwater.observability.logging import make_logger
 from headwater.observability.metrics import Metrics
 
@@ -121,27 +123,18 @@ class Worker:
         return True
 
 
-async def dead_letter_bus(settings: Settings, db: Database) -> Bus:
-    """The bus whose dead letters ``headwater events dlq`` reads: RabbitMQ's queues, or the
-    dead-letter table of the embedded mode."""
-    if settings.amqp_url:
-        bus: Bus = RabbitBus(settings.amqp_url, reconnect_max_delay=1.0)
-        await bus.start()
-        try:
-            async with asyncio.timeout(settings.connect_timeout):
-                await bus.wait_connected()
-        except TimeoutError:
-            await bus.close()
-            raise BrokerUnavailable(f"cannot reach RabbitMQ at {settings.amqp_url}") from None
-        return bus
-    outbox = Outbox(settings, db.dialect, db.schema)
-    await outbox.ensure(db)
-    return MemoryBus(TableDeadLetters(db, outbox))
+def all_subscriptions(settings: Settings, app_subscriptions: Sequence[Subscription],
+                      http: httpx.AsyncClient | None) -> list[Subscription]:
+    subs = list(app_subscriptions)
+    if http is not None:
+        subs += webhook_subscriptions(settings, http)
+    return subs
 
 
-async def run_worker(settings: Settings, subscriptions: Sequence[Subscription],
+async def run_worker(settings: Settings, app_subscriptions: Sequence[Subscription],
                      stop: asyncio.Event | None = None) -> None:
-    """The ``headwater worker`` process: until SIGTERM/SIGINT (or ``stop``)."""
+    """The ``headwater worker`` process: the app's handlers and the webhooks on RabbitMQ,
+    until SIGTERM/SIGINT (or ``stop``)."""
     log = make_logger(settings.log_level)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -153,18 +146,81 @@ async def run_worker(settings: Settings, subscriptions: Sequence[Subscription],
     async for attempt in stamina.retry_context(on=ServiceError, attempts=None, timeout=None,
                                                wait_max=settings.amqp_reconnect_max_delay):
         with attempt:
-            await db.start()
+            if db.pool_stats()[0] == 0:
+                await db.start()
             await outbox.ensure(db)
+    http = httpx.AsyncClient(timeout=settings.webhook_timeout) if settings.webhooks else None
+    subs = all_subscriptions(settings, app_subscriptions, http)
     bus = RabbitBus(settings.amqp_url, reconnect_max_delay=settings.amqp_reconnect_max_delay,
                     log=log)
-    worker = Worker(settings, bus, db, outbox, subscriptions, log=log)
+    worker = Worker(settings, bus, db, outbox, subs, log=log)
     await worker.start()
     await bus.start()
-    log.info("worker_started", handlers=[s.name for s in subscriptions])
+    log.info("worker_started", handlers=[s.name for s in subs])
     try:
         await stop.wait()
     finally:
         await bus.close()
+        if http is not None:
+            await http.aclose()
         with contextlib.suppress(HeadwaterError):
             await db.close()
         log.info("worker_stopped")
+
+
+# --- dead letters (``headwater events dlq``) --------------------------------------------------
+
+
+def queue_names(settings: Settings, app_subscriptions: Sequence[Subscription],
+                handlers: Sequence[str] = ()) -> list[str]:
+    """The queues named by ``--handler``, else every handler of the app and every webhook."""
+    if handlers:
+        return [queue_name(h) for h in handlers]
+    return [queue_name(s.name) for s in all_subscriptions(settings, app_subscriptions, None)] + [
+        queue_name("webhook." + h.name) for h in parse_webhooks(settings)]
+
+
+@contextlib.asynccontextmanager
+async def _dead_letter_access(settings: Settings) -> AsyncIterator[tuple[Bus | None, Database,
+                                                                          Outbox]]:
+    """RabbitMQ's dead-letter queues, or (no broker) the database's dead-letter table."""
+    db = open_database(settings.replace(pool_min_size=1, pool_max_size=2))
+    outbox = Outbox(settings, db.dialect, db.schema)
+    bus: RabbitBus | None = None
+    try:
+        if settings.amqp_url:
+            bus = RabbitBus(settings.amqp_url, reconnect_max_delay=1.0)
+            await bus.start()
+            try:
+                async with asyncio.timeout(settings.connect_timeout):
+                    await bus.wait_connected()
+            except TimeoutError:
+                raise BrokerUnavailable(f"cannot reach RabbitMQ at {settings.amqp_url}") from None
+        else:
+            await db.start()
+            await outbox.ensure(db)
+        yield bus, db, outbox
+    finally:
+        if bus is not None:
+            await bus.close()
+        await db.close()
+
+
+async def list_dead_letters(settings: Settings, queues: Sequence[str]) -> list[DeadLetter]:
+    async with _dead_letter_access(settings) as (bus, db, outbox):
+        if bus is None:
+            if not queues:
+                return await outbox.list_dead_letters(db)
+            return [d for q in queues for d in await outbox.list_dead_letters(db, q)]
+        return [d for q in queues for d in await bus.dead_letters(q)]
+
+
+async def replay_dead_letters(settings: Settings, queues: Sequence[str]) -> dict[str, int]:
+    """Send dead letters back to their queues. Without a broker they are flagged in the table
+    and the running server delivers them within a second or so."""
+    async with _dead_letter_access(settings) as (bus, db, outbox):
+        if bus is None:
+            if not queues:
+                return {"*": await outbox.request_replay(db)}
+            return {q: await outbox.request_replay(db, q) for q in queues}
+        return {q: await bus.replay(q) for q in queues}

@@ -57,6 +57,8 @@ class Metrics:
         self._cache_counts: dict[str, int] = {"hit": 0, "miss": 0, "stale": 0}
         self._evictions_seen = 0
         self.cache_enabled = False
+        #: Requests refused by a rate limit; None while no rate limit is configured.
+        self.rate_limit_rejections: int | None = None
         self.breakers: dict[str, str] = {}
         self.started = time.monotonic()
         self.window_seconds = window_seconds
@@ -122,6 +124,6 @@ class Metrics:
                    "queries_total": int(self.db_queries._value.get())},
             "cache": dict(self._cache_counts) if self.cache_enabled else None,
             "breakers": dict(self.breakers) or None,
-            "rate_limit_rejections": None,
+            "rate_limit_rejections": self.rate_limit_rejections,
             "outbox_pending": self.outbox_pending_count,
         }

@@ -48,6 +48,7 @@ from headwater.service.plan import (
     require_table,
 )
 from headwater.service.validation import CheckedRows, check_rows
+from headwater.service.write_guard import WriteGuard
 
 _decode_row = msgspec.json.Decoder(dict[str, Any]).decode
 _encode = msgspec.json.Encoder().encode
@@ -83,6 +84,8 @@ class Writer:
     #: every pooled connection); the app hands in its per-table semaphores.
     bulkhead: Callable[[str], AbstractAsyncContextManager[Any]] = field(
         default=lambda _table: contextlib.nullcontext())
+    #: Policies and field encryption (None: every caller may do everything, nothing encrypted).
+    guard: WriteGuard | None = None
     _contexts: list[Context] = field(default_factory=list)
     _events: EventBuffer | None = None
 
@@ -124,6 +127,9 @@ class Writer:
             self._check_put(table, request, rows)
         groups = check_rows(table, rows, mode="insert", columns=q.columns,
                             missing_default=missing_default)
+        guard = self.guard
+        if guard is not None:
+            guard.require_columns(table, "insert", sorted({c for g in groups for c in g.columns}))
         async with self._transaction(rollback=request.prefer.tx == "rollback") as tx:
             ctx = self._context(tx, table.name, "insert")
             hooks = self.app.before("insert", table.name)
@@ -131,9 +137,14 @@ class Writer:
                 rows = [await _apply(hooks, ctx, r) for r in rows]
                 groups = check_rows(table, rows, mode="insert", columns=q.columns,
                                     missing_default=missing_default)
+            if guard is not None:
+                await guard.before_upsert(tx, table, groups, q.on_conflict, resolution)
+                groups = [guard.encrypt(table, g) for g in groups]
             written: list[dict[str, Any]] = []
             for group in groups:
                 written += await self._insert_group(tx, table, group, q.on_conflict, resolution)
+            if guard is not None:
+                await guard.check_written(tx, table, "insert", written)
             self._record(table, "insert", written)
             for row in written:
                 for after in self.app.after("insert", table.name):
@@ -154,6 +165,9 @@ class Writer:
                               code="PGRST102")
         self._require_filter(table, request, "UPDATE")
         [checked] = check_rows(table, [body], mode="update") or [CheckedRows((), ((),))]
+        guard = self.guard
+        if guard is not None:
+            guard.require_columns(table, "update", checked.columns)
         async with self._transaction(rollback=request.prefer.tx == "rollback") as tx:
             ctx = self._context(tx, table.name, "update")
             hooks = self.app.before("update", table.name)
@@ -163,10 +177,15 @@ class Writer:
             if not checked.columns:
                 return WriteResult([], body=b"[]" if request.prefer.returning ==
                                    "representation" else None)
+            if guard is not None:
+                checked = guard.encrypt(table, checked)
             plan = plan_mutation(self.catalog, request, "update",
-                                 list(zip(checked.columns, checked.rows[0], strict=True)))
+                                 list(zip(checked.columns, checked.rows[0], strict=True)),
+                                 access=guard.access if guard is not None else None)
             old = await self._old_rows(tx, table, plan)
             written = await self._mutate(tx, plan)
+            if guard is not None:
+                await guard.check_written(tx, table, "update", written)
             self._record(table, "update", written, old)
             for row in written:
                 for after in self.app.after("update", table.name):
@@ -176,7 +195,8 @@ class Writer:
     async def _delete(self, request: ApiRequest) -> WriteResult:
         table = require_table(self.catalog, request.target)
         self._require_filter(table, request, "DELETE")
-        plan = plan_mutation(self.catalog, request, "delete")
+        plan = plan_mutation(self.catalog, request, "delete",
+                             access=self.guard.access if self.guard is not None else None)
         async with self._transaction(rollback=request.prefer.tx == "rollback") as tx:
             ctx = self._context(tx, table.name, "delete")
             written = await self._mutate(tx, plan)
@@ -302,6 +322,8 @@ class Writer:
                               written: list[dict[str, Any]]) -> bytes:
         select = request.query.select
         if not _has_embeds(select):
+            if self.guard is not None:
+                written = self.guard.visible_rows(table, select, written)
             return _encode([_project(table, select, row) for row in written])
         if not table.primary_key:
             raise ParseError(f"embedding in a write's response needs a primary key on "
@@ -311,12 +333,15 @@ class Writer:
         read = ApiRequest("GET", table.name, Query(
             select=select, where={(): (_key_filter(table, written),)},
             order={(): tuple(_order_by_key(table))}))
-        plan = plan_read(self.catalog, read)
+        plan = plan_read(self.catalog, read,
+                         access=self.guard.access if self.guard is not None else None)
         sql = compile_read(self.db.dialect, self.db.schema, plan.root, plan.limit_param,
                            plan.offset_param, False)
         row = await tx.fetchrow(sql.aggregate, bind(self.db.dialect, plan.params))
         assert row is not None
         body: str = row[2]
+        if self.guard is not None:
+            return self.guard.decrypt_body(body.encode(), plan.root)
         return body.encode()
 
 

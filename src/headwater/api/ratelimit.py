@@ -1,0 +1,145 @@
+"""Rate limits, with the ``limits`` library's storage: Redis shared by every node (its atomic
+increment-and-expire script), or in-process when there is no Redis.
+
+Windows are fixed and aligned to the clock (``key = bucket / ⌊now / period⌋``), so every
+node counts into the same key and ``RateLimit-Reset`` is known without another round trip:
+one increment per limit per request. If Redis fails the limiter falls back to the in-process
+counters (each node then enforces the limit alone) and the Redis breaker keeps it there
+until Redis answers again: a Redis failure never fails a request.
+
+The client address is the connection's peer, or, when that peer is a trusted proxy, the
+rightmost address in ``X-Forwarded-For`` that is not itself a trusted proxy.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from limits import RateLimitItemPerSecond
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+
+from headwater.resilience.breaker import CircuitBreaker
+from headwater.settings_file import Rate
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """One limit's state after a hit."""
+
+    limit: int
+    remaining: int
+    reset: int
+    scope: str
+
+    @property
+    def exceeded(self) -> bool:
+        return self.remaining < 0
+
+
+def _parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text.strip().strip("[]"))
+    except ValueError:
+        return None
+
+
+def client_address(peer: str | None, forwarded_for: Sequence[str],
+                   trusted: Sequence[Network]) -> str:
+    """The address to count a request against (see the module's docstring)."""
+    address = peer or "unknown"
+    ip = _parse_ip(address)
+    if not trusted or ip is None or not any(ip in net for net in trusted):
+        return address
+    hops = [h.strip() for header in forwarded_for for h in header.split(",") if h.strip()]
+    for hop in reversed(hops):
+        hop_ip = _parse_ip(hop)
+        if hop_ip is None:
+            return address  # a malformed chain: trust none of it
+        if not any(hop_ip in net for net in trusted):
+            return str(hop_ip)
+    return address
+
+
+class RateLimiter:
+    def __init__(self, *, redis_url: str = "", prefix: str = "hw", timeout: float = 0.25,
+                 breaker: CircuitBreaker | None = None, log: Any = None) -> None:
+        self.memory: Storage = MemoryStorage()
+        self.redis: Storage | None = None
+        if redis_url:
+            self.redis = RedisStorage(
+                "async+" + redis_url, implementation="redispy", key_prefix=prefix + ":rl",
+                socket_timeout=timeout, socket_connect_timeout=timeout)
+        self.breaker = breaker
+        self.log = log
+        self._items: dict[Rate, RateLimitItemPerSecond] = {}
+        self._last_warning = 0.0
+
+    def _item(self, rate: Rate) -> RateLimitItemPerSecond:
+        item = self._items.get(rate)
+        if item is None:
+            item = self._items[rate] = RateLimitItemPerSecond(rate.amount, rate.seconds)
+        return item
+
+    async def hit(self, rate: Rate, scope: str, identity: str, *, cost: int = 1) -> Window:
+        """Count one request against ``rate`` for ``identity`` in ``scope``."""
+        now = time.time()
+        window = int(now // rate.seconds)
+        item = self._item(rate)
+        key = item.key_for(scope, identity, str(window))
+        count = await self._incr(key, rate.seconds, cost)
+        reset = max(1, math.ceil((window + 1) * rate.seconds - now))
+        return Window(rate.amount, rate.amount - count, reset, scope)
+
+    async def peek(self, rate: Rate, scope: str, identity: str) -> Window:
+        """The window's state without counting (for ``failed_auth``)."""
+        now = time.time()
+        window = int(now // rate.seconds)
+        key = self._item(rate).key_for(scope, identity, str(window))
+        count = await self._call("get", key)
+        reset = max(1, math.ceil((window + 1) * rate.seconds - now))
+        return Window(rate.amount, rate.amount - count, reset, scope)
+
+    async def _incr(self, key: str, expiry: int, amount: int) -> int:
+        return await self._call("incr", key, expiry, amount)
+
+    async def _call(self, op: str, key: str, *args: int) -> int:
+        storage = self.redis
+        if storage is not None and (self.breaker is None or self.breaker.allow()):
+            try:
+                value = await (storage.incr(key, *args) if op == "incr" else storage.get(key))
+            except Exception as exc:  # any Redis failure: count locally instead
+                if self.breaker is not None:
+                    self.breaker.failure()
+                self._warn(exc)
+            else:
+                if self.breaker is not None:
+                    self.breaker.success()
+                return int(value)
+        if op == "incr":
+            return int(await self.memory.incr(key, *args))
+        return int(await self.memory.get(key))
+
+    def _warn(self, exc: Exception) -> None:
+        now = time.monotonic()
+        if self.log is not None and now - self._last_warning > 10:
+            self._last_warning = now
+            self.log.warning("ratelimit_redis_failed", error=type(exc).__name__,
+                             effect="counting in-process until Redis answers")
+
+    async def close(self) -> None:
+        if self.redis is not None:
+            bridge = getattr(self.redis, "bridge", None)
+            storage = getattr(bridge, "storage", None)
+            close = getattr(storage, "aclose", None)
+            if close is not None:
+                try:
+                    await close()
+                except Exception:  # closing a broken connection: nothing more to do
+                    self._warn(RuntimeError("close"))

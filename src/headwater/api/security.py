@@ -1,0 +1,342 @@
+"""The security runtime: rate limits → authentication → rate limits → an ``Access``, for every
+API request; security headers on every response; the OpenAPI document as each role sees it.
+
+Order, per request (``Security.admit``):
+1. the client address's limit (before authentication, so it also bounds failed logins), and
+   the address's failed-authentication limit, if any;
+2. authentication (``api.auth``), whose failures are counted against the address;
+3. the principal's limit (its role's, or ``principal``), the role's shared limit, and any
+   per-table/per-action override;
+4. the caller's ``Access`` (``service.policy``), which carries the cache access context.
+
+The tightest window answered ``RateLimit-Limit``/``-Remaining``/``-Reset``; a 429 carries
+``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from prometheus_client import Counter
+from starlette.datastructures import MutableHeaders
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from headwater.api.auth import Authenticator, Identity
+from headwater.api.openapi import openapi_document
+from headwater.api.ratelimit import RateLimiter, Window, client_address
+from headwater.errors import RateLimited, Unauthorized
+from headwater.service.api_keys import KeyStore
+from headwater.service.crypto import FieldCipher
+from headwater.service.hooks import Principal
+from headwater.service.policy import Access, PolicySet
+from headwater.settings_file import ACTIONS, Action, SecuritySettings
+
+if TYPE_CHECKING:
+    from headwater.app import Headwater
+
+WINDOW_KEY = "hw.ratelimit"
+#: Label sets stay bounded: roles not named in the settings, and keys past this many, are
+#: counted as "other".
+MAX_KEY_LABELS = 200
+_METHOD_ACTION: dict[str, Action] = {"GET": "select", "HEAD": "select", "POST": "insert",
+                                     "PUT": "insert", "PATCH": "update", "DELETE": "delete"}
+
+
+def method_action(method: str) -> Action:
+    return _METHOD_ACTION.get(method, "select")
+
+
+class Security:
+    def __init__(self, hw: Headwater, settings: SecuritySettings) -> None:
+        self.hw = hw
+        self.settings = settings
+        self.policies = PolicySet(settings)
+        self.keys = KeyStore(hw.db)
+        self.auth = Authenticator(settings.auth, self.keys) if settings.enforced else None
+        self.rates = settings.rate_limits
+        self.limiter: RateLimiter | None = None
+        if self.rates.enabled:
+            s = hw.settings
+            namespace = s.cache_namespace or _namespace(s.database_url)
+            self.limiter = RateLimiter(
+                redis_url=s.redis_url, prefix=f"hw:{namespace}", timeout=s.redis_timeout,
+                breaker=hw.breakers.get("redis"), log=hw.log)
+        self.cipher = FieldCipher(settings.encryption) if settings.encryption.columns else None
+        self._open = self.policies.access(Principal(), anonymous=True)
+        self._trivial = not settings.enforced and self.limiter is None
+        roles = set(self.policies.roles) | set(self.rates.roles) | set(self.rates.roles_total)
+        if settings.auth.anonymous_role:
+            roles.add(settings.auth.anonymous_role)
+        self._known_roles = frozenset(roles or {"anonymous"})
+        registry = hw.metrics.registry
+        self.by_role = Counter("headwater_requests_by_role", "API requests by role",
+                               ["role"], registry=registry)
+        self.by_key = Counter("headwater_requests_by_api_key", "API requests by API key id",
+                              ["key"], registry=registry)
+        self.limited = Counter("headwater_rate_limited", "Requests refused by a rate limit",
+                               ["scope"], registry=registry)
+        self.auth_failures = Counter("headwater_auth_failures", "Requests with credentials "
+                                     "that were refused", ["code"], registry=registry)
+        self._key_labels: set[str] = set()
+        self._openapi: dict[str, tuple[Any, bytes]] = {}
+        self._flusher: asyncio.Task[None] | None = None
+        if self.limiter is not None:
+            hw.metrics.rate_limit_rejections = 0
+
+    def middleware(self) -> list[Middleware]:
+        """Outermost first: CORS (when origins are configured), then security headers."""
+        out = []
+        origins = self.settings.http.cors_origins
+        if origins:
+            out.append(Middleware(
+                CORSMiddleware, allow_origins=list(origins),
+                allow_methods=["GET", "HEAD", "POST", "PATCH", "PUT", "DELETE"],
+                allow_headers=["authorization", "apikey", "content-type", "prefer", "range",
+                               "accept", "accept-profile", "content-profile", "x-client-info",
+                               "if-none-match", "x-request-id"],
+                expose_headers=["content-range", "location", "etag", "x-cache",
+                                "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset",
+                                "retry-after", "x-request-id", "preference-applied"],
+                max_age=600))
+        out.append(Middleware(SecurityHeadersMiddleware,
+                              tls=bool(self.hw.settings.tls_cert)))
+        return out
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.auth is not None and self.settings.auth.api_keys:
+            self._flusher = asyncio.create_task(self._flush_loop())
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.auth.key_usage_flush_seconds)
+            await self._flush()
+
+    async def _flush(self) -> None:
+        try:
+            await self.keys.flush()
+        except Exception as exc:  # a database hiccup: the counts wait for the next round
+            self.hw.log.warning("api_key_usage_flush_failed", error=type(exc).__name__)
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            await self._flush()
+        if self.limiter is not None:
+            await self.limiter.close()
+
+    # --- per request --------------------------------------------------------------------------
+
+    async def admit(self, request: Request, table: str | None = None,
+                    action: Action | None = None) -> Access:
+        if self._trivial:
+            return self._open
+        scope = request.scope
+        limiter, rates = self.limiter, self.rates
+        windows: list[Window] = []
+        address = ""
+        if limiter is not None:
+            client = scope.get("client")
+            address = client_address(client[0] if client else None,
+                                     request.headers.getlist("x-forwarded-for"),
+                                     rates.trusted_proxies)
+            if rates.address is not None:
+                windows.append(await limiter.hit(rates.address, "address", address))
+                self._check(scope, windows)
+            if rates.failed_auth is not None and _has_credentials(request):
+                w = await limiter.peek(rates.failed_auth, "failed_auth", address)
+                if w.remaining <= 0:
+                    self._check(scope, [*windows, Window(w.limit, -1, w.reset, w.scope)])
+        identity = await self._identify(request, address)
+        principal = identity.principal
+        if limiter is not None:
+            ident = identity.subject or f"addr:{address}"
+            role = principal.role
+            per = rates.roles.get(role) or rates.principal
+            if per is not None:
+                windows.append(await limiter.hit(per, "principal", ident))
+            total = rates.roles_total.get(role)
+            if total is not None:
+                windows.append(await limiter.hit(total, f"role:{role}", role))
+            for i, o in enumerate(rates.overrides):
+                if ((o.table == "*" or o.table == table) and (o.action == "*" or o.action == action)
+                        and (o.role == "*" or o.role == role)):
+                    windows.append(await limiter.hit(o.limit, f"override:{i}", ident))
+            self._check(scope, windows)
+        self._count(identity)
+        if not self.settings.enforced:
+            return self._open
+        return self.policies.access(principal, anonymous=identity.anonymous)
+
+    async def _identify(self, request: Request, address: str) -> Identity:
+        if self.auth is None:
+            return Identity(self._open.principal, True)
+        try:
+            return await self.auth.authenticate(request.headers)
+        except Unauthorized as exc:
+            self.auth_failures.labels(exc.code).inc()
+            if (self.limiter is not None and self.rates.failed_auth is not None
+                    and _has_credentials(request)):
+                await self.limiter.hit(self.rates.failed_auth, "failed_auth", address)
+            raise
+
+    def _check(self, scope: Scope, windows: list[Window]) -> None:
+        if not windows:
+            return
+        tightest = min(windows, key=lambda w: (w.remaining, -w.reset))
+        scope[WINDOW_KEY] = tightest
+        if tightest.exceeded:
+            self.limited.labels(tightest.scope.split(":")[0]).inc()
+            self.hw.metrics.rate_limit_rejections = (self.hw.metrics.rate_limit_rejections
+                                                     or 0) + 1
+            raise RateLimited("Too many requests", retry_after=tightest.reset,
+                              details=f"limit {tightest.limit} per window ({tightest.scope})",
+                              hint=f"retry after {tightest.reset} s")
+
+    def _count(self, identity: Identity) -> None:
+        role = identity.principal.role
+        self.by_role.labels(role if role in self._known_roles else "other").inc()
+        key = identity.key_id
+        if key is not None:
+            self.keys.used(key)
+            if key not in self._key_labels and len(self._key_labels) < MAX_KEY_LABELS:
+                self._key_labels.add(key)
+            self.by_key.labels(key if key in self._key_labels else "other").inc()
+
+    # --- the OpenAPI document, per role -------------------------------------------------------
+
+    def openapi(self, access: Access) -> bytes:
+        if not access.restricted:
+            return self.hw.openapi()
+        catalog = self.hw.require_catalog()
+        role = access.principal.role
+        cached = self._openapi.get(role)
+        if cached is not None and cached[0] is catalog:
+            return cached[1]
+        doc = openapi_document(catalog, rpcs=self.hw.app.rpcs)
+        body = msgspec.json.encode(visible_document(doc, access, catalog))
+        self._openapi[role] = (catalog, body)
+        return body
+
+
+def _has_credentials(request: Request) -> bool:
+    h = request.headers
+    return bool(h.get("authorization") or h.get("apikey"))
+
+
+def _namespace(database_url: str) -> str:
+    import hashlib
+
+    return hashlib.blake2b(database_url.encode(), digest_size=6).hexdigest()
+
+
+_OP_ACTIONS: dict[str, tuple[Action, ...]] = {
+    "get": ("select",), "post": ("insert",), "patch": ("update",), "delete": ("delete",),
+    "put": ("insert", "update"),
+}
+
+
+def visible_document(doc: dict[str, Any], access: Access, catalog: Any) -> dict[str, Any]:
+    """The OpenAPI document with only what ``access`` may use: tables, methods, columns
+    (properties and filter parameters) and RPC functions."""
+    paths: dict[str, Any] = {}
+    schemas = doc["components"]["schemas"]
+    for path, ops in doc["paths"].items():
+        if path == "/":
+            paths[path] = ops
+            continue
+        if path.startswith("/rpc/"):
+            if access.policies.may_call(access.principal.role, path[5:]):
+                paths[path] = ops
+            continue
+        table = path[1:]
+        kept: dict[str, Any] = {}
+        for method, op in ops.items():
+            actions = _OP_ACTIONS.get(method, ())
+            if not actions or not all(access.may(table, a) for a in actions):
+                continue
+            cols = access.filterable(table, actions[-1])
+            if cols is not None:
+                op = {**op, "parameters": [
+                    p for p in op.get("parameters", [])
+                    if "$ref" in p or p.get("in") != "query" or p.get("name") in cols]}
+            kept[method] = op
+        if kept:
+            paths[path] = kept
+        else:
+            schemas.pop(table, None)
+            continue
+        readable: set[str] | None = set()
+        for a in ACTIONS:
+            if access.may(table, a):
+                cols = access.rule(table, a).columns
+                if cols is None or readable is None:
+                    readable = None
+                else:
+                    readable |= cols
+        schema = schemas.get(table)
+        if readable is not None and isinstance(schema, Mapping):
+            props = {k: v for k, v in schema.get("properties", {}).items() if k in readable}
+            new = {**schema, "properties": props}
+            if "required" in schema:
+                required = [c for c in schema["required"] if c in props]
+                if required:
+                    new["required"] = required
+                else:
+                    new.pop("required")
+            schemas[table] = new
+    return {**doc, "paths": paths}
+
+
+# --- headers on every response ----------------------------------------------------------------
+
+_COMMON = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
+           (b"referrer-policy", b"no-referrer"),
+           (b"cross-origin-resource-policy", b"same-site")]
+_API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+_CONSOLE_CSP = (b"content-security-policy", b"frame-ancestors 'none'")
+_HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
+
+
+class SecurityHeadersMiddleware:
+    """Security headers on every response, and the rate-limit headers of the request's
+    tightest window."""
+
+    def __init__(self, app: ASGIApp, tls: bool = False) -> None:
+        self.app = app
+        self.tls = tls
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        console = scope["path"].startswith("/-/console")
+
+        async def wrapped(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                extra = [*_COMMON, _CONSOLE_CSP if console else _API_CSP]
+                if self.tls:
+                    extra.append(_HSTS)
+                for k, v in extra:
+                    if k.decode() not in headers:
+                        headers.raw.append((k, v))
+                w: Window | None = scope.get(WINDOW_KEY)
+                if w is not None:
+                    headers.raw.append((b"ratelimit-limit", str(w.limit).encode()))
+                    headers.raw.append((b"ratelimit-remaining",
+                                        str(max(0, w.remaining)).encode()))
+                    headers.raw.append((b"ratelimit-reset", str(w.reset).encode()))
+            await send(message)
+
+        await self.app(scope, receive, wrapped)
