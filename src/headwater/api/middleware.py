@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-import uuid
+import secrets
 from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -36,7 +36,7 @@ class AccessMiddleware:
                 request_id = _valid_request_id(v)
                 break
         if request_id is None:
-            request_id = uuid.uuid4().hex
+            request_id = secrets.token_hex(16)
         scope["request_id"] = request_id
         rid_header = (b"x-request-id", request_id.encode())
         status = 500

@@ -301,6 +301,9 @@ def build_routes(hw: Headwater) -> list[BaseRoute]:
 
     methods = ["GET", "HEAD", "POST", "PATCH", "PUT", "DELETE"]
     routes: list[BaseRoute] = [
+        # First: every table request (the hot path) matches without trying the others; the
+        # pattern cannot match "/", "/-/…" or "/rpc/…", which all contain a second slash.
+        Route("/{table}", g(table), methods=methods),
         Route("/", g(root), methods=["GET", "HEAD"]),
         Route("/-/live", g(live), methods=["GET", "HEAD"]),
         Route("/-/ready", g(ready), methods=["GET", "HEAD"]),
@@ -313,5 +316,4 @@ def build_routes(hw: Headwater) -> list[BaseRoute]:
         from starlette.staticfiles import StaticFiles
 
         routes.append(Mount("/-/console", StaticFiles(directory=console, html=True)))
-    routes.append(Route("/{table}", g(table), methods=methods))
     return routes
