@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -152,10 +153,15 @@ def amqp_url() -> str:
         connection = await aio_pika.connect(AMQP_URL, timeout=5)
         await connection.close()
 
-    # In a thread of its own: an async test may be the first to ask for this fixture.
+    # In a thread of its own: an async test may be the first to ask for this fixture. A few
+    # tries: a fault test elsewhere on the machine may be restarting the broker.
     with ThreadPoolExecutor(1) as pool:
-        try:
-            pool.submit(asyncio.run, ping()).result()
-        except (OSError, TimeoutError, aio_pika.exceptions.AMQPError):
-            unavailable("RabbitMQ at " + AMQP_URL)
+        for attempt in range(10):
+            try:
+                pool.submit(asyncio.run, ping()).result()
+                return AMQP_URL
+            except (OSError, TimeoutError, aio_pika.exceptions.AMQPError):
+                if attempt < 9:
+                    time.sleep(1.0)
+    unavailable("RabbitMQ at " + AMQP_URL)
     return AMQP_URL

@@ -97,7 +97,10 @@ def serve(
                 port=settings.port, workers=settings.workers, log_level="warning",
                 access_log=False, loop="uvloop", http="httptools",
                 timeout_graceful_shutdown=10, ssl_certfile=settings.tls_cert or None,
-                ssl_keyfile=settings.tls_key or None)
+                ssl_keyfile=settings.tls_key or None,
+                # X-Forwarded-For is honoured only from rate_limits.trusted_proxies (ours),
+                # never by uvicorn's default trust of 127.0.0.1.
+                proxy_headers=False)
 
 
 @cli.command()

@@ -32,10 +32,19 @@ def is_loopback(host: str) -> bool:
 def check_serving(settings: Settings) -> tuple[SecuritySettings, list[str]]:
     """Load the settings file and decide whether ``serve`` may start: the notes to print,
     or ``typer.BadParameter``/``typer.Exit`` when it must not."""
+    from headwater.api.auth import load_jwks
+    from headwater.errors import HeadwaterError
+    from headwater.service.policy import PolicySet
+
     try:
         security = load_security(settings.config)
+        PolicySet(security)  # parses every row filter
+        if security.auth.jwks_file:
+            load_jwks(security.auth.jwks_file)
     except SettingsError as exc:
         raise typer.BadParameter(str(exc), param_hint="--config") from None
+    except HeadwaterError as exc:
+        raise typer.BadParameter(exc.message, param_hint="--config") from None
     if bool(settings.tls_cert) != bool(settings.tls_key):
         raise typer.BadParameter("give both --tls-cert and --tls-key", param_hint="--tls-cert")
     notes: list[str] = []

@@ -35,10 +35,10 @@ class AuthSettings:
     #: HMAC secret for HS256/384/512 tokens.
     jwt_secret: str = ""
     #: A JSON Web Key Set file for RS256/ES256 (…) tokens; keys chosen by ``kid``.
-    jwt_jwks_file: str = ""
+    jwks_file: str = ""
     #: When set, a token's ``aud`` must contain it.
-    jwt_audience: str = ""
-    jwt_issuer: str = ""
+    audience: str = ""
+    issuer: str = ""
     #: Dotted path of the claim naming the role (PostgREST's ``jwt-role-claim-key``).
     role_claim: str = "role"
     #: Seconds of clock difference tolerated on ``exp`` and ``nbf``.
@@ -139,7 +139,7 @@ class SecuritySettings:
     def enforced(self) -> bool:
         """False when nothing about access is configured: every caller may do everything."""
         a = self.auth
-        return bool(self.policies or a.jwt_secret or a.jwt_jwks_file or a.anonymous_role)
+        return bool(self.policies or a.jwt_secret or a.jwks_file or a.anonymous_role)
 
 
 # --- loading ----------------------------------------------------------------------------------
@@ -242,8 +242,8 @@ def _auth(d: Mapping[str, Any], env: Mapping[str, str]) -> AuthSettings:
         if len(values["jwt_secret"]) < 32:
             raise SettingsError("auth.jwt_secret must be at least 32 characters long "
                                 "(as PostgREST requires)")
-    if values.get("jwt_jwks_file") and not Path(values["jwt_jwks_file"]).is_file():
-        raise SettingsError(f"auth.jwt_jwks_file: no file at {values['jwt_jwks_file']}")
+    if values.get("jwks_file") and not Path(values["jwks_file"]).is_file():
+        raise SettingsError(f"auth.jwks_file: no file at {values['jwks_file']}")
     return AuthSettings(**values)
 
 

@@ -12,8 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from headwater import App, Context, Rejected
-from headwater.events import Event
+from headwater import App, Context, Event, Rejected
 
 app = App()
 SUFFIX = os.environ.get("HW_TEST_QUEUE_SUFFIX", "local")

@@ -92,7 +92,8 @@ text = st.text(st.characters(codec="utf-8"), max_size=15)
 
 def select_items(depth: int) -> st.SearchStrategy[tuple[g.SelectItem, ...]]:
     field = st.one_of(st.just(g.Field("*")),
-                      st.builds(g.Field, any_name, st.one_of(st.none(), any_name)))
+                      st.builds(g.Field, any_name.filter(lambda n: n != "*"),
+                                st.one_of(st.none(), any_name)))
     if depth == 0:
         return st.lists(field, min_size=1, max_size=4).map(tuple)
     embed = st.builds(g.Embed, any_name, select_items(depth - 1), st.one_of(st.none(), any_name),

@@ -88,8 +88,8 @@ class Authenticator:
         self.keys = keys if settings.api_keys else None
         self._cache = _Lru(cache_size)
         self._jwks: dict[str | None, Jwk] = {}
-        if settings.jwt_jwks_file:
-            self._jwks = load_jwks(settings.jwt_jwks_file)
+        if settings.jwks_file:
+            self._jwks = load_jwks(settings.jwks_file)
         self._anonymous = (Identity(Principal(settings.anonymous_role, {}), True)
                            if settings.anonymous_role else None)
 
@@ -162,10 +162,10 @@ class Authenticator:
         required = ["exp"] if s.require_exp else []
         try:
             payload: dict[str, Any] = jwt.decode(
-                token, key, algorithms=[alg], audience=s.jwt_audience or None,
-                issuer=s.jwt_issuer or None, leeway=s.clock_skew_seconds,
-                options={"require": required, "verify_aud": bool(s.jwt_audience),
-                         "verify_iss": bool(s.jwt_issuer)})
+                token, key, algorithms=[alg], audience=s.audience or None,
+                issuer=s.issuer or None, leeway=s.clock_skew_seconds,
+                options={"require": required, "verify_aud": bool(s.audience),
+                         "verify_iss": bool(s.issuer)})
         except jwt.ExpiredSignatureError:
             raise invalid("JWT expired", code="PGRST303") from None
         except jwt.ImmatureSignatureError:

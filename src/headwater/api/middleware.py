@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import time
 import secrets
+import time
 from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send

@@ -22,7 +22,8 @@ _TYPES: dict[ColumnKind, dict[str, str]] = {
     "uuid": {"type": "string", "format": "uuid"},
     "text": {"type": "string"},
     "bytes": {"type": "string"},
-    "other": {"type": "string"},
+    # Unknown types (arrays, domains, untyped view columns) may be any JSON value.
+    "other": {},
 }
 
 _ERROR = {
@@ -39,7 +40,8 @@ def _column_schema(table: Table, col: Column) -> dict[str, Any]:
         schema = {}
     else:
         schema["x-db-type"] = col.db_type
-        if col.kind not in ("date", "timestamp", "timestamptz", "time", "uuid"):
+        # JSON Schema's date-time and time need a UTC offset: only timestamptz values have one.
+        if col.kind not in ("date", "timestamptz", "uuid"):
             schema["format"] = col.db_type
     if col.nullable:
         schema["nullable"] = True
@@ -58,14 +60,17 @@ def _column_schema(table: Table, col: Column) -> dict[str, Any]:
     return schema
 
 
+def _required(table: Table) -> list[str]:
+    return [c.name for c in table.columns.values() if not c.nullable and not c.has_default]
+
+
 def _table_schema(table: Table) -> dict[str, Any]:
-    required = [c.name for c in table.columns.values() if not c.nullable and not c.has_default]
+    # No "required" here: a read's select= may leave out any column. Bodies that must carry
+    # the not-null columns (POST, PUT) add it (``_write_ops``).
     out: dict[str, Any] = {
         "type": "object",
         "properties": {c.name: _column_schema(table, c) for c in table.columns.values()},
     }
-    if required:
-        out["required"] = required
     if table.is_view:
         out["description"] = "A view."
     return out
@@ -95,10 +100,13 @@ def _read_op(table: Table) -> dict[str, Any]:
 def _write_ops(table: Table) -> dict[str, Any]:
     name = table.name
     ref = {"$ref": f"#/components/schemas/{name}"}
+    required = _required(table)
+    full = {"allOf": [ref, {"required": required}]} if required else ref
     body = {"required": True, "content": {
-        "application/json": {"schema": {"oneOf": [ref, {"type": "array", "items": ref}]}},
+        "application/json": {"schema": {"oneOf": [full, {"type": "array", "items": full}]}},
         "text/csv": {"schema": {"type": "string"}}}}
     patch_body = {"required": True, "content": {"application/json": {"schema": ref}}}
+    put_body = {"required": True, "content": {"application/json": {"schema": full}}}
     error = {"description": "Error", "content": {"application/json": {
         "schema": {"$ref": "#/components/schemas/Error"}}}}
     rows = {"description": "The written rows (Prefer: return=representation)", "content": {
@@ -119,7 +127,7 @@ def _write_ops(table: Table) -> dict[str, Any]:
                   "requestBody": patch_body,
                   "responses": {"200": rows, "204": {"description": "No Content"}, **common}},
         "put": {"tags": [name], "summary": f"Upsert one row of {name} by primary key",
-                "parameters": [prefer, *filters], "requestBody": patch_body,
+                "parameters": [prefer, *filters], "requestBody": put_body,
                 "responses": {"200": rows, "204": {"description": "No Content"}, **common}},
         "delete": {"tags": [name], "summary": f"Delete rows of {name}",
                    "parameters": [prefer, {"$ref": "#/components/parameters/select"}, *filters],

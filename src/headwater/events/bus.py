@@ -349,11 +349,17 @@ class RabbitBus(Bus):
 
     async def _keep_connected(self) -> None:
         while True:
-            async for attempt in stamina.retry_context(
-                    on=_CONNECT_ERRORS, attempts=None, timeout=None, wait_initial=0.1,
-                    wait_max=self.reconnect_max_delay, wait_jitter=0.1):
-                with attempt:
-                    await self._connect()
+            try:
+                async for attempt in stamina.retry_context(
+                        on=_CONNECT_ERRORS, attempts=None, timeout=None, wait_initial=0.1,
+                        wait_max=self.reconnect_max_delay, wait_jitter=0.1):
+                    with attempt:
+                        await self._connect()
+            except Exception as exc:  # unexpected: keep trying, never give up the broker
+                if self.log is not None:
+                    self.log.error("broker_connect_failed", error=f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(self.reconnect_max_delay)
+                continue
             if self.log is not None:
                 self.log.info("broker_connected")
             await self._lost.wait()

@@ -1,8 +1,11 @@
 """The outbox: one row per written row, recorded in the write's own transaction.
 
-A write's events commit or roll back with the write (invariant 3). The hot path costs one
-statement per request whatever the number of rows: the events travel as one JSON array that
-PostgreSQL unpacks with ``jsonb_array_elements`` and SQLite with ``json_each``; ``seq`` (a
+A write's events commit or roll back with the write (invariant 3). Rows are kept as
+``json`` (text), not ``jsonb``: a ``json`` column may hold a NUL character in a string, which
+``jsonb`` refuses, and nothing here needs ``jsonb``'s operators. The hot path costs one
+statement per request whatever the number of rows: the events travel as one typed array per
+column that PostgreSQL unpacks with ``unnest``, or one JSON array that SQLite unpacks with
+``json_each`` (as the bulk inserts of ``headwater.db.dml``); ``seq`` (a
 bigserial / INTEGER PRIMARY KEY) orders them. The relay's side is here too: claim pending rows
 (``FOR UPDATE SKIP LOCKED`` plus a per-table advisory lock on PostgreSQL, so several nodes
 share the work yet each table's rows go out in order from one node at a time; a lease row on
@@ -36,7 +39,7 @@ _LOCK_SPACE = 0x68770000
 
 
 class _Record(msgspec.Struct, omit_defaults=True):
-    """One event as the bulk insert reads it (short keys: this is the hot path)."""
+    """One event as the bulk insert takes it (short keys: SQLite reads them from JSON)."""
 
     id: str
     t: str
@@ -130,8 +133,8 @@ class Outbox:
                 f"SELECT pg_advisory_xact_lock({_LOCK_SPACE}, 0)",
                 f"""CREATE TABLE IF NOT EXISTS {self.outbox} (
                     seq bigserial PRIMARY KEY, id uuid NOT NULL, tbl text NOT NULL,
-                    op text NOT NULL, pk jsonb NOT NULL, new jsonb, old jsonb,
-                    principal jsonb NOT NULL, txid bigint NOT NULL,
+                    op text NOT NULL, pk json NOT NULL, new json, old json,
+                    principal json NOT NULL, txid bigint NOT NULL,
                     at timestamptz NOT NULL DEFAULT now(), sent_at timestamptz)""",
                 f'CREATE INDEX IF NOT EXISTS "{OUTBOX}_pending" ON {self.outbox} (seq) '
                 f"WHERE sent_at IS NULL",
@@ -182,11 +185,13 @@ class Outbox:
 
     def _compile_record(self) -> str:
         if self.pg:
+            # Typed arrays, not one JSON document: PostgreSQL cannot take a field out of JSON
+            # holding \u0000, which a json column may.
             return (f"INSERT INTO {self.outbox} (id, tbl, op, pk, new, old, principal, txid) "
-                    f"SELECT (e->>'id')::uuid, e->>'t', e->>'o', e->'k', e->'n', e->'b', "
-                    f"$2::jsonb, txid_current() "
-                    f"FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x(e, n) "
-                    f"ORDER BY n")
+                    f"SELECT u.id, u.tbl, u.op, u.pk, u.new, u.old, $7::json, txid_current() "
+                    f"FROM unnest($1::uuid[], $2::text[], $3::text[], $4::json[], $5::json[], "
+                    f"$6::json[]) WITH ORDINALITY AS u(id, tbl, op, pk, new, old, n) "
+                    f"ORDER BY u.n")
         pick = "json_extract(value, '$.{}')".format
         return (f"INSERT INTO {self.outbox} (id, tbl, op, pk, new, old, principal, txid, at) "
                 f"SELECT {pick('id')}, {pick('t')}, {pick('o')}, {pick('k')}, {pick('n')}, "
@@ -198,9 +203,17 @@ class Outbox:
         """One statement for all of a transaction's events."""
         if not records:
             return
-        params: list[object] = [_encode(records).decode(), _encode(principal).decode()]
-        if not self.pg:
-            params.append(secrets.randbits(62))
+        who = _encode(principal).decode()
+        params: list[object]
+        if self.pg:
+            def js(v: dict[str, Any] | None) -> str | None:
+                return None if v is None else _encode(v).decode()
+
+            params = [[r.id for r in records], [r.t for r in records], [r.o for r in records],
+                      [_encode(r.k).decode() for r in records], [js(r.n) for r in records],
+                      [js(r.b) for r in records], who]
+        else:
+            params = [_encode(records).decode(), who, secrets.randbits(62)]
         await tx.fetch(self._record_sql, params)
 
     # --- relay --------------------------------------------------------------------------------
@@ -217,14 +230,18 @@ class Outbox:
     async def claim(self, tx: Transaction, limit: int) -> list[Claimed]:
         """Pending rows in ``seq`` order, locked until ``tx`` ends (PostgreSQL): a table
         another node is publishing is skipped whole, so its order holds."""
-        if self.pg:
-            sql = (f"SELECT seq, tbl, op, id::text, {self._body_sql()} FROM {self.outbox} "
-                   f"WHERE sent_at IS NULL AND pg_try_advisory_xact_lock({_LOCK_SPACE + 1}, "
-                   f"hashtext(tbl)) ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED")
-        else:
-            sql = (f"SELECT seq, tbl, op, id, {self._body_sql()} FROM {self.outbox} "
-                   f"WHERE sent_at IS NULL ORDER BY seq LIMIT ?1")
+        sql = (f"SELECT seq, tbl, op, id::text, {self._body_sql()} FROM {self.outbox} "
+               f"WHERE sent_at IS NULL AND pg_try_advisory_xact_lock({_LOCK_SPACE + 1}, "
+               f"hashtext(tbl)) ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED")
         rows = await tx.fetch(sql, (limit,))
+        return [Claimed(int(r[0]), r[1], r[2], r[3], r[4].encode()) for r in rows]
+
+    async def claim_unlocked(self, db: Database, limit: int) -> list[Claimed]:
+        """Pending rows in ``seq`` order, read without locks (SQLite, under the relay lease)."""
+        sql = (f"SELECT seq, tbl, op, id, {self._body_sql()} FROM {self.outbox} "
+               f"WHERE sent_at IS NULL ORDER BY seq LIMIT ?1")
+        async with db.snapshot() as snap:
+            rows = [r async for chunk in snap.chunks(sql, (limit,), limit) for r in chunk]
         return [Claimed(int(r[0]), r[1], r[2], r[3], r[4].encode()) for r in rows]
 
     async def mark_sent(self, tx: Transaction, seqs: Sequence[int]) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from headwater.db.engine import Database
+from headwater.errors import DatabaseError
 
 TABLE = "_headwater_api_keys"
 _KEY = re.compile(r"^hw_([0-9a-f]{8})_([A-Za-z0-9_\-]{43})$")
@@ -114,8 +115,11 @@ class KeyStore:
         if not self._ready:
             with contextlib.suppress(Exception):  # a read-only database: no keys at all
                 await self.ensure()
-        rows = await self._fetch("SELECT id, name, role, key_hash, created_at, revoked_at "
-                                 "FROM {table} WHERE id = $1", m[1])
+        try:
+            rows = await self._fetch("SELECT id, name, role, key_hash, created_at, "
+                                     "revoked_at FROM {table} WHERE id = $1", m[1])
+        except DatabaseError:  # no key table (a read-only database): no keys at all
+            return None
         if not rows:
             return None
         r = rows[0]

@@ -38,6 +38,11 @@ def check_args(spec: RpcSpec, args: Mapping[str, Any], *, from_text: bool) -> di
             out[name] = msgspec.convert(value, spec.params[name], strict=not from_text)
         except msgspec.ValidationError as exc:
             problems.append(f"{name}: {exc}")
+            continue
+        v = out[name]
+        if isinstance(v, int) and not isinstance(v, bool) and not -2**63 <= v < 2**63:
+            # no database column holds it; reject it here rather than fail in the driver
+            problems.append(f"{name}: integer out of range (64-bit)")
     problems += [f"{name}: missing required argument" for name in sorted(spec.required - set(args))]
     if problems:
         raise InvalidBody(f"Invalid arguments for {spec.name}", details="; ".join(problems),

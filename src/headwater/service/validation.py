@@ -20,6 +20,7 @@ from headwater.errors import InvalidBody
 from headwater.service.plan import Value
 
 Mode = Literal["insert", "update"]
+_FLOAT_MAX = decimal.Decimal("1.7976931348623157e308")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +84,10 @@ def check_value(col: Column, value: Any) -> Value:
             raise _Bad(f"expected a number, got {value!r}"[:200]) from None
         if not num.is_finite() and kind == "numeric":
             raise _Bad("numeric values must be finite")
+        if num.is_finite() and abs(num) > _FLOAT_MAX:
+            # JSON (and SQLite, which stores numerics as doubles) cannot carry it back
+            raise _Bad(f"value {str(value)[:40]} is out of range for type {col.db_type}",
+                       "22003")
         return float(num) if kind == "float" else num
     if kind == "boolean":
         if isinstance(value, bool):
@@ -107,7 +112,11 @@ def check_value(col: Column, value: Any) -> Value:
         u: uuid.UUID = _iso(value, uuid.UUID, "uuid")
         return u
     if kind == "json":
-        return msgspec.json.encode(value).decode()
+        text = msgspec.json.encode(value).decode()
+        if "\\u0000" in text:
+            # PostgreSQL's jsonb cannot hold NUL; refuse it on both databases alike.
+            raise _Bad("JSON text may not contain the NUL character (\\u0000)", "22P05")
+        return text
     return _text(value, col)
 
 

@@ -34,8 +34,8 @@ KEY2 = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA="
 SETTINGS = """
 [auth]
 jwt_secret = "env:HW_TEST_JWT_SECRET"
-jwt_jwks_file = "{jwks}"
-jwt_audience = "headwater-test"
+jwks_file = "{jwks}"
+audience = "headwater-test"
 anonymous_role = "anon"
 api_key_cache_seconds = 0.5
 key_usage_flush_seconds = 0.5

@@ -108,15 +108,18 @@ def test_query_parameters(hostile: tuple[str, str]) -> None:
             for col in cols:
                 for p in PAYLOADS:
                     q = quote(p, safe="")
-                    for op in OPS if p in SQLI[:6] else OPS[:1]:
+                    for op in OPS if p in SQLI[:3] else OPS[:1]:
                         value = f"({q})" if op == "in" else q
                         _send(c, tally, "GET", f"/{table}?{col}={op}.{value}")
-            for key in ("select", "order", "limit", "offset", "or", "and", "not.or",
-                        "on_conflict", "columns", "range"):
+            if table not in ("products", "orders"):
+                continue  # the keys below are parsed before any table-specific step
+            for key in ("select", "order", "limit", "offset", "or", "not.and",
+                        "on_conflict", "columns", "order_items.limit"):
                 for p in PAYLOADS:
                     q = quote(p, safe="")
                     _send(c, tally, "GET", f"/{table}?{key}={q}")
-                    _send(c, tally, "GET", f"/{table}?{key}=({q})")
+                    if key in ("or", "not.and"):
+                        _send(c, tally, "GET", f"/{table}?{key}=({q})")
             for p in PAYLOADS:
                 q = quote(p, safe="")
                 _send(c, tally, "GET", f"/{table}?{q}=eq.1")

@@ -20,7 +20,7 @@ from tests.integration.security.conftest import SECRET_ENV, Keys
 CONFIG = """
 [auth]
 jwt_secret = "env:HW_TEST_JWT_SECRET"
-jwt_audience = "headwater-test"
+audience = "headwater-test"
 anonymous_role = "anon"
 
 [[policy]]

@@ -1,0 +1,197 @@
+"""Policies, the settings file, claims substitution and the client address (pure)."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from types import MappingProxyType
+
+import pytest
+
+from headwater.api.grammar import ApiRequest, Condition, Logic, parse_query
+from headwater.api.ratelimit import client_address
+from headwater.db.catalog import Catalog, Column, Table
+from headwater.db.sql import compile_read
+from headwater.errors import EncryptedColumn, Forbidden
+from headwater.service.hooks import Principal
+from headwater.service.plan import plan_read
+from headwater.service.policy import PolicySet, parse_rows
+from headwater.settings_file import SettingsError, load_security, parse_rate, parse_security
+
+ORDERS = Table("orders", MappingProxyType({
+    "id": Column("id", "integer", "integer", nullable=False, primary_key=True),
+    "customer_id": Column("customer_id", "integer", "integer", nullable=False),
+    "status": Column("status", "text", "text"),
+    "note": Column("note", "text", "text"),
+}), primary_key=("id",))
+CATALOG = Catalog.build([ORDERS], "postgresql")
+
+
+def policies(text: str, env: dict[str, str] | None = None) -> PolicySet:
+    import tomllib
+
+    return PolicySet(parse_security(tomllib.loads(text), env or {}))
+
+
+CUSTOMER = """
+[auth]
+anonymous_role = "anon"
+[[policy]]
+role = "customer"
+table = "orders"
+actions = ["select", "update"]
+columns = ["id", "status", "note"]
+rows = "customer_id=eq.{claims.sub}&status=neq.cancelled"
+[encryption]
+keys = { k1 = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" }
+columns = ["orders.note"]
+"""
+
+
+def read(query: str, principal: Principal, ps: PolicySet, anonymous: bool = False):  # type: ignore[no-untyped-def]
+    from headwater.api.grammar import split_query_string
+
+    api = ApiRequest("GET", "orders", parse_query(split_query_string(query)))
+    return plan_read(CATALOG, api, access=ps.access(principal, anonymous=anonymous))
+
+
+def test_claims_become_bound_values_never_sql() -> None:
+    ps = policies(CUSTOMER.replace("status=neq.cancelled", "status=eq.{claims.tier}"))
+    evil = "x') OR (1=1); DROP TABLE orders; --"
+    plan = read("select=id", Principal("customer", {"sub": "42", "tier": evil}), ps)
+    sql = compile_read("postgresql", "public", plan.root, plan.limit_param, plan.offset_param,
+                       False).aggregate
+    assert "DROP" not in sql and "1=1" not in sql
+    assert '"customer_id" = $' in sql and '"status" = $' in sql
+    assert 42 in plan.params and evil in plan.params
+    # a claim is coerced as its column's type, and never parsed as filter syntax
+    with pytest.raises(Exception, match="invalid input syntax"):
+        read("select=id", Principal("customer", {"sub": "1&or=(id.gt.0)", "tier": "a"}), ps)
+
+
+def test_star_expands_to_allowed_columns_and_forbidden_ones_refuse() -> None:
+    ps = policies(CUSTOMER)
+    who = Principal("customer", {"sub": "1"})
+    plan = read("", who, ps)
+    assert [o.key for o in plan.root.outputs] == ["id", "status", "note"]
+    for q in ("select=customer_id", "customer_id=eq.1", "order=customer_id"):
+        with pytest.raises(Forbidden) as exc:
+            read(q, who, ps)
+        assert exc.value.status == 403
+    with pytest.raises(Forbidden) as exc:
+        read("", Principal("anon"), ps, anonymous=True)
+    assert exc.value.status == 401
+
+
+def test_encrypted_columns_cannot_be_filtered_or_ordered() -> None:
+    ps = policies(CUSTOMER)
+    who = Principal("customer", {"sub": "1"})
+    for q in ("note=eq.x", "order=note", "or=(note.is.null,id.eq.1)"):
+        with pytest.raises(EncryptedColumn):
+            read(q, who, ps)
+    with pytest.raises(SettingsError, match="encrypted"):
+        policies(CUSTOMER.replace("status=neq.cancelled", "note=neq.x"))
+
+
+def test_missing_claim_is_refused() -> None:
+    with pytest.raises(Forbidden, match="claim"):
+        read("", Principal("customer", {}), policies(CUSTOMER))
+
+
+def test_cache_context_carries_role_and_claim_values() -> None:
+    ps = policies(CUSTOMER)
+    a = ps.context(Principal("customer", {"sub": "1", "iat": 1}))
+    assert a == ps.context(Principal("customer", {"sub": "1", "iat": 2}))  # unused claims
+    assert a != ps.context(Principal("customer", {"sub": "2"}))
+    assert a != ps.context(Principal("support", {"sub": "1"}))
+    assert policies("").context(Principal()) == "anon"  # nothing enforced
+
+
+def test_permissive_policies_combine() -> None:
+    ps = policies(CUSTOMER + """
+[[policy]]
+role = "customer"
+table = "orders"
+actions = ["select"]
+columns = ["customer_id"]
+rows = "status=eq.paid"
+""")
+    access = ps.access(Principal("customer", {"sub": "5"}), anonymous=False)
+    rule = access.rule("orders", "select")
+    assert rule.columns == frozenset({"id", "status", "note", "customer_id"})
+    assert isinstance(rule.rows, Logic) and rule.rows.op == "or"
+    assert access.rule("orders", "update").columns == frozenset({"id", "status", "note"})
+
+
+def test_list_claims_expand_in_lists() -> None:
+    ps = policies("""
+[[policy]]
+role = "member"
+table = "orders"
+actions = ["select"]
+rows = "customer_id=in.({claims.accounts})"
+""")
+    rule = ps.access(Principal("member", {"accounts": [3, 4]}), anonymous=False).rule(
+        "orders", "select")
+    assert rule.rows == Logic("and", (Condition("customer_id", "in", ("3", "4")),))
+
+
+@pytest.mark.parametrize(("text", "error"), [
+    ("[[policy]]\nrole='x'\ntable='t'\n", "actions"),
+    ("[[policy]]\nrole='x'\ntable='t'\nactions=['drop']\n", "drop"),
+    ("[[policy]]\nrole='x'\ntable='t'\nactions=['select']\nrows='a=zz.1'\n", "operator"),
+    ("[[policy]]\nrole='x'\ntable='t'\nactions=['select']\nrows='select=a'\n", "not a filter"),
+    ("[[policy]]\nrole='x'\ntable='t'\nactions=['select']\nrows='a=eq.x{claims.s}'\n",
+     "whole value"),
+    ("[auth]\njwt_secret='short'\n", "32 characters"),
+    ("[auth]\njwt_secret='env:NOPE_NOT_SET'\n", "NOPE_NOT_SET"),
+    ("[auth]\nbogus=1\n", "bogus"),
+    ("[rate_limits]\naddress='lots'\n", "60/minute"),
+    ("[rate_limits]\ntrusted_proxies=['not-an-ip']\n", "trusted_proxies"),
+    ("[encryption]\nkeys={k='AAAA'}\n", "16, 24 or 32"),
+    ("[encryption]\ncolumns=['t.c']\n", "keys"),
+    ("[nonsense]\n", "nonsense"),
+])
+def test_settings_errors_name_the_key(text: str, error: str) -> None:
+    import tomllib
+
+    with pytest.raises(SettingsError, match=error):
+        PolicySet(parse_security(tomllib.loads(text), {}))
+
+
+def test_settings_file_env_indirection(tmp_path: Path) -> None:
+    path = tmp_path / "headwater.toml"
+    path.write_text('[auth]\njwt_secret = "env:HW_UNIT_SECRET"\nanonymous_role = "anon"\n')
+    s = load_security(str(path), {"HW_UNIT_SECRET": "z" * 40})
+    assert s.auth.jwt_secret == "z" * 40 and s.enforced
+    assert not load_security("").enforced
+    with pytest.raises(SettingsError, match="cannot read"):
+        load_security(str(tmp_path / "missing.toml"))
+
+
+def test_rates() -> None:
+    assert (parse_rate("300/minute", "x").amount, parse_rate("300/minute", "x").seconds) == \
+        (300, 60)
+    assert parse_rate("10/5minutes", "x").seconds == 300
+    assert parse_rate("1 / day", "x").seconds == 86400
+
+
+def test_client_address_trusts_forwarded_for_only_from_proxies() -> None:
+    proxies = (ipaddress.ip_network("10.0.0.0/8"),)
+    assert client_address("203.0.113.9", ["1.2.3.4"], proxies) == "203.0.113.9"
+    assert client_address("10.0.0.2", ["1.2.3.4"], proxies) == "1.2.3.4"
+    # the rightmost untrusted hop: a client cannot prepend its way past the proxy
+    assert client_address("10.0.0.2", ["6.6.6.6, 1.2.3.4, 10.0.0.7"], proxies) == "1.2.3.4"
+    assert client_address("10.0.0.2", ["garbage"], proxies) == "10.0.0.2"
+    assert client_address("10.0.0.2", [], proxies) == "10.0.0.2"
+    assert client_address("10.0.0.2", ["1.2.3.4"], ()) == "10.0.0.2"
+
+
+def test_key_filter_for_written_rows() -> None:
+    from headwater.service.policy import key_filter
+
+    assert key_filter(("id",), [{"id": 1}, {"id": 2}]) == Condition("id", "in", ("1", "2"))
+    both = key_filter(("a", "b"), [{"a": 1, "b": True}])
+    assert both == Logic("or", (Logic("and", (Condition("a", "eq", "1"),
+                                              Condition("b", "eq", "true"))),))
+    assert parse_rows("a=eq.1", "w").preds == (Condition("a", "eq", "1"),)
