@@ -136,21 +136,41 @@ def body_response(body: bytes, *, media: MediaType, rows: int, total: int | None
             raise SingularityError("JSON object requested, multiple (or no) rows returned",
                                    details=f"The result contains {rows} rows")
         body = body.strip()[1:-1]
-    headers = {"Content-Range": content_range(first, rows, total), "ETag": tag, "Vary": VARY}
+    headers = [(b"content-range", content_range(first, rows, total).encode()),
+               (b"etag", tag.encode()), (b"vary", _VARY)]
     if x_cache is not None:
-        headers["X-Cache"] = x_cache
+        headers.append((b"x-cache", x_cache.encode()))
     if cache_control is not None:
-        headers["Cache-Control"] = cache_control
+        headers.append((b"cache-control", cache_control.encode()))
     if age is not None and x_cache == "STALE":
-        headers["Age"] = str(age)
+        headers.append((b"age", str(age).encode()))
     if _matches(ask.if_none_match, tag):
-        return Response(None, 304, headers)
+        return RawResponse(b"", 304, headers, with_length=False)
     if compressor is not None and len(body) >= compressor.min_bytes and not ask.head:
         encoding = negotiate(ask.accept_encoding)
         if encoding is not None:
             body = compressor.compress(body, encoding, tag if media == "json" else None)
-            headers["Content-Encoding"] = encoding
-    return Response(b"" if ask.head else body, status, headers, CONTENT_TYPES[media])
+            headers.append((b"content-encoding", encoding.encode()))
+    headers.append((b"content-type", _CONTENT_TYPES_RAW[media]))
+    return RawResponse(b"" if ask.head else body, status, headers)
+
+
+class RawResponse(Response):
+    """A complete response from pre-encoded headers: the read path builds its few headers
+    itself rather than through ``Response.init_headers`` (measurably cheaper per hit)."""
+
+    def __init__(self, body: bytes, status: int, headers: list[tuple[bytes, bytes]], *,
+                 with_length: bool = True) -> None:
+        self.body = body
+        self.status_code = status
+        self.background = None
+        if with_length:
+            headers.append((b"content-length", str(len(body)).encode()))
+        self.raw_headers = headers
+
+
+_VARY = VARY.encode()
+_CONTENT_TYPES_RAW = {k: v.encode() for k, v in CONTENT_TYPES.items()}
 
 
 def read_response(result: ReadResult, media: MediaType, *, ask: Negotiation,

@@ -325,12 +325,12 @@ class SecurityHeadersMiddleware:
         async def wrapped(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                extra = [*_COMMON, _CONSOLE_CSP if console else _API_CSP]
-                if self.tls:
-                    extra.append(_HSTS)
-                for k, v in extra:
-                    if k.decode() not in headers:
-                        headers.raw.append((k, v))
+                raw = headers.raw
+                present = {k for k, _ in raw}  # one pass, not one scan per header
+                for k, v in (*_COMMON, _CONSOLE_CSP if console else _API_CSP,
+                             *((_HSTS,) if self.tls else ())):
+                    if k not in present:
+                        raw.append((k, v))
                 w: Window | None = scope.get(WINDOW_KEY)
                 if w is not None:
                     headers.raw.append((b"ratelimit-limit", str(w.limit).encode()))

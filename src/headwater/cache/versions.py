@@ -58,6 +58,7 @@ class SharedVersions:
         finally:
             os.close(fd)
         self._lock_fd = os.open(self.path, os.O_RDWR)
+        self._offsets: dict[tuple[str, ...], tuple[int, ...]] = {}
 
     @staticmethod
     def _offset(table: str) -> int:
@@ -67,7 +68,12 @@ class SharedVersions:
 
     def read(self, tables: Sequence[str]) -> tuple[int, ...]:
         mm = self._mm
-        return tuple(_SLOT.unpack_from(mm, self._offset(t))[0] for t in (*tables, EPOCH))
+        offsets = self._offsets.get(tuple(tables))
+        if offsets is None:
+            offsets = self._offsets[tuple(tables)] = tuple(
+                self._offset(t) for t in (*tables, EPOCH))
+        unpack = _SLOT.unpack_from
+        return tuple(unpack(mm, off)[0] for off in offsets)
 
     async def current(self, tables: Sequence[str]) -> tuple[int, ...]:
         return self.read(tables)
