@@ -98,7 +98,12 @@ class Databases:
 
     def close(self) -> None:
         for name in self.pg:
-            asyncio.run(_pg(PG_ADMIN, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            for _ in range(30):  # a fault test elsewhere may have stopped PostgreSQL a while
+                try:
+                    asyncio.run(_pg(PG_ADMIN, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                    break
+                except OSError:
+                    time.sleep(1.0)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 

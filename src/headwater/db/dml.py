@@ -50,7 +50,10 @@ class _UnqualifiedBuilder(_Builder):
 
 
 @functools.lru_cache(maxsize=1024)
-def compile_insert(dialect: Dialect, schema: str | None, shape: InsertShape) -> str:
+def compile_insert(dialect: Dialect, schema: str | None, shape: InsertShape, *,
+                   rows: bool = False) -> str:
+    """``rows=True`` (PostgreSQL): return the rows themselves, for a statement around it
+    (``headwater.events.outbox.with_events``), instead of one JSON text per row."""
     b = _UnqualifiedBuilder(dialect, schema)
     cols = shape.columns
     names = ", ".join(ident(c.name) for c in cols)
@@ -77,7 +80,7 @@ def compile_insert(dialect: Dialect, schema: str | None, shape: InsertShape) -> 
             conflict = f" ON CONFLICT ({keys}) DO UPDATE SET {sets}"
         else:
             conflict = f" ON CONFLICT ({keys}) DO NOTHING"
-    returning = _row_json(b, "t0" if b.pg else "", shape.returning)
+    returning = "t0.*" if rows and b.pg else _row_json(b, "t0" if b.pg else "", shape.returning)
     return f"INSERT INTO {target}{source}{conflict} RETURNING {returning}"
 
 
@@ -110,12 +113,14 @@ def _mutation_where(b: _Builder, schema: str | None, shape: MutateShape, alias: 
 
 
 @functools.lru_cache(maxsize=1024)
-def compile_mutation(dialect: Dialect, schema: str | None, shape: MutateShape) -> str:
+def compile_mutation(dialect: Dialect, schema: str | None, shape: MutateShape, *,
+                     rows: bool = False) -> str:
+    """``rows`` as for ``compile_insert``."""
     b = _UnqualifiedBuilder(dialect, schema)
     alias = shape.alias if b.pg else ""
     target = _target(dialect, schema, shape.table) + (f" AS {alias}" if alias else "")
     where = _mutation_where(b, schema, shape, alias)
-    returning = _row_json(b, alias, shape.returning)
+    returning = f"{alias}.*" if rows and b.pg else _row_json(b, alias, shape.returning)
     if shape.action == "delete":
         return f"DELETE FROM {target}{where} RETURNING {returning}"
     sets = ", ".join(f"{ident(col)} = {b.p(param)}" for col, param in shape.assignments)

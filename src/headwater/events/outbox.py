@@ -1,11 +1,16 @@
 """The outbox: one row per written row, recorded in the write's own transaction.
 
-A write's events commit or roll back with the write (invariant 3). Rows are kept as
-``json`` (text), not ``jsonb``: a ``json`` column may hold a NUL character in a string, which
-``jsonb`` refuses, and nothing here needs ``jsonb``'s operators. The hot path costs one
-statement per request whatever the number of rows: the events travel as one typed array per
-column that PostgreSQL unpacks with ``unnest``, or one JSON array that SQLite unpacks with
-``json_each`` (as the bulk inserts of ``headwater.db.dml``); ``seq`` (a
+A write's events commit or roll back with the write (invariant 3), at the least cost:
+
+* PostgreSQL: the write statement records them itself, wrapped in a data-modifying CTE
+  (``with_events``): no extra statement, no extra round trip.
+* SQLite, rows that hooks and RPC functions ``emit``, and updates whose old rows are asked
+  for: buffered, then recorded by one more statement at the end of the transaction, whatever
+  their number (typed arrays through ``unnest`` on PostgreSQL, one JSON array through
+  ``json_each`` on SQLite, as the bulk inserts of ``headwater.db.dml``).
+
+Rows are kept as ``json`` (text), not ``jsonb``: a ``json`` column may hold a NUL character
+in a string, which ``jsonb`` refuses, and nothing here needs ``jsonb``'s operators. ``seq`` (a
 bigserial / INTEGER PRIMARY KEY) orders them. The relay's side is here too: claim pending rows
 (``FOR UPDATE SKIP LOCKED`` plus a per-table advisory lock on PostgreSQL, so several nodes
 share the work yet each table's rows go out in order from one node at a time; a lease row on
@@ -16,6 +21,7 @@ the catalog never serves.
 
 from __future__ import annotations
 
+import functools
 import secrets
 import time
 import uuid
@@ -28,6 +34,7 @@ import msgspec
 from headwater.config import Settings
 from headwater.db.catalog import Catalog
 from headwater.db.engine import Database, Transaction
+from headwater.db.sql import ident, literal
 from headwater.events.event import Operation, topic_matches
 
 OUTBOX = "_headwater_outbox"
@@ -198,12 +205,19 @@ class Outbox:
                 f"{pick('b')}, ?2, ?3, strftime('%Y-%m-%dT%H:%M:%fZ', 'now') "
                 f"FROM json_each(?1) ORDER BY key")
 
+    def with_events(self, sql: str, n_params: int, op: Operation, key: Sequence[str]) -> str:
+        """PostgreSQL: ``sql`` (a write returning its rows, ``rows=True`` in
+        ``headwater.db.dml``) wrapped so that the same statement records one event per row
+        and still returns one JSON text per row: no extra round trip. Three more parameters
+        follow the statement's own: the table's name, ``op`` and the principal as JSON."""
+        return _events_cte(self.outbox, sql, n_params, op, tuple(key))
+
     async def record(self, tx: Transaction, records: Sequence[_Record],
-                     principal: Mapping[str, Any]) -> None:
+                     principal: Mapping[str, Any] | str) -> None:
         """One statement for all of a transaction's events."""
         if not records:
             return
-        who = _encode(principal).decode()
+        who = principal if isinstance(principal, str) else _encode(principal).decode()
         params: list[object]
         if self.pg:
             def js(v: dict[str, Any] | None) -> str | None:
@@ -254,6 +268,20 @@ class Outbox:
             await tx.fetch(f"UPDATE {self.outbox} SET sent_at = ?1 WHERE seq IN "
                            f"(SELECT value FROM json_each(?2))",
                            (time.time(), _encode(list(seqs)).decode()))
+
+    async def mark_pending_sent(self, tx: Transaction, limit: int) -> int:
+        """Mark up to ``limit`` pending rows sent without reading them (nothing consumes)."""
+        if self.pg:
+            rows = await tx.fetch(
+                f"UPDATE {self.outbox} SET sent_at = now() WHERE seq IN (SELECT seq FROM "
+                f"{self.outbox} WHERE sent_at IS NULL ORDER BY seq LIMIT $1 "
+                f"FOR UPDATE SKIP LOCKED) RETURNING 1", (limit,))
+        else:
+            rows = await tx.fetch(
+                f"UPDATE {self.outbox} SET sent_at = ?1 WHERE seq IN (SELECT seq FROM "
+                f"{self.outbox} WHERE sent_at IS NULL ORDER BY seq LIMIT ?2) RETURNING 1",
+                (time.time(), limit))
+        return len(rows)
 
     async def lease(self, tx: Transaction, name: str, holder: str, seconds: float) -> bool:
         """Take or renew a named lease; True while ``holder`` has it."""
@@ -369,6 +397,17 @@ class Outbox:
         return [DeadLetter(r[0], r[1], r[2], r[3].encode(), int(r[4]), r[5]) for r in rows]
 
 
+@functools.lru_cache(maxsize=1024)
+def _events_cte(outbox: str, sql: str, n: int, op: Operation, key: tuple[str, ...]) -> str:
+    pk = ("json_build_object(" + ", ".join(f"{literal(k)}, w.{ident(k)}" for k in key) + ")"
+          if key else "'{}'::json")
+    new, old = ("NULL", "to_json(w)") if op == "delete" else ("to_json(w)", "NULL")
+    return (f"WITH w AS ({sql}), e AS (INSERT INTO {outbox} "
+            f"(id, tbl, op, pk, new, old, principal, txid) "
+            f"SELECT gen_random_uuid(), ${n + 1}, ${n + 2}, {pk}, {new}, {old}, ${n + 3}::json, "
+            f"txid_current() FROM w) SELECT to_json(w)::text FROM w")
+
+
 @dataclass(slots=True)
 class EventBuffer:
     """A transaction's events, collected as it runs and recorded by one ``flush``."""
@@ -378,6 +417,13 @@ class EventBuffer:
     #: Where ``emit`` finds a table's primary key.
     catalog: Catalog | None = None
     records: list[_Record] = field(default_factory=list)
+    #: ``principal`` as JSON text, the parameter ``Outbox.with_events`` statements take.
+    principal_text: str = field(init=False, default="")
+    #: Set when a write statement recorded events itself (``Outbox.with_events``).
+    inline: bool = False
+
+    def __post_init__(self) -> None:
+        self.principal_text = _encode(self.principal).decode()
 
     def emit(self, table: str, op: Operation, new: Mapping[str, Any] | None = None,
              old: Mapping[str, Any] | None = None) -> None:
@@ -416,7 +462,7 @@ class EventBuffer:
     async def flush(self, tx: Transaction) -> None:
         if self.records:
             records, self.records = self.records, []
-            await self.outbox.record(tx, records, self.principal)
+            await self.outbox.record(tx, records, self.principal_text)
 
 
 @dataclass(frozen=True, slots=True)

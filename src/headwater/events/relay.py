@@ -11,8 +11,10 @@ Several nodes share the outbox: on PostgreSQL a round locks its rows (``FOR UPDA
 LOCKED``) and the tables it publishes (advisory locks), so each row is published by one node
 and a table's rows by one node at a time; on SQLite one process holds a lease.
 
-The relay wakes when a write on this node commits (``kick``) and otherwise polls every
-``relay_poll_interval``. While the broker or the database is down it backs off exponentially
+The relay wakes when a write on this node commits (``kick``), at most once per
+``COALESCE`` seconds so that a stream of writes is published in batches, and otherwise polls
+every ``relay_poll_interval``; with nobody to deliver to (embedded mode without handlers) it
+only polls. While the broker or the database is down it backs off exponentially
 (stamina) and the outbox grows; it drains by itself once they return. Sent rows are pruned
 after ``outbox_retention``.
 """
@@ -37,11 +39,12 @@ from headwater.observability.metrics import Metrics
 PENDING_INTERVAL = 1.0
 PRUNE_INTERVAL = 60.0
 LEASE_SECONDS = 30.0
+COALESCE = 0.005
 
 
 class Relay:
     def __init__(self, settings: Settings, db: Database, outbox: Outbox, bus: Bus, *,
-                 metrics: Metrics, log: Any) -> None:
+                 metrics: Metrics, log: Any, eager: bool = True) -> None:
         self.settings = settings
         self.db = db
         self.outbox = outbox
@@ -51,7 +54,10 @@ class Relay:
         self.node = uuid.uuid4().hex
         self.batch = max(1, settings.relay_batch)
         self.poll = max(0.01, settings.relay_poll_interval)
+        #: Wake on every commit (someone waits for the events); else poll only.
+        self.eager = eager
         self._wake = asyncio.Event()
+        self._round_at = 0.0
         self._tasks: list[asyncio.Task[None]] = []
         self._pruned = time.monotonic()
         self._ready = False
@@ -59,7 +65,8 @@ class Relay:
 
     def kick(self) -> None:
         """A write with events committed on this node: publish now rather than at the poll."""
-        self._wake.set()
+        if self.eager:
+            self._wake.set()
 
     async def start(self) -> None:
         self._tasks = [asyncio.create_task(self._run(), name="headwater-relay"),
@@ -89,6 +96,11 @@ class Relay:
                 self.log.exception("relay_failed")
                 await asyncio.sleep(self.poll)
             await self._maybe_prune()
+            # Under a stream of writes, one round every few milliseconds carries many events,
+            # where one round per commit would cost more than the writes themselves.
+            spare = self._round_at + COALESCE - time.monotonic()
+            if spare > 0:
+                await asyncio.sleep(spare)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll)
             self._wake.clear()
@@ -104,12 +116,18 @@ class Relay:
 
     async def round(self) -> int:
         """One claim → publish → mark; returns the number of rows published."""
+        self._round_at = time.monotonic()
         if not self._ready:
             if self.db.pool_stats()[0] == 0:  # the database was down when we started
                 await self.db.start()
             await self.outbox.ensure(self.db)
             self._ready = True
         failure: BrokerUnavailable | None = None
+        if not self.eager:
+            # Nobody to deliver to (embedded, no handlers): the rows are only marked, as a
+            # log kept for ``outbox_retention``; no message bodies are built.
+            async with self.db.transaction() as tx:
+                return await self.outbox.mark_pending_sent(tx, self.batch)
         if self.outbox.pg:
             async with self.db.transaction() as tx:
                 rows = await self.outbox.claim(tx, self.batch)

@@ -105,7 +105,8 @@ async def start_events(settings: Settings, outbox: Outbox,
             worker = Worker(settings, memory, db, outbox, subs, log=log, metrics=metrics)
             await worker.start()
     await bus.start()
-    relay = Relay(settings, db, outbox, bus, metrics=metrics, log=log)
+    relay = Relay(settings, db, outbox, bus, metrics=metrics, log=log,
+                  eager=bool(settings.amqp_url) or worker is not None)
     outbox.listeners.append(relay.kick)
     await relay.start()
     events = Events(settings, db, outbox, bus, relay, worker, http, log)

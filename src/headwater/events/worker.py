@@ -7,7 +7,9 @@ happen once per event id even if the event is delivered twice: the worker record
 ``(handler, event id)`` in ``_headwater_processed``. On PostgreSQL the id is inserted first, in
 a transaction held while the handler runs, so a concurrent duplicate waits and then skips, and
 a failed handler leaves no trace; on SQLite (one process) it is checked before and recorded
-after the handler.
+after the handler. The one gap: a worker that dies after a handler succeeded and before its
+id is committed runs it again, so effects outside the database (an HTTP call) should be
+idempotent; the event id is the natural key for that.
 
 ``headwater worker --app pkg.mod:app`` runs this against RabbitMQ; without a broker the server
 runs the same ``Worker`` on its in-process bus.

@@ -145,7 +145,6 @@ class Writer:
                 written += await self._insert_group(tx, table, group, q.on_conflict, resolution)
             if guard is not None:
                 await guard.check_written(tx, table, "insert", written)
-            self._record(table, "insert", written)
             for row in written:
                 for after in self.app.after("insert", table.name):
                     await after(ctx, row)
@@ -182,11 +181,9 @@ class Writer:
             plan = plan_mutation(self.catalog, request, "update",
                                  list(zip(checked.columns, checked.rows[0], strict=True)),
                                  access=guard.access if guard is not None else None)
-            old = await self._old_rows(tx, table, plan)
-            written = await self._mutate(tx, plan)
+            written = await self._mutate(tx, table, plan)
             if guard is not None:
                 await guard.check_written(tx, table, "update", written)
-            self._record(table, "update", written, old)
             for row in written:
                 for after in self.app.after("update", table.name):
                     await after(ctx, row)
@@ -199,8 +196,7 @@ class Writer:
                              access=self.guard.access if self.guard is not None else None)
         async with self._transaction(rollback=request.prefer.tx == "rollback") as tx:
             ctx = self._context(tx, table.name, "delete")
-            written = await self._mutate(tx, plan)
-            self._record(table, "delete", written)
+            written = await self._mutate(tx, table, plan)
             # Before-delete hooks see each row as it was; raising still undoes the delete,
             # since nothing is committed until every hook has run.
             for row in written:
@@ -219,8 +215,9 @@ class Writer:
 
     @contextlib.asynccontextmanager
     async def _transaction(self, *, rollback: bool) -> AsyncIterator[Transaction]:
-        """The request's one transaction; its events go to the outbox in one statement at
-        its end, so they commit (or roll back) with it."""
+        """The request's one transaction. Its events go to the outbox inside it, so they
+        commit (or roll back) with it: on PostgreSQL within each write statement, on SQLite
+        (and for rows hooks ``emit``) in one statement at its end."""
         outbox = self.outbox
         if outbox is None or not outbox.enabled:
             async with self.db.transaction(rollback=rollback) as tx:
@@ -232,15 +229,33 @@ class Writer:
                                             self.catalog)
         async with self.db.transaction(rollback=rollback) as tx:
             yield tx
-            recorded = bool(events.records)
+            recorded = events.inline or bool(events.records)
             await events.flush(tx)
         if recorded and not rollback:
             outbox.committed()
 
-    def _record(self, table: Table, op: Action, rows: list[dict[str, Any]],
-                old: dict[tuple[Any, ...], dict[str, Any]] | None = None) -> None:
-        if self._events is not None and rows:
-            self._events.add_rows(table.name, op, table.primary_key, rows, old)
+    def _in_statement(self, table: Table, op: Action) -> bool:
+        """Record this write's events inside its own statement (PostgreSQL; not when the
+        update must first read the old rows)?"""
+        events = self._events
+        return (events is not None and events.outbox.pg and events.outbox.wants(table.name, op)
+                and not (op == "update" and events.outbox.wants_old(table.name)))
+
+    async def _write(self, tx: Transaction, table: Table, op: Action, sql: str,
+                     params: list[object], inline: bool,
+                     old: dict[tuple[Any, ...], dict[str, Any]] | None = None,
+                     ) -> list[dict[str, Any]]:
+        """Run one write statement; its rows' events go into the same statement on
+        PostgreSQL, else into the transaction's buffer (one more statement at its end)."""
+        events = self._events
+        if inline and events is not None:
+            sql = events.outbox.with_events(sql, len(params), op, table.primary_key)
+            params = [*params, table.name, op, events.principal_text]
+            events.inline = True
+        rows = [_decode_row(r[0]) for r in await tx.fetch(sql, params)]
+        if events is not None and not inline and rows:
+            events.add_rows(table.name, op, table.primary_key, rows, old)
+        return rows
 
     async def _old_rows(self, tx: Transaction, table: Table, plan: MutatePlan,
                         ) -> dict[tuple[Any, ...], dict[str, Any]] | None:
@@ -272,14 +287,19 @@ class Writer:
                 out += await self._insert_group(tx, table, CheckedRows((), ((),)), conflict,
                                                 resolution)
             return out
-        sql = compile_insert(self.db.dialect, self.db.schema, plan.shape)
-        return [_decode_row(r[0]) for r in await tx.fetch(sql, insert_params(self.db.dialect,
-                                                                              plan))]
+        inline = self._in_statement(table, "insert")
+        sql = compile_insert(self.db.dialect, self.db.schema, plan.shape, rows=inline)
+        return await self._write(tx, table, "insert", sql, insert_params(self.db.dialect, plan),
+                                 inline)
 
-    async def _mutate(self, tx: Transaction, plan: MutatePlan) -> list[dict[str, Any]]:
-        sql = compile_mutation(self.db.dialect, self.db.schema, plan.shape)
-        rows = await tx.fetch(sql, mutation_params(self.db.dialect, plan))
-        return [_decode_row(r[0]) for r in rows]
+    async def _mutate(self, tx: Transaction, table: Table, plan: MutatePlan,
+                      ) -> list[dict[str, Any]]:
+        op: Action = plan.shape.action
+        old = await self._old_rows(tx, table, plan) if op == "update" else None
+        inline = self._in_statement(table, op)
+        sql = compile_mutation(self.db.dialect, self.db.schema, plan.shape, rows=inline)
+        return await self._write(tx, table, op, sql, mutation_params(self.db.dialect, plan),
+                                 inline, old)
 
     async def _finish(self, tx: Transaction, table: Table, request: ApiRequest,
                       written: list[dict[str, Any]]) -> WriteResult:
