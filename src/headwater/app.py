@@ -104,7 +104,10 @@ class Headwater:
             sem = self._bulkheads[table] = asyncio.Semaphore(
                 max(1, self.settings.pool_max_size // 2))
         try:
-            await asyncio.wait_for(sem.acquire(), self.settings.pool_timeout)
+            if sem.locked():
+                await asyncio.wait_for(sem.acquire(), self.settings.pool_timeout)
+            else:
+                await sem.acquire()
         except TimeoutError:
             raise DatabaseUnavailable(f"Too many writes to {table} are waiting",
                                       sent=False, retryable=False) from None

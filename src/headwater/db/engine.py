@@ -493,10 +493,15 @@ class SqliteDatabase(Database):
 
     @contextlib.asynccontextmanager
     async def _acquire(self) -> AsyncIterator[_SqliteConn]:
-        try:
-            await asyncio.wait_for(self._slots.acquire(), self.settings.pool_timeout)
-        except TimeoutError as exc:
-            raise DatabaseUnavailable("Timed out waiting for a database connection") from exc
+        if self._slots.locked():
+            # Only a full pool needs the timeout machinery (wait_for wraps a task: costly).
+            try:
+                await asyncio.wait_for(self._slots.acquire(), self.settings.pool_timeout)
+            except TimeoutError as exc:
+                raise DatabaseUnavailable("Timed out waiting for a database connection",
+                                          sent=False, retryable=False) from exc
+        else:
+            await self._slots.acquire()
         conn = self._idle.get_nowait()
         self._in_use += 1
         try:
