@@ -12,12 +12,11 @@ from typing import Any
 import msgspec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
 from headwater.api.compression import Compressor
-from headwater.api.middleware import AccessMiddleware
+from headwater.api.front import Front
 from headwater.api.openapi import openapi_document
 from headwater.api.responses import error_response
 from headwater.api.routes import build_routes
@@ -228,7 +227,7 @@ class Headwater:
         return str(path) if (path / "index.html").is_file() else None
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings) -> Front:
     hw = Headwater(settings)
 
     @contextlib.asynccontextmanager
@@ -245,14 +244,13 @@ def create_app(settings: Settings) -> Starlette:
             return error_response(MethodNotAllowed(f"{request.method} is not allowed here"))
         return error_response(NotFound(f"No resource at {request.url.path}"))
 
-    app = Starlette(routes=build_routes(hw), lifespan=lifespan,
-                    middleware=[*hw.security.middleware(),
-                                Middleware(AccessMiddleware, hw=hw)],
+    routes = build_routes(hw)
+    middleware = hw.security.middleware()
+    app = Starlette(routes=routes.routes, lifespan=lifespan, middleware=middleware,
                     exception_handlers={HTTPException: http_error})
-    app.state.headwater = hw
-    return app
+    return Front(hw, app, routes.table, tls=bool(settings.tls_cert), cors=bool(middleware))
 
 
-def create_app_from_env() -> Starlette:
+def create_app_from_env() -> Front:
     """Zero-argument factory for ASGI servers (``--factory``); settings from HEADWATER_*."""
     return create_app(Settings.from_env())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
@@ -14,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from headwater.api import grammar
+from headwater.api.front import TABLE_METHODS
 from headwater.api.responses import (
     CONTENT_TYPES,
     JSONResponse,
@@ -150,7 +152,15 @@ def negotiation(request: Request) -> Negotiation:
                        accept_encoding=h.get("accept-encoding"), head=request.method == "HEAD")
 
 
-def build_routes(hw: Headwater) -> list[BaseRoute]:
+@dataclass(frozen=True, slots=True)
+class Routes:
+    """The Starlette routes, and the table endpoint that ``api.front`` calls directly."""
+
+    table: Endpoint
+    routes: list[BaseRoute]
+
+
+def build_routes(hw: Headwater) -> Routes:
     settings = hw.settings
 
     security = hw.security
@@ -299,11 +309,11 @@ def build_routes(hw: Headwater) -> list[BaseRoute]:
     def g(fn: Endpoint) -> Endpoint:
         return guarded(hw, fn)
 
-    methods = ["GET", "HEAD", "POST", "PATCH", "PUT", "DELETE"]
+    table_endpoint = g(table)
     routes: list[BaseRoute] = [
-        # First: every table request (the hot path) matches without trying the others; the
-        # pattern cannot match "/", "/-/…" or "/rpc/…", which all contain a second slash.
-        Route("/{table}", g(table), methods=methods),
+        # Table requests normally never reach the router (api.front calls the endpoint); CORS
+        # requests do. The pattern cannot match "/", "/-/…" or "/rpc/…".
+        Route("/{table}", table_endpoint, methods=sorted(TABLE_METHODS)),
         Route("/", g(root), methods=["GET", "HEAD"]),
         Route("/-/live", g(live), methods=["GET", "HEAD"]),
         Route("/-/ready", g(ready), methods=["GET", "HEAD"]),
@@ -316,4 +326,4 @@ def build_routes(hw: Headwater) -> list[BaseRoute]:
         from starlette.staticfiles import StaticFiles
 
         routes.append(Mount("/-/console", StaticFiles(directory=console, html=True)))
-    return routes
+    return Routes(table_endpoint, routes)

@@ -22,11 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 from prometheus_client import Counter
-from starlette.datastructures import MutableHeaders
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from headwater.api.auth import Authenticator, Identity
 from headwater.api.openapi import openapi_document
@@ -91,7 +90,7 @@ class Security:
             hw.metrics.rate_limit_rejections = 0
 
     def middleware(self) -> list[Middleware]:
-        """Outermost first: CORS (when origins are configured), then security headers."""
+        """CORS, when origins are configured (security headers are added by ``api.front``)."""
         out = []
         origins = self.settings.http.cors_origins
         if origins:
@@ -105,8 +104,6 @@ class Security:
                                 "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset",
                                 "retry-after", "x-request-id", "preference-applied"],
                 max_age=600))
-        out.append(Middleware(SecurityHeadersMiddleware,
-                              tls=bool(self.hw.settings.tls_cert)))
         return out
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -296,47 +293,3 @@ def visible_document(doc: dict[str, Any], access: Access, catalog: Any) -> dict[
                     new.pop("required")
             schemas[table] = new
     return {**doc, "paths": paths}
-
-
-# --- headers on every response ----------------------------------------------------------------
-
-_COMMON = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
-           (b"referrer-policy", b"no-referrer"),
-           (b"cross-origin-resource-policy", b"same-site")]
-_API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
-_CONSOLE_CSP = (b"content-security-policy", b"frame-ancestors 'none'")
-_HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
-
-
-class SecurityHeadersMiddleware:
-    """Security headers on every response, and the rate-limit headers of the request's
-    tightest window."""
-
-    def __init__(self, app: ASGIApp, tls: bool = False) -> None:
-        self.app = app
-        self.tls = tls
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        console = scope["path"].startswith("/-/console")
-
-        async def wrapped(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                raw = headers.raw
-                present = {k for k, _ in raw}  # one pass, not one scan per header
-                for k, v in (*_COMMON, _CONSOLE_CSP if console else _API_CSP,
-                             *((_HSTS,) if self.tls else ())):
-                    if k not in present:
-                        raw.append((k, v))
-                w: Window | None = scope.get(WINDOW_KEY)
-                if w is not None:
-                    headers.raw.append((b"ratelimit-limit", str(w.limit).encode()))
-                    headers.raw.append((b"ratelimit-remaining",
-                                        str(max(0, w.remaining)).encode()))
-                    headers.raw.append((b"ratelimit-reset", str(w.reset).encode()))
-            await send(message)
-
-        await self.app(scope, receive, wrapped)

@@ -92,6 +92,54 @@ class SharedVersions:
             os.close(self._lock_fd)
 
 
+class _Batch:
+    """The version reads of concurrent lookups, sent as one HMGET.
+
+    A lookup joins the batch that is sent at the event loop's next turn, so every read reaches
+    Redis after the lookup began: a bump acknowledged before a request arrived is always seen
+    (strict mode's promise), while a burst of requests shares one round trip.
+    """
+
+    def __init__(self, store: RedisStore, hkey: str) -> None:
+        self.store = store
+        self.hkey = hkey
+        self._fields: set[str] = set()
+        self._future: asyncio.Future[dict[str, int]] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def read(self, fields: Sequence[str]) -> dict[str, int]:
+        future = self._future
+        if future is None:
+            loop = asyncio.get_running_loop()
+            future = self._future = loop.create_future()
+            loop.call_soon(self._send)
+        self._fields.update(fields)
+        # Shielded: one caller's cancellation must not cancel the others' answer.
+        return await asyncio.shield(future)
+
+    def _send(self) -> None:
+        future, fields = self._future, list(self._fields)
+        self._future, self._fields = None, set()
+        assert future is not None
+
+        async def fetch() -> None:
+            try:
+                values = await self.store.get_fields(self.hkey, fields)
+            except asyncio.CancelledError:
+                future.cancel()
+                raise
+            except Exception as exc:
+                future.set_exception(exc)
+                # Every waiter may have been cancelled: do not warn about an unread error.
+                future.exception()
+            else:
+                future.set_result(dict(zip(fields, values, strict=True)))
+
+        task = asyncio.ensure_future(fetch())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
 class RedisVersions:
     def __init__(self, store: RedisStore, namespace: str, *, bounded_ms: float | None = None,
                  log: Any = None) -> None:
@@ -102,6 +150,7 @@ class RedisVersions:
         self._local: dict[str, int] = {}
         self._heard = 0.0
         self._tasks: list[asyncio.Task[None]] = []
+        self._batch = _Batch(store, self.hkey)
         self._log = log
         self._node = os.urandom(6).hex()
         #: Set when a write could not bump Redis: the epoch must move once Redis is back.
@@ -111,7 +160,8 @@ class RedisVersions:
 
     async def current(self, tables: Sequence[str]) -> tuple[int, ...]:
         await self._heal()
-        return tuple(await self.store.get_fields(self.hkey, [*tables, EPOCH]))
+        values = await self._batch.read((*tables, EPOCH))
+        return (*(values[t] for t in tables), values[EPOCH])
 
     async def with_entry(self, key: str, tables: Sequence[str],
                          ) -> tuple[bytes | None, tuple[int, ...]]:

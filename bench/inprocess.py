@@ -1,0 +1,191 @@
+"""CPU per request, in process: drive an ASGI app with synthetic requests, no sockets.
+
+wrk on loopback measures what a client sees, but on a 2-core machine the load generator, the
+database and the server share the cores, so small changes to the per-request cost drown in
+noise. This tool calls the ASGI application directly (``app(scope, receive, send)``) with a
+fixed concurrency and reports ``time.process_time`` per request for this process, which is the
+Python cost that the server's request rate is bounded by. Optionally it profiles the run.
+
+    .venv/bin/python bench/inprocess.py sqlite:////abs/demo.db "/orders?id=eq.7"
+    .venv/bin/python bench/inprocess.py postgresql://postgres@127.0.0.1/headwater_bench \\
+        "/orders?customer_id=eq.{i}&order=ordered_at.desc&limit=20" --baseline /b?customer_id={i}
+    .venv/bin/python bench/inprocess.py URL "/orders?id=eq.7" --env HEADWATER_CACHE_ENABLED=true
+
+``{i}`` in a path is replaced by a rotating id (1..--ids). ``--baseline PATH`` also measures the
+hand-written endpoint of ``bench/baseline.py`` on the same database, ``--ceiling`` its constant
+endpoint. ``--profile N`` prints the top N functions by cumulative time (cProfile).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import os
+import pstats
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH_DIR.parent / "src"))
+sys.path.insert(0, str(BENCH_DIR))
+
+ASGI = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
+
+
+def scope_for(method: str, target: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    path, _, query = target.partition("?")
+    return {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1", "method": method, "scheme": "http", "path": path,
+            "raw_path": path.encode(), "root_path": "", "query_string": query.encode(),
+            "headers": headers, "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 3000),
+            "state": {}}
+
+
+async def one(app: ASGI, method: str, target: str, body: bytes,
+              headers: list[tuple[bytes, bytes]]) -> int:
+    status = 0
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            await asyncio.sleep(3600)
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    await app(scope_for(method, target, headers), receive, send)
+    return status
+
+
+async def lifespan(app: ASGI) -> Callable[[], Awaitable[None]]:
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    started = asyncio.Event()
+    finished = asyncio.Event()
+    await queue.put({"type": "lifespan.startup"})
+
+    async def receive() -> dict[str, Any]:
+        return await queue.get()
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"].startswith("lifespan.startup"):
+            if message["type"].endswith("failed"):
+                raise RuntimeError(message.get("message"))
+            started.set()
+        elif message["type"].startswith("lifespan.shutdown"):
+            finished.set()
+
+    task = asyncio.ensure_future(app({"type": "lifespan", "asgi": {"version": "3.0"},
+                                    "state": {}}, receive, send))
+    await started.wait()
+
+    async def stop() -> None:
+        await queue.put({"type": "lifespan.shutdown"})
+        await finished.wait()
+        await task
+
+    return stop
+
+
+async def measure(name: str, app: ASGI, method: str, template: str, body: bytes,
+                  headers: list[tuple[bytes, bytes]], *, n: int, concurrency: int, ids: int,
+                  profile: int, sort: str, callers: str | None) -> None:
+    stop = await lifespan(app)
+    counter = iter(range(10**12))
+    statuses: dict[int, int] = {}
+
+    async def worker(count: int) -> None:
+        for _ in range(count):
+            i = next(counter) % ids + 1
+            s = await one(app, method, template.replace("{i}", str(i)), body, headers)
+            statuses[s] = statuses.get(s, 0) + 1
+
+    async def run(total: int) -> None:
+        await asyncio.gather(*(worker(total // concurrency) for _ in range(concurrency)))
+
+    await run(max(concurrency, n // 10))  # warm-up: plans, caches, pool
+    statuses.clear()
+    prof = cProfile.Profile() if profile else None
+    cpu, wall = time.process_time(), time.perf_counter()
+    if prof:
+        prof.enable()
+    await run(n)
+    if prof:
+        prof.disable()
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    done = sum(statuses.values())
+    print(f"{name:10s} {method} {template[:60]:60s} {1e6 * cpu / done:8.1f} µs CPU/req "
+          f"{done / wall:9.0f} req/s wall  statuses={statuses}")
+    if prof:
+        stats = pstats.Stats(prof).sort_stats(sort)
+        stats.print_stats(profile)
+        if callers:
+            stats.print_callers(callers)
+    await stop()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("url")
+    p.add_argument("path")
+    p.add_argument("--method", default="GET")
+    p.add_argument("--body", default="")
+    p.add_argument("--header", action="append", default=[], help="Name: value")
+    p.add_argument("-n", type=int, default=5000)
+    p.add_argument("-c", "--concurrency", type=int, default=8)
+    p.add_argument("--ids", type=int, default=1000)
+    p.add_argument("--baseline", help="baseline path to measure too, e.g. /a?id={i}")
+    p.add_argument("--ceiling", action="store_true", help="measure the constant endpoint too")
+    p.add_argument("--no-headwater", action="store_true")
+    p.add_argument("--env", action="append", default=[], help="NAME=VALUE for Headwater")
+    p.add_argument("--profile", type=int, default=0)
+    p.add_argument("--callers", help="also print who calls functions matching this")
+    p.add_argument("--sort", default="cumulative", help="pstats order: cumulative, tottime")
+    a = p.parse_args()
+    headers = [(k.strip().lower().encode(), v.strip().encode())
+               for k, _, v in (h.partition(":") for h in a.header)]
+    body = a.body.encode()
+    if body and not any(k == b"content-type" for k, _ in headers):
+        headers.append((b"content-type", b"application/json"))
+    opts = {"n": a.n, "concurrency": a.concurrency, "ids": a.ids, "profile": a.profile,
+            "sort": a.sort, "callers": a.callers}
+
+    async def go() -> None:
+        if a.ceiling or a.baseline:
+            os.environ["BASELINE_DATABASE_URL"] = a.url
+            import baseline
+
+            app = baseline.create_app()
+            if a.ceiling:
+                await measure("ceiling", app, "GET", "/ceiling", b"", [], **opts)
+            if a.baseline:
+                await measure("baseline", baseline.create_app(), a.method, a.baseline, body,
+                              headers, **opts)
+        if not a.no_headwater:
+            from headwater.app import create_app
+            from headwater.config import Settings
+
+            env = {"HEADWATER_DATABASE_URL": a.url, "HEADWATER_CACHE_ENABLED": "false",
+                   "HEADWATER_LOG_LEVEL": "warning"}
+            env.update(kv.split("=", 1) for kv in a.env)
+            hw = create_app(Settings.from_env(env))
+            await measure("headwater", hw, a.method, a.path, body, headers, **opts)
+
+    try:
+        import uvloop
+
+        uvloop.run(go())
+    except ImportError:
+        asyncio.run(go())
+
+
+if __name__ == "__main__":
+    main()
