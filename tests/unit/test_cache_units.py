@@ -40,11 +40,12 @@ def test_canonical_names_embedded_tables() -> None:
 
 
 def test_raw_key_includes_context_and_headers() -> None:
-    base = raw_key("orders", b"id=eq.1", "", "", "", "anon")
-    assert base != raw_key("orders", b"id=eq.1", "", "", "", "role:x")
-    assert base != raw_key("orders", b"id=eq.1", "text/csv", "", "", "anon")
-    assert base != raw_key("orders", b"id=eq.1", "", "count=exact", "", "anon")
-    assert base != raw_key("orders", b"id=eq.1", "", "", "0-1", "anon")
+    base = raw_key("orders", b"id=eq.1", b"", b"", b"", "anon")
+    assert base != raw_key("orders", b"id=eq.1", b"", b"", b"", "role:x")
+    assert base != raw_key("orders", b"id=eq.1", b"text/csv", b"", b"", "anon")
+    assert base != raw_key("orders", b"id=eq.1", b"", b"count=exact", b"", "anon")
+    assert base != raw_key("orders", b"id=eq.1", b"", b"", b"0-1", "anon")
+    assert base != raw_key("orders", b"id=eq.1&", b"", b"", b"", "anon")
 
 
 def test_lru_bounds_bytes_and_expires() -> None:

@@ -13,6 +13,7 @@ import msgspec
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import Scope
 
 from headwater.api import grammar
 from headwater.api.front import TABLE_METHODS
@@ -146,6 +147,21 @@ def _applied(api: grammar.ApiRequest) -> list[str]:
     return out
 
 
+def header_map(scope: Scope) -> dict[bytes, bytes]:
+    """The request's headers in one pass; repeated ones joined with commas (RFC 9110 5.3)."""
+    out: dict[bytes, bytes] = {}
+    for k, v in scope["headers"]:
+        out[k] = out[k] + b", " + v if k in out else v
+    return out
+
+
+def _negotiation(h: dict[bytes, bytes], method: str) -> Negotiation:
+    inm, enc = h.get(b"if-none-match"), h.get(b"accept-encoding")
+    return Negotiation(if_none_match=inm.decode("latin-1") if inm is not None else None,
+                       accept_encoding=enc.decode("latin-1") if enc is not None else None,
+                       head=method == "HEAD")
+
+
 def negotiation(request: Request) -> Negotiation:
     h = request.headers
     return Negotiation(if_none_match=h.get("if-none-match"),
@@ -179,14 +195,16 @@ def build_routes(hw: Headwater) -> Routes:
         method = request.method
         access = await security.admit(request, name, method_action(method))
         if method in ("GET", "HEAD") and hw.cache is not None:
-            headers = request.headers
-            raw = raw_key(name, request.scope["query_string"], headers.get("accept", ""),
-                          headers.get("prefer", ""), headers.get("range", ""), access.context)
+            h = header_map(request.scope)
+            raw = raw_key(name, request.scope["query_string"], h.get(b"accept", b""),
+                          h.get(b"prefer", b""), h.get(b"range", b""), access.context)
             request.scope["raw_key"] = raw
             hit = await hw.cache.fast(raw)
             if hit is not None:
-                return cached_response(request, hit,
-                                       grammar.parse_accept(headers.get("accept")), access)
+                accept = h.get(b"accept")
+                return cached_response(
+                    request, hit, grammar.parse_accept(accept.decode("latin-1") if accept
+                                                       else None), access, _negotiation(h, method))
         api = parse_request(request, name)
         if method in ("GET", "HEAD"):
             return await read(request, api, access)
@@ -235,7 +253,7 @@ def build_routes(hw: Headwater) -> Routes:
             out = await cache.read(request.scope["raw_key"], plan, access.context,
                                    lambda: execute_read(hw.db, plan, settings))
             if isinstance(out, Cached):
-                return cached_response(request, out, plan.media, access)
+                return cached_response(request, out, plan.media, access, negotiation(request))
             result = out
         else:
             result = await execute_read(hw.db, plan, settings)
@@ -249,15 +267,16 @@ def build_routes(hw: Headwater) -> Routes:
                              compressor=hw.compressor, x_cache=x_cache, cache_control=control)
 
     def cached_response(request: Request, hit: Cached, media: grammar.MediaType,
-                        access: Access) -> Response:
+                        access: Access, ask: Negotiation) -> Response:
         e = hit.entry
         request.scope["rows"] = e.rows
         control = e.cache_control
         if access.restricted and hw.cache is not None:
             control = hw.cache.cache_control(e.tables, private=True)
         return body_response(e.body, media=media, rows=e.rows, total=e.total, first=e.first,
-                             tag=e.etag, ask=negotiation(request), compressor=hw.compressor,
-                             x_cache=hit.status, cache_control=control, age=hit.age)
+                             tag=e.etag, ask=ask, compressor=hw.compressor,
+                             x_cache=hit.status, cache_control=control,
+                             age=hit.age if hit.status == "STALE" else None)
 
     async def rpc(request: Request) -> Response:
         access = await security.admit(request, None, None)

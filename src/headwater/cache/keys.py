@@ -74,9 +74,13 @@ def plan_key(plan: ReadPlan, context: str) -> str:
     return "q:" + _digest((context, canonical(plan)))
 
 
-def raw_key(path: str, query: bytes, accept: str, prefer: str, range_: str,
+def raw_key(path: str, query: bytes, accept: bytes, prefer: bytes, range_: bytes,
             context: str) -> str:
-    return "r:" + _digest((context, path, query.decode("latin-1"), accept, prefer, range_))
+    """The request exactly as sent (headers as raw bytes), digested in one call: this runs on
+    every cached read before anything else."""
+    return "r:" + hashlib.blake2b(b"\x1f".join((
+        context.encode("utf-8", "surrogateescape"), path.encode("utf-8", "surrogateescape"),
+        query, accept, prefer, range_)), digest_size=16).hexdigest()
 
 
 def etag(body: bytes) -> str:

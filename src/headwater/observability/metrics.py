@@ -24,7 +24,6 @@ class Metrics:
         self._requests: dict[tuple[str, int], int] = {}
         self._buckets = [0] * (len(_BUCKETS) + 1)
         self._duration_sum = 0.0
-        self.registry.register(_RequestCollector(self))
         self.db_queries = Counter("headwater_db_queries", "SQL statements sent to the database",
                                   registry=self.registry)
         self.db_pool_size = Gauge("headwater_db_pool_size", "Database connections open",
@@ -46,8 +45,6 @@ class Metrics:
                                       ["handler", "result"], registry=self.registry)
         #: The last count of pending outbox rows; None until the relay has counted.
         self.outbox_pending_count: int | None = None
-        self.cache_requests = Counter("headwater_cache_requests", "Cache lookups by tier and result",
-                                      ["tier", "result"], registry=self.registry)
         self.cache_bytes = Gauge("headwater_cache_bytes", "Bytes held by a cache tier", ["tier"],
                                  registry=self.registry)
         self.cache_evictions = Counter("headwater_cache_evictions",
@@ -59,7 +56,7 @@ class Metrics:
         self.breaker_transitions = Counter("headwater_breaker_transitions",
                                            "Breaker state changes", ["dependency", "to"],
                                            registry=self.registry)
-        self._cache_children: dict[tuple[str, str], Counter] = {}
+        self._cache_by_tier: dict[tuple[str, str], int] = {}
         self._cache_counts: dict[str, int] = {"hit": 0, "miss": 0, "stale": 0}
         self._evictions_seen = 0
         self.cache_enabled = False
@@ -69,6 +66,7 @@ class Metrics:
         self.started = time.monotonic()
         self.window_seconds = window_seconds
         self._window: deque[tuple[float, float]] = deque(maxlen=window_max)
+        self.registry.register(_RequestCollector(self))
 
     def observe(self, method: str, status: int, seconds: float) -> None:
         key = (method, status)
@@ -92,11 +90,8 @@ class Metrics:
         self.outbox_pending_count = n
 
     def cache_result(self, tier: str, result: str) -> None:
-        child = self._cache_children.get((tier, result))
-        if child is None:
-            child = self._cache_children[(tier, result)] = self.cache_requests.labels(tier,
-                                                                                      result)
-        child.inc()
+        key = (tier, result)
+        self._cache_by_tier[key] = self._cache_by_tier.get(key, 0) + 1
         self._cache_counts[result] = self._cache_counts.get(result, 0) + 1
 
     def cache_size(self, l1_bytes: int, evictions: int) -> None:
@@ -138,7 +133,8 @@ class Metrics:
 
 
 class _RequestCollector(Collector):
-    """``headwater_requests_total{method,status}`` and the request-duration histogram."""
+    """``headwater_requests_total{method,status}``, the request-duration histogram and
+    ``headwater_cache_requests_total{tier,result}``."""
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
@@ -150,6 +146,11 @@ class _RequestCollector(Collector):
         for (method, status), n in sorted(m._requests.items()):
             requests.add_metric([method, str(status)], n)
         yield requests
+        cache = CounterMetricFamily("headwater_cache_requests", "Cache lookups by tier and result",
+                                    labels=["tier", "result"])
+        for (tier, result), n in sorted(m._cache_by_tier.items()):
+            cache.add_metric([tier, result], n)
+        yield cache
         cumulative, buckets = 0, []
         for bound, n in zip((*_BUCKETS, float("inf")), m._buckets, strict=True):
             cumulative += n
