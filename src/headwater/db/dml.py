@@ -51,9 +51,11 @@ class _UnqualifiedBuilder(_Builder):
 
 @functools.lru_cache(maxsize=1024)
 def compile_insert(dialect: Dialect, schema: str | None, shape: InsertShape, *,
-                   rows: bool = False) -> str:
+                   rows: bool = False, count: bool = False) -> str:
     """``rows=True`` (PostgreSQL): return the rows themselves, for a statement around it
-    (``headwater.events.outbox.with_events``), instead of one JSON text per row."""
+    (``headwater.events.outbox.with_events``), instead of one JSON text per row.
+    ``count=True``: nobody reads the rows; return only how many (PostgreSQL: one row with the
+    count; SQLite: a 1 per row), sparing the encoding and transfer of every row."""
     b = _UnqualifiedBuilder(dialect, schema)
     cols = shape.columns
     names = ", ".join(ident(c.name) for c in cols)
@@ -80,8 +82,16 @@ def compile_insert(dialect: Dialect, schema: str | None, shape: InsertShape, *,
             conflict = f" ON CONFLICT ({keys}) DO UPDATE SET {sets}"
         else:
             conflict = f" ON CONFLICT ({keys}) DO NOTHING"
-    returning = "t0.*" if rows and b.pg else _row_json(b, "t0" if b.pg else "", shape.returning)
-    return f"INSERT INTO {target}{source}{conflict} RETURNING {returning}"
+    if rows and b.pg:
+        returning = "t0.*"
+    elif count:
+        returning = "1"
+    else:
+        returning = _row_json(b, "t0" if b.pg else "", shape.returning)
+    sql = f"INSERT INTO {target}{source}{conflict} RETURNING {returning}"
+    if count and b.pg and not rows:
+        return f"WITH w AS ({sql}) SELECT count(*)::int FROM w"
+    return sql
 
 
 def insert_params(dialect: Dialect, plan: InsertPlan) -> list[object]:

@@ -205,16 +205,19 @@ class Outbox:
                 f"{pick('b')}, ?2, ?3, strftime('%Y-%m-%dT%H:%M:%fZ', 'now') "
                 f"FROM json_each(?1) ORDER BY key")
 
-    def with_events(self, sql: str, n_params: int, op: Operation, key: Sequence[str]) -> str:
+    def with_events(self, sql: str, n_params: int, op: Operation, key: Sequence[str], *,
+                    count: bool = False) -> str:
         """PostgreSQL: ``sql`` (a write returning its rows, ``rows=True`` in
         ``headwater.db.dml``) wrapped so that the same statement records one event per row
         and still returns one JSON text per row: no extra round trip. Three more parameters
-        follow the statement's own: the table's name, ``op`` and the principal as JSON."""
-        return _events_cte(self.outbox, sql, n_params, op, tuple(key))
+        follow the statement's own: the table's name, ``op`` and the principal as JSON.
+        ``count=True``: one row with the number of rows written instead."""
+        return _events_cte(self.outbox, sql, n_params, op, tuple(key), count)
 
     async def record(self, tx: Transaction, records: Sequence[_Record],
-                     principal: Mapping[str, Any] | str) -> None:
-        """One statement for all of a transaction's events."""
+                     principal: Mapping[str, Any] | str, *, last: bool = False) -> None:
+        """One statement for all of a transaction's events; ``last``: nothing follows it in
+        the transaction (``Transaction.last``)."""
         if not records:
             return
         who = principal if isinstance(principal, str) else _encode(principal).decode()
@@ -228,7 +231,10 @@ class Outbox:
                       [js(r.b) for r in records], who]
         else:
             params = [_encode(records).decode(), who, secrets.randbits(62)]
-        await tx.fetch(self._record_sql, params)
+        if last:
+            await tx.last(self._record_sql, params)
+        else:
+            await tx.fetch(self._record_sql, params)
 
     # --- relay --------------------------------------------------------------------------------
 
@@ -398,14 +404,16 @@ class Outbox:
 
 
 @functools.lru_cache(maxsize=1024)
-def _events_cte(outbox: str, sql: str, n: int, op: Operation, key: tuple[str, ...]) -> str:
+def _events_cte(outbox: str, sql: str, n: int, op: Operation, key: tuple[str, ...],
+                count: bool = False) -> str:
     pk = ("json_build_object(" + ", ".join(f"{literal(k)}, w.{ident(k)}" for k in key) + ")"
           if key else "'{}'::json")
     new, old = ("NULL", "to_json(w)") if op == "delete" else ("to_json(w)", "NULL")
     return (f"WITH w AS ({sql}), e AS (INSERT INTO {outbox} "
             f"(id, tbl, op, pk, new, old, principal, txid) "
             f"SELECT gen_random_uuid(), ${n + 1}, ${n + 2}, {pk}, {new}, {old}, ${n + 3}::json, "
-            f"txid_current() FROM w) SELECT to_json(w)::text FROM w")
+            f"txid_current() FROM w) SELECT "
+            + ("count(*)::int" if count else "to_json(w)::text") + " FROM w")
 
 
 @dataclass(slots=True)
@@ -459,10 +467,10 @@ class EventBuffer:
                 before = old.get(tuple(pk.values())) if old is not None else None
                 out.append(_Record(str(uuid4()), table, op, pk, row, before))
 
-    async def flush(self, tx: Transaction) -> None:
+    async def flush(self, tx: Transaction, *, last: bool = False) -> None:
         if self.records:
             records, self.records = self.records, []
-            await self.outbox.record(tx, records, self.principal_text)
+            await self.outbox.record(tx, records, self.principal_text, last=last)
 
 
 @dataclass(frozen=True, slots=True)

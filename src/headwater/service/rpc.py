@@ -68,7 +68,7 @@ async def call_rpc(db: Database, spec: RpcSpec, args: dict[str, Any], *, princip
         result = await spec.fn(ctx, **args)
         if events is not None and events.records:
             recorded = True
-            await events.flush(tx)
+            await events.flush(tx, last=True)
     if recorded and not rollback and outbox is not None:
         outbox.committed()
     if ctx.wrote and not rollback and on_commit is not None:

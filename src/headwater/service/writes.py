@@ -61,9 +61,12 @@ class WriteResult:
     location: str | None = None
     tables: frozenset[str] = field(default_factory=frozenset)
 
+    #: Rows written but not read back (nobody needed them; see ``Writer._counted``).
+    counted: int = 0
+
     @property
     def affected(self) -> int:
-        return len(self.rows)
+        return len(self.rows) + self.counted
 
 
 @dataclass(slots=True)
@@ -107,7 +110,7 @@ class Writer:
         async with self.bulkhead(request.target):
             # The whole transaction (hooks included) runs again only when that is safe.
             result = await retrying(self.settings, work, write_retryable)
-        if self.on_commit is not None and request.prefer.tx != "rollback" and result.rows:
+        if self.on_commit is not None and request.prefer.tx != "rollback" and result.affected:
             unknown = any(c.wrote for c in self._contexts)
             await self.on_commit(None if unknown else result.tables)
         return result
@@ -130,7 +133,10 @@ class Writer:
         guard = self.guard
         if guard is not None:
             guard.require_columns(table, "insert", sorted({c for g in groups for c in g.columns}))
-        async with self._transaction(rollback=request.prefer.tx == "rollback") as tx:
+        single = (len(groups) == 1 and (bool(groups[0].columns) or len(groups[0].rows) == 1)
+                  and self._single(table, "insert", request))
+        async with self._transaction(rollback=request.prefer.tx == "rollback",
+                                     single=single) as tx:
             ctx = self._context(tx, table.name, "insert")
             hooks = self.app.before("insert", table.name)
             if hooks:
@@ -141,15 +147,22 @@ class Writer:
                 await guard.before_upsert(tx, table, groups, q.on_conflict, resolution)
                 groups = [guard.encrypt(table, g) for g in groups]
             written: list[dict[str, Any]] = []
+            counted = 0
+            count = self._counted(table, request)
             for group in groups:
-                written += await self._insert_group(tx, table, group, q.on_conflict, resolution)
+                out = await self._insert_group(tx, table, group, q.on_conflict, resolution,
+                                               count)
+                if isinstance(out, int):
+                    counted += out
+                else:
+                    written += out
             if guard is not None:
                 await guard.check_written(tx, table, "insert", written)
             for row in written:
                 for after in self.app.after("insert", table.name):
                     await after(ctx, row)
-            self._check_max_affected(request, len(written))
-            result = WriteResult(written, tables=frozenset({table.name}))
+            self._check_max_affected(request, len(written) + counted)
+            result = WriteResult(written, tables=frozenset({table.name}), counted=counted)
             if request.prefer.returning == "representation":
                 result.body = await self._representation(tx, table, request, written)
             if (request.prefer.returning == "headers-only" and len(written) == 1
@@ -167,7 +180,8 @@ class Writer:
         guard = self.guard
         if guard is not None:
             guard.require_columns(table, "update", checked.columns)
-        async with self._transaction(rollback=request.prefer.tx == "rollback") as tx:
+        async with self._transaction(rollback=request.prefer.tx == "rollback",
+                                     single=self._single(table, "update", request)) as tx:
             ctx = self._context(tx, table.name, "update")
             hooks = self.app.before("update", table.name)
             if hooks:
@@ -194,7 +208,8 @@ class Writer:
         self._require_filter(table, request, "DELETE")
         plan = plan_mutation(self.catalog, request, "delete",
                              access=self.guard.access if self.guard is not None else None)
-        async with self._transaction(rollback=request.prefer.tx == "rollback") as tx:
+        async with self._transaction(rollback=request.prefer.tx == "rollback",
+                                     single=self._single(table, "delete", request)) as tx:
             ctx = self._context(tx, table.name, "delete")
             written = await self._mutate(tx, table, plan)
             # Before-delete hooks see each row as it was; raising still undoes the delete,
@@ -213,24 +228,51 @@ class Writer:
 
     # --- pieces -------------------------------------------------------------------------------
 
+    def _single(self, table: Table, op: Action, request: ApiRequest) -> bool:
+        """Will this write be exactly one statement? Then it needs no BEGIN and COMMIT (see
+        ``Database.transaction``). Not when hooks or policies may add statements, the response
+        embeds other tables, an update must first read its old rows, or the events take a
+        statement of their own (SQLite)."""
+        name = table.name
+        if (self.guard is not None or self.app.before(op, name) or self.app.after(op, name)
+                or (request.prefer.returning == "representation"
+                    and _has_embeds(request.query.select))):
+            return False
+        outbox = self.outbox
+        if outbox is None or not outbox.enabled or not outbox.wants(name, op):
+            return True
+        return outbox.pg and not (op == "update" and outbox.wants_old(name))
+
+    def _counted(self, table: Table, request: ApiRequest) -> bool:
+        """May an insert return only how many rows it wrote? Yes when nothing reads them: no
+        after-hooks, policies or encryption, a minimal response, and events recorded inside
+        the statement (or none)."""
+        if (self.guard is not None or self.app.after("insert", table.name)
+                or request.prefer.returning in ("representation", "headers-only")):
+            return False
+        outbox = self.outbox
+        return (outbox is None or not outbox.enabled or not outbox.wants(table.name, "insert")
+                or self._in_statement(table, "insert"))
+
     @contextlib.asynccontextmanager
-    async def _transaction(self, *, rollback: bool) -> AsyncIterator[Transaction]:
+    async def _transaction(self, *, rollback: bool,
+                           single: bool = False) -> AsyncIterator[Transaction]:
         """The request's one transaction. Its events go to the outbox inside it, so they
         commit (or roll back) with it: on PostgreSQL within each write statement, on SQLite
         (and for rows hooks ``emit``) in one statement at its end."""
         outbox = self.outbox
         if outbox is None or not outbox.enabled:
-            async with self.db.transaction(rollback=rollback) as tx:
+            async with self.db.transaction(rollback=rollback, single=single) as tx:
                 yield tx
             return
         if not outbox.ready:
             await outbox.ensure(self.db)
         events = self._events = EventBuffer(outbox, principal_json(self.principal),
                                             self.catalog)
-        async with self.db.transaction(rollback=rollback) as tx:
+        async with self.db.transaction(rollback=rollback, single=single) as tx:
             yield tx
             recorded = events.inline or bool(events.records)
-            await events.flush(tx)
+            await events.flush(tx, last=True)
         if recorded and not rollback:
             outbox.committed()
 
@@ -244,14 +286,19 @@ class Writer:
     async def _write(self, tx: Transaction, table: Table, op: Action, sql: str,
                      params: list[object], inline: bool,
                      old: dict[tuple[Any, ...], dict[str, Any]] | None = None,
-                     ) -> list[dict[str, Any]]:
+                     count: bool = False) -> list[dict[str, Any]] | int:
         """Run one write statement; its rows' events go into the same statement on
-        PostgreSQL, else into the transaction's buffer (one more statement at its end)."""
+        PostgreSQL, else into the transaction's buffer (one more statement at its end).
+        ``count``: the statement returns only how many rows it wrote (``compile_insert``)."""
         events = self._events
         if inline and events is not None:
-            sql = events.outbox.with_events(sql, len(params), op, table.primary_key)
+            sql = events.outbox.with_events(sql, len(params), op, table.primary_key,
+                                            count=count)
             params = [*params, table.name, op, events.principal_text]
             events.inline = True
+        if count:
+            result = await tx.fetch(sql, params)
+            return int(result[0][0]) if self.db.dialect == "postgresql" else len(result)
         rows = [_decode_row(r[0]) for r in await tx.fetch(sql, params)]
         if events is not None and not inline and rows:
             events.add_rows(table.name, op, table.primary_key, rows, old)
@@ -278,19 +325,22 @@ class Writer:
     async def _insert_group(self, tx: Transaction, table: Table, group: CheckedRows,
                             conflict: tuple[str, ...] | None,
                             resolution: Literal["merge", "ignore"] | None,
-                            ) -> list[dict[str, Any]]:
+                            count: bool = False) -> list[dict[str, Any]] | int:
         plan = plan_insert(table, group.columns, group.rows, conflict=conflict,
                            resolution=resolution)
         if not group.columns and len(group.rows) > 1:
             out: list[dict[str, Any]] = []
             for _ in group.rows:  # DEFAULT VALUES has no multi-row form
-                out += await self._insert_group(tx, table, CheckedRows((), ((),)), conflict,
-                                                resolution)
+                one = await self._insert_group(tx, table, CheckedRows((), ((),)), conflict,
+                                               resolution)
+                assert not isinstance(one, int)
+                out += one
             return out
         inline = self._in_statement(table, "insert")
-        sql = compile_insert(self.db.dialect, self.db.schema, plan.shape, rows=inline)
+        sql = compile_insert(self.db.dialect, self.db.schema, plan.shape, rows=inline,
+                             count=count and not inline)
         return await self._write(tx, table, "insert", sql, insert_params(self.db.dialect, plan),
-                                 inline)
+                                 inline, count=count)
 
     async def _mutate(self, tx: Transaction, table: Table, plan: MutatePlan,
                       ) -> list[dict[str, Any]]:
@@ -298,8 +348,10 @@ class Writer:
         old = await self._old_rows(tx, table, plan) if op == "update" else None
         inline = self._in_statement(table, op)
         sql = compile_mutation(self.db.dialect, self.db.schema, plan.shape, rows=inline)
-        return await self._write(tx, table, op, sql, mutation_params(self.db.dialect, plan),
+        rows = await self._write(tx, table, op, sql, mutation_params(self.db.dialect, plan),
                                  inline, old)
+        assert not isinstance(rows, int)
+        return rows
 
     async def _finish(self, tx: Transaction, table: Table, request: ApiRequest,
                       written: list[dict[str, Any]]) -> WriteResult:
