@@ -104,7 +104,8 @@ class Headwater:
                 max(1, self.settings.pool_max_size // 2))
         try:
             if sem.locked():
-                await asyncio.wait_for(sem.acquire(), self.settings.pool_timeout)
+                async with asyncio.timeout(self.settings.pool_timeout):  # no task, unlike wait_for
+                    await sem.acquire()
             else:
                 await sem.acquire()
         except TimeoutError:

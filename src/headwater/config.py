@@ -27,7 +27,7 @@ class Settings:
     #: Schema served on PostgreSQL.
     db_schema: str = "public"
     pool_min_size: int = 1
-    pool_max_size: int = 10
+    pool_max_size: int = 20
     #: Seconds to wait for a pooled connection before answering 503.
     pool_timeout: float = 5.0
     connect_timeout: float = 5.0

@@ -515,6 +515,7 @@ class SqliteDatabase(Database):
         self._size = max(1, settings.pool_max_size)
         self._idle: queue.SimpleQueue[_SqliteConn] = queue.SimpleQueue()
         self._slots = asyncio.Semaphore(self._size)
+        self._writer = asyncio.Lock()
         self._conns: list[_SqliteConn] = []
         self._executor: ThreadPoolExecutor | None = None
         self._in_use = 0
@@ -550,9 +551,10 @@ class SqliteDatabase(Database):
     @contextlib.asynccontextmanager
     async def _acquire(self) -> AsyncIterator[_SqliteConn]:
         if self._slots.locked():
-            # Only a full pool needs the timeout machinery (wait_for wraps a task: costly).
+            # Only a full pool needs the timeout machinery.
             try:
-                await asyncio.wait_for(self._slots.acquire(), self.settings.pool_timeout)
+                async with asyncio.timeout(self.settings.pool_timeout):
+                    await self._slots.acquire()
             except TimeoutError as exc:
                 raise DatabaseUnavailable("Timed out waiting for a database connection",
                                           sent=False, retryable=False) from exc
@@ -586,6 +588,23 @@ class SqliteDatabase(Database):
     @contextlib.asynccontextmanager
     async def transaction(self, *, rollback: bool = False,
                           single: bool = False) -> AsyncIterator[Transaction]:
+        # SQLite admits one writer at a time and makes the others sleep and poll (busy_timeout
+        # sleeps in steps of milliseconds): queueing this process's writers here instead hands
+        # the lock over at once. Other processes still meet busy_timeout.
+        try:
+            async with asyncio.timeout(self.settings.pool_timeout):
+                await self._writer.acquire()
+        except TimeoutError as exc:
+            raise DatabaseUnavailable("Timed out waiting for the database's write lock",
+                                      sent=False, retryable=False) from exc
+        try:
+            async with self._write_tx(rollback, single) as tx:
+                yield tx
+        finally:
+            self._writer.release()
+
+    @contextlib.asynccontextmanager
+    async def _write_tx(self, rollback: bool, single: bool) -> AsyncIterator[Transaction]:
         async with self._acquire() as conn:
             # IMMEDIATE takes the write lock up front, so a busy database fails fast at BEGIN
             # (after busy_timeout) instead of midway through the request.
