@@ -48,7 +48,6 @@ ENV_URL = "BASELINE_DATABASE_URL"
 ENV_REDIS = "BASELINE_REDIS_URL"
 NAIVE_TTL_S = 60
 PG_POOL_SIZE = 10
-SQLITE_THREADS = 4
 PAGE = 20
 
 ENCODER = msgspec.json.Encoder(decimal_format="number")
@@ -140,7 +139,7 @@ class PostgresBackend:
         await self._pool.close()
 
 
-# --- SQLite: stdlib sqlite3, one connection per executor thread ---------------------------
+# --- SQLite: stdlib sqlite3; reads on the loop's thread, writes on one writer thread -------
 
 Convert = Callable[[Any], Any]
 
@@ -203,7 +202,6 @@ class SqliteBackend:
     def __init__(self, path: str) -> None:
         self._path = path
         self._local = threading.local()
-        self._executor = ThreadPoolExecutor(SQLITE_THREADS, thread_name_prefix="baseline-sqlite")
         # SQLite has one writer at a time: one thread and one connection do all the writes.
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="baseline-sqlite-w")
         self._write_conn: sqlite3.Connection | None = None
@@ -248,7 +246,7 @@ from (
         return [(str(r[1]), _kind(str(r[2] or ""))) for r in rows]
 
     def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)  # per thread
         if conn is None:
             conn = sqlite3.connect(self._path, check_same_thread=False)
             conn.execute("pragma query_only=1")
@@ -267,7 +265,10 @@ from (
         return str(row[0]).encode()
 
     async def _run(self, fn: Callable[..., bytes], *args: Any) -> bytes:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        # Reads run on the event loop's thread: these queries take SQLite microseconds, and a
+        # thread hop would cost more than the query (the floor of overhead; Headwater does
+        # the same, with a time budget, see headwater.db.engine._InlineReader).
+        return fn(*args)
 
     async def a(self, order_id: int) -> bytes:
         return await self._run(self._orders, self._sql_a, order_id)
@@ -300,7 +301,6 @@ from (
         await asyncio.get_running_loop().run_in_executor(self._writer, self._insert, rows)
 
     async def close(self) -> None:
-        self._executor.shutdown(wait=True)
         self._writer.shutdown(wait=True)
         if self._write_conn is not None:
             self._write_conn.close()

@@ -74,19 +74,27 @@ def guarded(hw: Headwater, fn: Endpoint) -> Endpoint:
     return endpoint
 
 
-def parse_request(request: Request, table: str) -> grammar.ApiRequest:
-    headers = request.headers
+def parse_request(request: Request, table: str,
+                  h: dict[bytes, bytes] | None = None) -> grammar.ApiRequest:
+    """``h``: the request's headers from ``header_map``, when the caller has them."""
+    if h is None:
+        h = header_map(request.scope)
+    method = request.method
+
+    def text(name: bytes) -> str | None:
+        value = h.get(name)
+        return None if value is None else value.decode("latin-1")
+
     query = grammar.parse_query(
         grammar.split_query_string(request.scope["query_string"].decode("latin-1")))
-    media = grammar.parse_accept(headers.get("accept"))
+    prefer = text(b"prefer")
     return grammar.ApiRequest(
-        method=request.method,
+        method=method,
         target=table,
         query=query,
-        prefer=grammar.parse_prefer(headers.getlist("prefer")),
-        media=media,
-        range=grammar.parse_range(headers.get("range")) if request.method in ("GET", "HEAD")
-        else None,
+        prefer=grammar.parse_prefer([prefer] if prefer else []),
+        media=grammar.parse_accept(text(b"accept")),
+        range=grammar.parse_range(text(b"range")) if method in ("GET", "HEAD") else None,
     )
 
 
@@ -162,12 +170,6 @@ def _negotiation(h: dict[bytes, bytes], method: str) -> Negotiation:
                        head=method == "HEAD")
 
 
-def negotiation(request: Request) -> Negotiation:
-    h = request.headers
-    return Negotiation(if_none_match=h.get("if-none-match"),
-                       accept_encoding=h.get("accept-encoding"), head=request.method == "HEAD")
-
-
 @dataclass(frozen=True, slots=True)
 class Routes:
     """The Starlette routes, and the table endpoint that ``api.front`` calls directly."""
@@ -194,8 +196,8 @@ def build_routes(hw: Headwater) -> Routes:
         name = request.path_params["table"]
         method = request.method
         access = await security.admit(request, name, method_action(method))
+        h = header_map(request.scope)
         if method in ("GET", "HEAD") and hw.cache is not None:
-            h = header_map(request.scope)
             raw = raw_key(name, request.scope["query_string"], h.get(b"accept", b""),
                           h.get(b"prefer", b""), h.get(b"range", b""), access.context)
             request.scope["raw_key"] = raw
@@ -205,9 +207,9 @@ def build_routes(hw: Headwater) -> Routes:
                 return cached_response(
                     request, hit, grammar.parse_accept(accept.decode("latin-1") if accept
                                                        else None), access, _negotiation(h, method))
-        api = parse_request(request, name)
+        api = parse_request(request, name, h)
         if method in ("GET", "HEAD"):
-            return await read(request, api, access)
+            return await read(request, api, access, _negotiation(h, method))
         if api.media == "csv":
             # Writes answer JSON; only the read path renders CSV.
             raise RequestError("text/csv responses are only offered for reads",
@@ -235,7 +237,8 @@ def build_routes(hw: Headwater) -> Routes:
         return write_response(result_w, method=method, returning=api.prefer.returning,
                               applied=_applied(api))
 
-    async def read(request: Request, api: grammar.ApiRequest, access: Access) -> Response:
+    async def read(request: Request, api: grammar.ApiRequest, access: Access,
+                   ask: Negotiation) -> Response:
         plan = plan_read(hw.require_catalog(), api, max_rows=settings.max_rows, access=access)
         cache = hw.cache
         cipher = security.cipher
@@ -253,7 +256,7 @@ def build_routes(hw: Headwater) -> Routes:
             out = await cache.read(request.scope["raw_key"], plan, access.context,
                                    lambda: execute_read(hw.db, plan, settings))
             if isinstance(out, Cached):
-                return cached_response(request, out, plan.media, access, negotiation(request))
+                return cached_response(request, out, plan.media, access, ask)
             result = out
         else:
             result = await execute_read(hw.db, plan, settings)
@@ -263,7 +266,7 @@ def build_routes(hw: Headwater) -> Routes:
                    if cache is not None else None)
         if access.restricted and control is None:
             control = "private, no-cache"
-        return read_response(result, plan.media, ask=negotiation(request),
+        return read_response(result, plan.media, ask=ask,
                              compressor=hw.compressor, x_cache=x_cache, cache_control=control)
 
     def cached_response(request: Request, hit: Cached, media: grammar.MediaType,
