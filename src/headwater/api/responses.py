@@ -91,19 +91,21 @@ def range_status(first: int, rows: int, total: int | None) -> int:
 
 def write_response(result: WriteResult, *, method: str, returning: str | None,
                    applied: list[str]) -> Response:
-    headers: dict[str, str] = {}
+    headers: list[tuple[bytes, bytes]] = []
     if applied:
-        headers["Preference-Applied"] = ", ".join(applied)
+        headers.append((b"preference-applied", ", ".join(applied).encode()))
     if method == "POST":
-        headers["Content-Range"] = "*/*"
+        headers.append((b"content-range", b"*/*"))
     else:
-        headers["Content-Range"] = content_range(0, result.affected, None)
+        headers.append((b"content-range", content_range(0, result.affected, None).encode()))
     if result.location:
-        headers["Location"] = result.location
+        headers.append((b"location", result.location.encode()))
     if returning == "representation":
-        status = 201 if method == "POST" else 200
-        return Response(result.body or b"[]", status, headers, CONTENT_TYPES["json"])
-    return Response(None, 201 if method == "POST" else 204, headers)
+        headers.append((b"content-type", _CONTENT_TYPES_RAW["json"]))
+        return RawResponse(result.body or b"[]", 201 if method == "POST" else 200, headers)
+    if method == "POST":
+        return RawResponse(b"", 201, headers)
+    return RawResponse(b"", 204, headers, with_length=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,13 +106,21 @@ async def read_body(request: Request, limit: int) -> tuple[Any, bool]:
                            status=413)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    receive = request.receive
+    while True:
+        # Read from ASGI directly: Request.stream() is an async generator per request.
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise RequestError(f"Request body larger than {limit} bytes", code="PGRST413",
                                status=413)
         chunks.append(chunk)
-    raw = b"".join(chunks)
+        if not message.get("more_body", False):
+            break
+    raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     ctype = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if ctype in ("application/json", "application/vnd.pgrst.object+json", ""):
         try:

@@ -404,6 +404,7 @@ class Outbox:
 
 
 @functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=1024)
 def _events_cte(outbox: str, sql: str, n: int, op: Operation, key: tuple[str, ...],
                 count: bool = False) -> str:
     pk = ("json_build_object(" + ", ".join(f"{literal(k)}, w.{ident(k)}" for k in key) + ")"
