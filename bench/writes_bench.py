@@ -46,8 +46,8 @@ WRITES = (WriteScenario("D", 1, "/d"), WriteScenario("E", BULK_ROWS, "/e"))
 # (app label in measurements, extra env for the Headwater process or None for the baseline)
 WRITE_APPS: tuple[tuple[str, dict[str, str] | None], ...] = (
     ("baseline", None),
-    ("headwater", {}),
     ("headwater-no-events", {"HEADWATER_EVENTS_ENABLED": "false"}),
+    ("headwater", {}),
 )
 
 
@@ -128,7 +128,7 @@ def bench_writes(ds: R.Dataset, server: str, opts: R.Options, results: R.Results
                             return R.wrk_script(run.base_url, POSTS_SCRIPT,
                                                 [path, str(rows), *args_tail], seconds, conns)
 
-                        settle(ds)
+                        settle(ds, max_item, max_seq)
                         R.record(results, R.measure_load(run, m, load, opts, ds.pg_database,
                                                          duration=opts.part_duration))
             except (R.BenchError, OSError, httpx.HTTPError) as exc:
@@ -145,14 +145,14 @@ def bench_writes(ds: R.Dataset, server: str, opts: R.Options, results: R.Results
             results.problems.append(msg)
 
 
-def settle(ds: R.Dataset) -> None:
-    """Write the previous runs' WAL out now, so that no measured run pays for a checkpoint
-    (or an autovacuum of the rows) it did not cause."""
+def settle(ds: R.Dataset, max_item: int, max_seq: int | None) -> None:
+    """Start every measured run from the same table: delete the rows earlier runs added (else
+    each run inserts into a larger table and index than the one before, which favours
+    whichever runs first), then write the WAL out, so that no run pays for a checkpoint it did
+    not cause."""
+    cleanup(ds, max_item, max_seq)
     if ds.kind == "postgres":
-        _sql(ds, "vacuum (analyze) order_items")
         _sql(ds, "checkpoint")
-    else:
-        _sql(ds, "pragma wal_checkpoint(truncate)")
 
 
 def _range_row(ds: R.Dataset, table: str) -> tuple[int, int]:
@@ -244,8 +244,8 @@ def writes_json(res: R.Results) -> list[dict[str, str]]:
 def writes_note(connections: int) -> str:
     return (f"Targets: Headwater with events off (like the baseline, which writes no events) "
             f"≥ {D_TARGET} x baseline on D, ≥ {E_TARGET} x on E; for the default (events on) "
-            f"the target column gives events on/off (issue #7: ≥ 0.8). Before every measured "
-            f"run the database is checkpointed, so no run pays for the previous one's WAL. "
+            f"the target column gives events on/off (issue #7: ≥ 0.8). Every measured run "
+            f"starts from the same table (earlier runs' rows deleted, vacuumed, checkpointed). "
             f"D: one JSON object per `POST`, wrk -c{connections}; E: "
             f"{BULK_ROWS:,} objects per `POST`, wrk -c{min(connections, BULK_CONNECTIONS)}; rows/s "
             f"= req/s x rows per request. `headwater-no-events`: `HEADWATER_EVENTS_ENABLED=false` "

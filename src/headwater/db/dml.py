@@ -99,7 +99,9 @@ def insert_params(dialect: Dialect, plan: InsertPlan) -> list[object]:
     if not shape.many:
         return bind(dialect, plan.rows[0]) if plan.rows else []
     if dialect == "postgresql":
-        return [list(col) for col in zip(*(bind(dialect, r) for r in plan.rows), strict=True)]
+        # Checked insert values are scalars, which asyncpg takes as they are (``bind`` only
+        # turns ``in`` lists into arrays): transpose the rows into one array per column.
+        return [list(col) for col in zip(*plan.rows, strict=True)]
     rows = [bind(dialect, r) for r in plan.rows]
     # json columns arrive as JSON text; json_extract would hand SQLite that text back as is.
     return [msgspec.json.encode(rows).decode()]

@@ -118,7 +118,8 @@ class Writer:
     async def _insert(self, request: ApiRequest, body: Sequence[Mapping[str, Any]], *,
                       from_csv: bool = False, put: bool = False) -> WriteResult:
         table = require_table(self.catalog, request.target)
-        rows = [_from_csv(table, r) for r in body] if from_csv else [dict(r) for r in body]
+        # The body's rows are only read here; hooks get copies (a retry runs this again).
+        rows = [_from_csv(table, r) for r in body] if from_csv else list(body)
         q = request.query
         missing_default = request.prefer.missing == "default"
         resolution: Literal["merge", "ignore"] | None = None
@@ -140,7 +141,7 @@ class Writer:
             ctx = self._context(tx, table.name, "insert")
             hooks = self.app.before("insert", table.name)
             if hooks:
-                rows = [await _apply(hooks, ctx, r) for r in rows]
+                rows = [await _apply(hooks, ctx, dict(r)) for r in rows]
                 groups = check_rows(table, rows, mode="insert", columns=q.columns,
                                     missing_default=missing_default)
             if guard is not None:
@@ -376,7 +377,8 @@ class Writer:
             raise RequestError("Query result exceeds max-affected preference constraint",
                                details=f"The query affects {n} rows", code="PGRST124")
 
-    def _check_put(self, table: Table, request: ApiRequest, rows: list[dict[str, Any]]) -> None:
+    def _check_put(self, table: Table, request: ApiRequest,
+                   rows: Sequence[Mapping[str, Any]]) -> None:
         if len(rows) != 1:
             raise InvalidBody("PUT takes exactly one JSON object", code="PGRST102")
         pk = table.primary_key
