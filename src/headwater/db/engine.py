@@ -548,6 +548,31 @@ class _SqliteTransaction(Transaction):
             await self.db._run(self.conn.conn.execute, verb)
 
 
+class _SqliteSingle(Transaction):
+    """A one-statement write (autocommit) on the writer thread."""
+
+    dialect = "sqlite"
+
+    def __init__(self, db: SqliteDatabase, conn: _SqliteConn) -> None:
+        self.db = db
+        self.conn = conn
+        self.sent = False
+
+    async def fetch(self, sql: str, params: Sequence[object]) -> list[Row]:
+        assert not self.sent, "a single-statement transaction ran a second statement"
+        self.sent = True
+        self.db._on_query()
+        executor = self.db._single_executor
+        if executor is None:
+            raise DatabaseUnavailable("Database is not started")
+        try:
+            rows: list[Row] = await asyncio.get_running_loop().run_in_executor(
+                executor, self.conn.fetchall, sql, params)
+        except sqlite3.Error as exc:
+            raise _sqlite_error(exc) from exc
+        return rows
+
+
 class SqliteDatabase(Database):
     dialect = "sqlite"
 
@@ -562,6 +587,8 @@ class SqliteDatabase(Database):
         self._slots = asyncio.Semaphore(self._size)
         self._writer = asyncio.Lock()
         self._inline: _InlineReader | None = None
+        self._single_executor: ThreadPoolExecutor | None = None
+        self._single_conn: _SqliteConn | None = None
         self._conns: list[_SqliteConn] = []
         self._executor: ThreadPoolExecutor | None = None
         self._in_use = 0
@@ -574,6 +601,10 @@ class SqliteDatabase(Database):
                 self._conns.append(conn)
                 self._idle.put(conn)
             self._inline = _InlineReader(self.path)
+            self._single_executor = ThreadPoolExecutor(1, thread_name_prefix="headwater-writer")
+            loop = asyncio.get_running_loop()
+            self._single_conn = await loop.run_in_executor(self._single_executor, _SqliteConn,
+                                                           self.path, self.settings)
         except sqlite3.Error as exc:
             raise DatabaseUnavailable("Could not open the SQLite database",
                                       details=str(exc)) from exc
@@ -582,6 +613,12 @@ class SqliteDatabase(Database):
         if self._inline is not None:
             self._inline.conn.close()
             self._inline = None
+        if self._single_executor is not None:
+            self._single_executor.shutdown(wait=True)
+            self._single_executor = None
+        if self._single_conn is not None:
+            self._single_conn.conn.close()
+            self._single_conn = None
         for c in self._conns:
             c.conn.close()
         self._conns.clear()
@@ -643,6 +680,22 @@ class SqliteDatabase(Database):
     @contextlib.asynccontextmanager
     async def transaction(self, *, rollback: bool = False,
                           single: bool = False) -> AsyncIterator[Transaction]:
+        if single and not rollback and self._single_conn is not None:
+            # One-statement writes go, in order, to one writer thread and connection, which
+            # runs them back to back: no lock is held while the event loop is elsewhere.
+            if self._writer.locked():  # a multi-statement transaction is open: follow it
+                await self._take_writer()
+                self._writer.release()
+            yield _SqliteSingle(self, self._single_conn)
+            return
+        await self._take_writer()
+        try:
+            async with self._write_tx(rollback, single) as tx:
+                yield tx
+        finally:
+            self._writer.release()
+
+    async def _take_writer(self) -> None:
         # SQLite admits one writer at a time and makes the others sleep and poll (busy_timeout
         # sleeps in steps of milliseconds): queueing this process's writers here instead hands
         # the lock over at once. Other processes still meet busy_timeout.
@@ -652,11 +705,6 @@ class SqliteDatabase(Database):
         except TimeoutError as exc:
             raise DatabaseUnavailable("Timed out waiting for the database's write lock",
                                       sent=False, retryable=False) from exc
-        try:
-            async with self._write_tx(rollback, single) as tx:
-                yield tx
-        finally:
-            self._writer.release()
 
     @contextlib.asynccontextmanager
     async def _write_tx(self, rollback: bool, single: bool) -> AsyncIterator[Transaction]:
