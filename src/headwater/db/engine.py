@@ -51,6 +51,10 @@ class Snapshot(ABC):
         ...
 
 
+#: A statement and its parameters.
+Statement = tuple[str, Sequence[object]]
+
+
 class Transaction(ABC):
     """One connection inside a read-write transaction; committed when the block ends cleanly."""
 
@@ -68,6 +72,16 @@ class Transaction(ABC):
         where the driver allows, it travels with the COMMIT (SQLite: one thread hop, not two).
         """
         await self.fetch(sql, params)
+
+    async def fetch_with(self, sql: str, params: Sequence[object],
+                         then: Callable[[list[Row]], Statement | None]) -> list[Row]:
+        """``sql``, then the statement ``then`` makes of its rows (if any), as one unit: where
+        the driver allows, in one call (SQLite's writer thread). ``then`` must not do I/O."""
+        rows = await self.fetch(sql, params)
+        follow = then(rows)
+        if follow is not None:
+            await self.fetch(*follow)
+        return rows
 
 
 class Database(ABC):
@@ -421,6 +435,27 @@ class _SqliteConn:
         finally:
             self.deadline = 0.0
 
+    def pair(self, sql: str, params: Sequence[object],
+             then: Callable[[list[Row]], Statement | None]) -> list[Row]:
+        """``sql`` and the statement ``then`` makes of its rows, in one transaction."""
+        c = self.conn
+        self.arm()
+        try:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                rows = c.execute(sql, params).fetchall()
+                follow = then(rows)
+                if follow is not None:
+                    c.execute(follow[0], follow[1]).fetchall()
+                c.execute("COMMIT")
+            except BaseException:
+                if c.in_transaction:
+                    c.execute("ROLLBACK")
+                raise
+            return rows
+        finally:
+            self.deadline = 0.0
+
     def finish(self, sql: str, params: Sequence[object], begin: str | None, verb: str) -> None:
         """The last statement, then COMMIT/ROLLBACK, in one call (the caller rolls back on
         errors, as for any statement)."""
@@ -568,6 +603,21 @@ class _SqliteSingle(Transaction):
         try:
             rows: list[Row] = await asyncio.get_running_loop().run_in_executor(
                 executor, self.conn.fetchall, sql, params)
+        except sqlite3.Error as exc:
+            raise _sqlite_error(exc) from exc
+        return rows
+
+    async def fetch_with(self, sql: str, params: Sequence[object],
+                         then: Callable[[list[Row]], Statement | None]) -> list[Row]:
+        assert not self.sent, "a single-statement transaction ran a second statement"
+        self.sent = True
+        self.db._on_query()
+        executor = self.db._single_executor
+        if executor is None:
+            raise DatabaseUnavailable("Database is not started")
+        try:
+            rows: list[Row] = await asyncio.get_running_loop().run_in_executor(
+                executor, self.conn.pair, sql, params, then)
         except sqlite3.Error as exc:
             raise _sqlite_error(exc) from exc
         return rows

@@ -215,11 +215,22 @@ class Outbox:
         return _events_cte(self.outbox, sql, n_params, op, tuple(key), count)
 
     async def record(self, tx: Transaction, records: Sequence[_Record],
-                     principal: Mapping[str, Any] | str, *, last: bool = False) -> None:
+                     principal: Mapping[str, Any] | str, *, last: bool = False,
+                     txid: int | None = None) -> None:
         """One statement for all of a transaction's events; ``last``: nothing follows it in
         the transaction (``Transaction.last``)."""
         if not records:
             return
+        sql, params = self.record_statement(records, principal, txid)
+        if last:
+            await tx.last(sql, params)
+        else:
+            await tx.fetch(sql, params)
+
+    def record_statement(self, records: Sequence[_Record], principal: Mapping[str, Any] | str,
+                         txid: int | None = None) -> tuple[str, list[object]]:
+        """The one statement that records ``records`` (see ``record``). ``txid``: SQLite has
+        no transaction id, so one transaction's statements pass the same random one."""
         who = principal if isinstance(principal, str) else _encode(principal).decode()
         params: list[object]
         if self.pg:
@@ -230,11 +241,9 @@ class Outbox:
                       [_encode(r.k).decode() for r in records], [js(r.n) for r in records],
                       [js(r.b) for r in records], who]
         else:
-            params = [_encode(records).decode(), who, secrets.randbits(62)]
-        if last:
-            await tx.last(self._record_sql, params)
-        else:
-            await tx.fetch(self._record_sql, params)
+            params = [_encode(records).decode(), who,
+                      secrets.randbits(62) if txid is None else txid]
+        return self._record_sql, params
 
     # --- relay --------------------------------------------------------------------------------
 
@@ -430,6 +439,8 @@ class EventBuffer:
     principal_text: str = field(init=False, default="")
     #: Set when a write statement recorded events itself (``Outbox.with_events``).
     inline: bool = False
+    #: The transaction id SQLite's statements record (PostgreSQL uses its own).
+    txid: int = field(default_factory=lambda: secrets.randbits(62))
 
     def __post_init__(self) -> None:
         self.principal_text = _encode(self.principal).decode()
@@ -471,7 +482,8 @@ class EventBuffer:
     async def flush(self, tx: Transaction, *, last: bool = False) -> None:
         if self.records:
             records, self.records = self.records, []
-            await self.outbox.record(tx, records, self.principal_text, last=last)
+            await self.outbox.record(tx, records, self.principal_text, last=last,
+                                     txid=self.txid)
 
 
 @dataclass(frozen=True, slots=True)

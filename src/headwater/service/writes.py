@@ -34,7 +34,7 @@ from headwater.db.dml import (
     insert_params,
     mutation_params,
 )
-from headwater.db.engine import Database, Transaction
+from headwater.db.engine import Database, Row, Statement, Transaction
 from headwater.db.sql import bind, compile_read
 from headwater.errors import InvalidBody, InvalidWrite, ParseError, RequestError, UnknownColumn
 from headwater.events.outbox import EventBuffer, Outbox
@@ -242,7 +242,10 @@ class Writer:
         outbox = self.outbox
         if outbox is None or not outbox.enabled or not outbox.wants(name, op):
             return True
-        return outbox.pg and not (op == "update" and outbox.wants_old(name))
+        # PostgreSQL records the events inside the statement; SQLite in a second one that
+        # travels with it (``Transaction.fetch_with``). An update whose events carry the old
+        # rows reads them first.
+        return not (op == "update" and outbox.wants_old(name))
 
     def _counted(self, table: Table, request: ApiRequest) -> bool:
         """May an insert return only how many rows it wrote? Yes when nothing reads them: no
@@ -300,10 +303,23 @@ class Writer:
         if count:
             result = await tx.fetch(sql, params)
             return int(result[0][0]) if self.db.dialect == "postgresql" else len(result)
-        rows = [_decode_row(r[0]) for r in await tx.fetch(sql, params)]
-        if events is not None and not inline and rows:
-            events.add_rows(table.name, op, table.primary_key, rows, old)
-        return rows
+        if events is None or inline or not events.outbox.wants(table.name, op):
+            return [_decode_row(r[0]) for r in await tx.fetch(sql, params)]
+        decoded: list[dict[str, Any]] = []
+
+        def record(raw: list[Row]) -> Statement | None:
+            # Runs where the statement ran (SQLite: its writer thread), before the commit.
+            assert events is not None
+            decoded.extend(_decode_row(r[0]) for r in raw)
+            events.add_rows(table.name, op, table.primary_key, decoded, old)
+            if not events.records:
+                return None
+            records, events.records = events.records, []
+            events.inline = True
+            return events.outbox.record_statement(records, events.principal_text, events.txid)
+
+        await tx.fetch_with(sql, params, record)
+        return decoded
 
     async def _old_rows(self, tx: Transaction, table: Table, plan: MutatePlan,
                         ) -> dict[tuple[Any, ...], dict[str, Any]] | None:
