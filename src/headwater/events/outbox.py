@@ -205,6 +205,13 @@ class Outbox:
                 f"{pick('b')}, ?2, ?3, strftime('%Y-%m-%dT%H:%M:%fZ', 'now') "
                 f"FROM json_each(?1) ORDER BY key")
 
+    def rows_statement(self, table: str, op: Operation, key: Sequence[str], rows: str,
+                       principal: str, txid: int) -> tuple[str, list[object]]:
+        """SQLite: the events of a write's returned rows (``rows``: their JSON texts as one
+        JSON array), made by SQLite itself: ids, keys and bodies with no per-row Python."""
+        return _sqlite_rows_events(self.outbox, op, tuple(key)), [rows, table, op, principal,
+                                                                   txid]
+
     def with_events(self, sql: str, n_params: int, op: Operation, key: Sequence[str], *,
                     count: bool = False) -> str:
         """PostgreSQL: ``sql`` (a write returning its rows, ``rows=True`` in
@@ -412,7 +419,27 @@ class Outbox:
         return [DeadLetter(r[0], r[1], r[2], r[3].encode(), int(r[4]), r[5]) for r in rows]
 
 
+_SQLITE_UUID4 = ("lower(hex(randomblob(4))) || '-' || lower(hex(randomblob(2))) || '-4' || "
+                 "substr(lower(hex(randomblob(2))), 2) || '-' || "
+                 "substr('89ab', 1 + abs(random()) % 4, 1) || "
+                 "substr(lower(hex(randomblob(2))), 2) || '-' || lower(hex(randomblob(6)))")
+
+
 @functools.lru_cache(maxsize=1024)
+def _sqlite_rows_events(outbox: str, op: Operation, key: tuple[str, ...]) -> str:
+    pk = ("json_object(" + ", ".join(f"{literal(k)}, value -> {literal('$.' + json_key(k))}"
+                                     for k in key) + ")") if key else "'{}'"
+    new, old = ("NULL", "value") if op == "delete" else ("value", "NULL")
+    return (f"INSERT INTO {outbox} (id, tbl, op, pk, new, old, principal, txid, at) "
+            f"SELECT {_SQLITE_UUID4}, ?2, ?3, {pk}, {new}, {old}, ?4, ?5, "
+            f"strftime('%Y-%m-%dT%H:%M:%fZ', 'now') FROM json_each(?1) ORDER BY key")
+
+
+def json_key(name: str) -> str:
+    """A JSON path member for ``name``, quoted as SQLite's path syntax wants."""
+    return '"' + name.replace('"', '\\"') + '"'
+
+
 @functools.lru_cache(maxsize=1024)
 def _events_cte(outbox: str, sql: str, n: int, op: Operation, key: tuple[str, ...],
                 count: bool = False) -> str:

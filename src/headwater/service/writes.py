@@ -300,26 +300,34 @@ class Writer:
                                             count=count)
             params = [*params, table.name, op, events.principal_text]
             events.inline = True
-        if count:
-            result = await tx.fetch(sql, params)
-            return int(result[0][0]) if self.db.dialect == "postgresql" else len(result)
         if events is None or inline or not events.outbox.wants(table.name, op):
+            if count:
+                result = await tx.fetch(sql, params)
+                return int(result[0][0]) if self.db.dialect == "postgresql" else len(result)
             return [_decode_row(r[0]) for r in await tx.fetch(sql, params)]
         decoded: list[dict[str, Any]] = []
+        outbox = events.outbox
 
         def record(raw: list[Row]) -> Statement | None:
             # Runs where the statement ran (SQLite: its writer thread), before the commit.
             assert events is not None
+            if not raw:
+                return None
+            events.inline = True
+            if old is None and not events.records:
+                # SQLite makes the events from the rows' JSON itself.
+                return outbox.rows_statement(table.name, op, table.primary_key,
+                                             "[" + ",".join(r[0] for r in raw) + "]",
+                                             events.principal_text, events.txid)
             decoded.extend(_decode_row(r[0]) for r in raw)
             events.add_rows(table.name, op, table.primary_key, decoded, old)
-            if not events.records:
-                return None
             records, events.records = events.records, []
-            events.inline = True
-            return events.outbox.record_statement(records, events.principal_text, events.txid)
+            return outbox.record_statement(records, events.principal_text, events.txid)
 
-        await tx.fetch_with(sql, params, record)
-        return decoded
+        rows = await tx.fetch_with(sql, params, record)
+        if count:
+            return len(rows)
+        return decoded or [_decode_row(r[0]) for r in rows]
 
     async def _old_rows(self, tx: Transaction, table: Table, plan: MutatePlan,
                         ) -> dict[tuple[Any, ...], dict[str, Any]] | None:
