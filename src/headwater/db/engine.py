@@ -563,7 +563,7 @@ class _SqliteTransaction(Transaction):
         begin, self.begin = self.begin, None
         if begin is not None:
             self.open = True
-        rows: list[Row] = await self.db._run(self.conn.fetchall, sql, params, begin)
+        rows: list[Row] = await self.db._write(self.conn.fetchall, sql, params, begin)
         return rows
 
     async def last(self, sql: str, params: Sequence[object]) -> None:
@@ -578,9 +578,9 @@ class _SqliteTransaction(Transaction):
         if final is not None:
             self.db._on_query()
             begin, self.begin = self.begin, None
-            await self.db._run(self.conn.finish, final[0], final[1], begin, verb)
+            await self.db._write(self.conn.finish, final[0], final[1], begin, verb)
         elif self.open:
-            await self.db._run(self.conn.conn.execute, verb)
+            await self.db._write(self.conn.conn.execute, verb)
 
 
 class _SqliteSingle(Transaction):
@@ -594,32 +594,28 @@ class _SqliteSingle(Transaction):
         self.sent = False
 
     async def fetch(self, sql: str, params: Sequence[object]) -> list[Row]:
-        assert not self.sent, "a single-statement transaction ran a second statement"
-        self.sent = True
-        self.db._on_query()
-        executor = self.db._single_executor
-        if executor is None:
-            raise DatabaseUnavailable("Database is not started")
-        try:
-            rows: list[Row] = await asyncio.get_running_loop().run_in_executor(
-                executor, self.conn.fetchall, sql, params)
-        except sqlite3.Error as exc:
-            raise _sqlite_error(exc) from exc
-        return rows
+        return await self._one(self.conn.fetchall, sql, params)
 
     async def fetch_with(self, sql: str, params: Sequence[object],
                          then: Callable[[list[Row]], Statement | None]) -> list[Row]:
+        return await self._one(self.conn.pair, sql, params, then)
+
+    async def _one(self, fn: Callable[..., list[Row]], *args: Any) -> list[Row]:
         assert not self.sent, "a single-statement transaction ran a second statement"
         self.sent = True
         self.db._on_query()
-        executor = self.db._single_executor
-        if executor is None:
-            raise DatabaseUnavailable("Database is not started")
+        db = self.db
+        # Unlocked, the job is queued at once, with no await in between: a transaction that
+        # begins later queues its BEGIN behind it, so the job never runs inside one. Locked, a
+        # multi-statement transaction is open: go after it.
+        locked = db._writer.locked()
+        if locked:
+            await db._take_writer()
         try:
-            rows: list[Row] = await asyncio.get_running_loop().run_in_executor(
-                executor, self.conn.pair, sql, params, then)
-        except sqlite3.Error as exc:
-            raise _sqlite_error(exc) from exc
+            rows: list[Row] = await db._write(fn, *args)
+        finally:
+            if locked:
+                db._writer.release()
         return rows
 
 
@@ -730,13 +726,15 @@ class SqliteDatabase(Database):
     @contextlib.asynccontextmanager
     async def transaction(self, *, rollback: bool = False,
                           single: bool = False) -> AsyncIterator[Transaction]:
-        if single and not rollback and self._single_conn is not None:
-            # One-statement writes go, in order, to one writer thread and connection, which
-            # runs them back to back: no lock is held while the event loop is elsewhere.
-            if self._writer.locked():  # a multi-statement transaction is open: follow it
-                await self._take_writer()
-                self._writer.release()
-            yield _SqliteSingle(self, self._single_conn)
+        # Every write of this process runs on one writer thread and connection. One-statement
+        # writes are queued there as they come and run back to back with no lock held while
+        # the event loop is elsewhere; a multi-statement transaction holds ``_writer`` from
+        # BEGIN to COMMIT so that nothing else runs inside it.
+        conn = self._single_conn
+        if conn is None:
+            raise DatabaseUnavailable("Database is not started")
+        if single and not rollback:
+            yield _SqliteSingle(self, conn)
             return
         await self._take_writer()
         try:
@@ -758,25 +756,40 @@ class SqliteDatabase(Database):
 
     @contextlib.asynccontextmanager
     async def _write_tx(self, rollback: bool, single: bool) -> AsyncIterator[Transaction]:
-        async with self._acquire() as conn:
-            # IMMEDIATE takes the write lock up front, so a busy database fails fast at BEGIN
-            # (after busy_timeout) instead of midway through the request.
-            tx = _SqliteTransaction(self, conn, None if single and not rollback
-                                    else "BEGIN IMMEDIATE")
-            try:
-                yield tx
-            except BaseException:
-                if conn.conn.in_transaction:
-                    with contextlib.suppress(HeadwaterError):
-                        await self._run(conn.conn.execute, "ROLLBACK")
-                raise
-            try:
-                await tx.end("ROLLBACK" if rollback else "COMMIT")
-            except BaseException:
-                if conn.conn.in_transaction:
-                    with contextlib.suppress(HeadwaterError):
-                        await self._run(conn.conn.execute, "ROLLBACK")
-                raise
+        conn = self._single_conn
+        assert conn is not None
+        # IMMEDIATE takes the write lock up front, so a busy database (another process)
+        # fails fast at BEGIN (after busy_timeout) instead of midway through the request.
+        tx = _SqliteTransaction(self, conn, None if single and not rollback
+                                else "BEGIN IMMEDIATE")
+        try:
+            yield tx
+        except BaseException:
+            await self._rollback(conn)
+            raise
+        try:
+            await tx.end("ROLLBACK" if rollback else "COMMIT")
+        except BaseException:
+            await self._rollback(conn)
+            raise
+
+    async def _rollback(self, conn: _SqliteConn) -> None:
+        def rollback() -> None:
+            if conn.conn.in_transaction:
+                conn.conn.execute("ROLLBACK")
+
+        with contextlib.suppress(HeadwaterError):
+            await self._write(rollback)
+
+    async def _write(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn`` on the writer thread (where the writer connection is used, and only there)."""
+        executor = self._single_executor
+        if executor is None:
+            raise DatabaseUnavailable("Database is not started")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+        except sqlite3.Error as exc:
+            raise _sqlite_error(exc) from exc
 
     async def ping(self) -> None:
         await self.fetchrow("SELECT 1", ())

@@ -22,6 +22,7 @@ the catalog never serves.
 from __future__ import annotations
 
 import functools
+import random
 import secrets
 import time
 import uuid
@@ -111,6 +112,9 @@ class Outbox:
         self.dead_letters = prefix + f'"{DEAD_LETTERS}"'
         self.leases = prefix + f'"{LEASES}"'
         self._record_sql = self._compile_record()
+        # SQLite's transaction ids: random (several processes write one file), from a
+        # generator seeded once, not a system call per transaction.
+        self._txids = random.Random(secrets.randbits(64))
 
     # --- settings -----------------------------------------------------------------------------
 
@@ -127,6 +131,9 @@ class Outbox:
 
     def wants_old(self, table: str) -> bool:
         return self.wants(table, "update") and (self._old_all or table in self._old)
+
+    def next_txid(self) -> int:
+        return self._txids.getrandbits(62)
 
     def committed(self) -> None:
         for listener in self.listeners:
@@ -249,7 +256,7 @@ class Outbox:
                       [js(r.b) for r in records], who]
         else:
             params = [_encode(records).decode(), who,
-                      secrets.randbits(62) if txid is None else txid]
+                      self.next_txid() if txid is None else txid]
         return self._record_sql, params
 
     # --- relay --------------------------------------------------------------------------------
@@ -467,10 +474,11 @@ class EventBuffer:
     #: Set when a write statement recorded events itself (``Outbox.with_events``).
     inline: bool = False
     #: The transaction id SQLite's statements record (PostgreSQL uses its own).
-    txid: int = field(default_factory=lambda: secrets.randbits(62))
+    txid: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         self.principal_text = _encode(self.principal).decode()
+        self.txid = self.outbox.next_txid()
 
     def emit(self, table: str, op: Operation, new: Mapping[str, Any] | None = None,
              old: Mapping[str, Any] | None = None) -> None:

@@ -126,7 +126,7 @@ class Relay:
         if not self.eager:
             # Nobody to deliver to (embedded, no handlers): the rows are only marked, as a
             # log kept for ``outbox_retention``; no message bodies are built.
-            async with self.db.transaction() as tx:
+            async with self.db.transaction(single=True) as tx:  # one statement
                 return await self.outbox.mark_pending_sent(tx, self.batch)
         if self.outbox.pg:
             async with self.db.transaction() as tx:
@@ -144,7 +144,7 @@ class Relay:
                 return 0
             confirmed, failure = await self._publish(rows)
             if confirmed:
-                async with self.db.transaction() as tx:
+                async with self.db.transaction(single=True) as tx:  # one statement
                     await self.outbox.mark_sent(tx, [r.seq for r in rows[:confirmed]])
         if failure is not None:
             raise failure
