@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -165,6 +166,7 @@ class Headwater:
         self._openapi = None
         self.metrics.catalog_reloads.labels("ok").inc()
         self.log.info("catalog_loaded", tables=len(catalog.tables), dialect=catalog.dialect)
+        _settle_heap()
         return True
 
     async def close(self) -> None:
@@ -226,6 +228,14 @@ class Headwater:
     def console_dir(self) -> str | None:
         path = Path(__file__).parent / "console"
         return str(path) if (path / "index.html").is_file() else None
+
+
+def _settle_heap() -> None:
+    """Move what start-up (and a catalog load) allocated out of the collector's sight: these
+    objects live as long as the process, and the imports and introspection made so many that
+    each full collection paused the event loop for ~50 ms (the p99 of every benchmark)."""
+    gc.collect()
+    gc.freeze()
 
 
 def create_app(settings: Settings) -> Front:
