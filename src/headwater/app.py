@@ -34,6 +34,7 @@ from headwater.observability.logging import LEVELS, make_logger
 from headwater.observability.metrics import Metrics
 from headwater.resilience.admission import Admission
 from headwater.resilience.breaker import BreakerPolicy, BreakerState, CircuitBreaker
+from headwater.resilience.bulkhead import Bulkhead
 from headwater.service.hooks import App, load_app
 from headwater.settings_file import load_security
 
@@ -57,7 +58,9 @@ class Headwater:
             self.db.breaker = self.breaker("database", BreakerPolicy(
                 consecutive_failures=settings.db_breaker_failures,
                 reset_timeout=settings.db_breaker_reset))
-        self._bulkheads: dict[str, asyncio.Semaphore] = {}
+        #: At most half the pool may wait on writes to one table: a locked row or a hot table
+        #: can slow its own writers, never starve every other request of connections.
+        self.bulkhead = Bulkhead(max(1, settings.pool_max_size // 2), settings.pool_timeout)
         self.admission = Admission(settings.max_inflight, settings.max_loop_lag_ms / 1000)
         self.redis = (RedisStore(settings.redis_url, self.breaker("redis"),
                                  timeout=settings.redis_timeout)
@@ -94,28 +97,6 @@ class Headwater:
             await self.cache.invalidate_all()
         else:
             await self.cache.invalidate(sorted(tables))
-
-    @contextlib.asynccontextmanager
-    async def bulkhead(self, table: str) -> AsyncIterator[None]:
-        """At most half the pool may wait on writes to one table: a locked row or a hot table
-        can slow its own writers, never starve every other request of connections."""
-        sem = self._bulkheads.get(table)
-        if sem is None:
-            sem = self._bulkheads[table] = asyncio.Semaphore(
-                max(1, self.settings.pool_max_size // 2))
-        try:
-            if sem.locked():
-                async with asyncio.timeout(self.settings.pool_timeout):  # no task, unlike wait_for
-                    await sem.acquire()
-            else:
-                await sem.acquire()
-        except TimeoutError:
-            raise DatabaseUnavailable(f"Too many writes to {table} are waiting",
-                                      sent=False, retryable=False) from None
-        try:
-            yield
-        finally:
-            sem.release()
 
     def log_enabled(self, level: str) -> bool:
         return LEVELS.get(self.settings.log_level.lower(), 20) <= LEVELS[level]
