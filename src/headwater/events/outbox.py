@@ -434,8 +434,9 @@ _SQLITE_UUID4 = ("lower(hex(randomblob(4))) || '-' || lower(hex(randomblob(2))) 
 
 @functools.lru_cache(maxsize=1024)
 def _sqlite_rows_events(outbox: str, op: Operation, key: tuple[str, ...]) -> str:
-    pk = ("json_object(" + ", ".join(f"{literal(k)}, value -> {literal('$.' + json_key(k))}"
-                                     for k in key) + ")") if key else "'{}'"
+    pk = ("json_object(" + ", ".join(
+        f"{literal(k)}, json_quote(json_extract(value, {literal('$.' + json_key(k))}))"
+        for k in key) + ")") if key else "'{}'"
     new, old = ("NULL", "value") if op == "delete" else ("value", "NULL")
     return (f"INSERT INTO {outbox} (id, tbl, op, pk, new, old, principal, txid, at) "
             f"SELECT {_SQLITE_UUID4}, ?2, ?3, {pk}, {new}, {old}, ?4, ?5, "
