@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from headwater.errors import Conflict
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> SqliteDatabase:
+async def db(tmp_path: Path) -> AsyncIterator[SqliteDatabase]:
     path = tmp_path / "e.db"
     conn = sqlite3.connect(path)
     conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL UNIQUE)")
@@ -22,7 +23,7 @@ async def db(tmp_path: Path) -> SqliteDatabase:
     conn.close()
     database = SqliteDatabase(Settings(database_url=f"sqlite:///{path}", pool_max_size=4))
     await database.start()
-    yield database  # type: ignore[misc]
+    yield database
     await database.close()
 
 
