@@ -55,7 +55,8 @@ def compile_insert(dialect: Dialect, schema: str | None, shape: InsertShape, *,
     """``rows=True`` (PostgreSQL): return the rows themselves, for a statement around it
     (``headwater.events.outbox.with_events``), instead of one JSON text per row.
     ``count=True``: nobody reads the rows; return only how many (PostgreSQL: one row with the
-    count; SQLite: a 1 per row), sparing the encoding and transfer of every row."""
+    count; SQLite: no rows, ``Transaction.execute`` gives the count), sparing every row's
+    encoding and transfer."""
     b = _UnqualifiedBuilder(dialect, schema)
     cols = shape.columns
     names = ", ".join(ident(c.name) for c in cols)
@@ -83,12 +84,13 @@ def compile_insert(dialect: Dialect, schema: str | None, shape: InsertShape, *,
         else:
             conflict = f" ON CONFLICT ({keys}) DO NOTHING"
     if rows and b.pg:
-        returning = "t0.*"
+        returning = " RETURNING t0.*"
     elif count:
-        returning = "1"
+        # SQLite: no rows at all (the driver's row count says how many).
+        returning = " RETURNING 1" if b.pg else ""
     else:
-        returning = _row_json(b, "t0" if b.pg else "", shape.returning)
-    sql = f"INSERT INTO {target}{source}{conflict} RETURNING {returning}"
+        returning = " RETURNING " + _row_json(b, "t0" if b.pg else "", shape.returning)
+    sql = f"INSERT INTO {target}{source}{conflict}{returning}"
     if count and b.pg and not rows:
         return f"WITH w AS ({sql}) SELECT count(*)::int FROM w"
     return sql

@@ -74,6 +74,12 @@ class Transaction(ABC):
         """
         await self.fetch(sql, params)
 
+    async def execute(self, sql: str, params: Sequence[object]) -> int:
+        """A statement with no RETURNING; how many rows it changed. (On SQLite every row a
+        statement returns is one more hand-over of the GIL between threads: a statement that
+        only needs a count should not return rows.)"""
+        return len(await self.fetch(sql, params))
+
     async def fetch_with(self, sql: str, params: Sequence[object],
                          then: Callable[[list[Row]], Statement | None]) -> list[Row]:
         """``sql``, then the statement ``then`` makes of its rows (if any), as one unit: where
@@ -440,6 +446,13 @@ class _SqliteConn:
         finally:
             self.deadline = 0.0
 
+    def changes(self, sql: str, params: Sequence[object]) -> int:
+        self.arm()
+        try:
+            return self.conn.execute(sql, params).rowcount
+        finally:
+            self.deadline = 0.0
+
     def pair(self, sql: str, params: Sequence[object],
              then: Callable[[list[Row]], Statement | None]) -> list[Row]:
         """``sql`` and the statement ``then`` makes of its rows, in one transaction."""
@@ -571,6 +584,16 @@ class _SqliteTransaction(Transaction):
         rows: list[Row] = await self.db._write(self.conn.fetchall, sql, params, begin)
         return rows
 
+    async def execute(self, sql: str, params: Sequence[object]) -> int:
+        assert self.final is None, "a statement after the transaction's last one"
+        self.db._on_query()
+        begin, self.begin = self.begin, None
+        if begin is not None:
+            self.open = True
+            await self.db._write(self.conn.conn.execute, begin)
+        count: int = await self.db._write(self.conn.changes, sql, params)
+        return count
+
     async def last(self, sql: str, params: Sequence[object]) -> None:
         if not self.open and self.begin is None:  # autocommit: nothing to end
             await self.fetch(sql, params)
@@ -599,13 +622,19 @@ class _SqliteSingle(Transaction):
         self.sent = False
 
     async def fetch(self, sql: str, params: Sequence[object]) -> list[Row]:
-        return await self._one(self.conn.fetchall, sql, params)
+        rows: list[Row] = await self._one(self.conn.fetchall, sql, params)
+        return rows
 
     async def fetch_with(self, sql: str, params: Sequence[object],
                          then: Callable[[list[Row]], Statement | None]) -> list[Row]:
-        return await self._one(self.conn.pair, sql, params, then)
+        rows: list[Row] = await self._one(self.conn.pair, sql, params, then)
+        return rows
 
-    async def _one(self, fn: Callable[..., list[Row]], *args: Any) -> list[Row]:
+    async def execute(self, sql: str, params: Sequence[object]) -> int:
+        count: int = await self._one(self.conn.changes, sql, params)
+        return count
+
+    async def _one(self, fn: Callable[..., Any], *args: Any) -> Any:
         assert not self.sent, "a single-statement transaction ran a second statement"
         self.sent = True
         self.db._on_query()
@@ -617,11 +646,10 @@ class _SqliteSingle(Transaction):
         if locked:
             await db._take_writer()
         try:
-            rows: list[Row] = await db._write(fn, *args)
+            return await db._write(fn, *args)
         finally:
             if locked:
                 db._writer.release()
-        return rows
 
 
 class SqliteDatabase(Database):

@@ -294,9 +294,9 @@ class Outbox:
             await tx.fetch(f"UPDATE {self.outbox} SET sent_at = now() "
                            f"WHERE seq = ANY($1::bigint[])", (list(seqs),))
         else:
-            await tx.fetch(f"UPDATE {self.outbox} SET sent_at = ?1 WHERE seq IN "
-                           f"(SELECT value FROM json_each(?2))",
-                           (time.time(), _encode(list(seqs)).decode()))
+            await tx.execute(f"UPDATE {self.outbox} SET sent_at = ?1 WHERE seq IN "
+                             f"(SELECT value FROM json_each(?2))",
+                             (time.time(), _encode(list(seqs)).decode()))
 
     async def mark_pending_sent(self, tx: Transaction, limit: int) -> int:
         """Mark up to ``limit`` pending rows sent without reading them (nothing consumes)."""
@@ -305,12 +305,10 @@ class Outbox:
                 f"UPDATE {self.outbox} SET sent_at = now() WHERE seq IN (SELECT seq FROM "
                 f"{self.outbox} WHERE sent_at IS NULL ORDER BY seq LIMIT $1 "
                 f"FOR UPDATE SKIP LOCKED) RETURNING 1", (limit,))
-        else:
-            rows = await tx.fetch(
-                f"UPDATE {self.outbox} SET sent_at = ?1 WHERE seq IN (SELECT seq FROM "
-                f"{self.outbox} WHERE sent_at IS NULL ORDER BY seq LIMIT ?2) RETURNING 1",
-                (time.time(), limit))
-        return len(rows)
+            return len(rows)
+        return await tx.execute(
+            f"UPDATE {self.outbox} SET sent_at = ?1 WHERE seq IN (SELECT seq FROM "
+            f"{self.outbox} WHERE sent_at IS NULL ORDER BY seq LIMIT ?2)", (time.time(), limit))
 
     async def lease(self, tx: Transaction, name: str, holder: str, seconds: float) -> bool:
         """Take or renew a named lease; True while ``holder`` has it."""

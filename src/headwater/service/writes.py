@@ -302,8 +302,9 @@ class Writer:
             events.inline = True
         if events is None or inline or not events.outbox.wants(table.name, op):
             if count:
-                result = await tx.fetch(sql, params)
-                return int(result[0][0]) if self.db.dialect == "postgresql" else len(result)
+                if self.db.dialect == "postgresql":
+                    return int((await tx.fetch(sql, params))[0][0])
+                return await tx.execute(sql, params)
             return [_decode_row(r[0]) for r in await tx.fetch(sql, params)]
         decoded: list[dict[str, Any]] = []
         outbox = events.outbox
