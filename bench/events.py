@@ -61,7 +61,7 @@ from headwater.events.outbox import EventBuffer, Outbox  # noqa: E402
 from headwater.events.relay import Relay  # noqa: E402
 from headwater.observability.logging import make_logger  # noqa: E402
 from headwater.observability.metrics import Metrics  # noqa: E402
-from headwater.testing import ServerProcess  # noqa: E402
+from headwater.testing import ServerProcess, queue_consumers  # noqa: E402
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -249,7 +249,7 @@ def worker_process(db_url: str, env: dict[str, str], log: Path) -> Iterator[None
         env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_DIR)
     try:
         deadline = time.monotonic() + 30
-        while asyncio.run(_consumers(BENCH_QUEUE)) == 0:
+        while asyncio.run(queue_consumers(AMQP_URL, BENCH_QUEUE)) == 0:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the worker did not start: {log.read_text()[-2000:]}")
             time.sleep(0.1)
@@ -258,19 +258,6 @@ def worker_process(db_url: str, env: dict[str, str], log: Path) -> Iterator[None
         proc.terminate()
         proc.wait(10)
         out.close()
-
-
-async def _consumers(queue: str) -> int:
-    connection = await aio_pika.connect(AMQP_URL, timeout=5)
-    try:
-        channel = await connection.channel()
-        try:
-            q = await channel.declare_queue(queue, passive=True)
-        except aio_pika.exceptions.ChannelClosed:
-            return 0
-        return int(q.declaration_result.consumer_count or 0)
-    finally:
-        await connection.close()
 
 
 BENCH_QUEUE = "headwater.bench-latency"

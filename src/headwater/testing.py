@@ -79,3 +79,20 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+async def queue_consumers(amqp_url: str, queue: str) -> int:
+    """How many consumers a RabbitMQ queue has (0 if it does not exist yet): whether a
+    ``headwater worker`` has subscribed."""
+    import aio_pika
+
+    connection = await aio_pika.connect(amqp_url, timeout=10)
+    try:
+        channel = await connection.channel()
+        try:
+            q = await channel.declare_queue(queue, passive=True)
+        except aio_pika.exceptions.ChannelClosed:
+            return 0
+        return int(q.declaration_result.consumer_count or 0)
+    finally:
+        await connection.close()

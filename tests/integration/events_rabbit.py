@@ -93,20 +93,6 @@ async def delete_queues(url: str, names: Sequence[str]) -> None:
         await connection.close()
 
 
-async def consumers(url: str, queue: str) -> int:
-    """How many consumers a queue has (0 if it does not exist yet)."""
-    connection = await aio_pika.connect(url, timeout=10)
-    try:
-        channel = await connection.channel()
-        try:
-            q = await channel.declare_queue(queue, passive=True)
-        except aio_pika.exceptions.ChannelClosed:
-            return 0
-        return int(q.declaration_result.consumer_count or 0)
-    finally:
-        await connection.close()
-
-
 def _port_open(port: int = 5672) -> bool:
     with socket.socket() as s:
         s.settimeout(0.5)

@@ -23,8 +23,8 @@ import httpx
 import pytest
 
 from headwater.events.webhook import SIGNATURE, verify
-from headwater.testing import ServerProcess, free_port
-from tests.integration.events_rabbit import ProbeQueue, consumers, delete_queues
+from headwater.testing import ServerProcess, free_port, queue_consumers
+from tests.integration.events_rabbit import ProbeQueue, delete_queues
 from tests.integration.test_events_outbox import customer, eventually, make_database, new_id
 
 SECRET = "s3cret"
@@ -143,7 +143,7 @@ def stack(amqp_url: str, tmp_path_factory: pytest.TempPathFactory,
         stdout=worker_out, stderr=subprocess.STDOUT)
     try:
         with ServerProcess(db_url, env=env) as server:
-            eventually(lambda: all(asyncio.run(consumers(amqp_url, q)) for q in queues), 30)
+            eventually(lambda: all(asyncio.run(queue_consumers(amqp_url, q)) for q in queues), 30)
             yield Stack(server.url, db_url, amqp_url, log, fix, suffix, env, hooks)
     finally:
         worker.terminate()

@@ -74,11 +74,8 @@ def guarded(hw: Headwater, fn: Endpoint) -> Endpoint:
     return endpoint
 
 
-def parse_request(request: Request, table: str,
-                  h: dict[bytes, bytes] | None = None) -> grammar.ApiRequest:
-    """``h``: the request's headers from ``header_map``, when the caller has them."""
-    if h is None:
-        h = header_map(request.scope)
+def parse_request(request: Request, table: str, h: dict[bytes, bytes]) -> grammar.ApiRequest:
+    """``h``: the request's headers (``header_map``)."""
     method = request.method
 
     def text(name: bytes) -> str | None:

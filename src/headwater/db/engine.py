@@ -446,9 +446,11 @@ class _SqliteConn:
         finally:
             self.deadline = 0.0
 
-    def changes(self, sql: str, params: Sequence[object]) -> int:
+    def changes(self, sql: str, params: Sequence[object], begin: str | None = None) -> int:
         self.arm()
         try:
+            if begin is not None:
+                self.conn.execute(begin)
             return self.conn.execute(sql, params).rowcount
         finally:
             self.deadline = 0.0
@@ -567,37 +569,28 @@ class _SqliteTransaction(Transaction):
 
     dialect = "sqlite"
 
-    def __init__(self, db: SqliteDatabase, conn: _SqliteConn, begin: str | None) -> None:
+    def __init__(self, db: SqliteDatabase, conn: _SqliteConn) -> None:
         self.db = db
         self.conn = conn
-        #: Sent before the next statement; None once sent (or for autocommit).
-        self.begin = begin
-        self.open = False
-        self.final: tuple[str, Sequence[object]] | None = None
+        #: Sent with the next statement; None once sent (the transaction is open).
+        self.begin: str | None = "BEGIN IMMEDIATE"
+        self.final: Statement | None = None
 
-    async def fetch(self, sql: str, params: Sequence[object]) -> list[Row]:
+    def _next(self) -> str | None:
         assert self.final is None, "a statement after the transaction's last one"
         self.db._on_query()
         begin, self.begin = self.begin, None
-        if begin is not None:
-            self.open = True
-        rows: list[Row] = await self.db._write(self.conn.fetchall, sql, params, begin)
+        return begin
+
+    async def fetch(self, sql: str, params: Sequence[object]) -> list[Row]:
+        rows: list[Row] = await self.db._write(self.conn.fetchall, sql, params, self._next())
         return rows
 
     async def execute(self, sql: str, params: Sequence[object]) -> int:
-        assert self.final is None, "a statement after the transaction's last one"
-        self.db._on_query()
-        begin, self.begin = self.begin, None
-        if begin is not None:
-            self.open = True
-            await self.db._write(self.conn.conn.execute, begin)
-        count: int = await self.db._write(self.conn.changes, sql, params)
+        count: int = await self.db._write(self.conn.changes, sql, params, self._next())
         return count
 
     async def last(self, sql: str, params: Sequence[object]) -> None:
-        if not self.open and self.begin is None:  # autocommit: nothing to end
-            await self.fetch(sql, params)
-            return
         self.final = (sql, params)
 
     async def end(self, verb: str) -> None:
@@ -607,7 +600,7 @@ class _SqliteTransaction(Transaction):
             self.db._on_query()
             begin, self.begin = self.begin, None
             await self.db._write(self.conn.finish, final[0], final[1], begin, verb)
-        elif self.open:
+        elif self.begin is None:  # something was sent: end it
             await self.db._write(self.conn.conn.execute, verb)
 
 
@@ -642,14 +635,14 @@ class _SqliteSingle(Transaction):
         # Unlocked, the job is queued at once, with no await in between: a transaction that
         # begins later queues its BEGIN behind it, so the job never runs inside one. Locked, a
         # multi-statement transaction is open: go after it.
-        locked = db._writer.locked()
+        locked = db._write_lock.locked()
         if locked:
-            await db._take_writer()
+            await db._take_write_lock()
         try:
             return await db._write(fn, *args)
         finally:
             if locked:
-                db._writer.release()
+                db._write_lock.release()
 
 
 class SqliteDatabase(Database):
@@ -664,10 +657,10 @@ class SqliteDatabase(Database):
         self._size = max(1, settings.pool_max_size)
         self._idle: queue.SimpleQueue[_SqliteConn] = queue.SimpleQueue()
         self._slots = asyncio.Semaphore(self._size)
-        self._writer = asyncio.Lock()
+        self._write_lock = asyncio.Lock()
         self._inline: _InlineReader | None = None
-        self._single_executor: ThreadPoolExecutor | None = None
-        self._single_conn: _SqliteConn | None = None
+        self._write_executor: ThreadPoolExecutor | None = None
+        self._write_conn: _SqliteConn | None = None
         self._conns: list[_SqliteConn] = []
         self._executor: ThreadPoolExecutor | None = None
         self._in_use = 0
@@ -680,9 +673,9 @@ class SqliteDatabase(Database):
                 self._conns.append(conn)
                 self._idle.put(conn)
             self._inline = _InlineReader(self.path)
-            self._single_executor = ThreadPoolExecutor(1, thread_name_prefix="headwater-writer")
+            self._write_executor = ThreadPoolExecutor(1, thread_name_prefix="headwater-writer")
             loop = asyncio.get_running_loop()
-            self._single_conn = await loop.run_in_executor(self._single_executor, _SqliteConn,
+            self._write_conn = await loop.run_in_executor(self._write_executor, _SqliteConn,
                                                            self.path, self.settings)
         except sqlite3.Error as exc:
             raise DatabaseUnavailable("Could not open the SQLite database",
@@ -692,12 +685,12 @@ class SqliteDatabase(Database):
         if self._inline is not None:
             self._inline.conn.close()
             self._inline = None
-        if self._single_executor is not None:
-            self._single_executor.shutdown(wait=True)
-            self._single_executor = None
-        if self._single_conn is not None:
-            self._single_conn.conn.close()
-            self._single_conn = None
+        if self._write_executor is not None:
+            self._write_executor.shutdown(wait=True)
+            self._write_executor = None
+        if self._write_conn is not None:
+            self._write_conn.conn.close()
+            self._write_conn = None
         for c in self._conns:
             c.conn.close()
         self._conns.clear()
@@ -756,49 +749,41 @@ class SqliteDatabase(Database):
                           single: bool = False) -> AsyncIterator[Transaction]:
         # Every write of this process runs on one writer thread and connection. One-statement
         # writes are queued there as they come and run back to back with no lock held while
-        # the event loop is elsewhere; a multi-statement transaction holds ``_writer`` from
+        # the event loop is elsewhere; a multi-statement transaction holds ``_write_lock`` from
         # BEGIN to COMMIT so that nothing else runs inside it.
-        conn = self._single_conn
+        conn = self._write_conn
         if conn is None:
             raise DatabaseUnavailable("Database is not started")
         if single and not rollback:
             yield _SqliteSingle(self, conn)
             return
-        await self._take_writer()
+        await self._take_write_lock()
+        # IMMEDIATE takes the write lock up front, so a busy database (another process)
+        # fails fast at BEGIN (after busy_timeout) instead of midway through the request.
+        tx = _SqliteTransaction(self, conn)
         try:
-            async with self._write_tx(rollback, single) as tx:
+            try:
                 yield tx
+            except BaseException:
+                await self._rollback(conn)
+                raise
+            try:
+                await tx.end("ROLLBACK" if rollback else "COMMIT")
+            except BaseException:
+                await self._rollback(conn)
+                raise
         finally:
-            self._writer.release()
+            self._write_lock.release()
 
-    async def _take_writer(self) -> None:
+    async def _take_write_lock(self) -> None:
         # SQLite admits one writer at a time and makes the others sleep and poll (busy_timeout
         # sleeps in steps of milliseconds): queueing this process's writers here instead hands
         # the lock over at once. Other processes still meet busy_timeout.
         try:
-            await acquire_within(self._writer, self.settings.pool_timeout)
+            await acquire_within(self._write_lock, self.settings.pool_timeout)
         except TimeoutError as exc:
             raise DatabaseUnavailable("Timed out waiting for the database's write lock",
                                       sent=False, retryable=False) from exc
-
-    @contextlib.asynccontextmanager
-    async def _write_tx(self, rollback: bool, single: bool) -> AsyncIterator[Transaction]:
-        conn = self._single_conn
-        assert conn is not None
-        # IMMEDIATE takes the write lock up front, so a busy database (another process)
-        # fails fast at BEGIN (after busy_timeout) instead of midway through the request.
-        tx = _SqliteTransaction(self, conn, None if single and not rollback
-                                else "BEGIN IMMEDIATE")
-        try:
-            yield tx
-        except BaseException:
-            await self._rollback(conn)
-            raise
-        try:
-            await tx.end("ROLLBACK" if rollback else "COMMIT")
-        except BaseException:
-            await self._rollback(conn)
-            raise
 
     async def _rollback(self, conn: _SqliteConn) -> None:
         def rollback() -> None:
@@ -810,7 +795,7 @@ class SqliteDatabase(Database):
 
     async def _write(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn`` on the writer thread (where the writer connection is used, and only there)."""
-        executor = self._single_executor
+        executor = self._write_executor
         if executor is None:
             raise DatabaseUnavailable("Database is not started")
         try:

@@ -229,8 +229,8 @@ class Outbox:
         return _events_cte(self.outbox, sql, n_params, op, tuple(key), count)
 
     async def record(self, tx: Transaction, records: Sequence[_Record],
-                     principal: Mapping[str, Any] | str, *, last: bool = False,
-                     txid: int | None = None) -> None:
+                     principal: Mapping[str, Any] | str, txid: int, *,
+                     last: bool = False) -> None:
         """One statement for all of a transaction's events; ``last``: nothing follows it in
         the transaction (``Transaction.last``)."""
         if not records:
@@ -242,7 +242,7 @@ class Outbox:
             await tx.fetch(sql, params)
 
     def record_statement(self, records: Sequence[_Record], principal: Mapping[str, Any] | str,
-                         txid: int | None = None) -> tuple[str, list[object]]:
+                         txid: int) -> tuple[str, list[object]]:
         """The one statement that records ``records`` (see ``record``). ``txid``: SQLite has
         no transaction id, so one transaction's statements pass the same random one."""
         who = principal if isinstance(principal, str) else _encode(principal).decode()
@@ -255,8 +255,7 @@ class Outbox:
                       [_encode(r.k).decode() for r in records], [js(r.n) for r in records],
                       [js(r.b) for r in records], who]
         else:
-            params = [_encode(records).decode(), who,
-                      self.next_txid() if txid is None else txid]
+            params = [_encode(records).decode(), who, txid]
         return self._record_sql, params
 
     # --- relay --------------------------------------------------------------------------------
@@ -433,7 +432,7 @@ _SQLITE_UUID4 = ("lower(hex(randomblob(4))) || '-' || lower(hex(randomblob(2))) 
 @functools.lru_cache(maxsize=1024)
 def _sqlite_rows_events(outbox: str, op: Operation, key: tuple[str, ...]) -> str:
     pk = ("json_object(" + ", ".join(
-        f"{literal(k)}, json_quote(json_extract(value, {literal('$.' + json_key(k))}))"
+        f"{literal(k)}, json_quote(json_extract(value, {literal('$.' + _json_key(k))}))"
         for k in key) + ")") if key else "'{}'"
     new, old = ("NULL", "value") if op == "delete" else ("value", "NULL")
     return (f"INSERT INTO {outbox} (id, tbl, op, pk, new, old, principal, txid, at) "
@@ -441,7 +440,7 @@ def _sqlite_rows_events(outbox: str, op: Operation, key: tuple[str, ...]) -> str
             f"strftime('%Y-%m-%dT%H:%M:%fZ', 'now') FROM json_each(?1) ORDER BY key")
 
 
-def json_key(name: str) -> str:
+def _json_key(name: str) -> str:
     """A JSON path member for ``name``, quoted as SQLite's path syntax wants."""
     return '"' + name.replace('"', '\\"') + '"'
 
@@ -516,8 +515,7 @@ class EventBuffer:
     async def flush(self, tx: Transaction, *, last: bool = False) -> None:
         if self.records:
             records, self.records = self.records, []
-            await self.outbox.record(tx, records, self.principal_text, last=last,
-                                     txid=self.txid)
+            await self.outbox.record(tx, records, self.principal_text, self.txid, last=last)
 
 
 @dataclass(frozen=True, slots=True)

@@ -262,8 +262,9 @@ class Writer:
     async def _transaction(self, *, rollback: bool,
                            single: bool = False) -> AsyncIterator[Transaction]:
         """The request's one transaction. Its events go to the outbox inside it, so they
-        commit (or roll back) with it: on PostgreSQL within each write statement, on SQLite
-        (and for rows hooks ``emit``) in one statement at its end."""
+        commit (or roll back) with it: with each write statement (on PostgreSQL inside it, on
+        SQLite in a second statement sent with it), and the rows hooks ``emit`` in one
+        statement at its end."""
         outbox = self.outbox
         if outbox is None or not outbox.enabled:
             async with self.db.transaction(rollback=rollback, single=single) as tx:
@@ -291,9 +292,11 @@ class Writer:
                      params: list[object], inline: bool,
                      old: dict[tuple[Any, ...], dict[str, Any]] | None = None,
                      count: bool = False) -> list[dict[str, Any]] | int:
-        """Run one write statement; its rows' events go into the same statement on
-        PostgreSQL, else into the transaction's buffer (one more statement at its end).
-        ``count``: the statement returns only how many rows it wrote (``compile_insert``)."""
+        """Run one write statement with its rows' events: inside it on PostgreSQL, else in a
+        second statement made from its returned rows and sent with it
+        (``Transaction.fetch_with``). ``count``: the statement returns only how many rows it
+        wrote (``compile_insert``); never with events outside the statement
+        (``Writer._counted``)."""
         events = self._events
         if inline and events is not None:
             sql = events.outbox.with_events(sql, len(params), op, table.primary_key,
@@ -325,9 +328,8 @@ class Writer:
             records, events.records = events.records, []
             return outbox.record_statement(records, events.principal_text, events.txid)
 
+        assert not count
         rows = await tx.fetch_with(sql, params, record)
-        if count:
-            return len(rows)
         return decoded or [_decode_row(r[0]) for r in rows]
 
     async def _old_rows(self, tx: Transaction, table: Table, plan: MutatePlan,
