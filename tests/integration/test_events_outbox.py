@@ -193,8 +193,10 @@ def test_hook_and_rpc_writes_are_recorded_through_emit(server: EventServer,
     assert (audit["op"], audit["txid"]) == ("insert", order["txid"])
     assert audit["pk"] == {"id": audit["new"]["id"]}
 
+    before = len(outbox(server, "tbl = 'products'"))
     r = client.post("/rpc/rename_product", json={"product_id": 2, "name": "Renamed"})
     assert r.json() == {"updated": 1}
+    assert len(outbox(server, "tbl = 'products'")) == before + 1  # emitted, not also seen
     last = outbox(server, "tbl = 'products'")[-1]
     assert (last["op"], last["pk"], last["new"]) == ("update", {"id": 2},
                                                      {"id": 2, "name": "Renamed"})

@@ -35,7 +35,7 @@ def _target(dialect: Dialect, schema: str | None, table: str) -> str:
 def _row_json(b: _Builder, alias: str, cols: Sequence[TargetColumn]) -> str:
     if b.pg:
         return f"to_json({alias})::text"
-    node = ReadNode(table="", alias="", outputs=tuple(OutputColumn(c.name, c.name, c.kind)
+    node = ReadNode(table="", alias=alias, outputs=tuple(OutputColumn(c.name, c.name, c.kind)
                                                       for c in cols))
     pairs = [f"{literal(c.name)}, {b.sqlite_value(node, o)}"
              for c, o in zip(cols, node.outputs, strict=True)]
@@ -47,6 +47,12 @@ class _UnqualifiedBuilder(_Builder):
 
     def col(self, alias: str, column: str) -> str:
         return ident(column) if not alias else f"{alias}.{ident(column)}"
+
+
+def sqlite_row_object(alias: str, cols: Sequence[TargetColumn]) -> str:
+    """SQLite: one JSON object of ``cols`` of the row ``alias`` (a trigger's ``NEW`` or
+    ``OLD``), typed exactly as the statements here return rows."""
+    return _row_json(_UnqualifiedBuilder("sqlite", None), alias, cols)
 
 
 @functools.lru_cache(maxsize=1024)

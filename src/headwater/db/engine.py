@@ -55,6 +55,15 @@ class Snapshot(ABC):
 #: A statement and its parameters.
 Statement = tuple[str, Sequence[object]]
 
+#: SQLite: how the outbox's TEMP triggers record the rows of the statement it goes with —
+#: (principal as JSON, transaction id, table, operation); a trigger fires only for the table
+#: and operation named, so rows that hooks, cascades or other statements write are not taken
+#: for the request's own. PostgreSQL records events inside the statement and ignores it.
+Tag = tuple[str, int, str, str]
+#: The one-row TEMP table on SQLite's writer connection through which a ``Tag`` reaches the
+#: triggers (``SqliteDatabase.install_session``).
+TAG_TABLE = 'temp."_headwater_tag"'
+
 
 class Transaction(ABC):
     """One connection inside a read-write transaction; committed when the block ends cleanly."""
@@ -62,7 +71,9 @@ class Transaction(ABC):
     dialect: Literal["postgresql", "sqlite"]
 
     @abstractmethod
-    async def fetch(self, sql: str, params: Sequence[object]) -> list[Row]: ...
+    async def fetch(self, sql: str, params: Sequence[object],
+                    tag: Tag | None = None) -> list[Row]:
+        """``tag``: see ``Tag``."""
 
     async def fetchrow(self, sql: str, params: Sequence[object]) -> Row | None:
         rows = await self.fetch(sql, params)
@@ -74,11 +85,11 @@ class Transaction(ABC):
         """
         await self.fetch(sql, params)
 
-    async def execute(self, sql: str, params: Sequence[object]) -> int:
+    async def execute(self, sql: str, params: Sequence[object], tag: Tag | None = None) -> int:
         """A statement with no RETURNING; how many rows it changed. (On SQLite every row a
         statement returns is one more hand-over of the GIL between threads: a statement that
         only needs a count should not return rows.)"""
-        return len(await self.fetch(sql, params))
+        return len(await self.fetch(sql, params, tag))
 
     async def fetch_with(self, sql: str, params: Sequence[object],
                          then: Callable[[list[Row]], Statement | None]) -> list[Row]:
@@ -146,6 +157,12 @@ class Database(ABC):
     @abstractmethod
     def pool_stats(self) -> tuple[int, int]:
         """(size, in use)."""
+
+    async def install_session(self, ddl: Sequence[str]) -> None:
+        """SQLite: replace the TEMP triggers of the connection this process writes with by
+        ``ddl`` (and create ``TAG_TABLE``), now and whenever that connection is opened again.
+        """
+        raise NotImplementedError(f"{self.dialect} has no per-session triggers here")
 
 
 def open_database(settings: Settings, on_query: QueryHook | None = None) -> Database:
@@ -241,7 +258,8 @@ class _PgTransaction(Transaction):
         self.single = single
         self.sent = 0
 
-    async def fetch(self, sql: str, params: Sequence[object]) -> list[Row]:
+    async def fetch(self, sql: str, params: Sequence[object],
+                    tag: Tag | None = None) -> list[Row]:
         self.hook()
         if self.single:
             self.sent += 1
@@ -409,6 +427,8 @@ def _sqlite_error(exc: sqlite3.Error) -> HeadwaterError:
     return DatabaseError("Database error")
 
 
+_SET_TAG = f"UPDATE {TAG_TABLE} SET principal = ?1, txid = ?2, tbl = ?3, op = ?4"
+_UNKNOWN = object()
 _SQLITE_TOO_COMPLEX = frozenset({"parser stack overflow", "Expression tree is too large "
                                  "(maximum depth 1000)", "too many terms in compound SELECT"})
 
@@ -429,6 +449,11 @@ class _SqliteConn:
         # PostgreSQL's LIKE is case-sensitive; SQLite's is not unless told.
         c.execute("PRAGMA case_sensitive_like=ON")
         c.set_progress_handler(self._check_deadline, 10_000)
+        #: What ``TAG_TABLE`` holds (the writer connection only): set when a statement needs
+        #: another, so a stream of writes costs one small statement each, not two. Unknown
+        #: after any failure or rollback, since the table is transactional like any other.
+        self.tag: object = None
+        self.tagging = False
 
     def _check_deadline(self) -> int:
         return 1 if self.deadline and time.monotonic() > self.deadline else 0
@@ -436,24 +461,72 @@ class _SqliteConn:
     def arm(self) -> None:
         self.deadline = time.monotonic() + self.timeout
 
-    def fetchall(self, sql: str, params: Sequence[object],
-                 begin: str | None = None) -> list[Row]:
+    def _prepare(self, begin: str | None, tag: Tag | None) -> None:
+        if begin is not None:
+            self.conn.execute(begin)
+        if tag != self.tag:
+            if not self.tagging:
+                if tag is None:
+                    return
+                raise DatabaseError("events: the outbox triggers are not installed")
+            self.conn.execute(_SET_TAG, tag or (None, None, None, None))
+            self.tag = tag
+
+    def fetchall(self, sql: str, params: Sequence[object], begin: str | None = None,
+                 tag: Tag | None = None) -> list[Row]:
         self.arm()
         try:
-            if begin is not None:
-                self.conn.execute(begin)
+            self._prepare(begin, tag)
             return self.conn.execute(sql, params).fetchall()
+        except BaseException:
+            self.tag = _UNKNOWN
+            raise
         finally:
             self.deadline = 0.0
 
-    def changes(self, sql: str, params: Sequence[object], begin: str | None = None) -> int:
+    def changes(self, sql: str, params: Sequence[object], begin: str | None = None,
+                tag: Tag | None = None) -> int:
         self.arm()
         try:
-            if begin is not None:
-                self.conn.execute(begin)
+            self._prepare(begin, tag)
             return self.conn.execute(sql, params).rowcount
+        except BaseException:
+            self.tag = _UNKNOWN
+            raise
         finally:
             self.deadline = 0.0
+
+    def end(self, verb: str) -> None:
+        """COMMIT or ROLLBACK (a rollback also undoes the transaction's tag changes)."""
+        if verb != "COMMIT":
+            self.tag = _UNKNOWN
+        self.conn.execute(verb)
+
+    def install(self, ddl: Sequence[str]) -> None:
+        """``TAG_TABLE`` and the session's TEMP triggers, replaced in one transaction."""
+        c = self.conn
+        if not self.tagging:
+            # Before any TEMP object exists (changing it drops them): no temp file on disk.
+            c.execute("PRAGMA temp_store=MEMORY")
+        c.execute(f"CREATE TEMP TABLE IF NOT EXISTS {TAG_TABLE} "
+                  f"(principal TEXT, txid INTEGER, tbl TEXT, op TEXT)")
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            for (name,) in c.execute("SELECT name FROM temp.sqlite_master WHERE type = "
+                                     "'trigger' AND name GLOB '_headwater_*'").fetchall():
+                c.execute('DROP TRIGGER temp."' + name.replace('"', '""') + '"')
+            c.execute(f"DELETE FROM {TAG_TABLE}")
+            c.execute(f"INSERT INTO {TAG_TABLE} VALUES (NULL, NULL, NULL, NULL)")
+            for sql in ddl:
+                c.execute(sql)
+            c.execute("COMMIT")
+        except BaseException:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            raise
+        finally:
+            self.tag = None
+        self.tagging = True
 
     def pair(self, sql: str, params: Sequence[object],
              then: Callable[[list[Row]], Statement | None]) -> list[Row]:
@@ -461,7 +534,7 @@ class _SqliteConn:
         c = self.conn
         self.arm()
         try:
-            c.execute("BEGIN IMMEDIATE")
+            self._prepare("BEGIN IMMEDIATE", None)
             try:
                 rows = c.execute(sql, params).fetchall()
                 follow = then(rows)
@@ -469,6 +542,7 @@ class _SqliteConn:
                     c.execute(follow[0], follow[1]).fetchall()
                 c.execute("COMMIT")
             except BaseException:
+                self.tag = _UNKNOWN
                 if c.in_transaction:
                     c.execute("ROLLBACK")
                 raise
@@ -480,7 +554,7 @@ class _SqliteConn:
         """The last statement, then COMMIT/ROLLBACK, in one call (the caller rolls back on
         errors, as for any statement)."""
         self.fetchall(sql, params, begin)
-        self.conn.execute(verb)
+        self.end(verb)
 
     def fetchrow(self, sql: str, params: Sequence[object]) -> Row:
         self.arm()
@@ -582,12 +656,14 @@ class _SqliteTransaction(Transaction):
         begin, self.begin = self.begin, None
         return begin
 
-    async def fetch(self, sql: str, params: Sequence[object]) -> list[Row]:
-        rows: list[Row] = await self.db._write(self.conn.fetchall, sql, params, self._next())
+    async def fetch(self, sql: str, params: Sequence[object],
+                    tag: Tag | None = None) -> list[Row]:
+        rows: list[Row] = await self.db._write(self.conn.fetchall, sql, params, self._next(),
+                                               tag)
         return rows
 
-    async def execute(self, sql: str, params: Sequence[object]) -> int:
-        count: int = await self.db._write(self.conn.changes, sql, params, self._next())
+    async def execute(self, sql: str, params: Sequence[object], tag: Tag | None = None) -> int:
+        count: int = await self.db._write(self.conn.changes, sql, params, self._next(), tag)
         return count
 
     async def last(self, sql: str, params: Sequence[object]) -> None:
@@ -601,7 +677,7 @@ class _SqliteTransaction(Transaction):
             begin, self.begin = self.begin, None
             await self.db._write(self.conn.finish, final[0], final[1], begin, verb)
         elif self.begin is None:  # something was sent: end it
-            await self.db._write(self.conn.conn.execute, verb)
+            await self.db._write(self.conn.end, verb)
 
 
 class _SqliteSingle(Transaction):
@@ -614,8 +690,9 @@ class _SqliteSingle(Transaction):
         self.conn = conn
         self.sent = False
 
-    async def fetch(self, sql: str, params: Sequence[object]) -> list[Row]:
-        rows: list[Row] = await self._one(self.conn.fetchall, sql, params)
+    async def fetch(self, sql: str, params: Sequence[object],
+                    tag: Tag | None = None) -> list[Row]:
+        rows: list[Row] = await self._one(self.conn.fetchall, sql, params, None, tag)
         return rows
 
     async def fetch_with(self, sql: str, params: Sequence[object],
@@ -623,8 +700,8 @@ class _SqliteSingle(Transaction):
         rows: list[Row] = await self._one(self.conn.pair, sql, params, then)
         return rows
 
-    async def execute(self, sql: str, params: Sequence[object]) -> int:
-        count: int = await self._one(self.conn.changes, sql, params)
+    async def execute(self, sql: str, params: Sequence[object], tag: Tag | None = None) -> int:
+        count: int = await self._one(self.conn.changes, sql, params, None, tag)
         return count
 
     async def _one(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -661,6 +738,8 @@ class SqliteDatabase(Database):
         self._inline: _InlineReader | None = None
         self._write_executor: ThreadPoolExecutor | None = None
         self._write_conn: _SqliteConn | None = None
+        #: The writer connection's TEMP triggers (``install_session``), kept for a reopen.
+        self._session: tuple[str, ...] | None = None
         self._conns: list[_SqliteConn] = []
         self._executor: ThreadPoolExecutor | None = None
         self._in_use = 0
@@ -677,6 +756,9 @@ class SqliteDatabase(Database):
             loop = asyncio.get_running_loop()
             self._write_conn = await loop.run_in_executor(self._write_executor, _SqliteConn,
                                                            self.path, self.settings)
+            if self._session is not None:
+                await loop.run_in_executor(self._write_executor, self._write_conn.install,
+                                           self._session)
         except sqlite3.Error as exc:
             raise DatabaseUnavailable("Could not open the SQLite database",
                                       details=str(exc)) from exc
@@ -775,6 +857,17 @@ class SqliteDatabase(Database):
         finally:
             self._write_lock.release()
 
+    async def install_session(self, ddl: Sequence[str]) -> None:
+        conn = self._write_conn
+        if conn is None:
+            raise DatabaseUnavailable("Database is not started")
+        await self._take_write_lock()
+        try:
+            await self._write(conn.install, tuple(ddl))
+            self._session = tuple(ddl)
+        finally:
+            self._write_lock.release()
+
     async def _take_write_lock(self) -> None:
         # SQLite admits one writer at a time and makes the others sleep and poll (busy_timeout
         # sleeps in steps of milliseconds): queueing this process's writers here instead hands
@@ -788,7 +881,9 @@ class SqliteDatabase(Database):
     async def _rollback(self, conn: _SqliteConn) -> None:
         def rollback() -> None:
             if conn.conn.in_transaction:
-                conn.conn.execute("ROLLBACK")
+                conn.end("ROLLBACK")
+            else:
+                conn.tag = _UNKNOWN
 
         with contextlib.suppress(HeadwaterError):
             await self._write(rollback)

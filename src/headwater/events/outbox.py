@@ -34,11 +34,14 @@ import msgspec
 
 from headwater.config import Settings
 from headwater.db.catalog import Catalog
-from headwater.db.engine import Database, Transaction
+from headwater.db.dml import sqlite_row_object
+from headwater.db.engine import TAG_TABLE, Database, Tag, Transaction
 from headwater.db.sql import ident, literal
 from headwater.events.event import Operation, topic_matches
+from headwater.service.plan import TargetColumn, target_columns
 
 OUTBOX = "_headwater_outbox"
+_OPERATIONS: tuple[Operation, ...] = ("insert", "update", "delete")
 PROCESSED = "_headwater_processed"
 DEAD_LETTERS = "_headwater_dead_letters"
 LEASES = "_headwater_leases"
@@ -106,6 +109,9 @@ class Outbox:
         self.ready = False
         #: Called after a transaction with events commits (the relay's wake-up).
         self.listeners: list[Callable[[], None]] = []
+        #: SQLite: the (table, operation) pairs whose TEMP triggers are installed
+        #: (``install_triggers``): a tagged write to them records its own events.
+        self.triggered: frozenset[tuple[str, str]] = frozenset()
         prefix = f'"{schema}".' if self.pg and schema else ""
         self.outbox = prefix + f'"{OUTBOX}"'
         self.processed = prefix + f'"{PROCESSED}"'
@@ -196,6 +202,53 @@ class Outbox:
         self.ready = True
 
     # --- recording (the write path) -----------------------------------------------------------
+
+    async def install_triggers(self, db: Database, catalog: Catalog) -> None:
+        """SQLite: TEMP triggers on the writer connection through which a write statement
+        records its own events, as PostgreSQL's ``with_events`` does: one statement per write
+        again, where a second one (events made from the returned rows) cost the writer
+        thread twice as many trips through the GIL. A trigger fires only for a statement
+        tagged with its table and operation (``headwater.db.engine.Tag``), so writes by hooks,
+        RPC functions and cascades stay theirs to ``emit``, on both databases alike. Run
+        again with each catalog load: a trigger names the table's columns."""
+        if self.pg or not self.enabled:
+            return
+        if not self.ready:
+            await self.ensure(db)
+        ddl: list[str] = []
+        pairs: set[tuple[str, str]] = set()
+        for table in catalog.tables.values():
+            if table.is_view:
+                continue
+            for op in _OPERATIONS:
+                if self.wants(table.name, op):
+                    ddl.append(self._trigger(table.name, op, target_columns(table),
+                                             table.primary_key))
+                    pairs.add((table.name, op))
+        self.triggered = frozenset()  # until they exist
+        await db.install_session(ddl)
+        self.triggered = frozenset(pairs)
+
+    def _trigger(self, table: str, op: Operation, cols: Sequence[TargetColumn],
+                 key: Sequence[str]) -> str:
+        row = "OLD" if op == "delete" else "NEW"
+        by_name = {c.name: c for c in cols}
+        pk = sqlite_row_object(row, [by_name[k] for k in key]) if key else "'{}'"
+        new = "NULL" if op == "delete" else sqlite_row_object("NEW", cols)
+        old = (sqlite_row_object("OLD", cols)
+               if op == "delete" or (op == "update" and self.wants_old(table)) else "NULL")
+        name = ident(f"_headwater_event_{op}_{table}")
+        return (f"CREATE TEMP TRIGGER {name} AFTER {op.upper()} ON main.{ident(table)} "
+                f"WHEN (SELECT tbl = {literal(table)} AND op = {literal(op)} FROM {TAG_TABLE}) "
+                f"BEGIN INSERT INTO {ident(OUTBOX)} "
+                f"(id, tbl, op, pk, new, old, principal, txid, at) "
+                f"SELECT {_SQLITE_UUID4}, tbl, op, {pk}, {new}, {old}, principal, txid, "
+                f"strftime('%Y-%m-%dT%H:%M:%fZ', 'now') FROM {TAG_TABLE}; END")
+
+    def triggers(self, table: str, op: Operation) -> bool:
+        """Does a tagged write of ``op`` to ``table`` record its events itself (SQLite)?"""
+        return (table, op) in self.triggered
+
 
     def _compile_record(self) -> str:
         if self.pg:
@@ -511,6 +564,10 @@ class EventBuffer:
             else:
                 before = old.get(tuple(pk.values())) if old is not None else None
                 out.append(_Record(str(uuid4()), table, op, pk, row, before))
+
+    def tag(self, table: str, op: Operation) -> Tag:
+        """What a write of ``op`` to ``table`` records its rows as (SQLite's triggers)."""
+        return (self.principal_text, self.txid, table, op)
 
     async def flush(self, tx: Transaction, *, last: bool = False) -> None:
         if self.records:

@@ -149,7 +149,7 @@ class Writer:
                 groups = [guard.encrypt(table, g) for g in groups]
             written: list[dict[str, Any]] = []
             counted = 0
-            count = self._counted(table, request)
+            count = self._counted(table, request, resolution == "merge")
             for group in groups:
                 out = await self._insert_group(tx, table, group, q.on_conflict, resolution,
                                                count)
@@ -242,12 +242,13 @@ class Writer:
         outbox = self.outbox
         if outbox is None or not outbox.enabled or not outbox.wants(name, op):
             return True
-        # PostgreSQL records the events inside the statement; SQLite in a second one that
-        # travels with it (``Transaction.fetch_with``). An update whose events carry the old
-        # rows reads them first.
-        return not (op == "update" and outbox.wants_old(name))
+        # PostgreSQL records the events inside the statement, SQLite through its triggers
+        # (or, until they are installed, in a second statement sent with it:
+        # ``Transaction.fetch_with``). An update whose events carry the old rows reads them
+        # first, but where a trigger sees them.
+        return not (op == "update" and outbox.wants_old(name) and not outbox.triggers(name, op))
 
-    def _counted(self, table: Table, request: ApiRequest) -> bool:
+    def _counted(self, table: Table, request: ApiRequest, merge: bool) -> bool:
         """May an insert return only how many rows it wrote? Yes when nothing reads them: no
         after-hooks, policies or encryption, a minimal response, and events recorded inside
         the statement (or none)."""
@@ -256,7 +257,7 @@ class Writer:
             return False
         outbox = self.outbox
         return (outbox is None or not outbox.enabled or not outbox.wants(table.name, "insert")
-                or self._in_statement(table, "insert"))
+                or self._in_statement(table, "insert", merge))
 
     @contextlib.asynccontextmanager
     async def _transaction(self, *, rollback: bool,
@@ -281,34 +282,44 @@ class Writer:
         if recorded and not rollback:
             outbox.committed()
 
-    def _in_statement(self, table: Table, op: Action) -> bool:
-        """Record this write's events inside its own statement (PostgreSQL; not when the
-        update must first read the old rows)?"""
+    def _in_statement(self, table: Table, op: Action, merge: bool = False) -> bool:
+        """Does this write's statement record its events itself? PostgreSQL: wrapped in a
+        CTE, unless the update must first read the old rows. SQLite: through the triggers,
+        once installed, except for an upsert, whose updated rows would be recorded as
+        updates where PostgreSQL's statement records every row as an insert."""
         events = self._events
-        return (events is not None and events.outbox.pg and events.outbox.wants(table.name, op)
-                and not (op == "update" and events.outbox.wants_old(table.name)))
+        if events is None or not events.outbox.wants(table.name, op):
+            return False
+        if not events.outbox.pg:
+            return not merge and events.outbox.triggers(table.name, op)
+        return not (op == "update" and events.outbox.wants_old(table.name))
 
     async def _write(self, tx: Transaction, table: Table, op: Action, sql: str,
                      params: list[object], inline: bool,
                      old: dict[tuple[Any, ...], dict[str, Any]] | None = None,
                      count: bool = False) -> list[dict[str, Any]] | int:
-        """Run one write statement with its rows' events: inside it on PostgreSQL, else in a
+        """Run one write statement with its rows' events: ``inline``, recorded by the statement
+        itself (PostgreSQL: wrapped in a CTE; SQLite: tagged for the triggers), else by a
         second statement made from its returned rows and sent with it
         (``Transaction.fetch_with``). ``count``: the statement returns only how many rows it
         wrote (``compile_insert``); never with events outside the statement
         (``Writer._counted``)."""
         events = self._events
+        tag = None
         if inline and events is not None:
-            sql = events.outbox.with_events(sql, len(params), op, table.primary_key,
-                                            count=count)
-            params = [*params, table.name, op, events.principal_text]
+            if events.outbox.pg:
+                sql = events.outbox.with_events(sql, len(params), op, table.primary_key,
+                                                count=count)
+                params = [*params, table.name, op, events.principal_text]
+            else:
+                tag = events.tag(table.name, op)
             events.inline = True
         if events is None or inline or not events.outbox.wants(table.name, op):
             if count:
                 if self.db.dialect == "postgresql":
                     return int((await tx.fetch(sql, params))[0][0])
-                return await tx.execute(sql, params)
-            return [_decode_row(r[0]) for r in await tx.fetch(sql, params)]
+                return await tx.execute(sql, params, tag)
+            return [_decode_row(r[0]) for r in await tx.fetch(sql, params, tag)]
         decoded: list[dict[str, Any]] = []
         outbox = events.outbox
 
@@ -364,18 +375,20 @@ class Writer:
                 assert not isinstance(one, int)
                 out += one
             return out
-        inline = self._in_statement(table, "insert")
-        sql = compile_insert(self.db.dialect, self.db.schema, plan.shape, rows=inline,
-                             count=count and not inline)
+        inline = self._in_statement(table, "insert", resolution == "merge")
+        wrapped = inline and self.db.dialect == "postgresql"  # see ``Outbox.with_events``
+        sql = compile_insert(self.db.dialect, self.db.schema, plan.shape, rows=wrapped,
+                             count=count and not wrapped)
         return await self._write(tx, table, "insert", sql, insert_params(self.db.dialect, plan),
                                  inline, count=count)
 
     async def _mutate(self, tx: Transaction, table: Table, plan: MutatePlan,
                       ) -> list[dict[str, Any]]:
         op: Action = plan.shape.action
-        old = await self._old_rows(tx, table, plan) if op == "update" else None
         inline = self._in_statement(table, op)
-        sql = compile_mutation(self.db.dialect, self.db.schema, plan.shape, rows=inline)
+        old = await self._old_rows(tx, table, plan) if op == "update" and not inline else None
+        sql = compile_mutation(self.db.dialect, self.db.schema, plan.shape,
+                               rows=inline and self.db.dialect == "postgresql")
         rows = await self._write(tx, table, op, sql, mutation_params(self.db.dialect, plan),
                                  inline, old)
         assert not isinstance(rows, int)
