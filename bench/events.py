@@ -161,16 +161,22 @@ def write_throughput(dbs: list[str], modes: list[str], seconds: float, repeat: i
         for r in range(repeat):
             for mode in modes:
                 env = {**BASE_ENV, "HEADWATER_EVENTS_ENABLED": "false" if mode == "off" else "true"}
-                if mode == "rabbitmq":
+                if mode.startswith("rabbitmq"):
                     env["HEADWATER_AMQP_URL"] = AMQP_URL
+                if mode == "rabbitmq-relay":
+                    env["HEADWATER_RELAY_IN_SERVER"] = "false"
                 url = databases.fresh(db)
-                with ServerProcess(url, env=env) as server:
+                with ServerProcess(url, env=env) as server, relay_process(url, mode):
                     wrk(server.url, 1, 1_000_000_000)  # warm-up
                     res = wrk(server.url, seconds, 1)
+                    if mode.startswith("rabbitmq"):
+                        res["drain_s"] = drain_time(url)
                 res["load"] = load()
                 runs[mode].append(res)
-                print(f"  writes {db:8} events {mode:9} run {r + 1}: {res['rps']:8.0f} req/s  "
-                      f"p99 {res['p99_ms']} ms  non-2xx {res['non_2xx']:.0f}", flush=True)
+                print(f"  writes {db:8} events {mode:14} run {r + 1}: {res['rps']:8.0f} req/s  "
+                      f"p99 {res['p99_ms']} ms  non-2xx {res['non_2xx']:.0f}"
+                      + (f"  outbox drained {res['drain_s']} s after" if "drain_s" in res
+                         else ""), flush=True)
         base = statistics.median(x["rps"] for x in runs["off"])
         for mode in modes:
             med = statistics.median(x["rps"] for x in runs[mode])
@@ -178,8 +184,43 @@ def write_throughput(dbs: list[str], modes: list[str], seconds: float, repeat: i
                          "rps_runs": [round(x["rps"]) for x in runs[mode]],
                          "p99_ms_median": statistics.median(x["p99_ms"] for x in runs[mode]),
                          "non_2xx": sum(x["non_2xx"] for x in runs[mode]),
+                         "drain_s": (statistics.median(x["drain_s"] for x in runs[mode])
+                                     if mode.startswith("rabbitmq") else None),
                          "vs_off": round(med / base, 3)})
     return rows
+
+
+@contextmanager
+def relay_process(url: str, mode: str) -> Iterator[None]:
+    """``headwater relay`` beside the server, for the ``rabbitmq-relay`` mode."""
+    if mode != "rabbitmq-relay":
+        yield
+        return
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "headwater", "relay", url, "--amqp-url", AMQP_URL,
+         "--poll-interval", "0.02", "--log-level", "warning"], cwd=REPO_DIR)
+    try:
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def drain_time(url: str, limit: float = 120.0) -> float:
+    """Seconds until every event of the run is published (the relay kept up, or caught up)."""
+    async def pending() -> int:
+        settings = Settings(database_url=url)
+        db = open_database(settings)
+        await db.start()
+        try:
+            return await Outbox(settings, db.dialect, db.schema).pending(db)
+        finally:
+            await db.close()
+
+    t0 = time.monotonic()
+    while asyncio.run(pending()) and time.monotonic() - t0 < limit:
+        time.sleep(0.1)
+    return round(time.monotonic() - t0, 1)
 
 
 # --- 2. relay throughput -----------------------------------------------------------------------
@@ -350,12 +391,17 @@ def markdown(result: dict[str, Any]) -> str:
              f"{result['machine']}; load average at start {result['load_start']}, "
              f"end {result['load_end']}.", "",
              "## Write throughput (wrk, 1 thread, 32 connections, one new row per request)", "",
-             "| db | events | req/s (median) | runs | p99 ms | non-2xx | vs off |",
-             "|---|---|---:|---|---:|---:|---:|"]
+             "in-process: events on, dispatched to the server's own handlers (none here); "
+             "rabbitmq: published by the server's relay; rabbitmq-relay: published by a "
+             "`headwater relay` process (the server runs with `relay_in_server=false`). "
+             "Drained: seconds after the run until every event was confirmed by RabbitMQ.", "",
+             "| db | events | req/s (median) | runs | p99 ms | non-2xx | vs off | drained s |",
+             "|---|---|---:|---|---:|---:|---:|---:|"]
     for r in result["write"]:
+        drained = "" if r.get("drain_s") is None else r["drain_s"]
         lines.append(f"| {r['db']} | {r['events']} | {r['rps_median']} | "
                      f"{', '.join(map(str, r['rps_runs']))} | {r['p99_ms_median']} | "
-                     f"{r['non_2xx']:.0f} | {r['vs_off']:.2f}× |")
+                     f"{r['non_2xx']:.0f} | {r['vs_off']:.2f}× | {drained} |")
     lines += ["", "## Relay throughput (outbox → bus, batches of 500)", "",
               "| db | bus | events | seconds | events/s |", "|---|---|---:|---:|---:|"]
     for r in result["relay"]:
@@ -395,7 +441,7 @@ def main() -> None:
         if rabbit:
             reset_bench_queues()
         print("1. write throughput", flush=True)
-        modes = ["off", "on", *(["rabbitmq"] if rabbit else [])]
+        modes = ["off", "on", *(["rabbitmq", "rabbitmq-relay"] if rabbit else [])]
         result["write"] = write_throughput(dbs, modes, a.duration, a.repeat, databases)
         print("2. relay throughput", flush=True)
         result["relay"] = relay_throughput(dbs, ["memory", *(["rabbitmq"] if rabbit else [])],

@@ -114,7 +114,7 @@ class Headwater:
             self._retry = asyncio.create_task(self._reconnect_loop())
         self.events = await start_events(self.settings, self.outbox,
                                          list(self.app.subscriptions.values()),
-                                         metrics=self.metrics, log=self.log)
+                                         metrics=self.metrics, log=self.log, app_db=self.db)
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             asyncio.get_running_loop().add_signal_handler(
                 signal.SIGHUP, lambda: asyncio.ensure_future(self.reload_catalog()))

@@ -145,6 +145,28 @@ def worker(
     asyncio.run(run_worker(settings, subs))
 
 
+@cli.command()
+def relay(
+    database_url: Annotated[str | None, typer.Argument(
+        help="The database whose outbox to publish [env: HEADWATER_DATABASE_URL]",
+        show_default=False)] = None,
+    amqp_url: Annotated[str | None, _AMQP] = None,
+    poll_interval: Annotated[float | None, typer.Option(
+        help="Seconds between polls of an idle outbox [env: HEADWATER_RELAY_POLL_INTERVAL]")]
+    = None,
+    log_level: Annotated[str | None, typer.Option(help="[env: HEADWATER_LOG_LEVEL]")] = None,
+) -> None:
+    """Publish the outbox to RabbitMQ until stopped, for servers run with
+    HEADWATER_RELAY_IN_SERVER=false (their event loops then only serve requests)."""
+    from headwater.events.runtime import run_relay
+
+    settings = Settings.from_env(database_url=database_url, amqp_url=amqp_url,
+                                 relay_poll_interval=poll_interval, log_level=log_level)
+    if not settings.amqp_url:
+        raise typer.BadParameter("the relay publishes to RabbitMQ", param_hint="--amqp-url")
+    asyncio.run(run_relay(settings))
+
+
 events_cli = typer.Typer(no_args_is_help=True, help="Events: the dead-letter queues.")
 dlq_cli = typer.Typer(no_args_is_help=True,
                       help="Events that failed every attempt: list them, or send them back.")

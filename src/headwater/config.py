@@ -102,13 +102,18 @@ class Settings:
     #: ... minus these.
     events_exclude: str = ""
     #: Comma-separated tables (or ``*``) whose update events carry the row as it was before
-    #: (costs one ``SELECT ... FOR UPDATE`` per update request on those tables).
+    #: (PostgreSQL: costs one ``SELECT ... FOR UPDATE`` per update request on those tables;
+    #: SQLite's triggers see it for free).
     events_old_rows: str = ""
     #: Seconds a published outbox row (and a processed event id) is kept before pruning.
     outbox_retention: float = 86400.0
     #: Rows the relay claims and publishes per round, and seconds between idle polls.
     relay_batch: int = 500
     relay_poll_interval: float = 0.5
+    #: With RabbitMQ: false leaves publishing to ``headwater relay`` processes, so that the
+    #: server's event loop only serves requests (publishing costs about as much CPU per event
+    #: as the write did). Without a broker the server always relays to its own handlers.
+    relay_in_server: bool = True
     #: Upper bound of the relay's and worker's exponential backoff while RabbitMQ is down.
     amqp_reconnect_max_delay: float = 10.0
     #: Deliveries of one event to one handler before it goes to the dead-letter queue.

@@ -119,7 +119,7 @@ async def test_queued_single_writes_commit_together_each_atomic(db: SqliteDataba
     await held
     assert sum(isinstance(r, Conflict) for r in results) == 20
     assert results[:100] == values[:100]
-    writer = db._writer
+    writer = db._side.thread
     assert writer is not None and writer.groups >= 1 and writer.grouped >= 100
     assert await db.fetchrow("SELECT count(*) FROM t WHERE v LIKE 'g%'", ()) == (100,)
 
@@ -146,7 +146,7 @@ async def test_a_failure_that_undoes_the_group_spares_the_others(tmp_path: Path)
         # the interrupt rolled the group's transaction back: the ten before it ran again
         assert isinstance(results[10], Timeout)
         assert [r for i, r in enumerate(results) if i != 10] == [None] * 20
-        assert db._writer is not None and db._writer.redone == 10
+        assert db._side.thread is not None and db._side.thread.redone == 10
         assert await db.fetchrow("SELECT count(*), count(DISTINCT v) FROM t", ()) == (20, 20)
     finally:
         await db.close()

@@ -20,6 +20,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import asyncpg
@@ -715,14 +716,14 @@ class _SqliteSingle(Transaction):
         # Unlocked, the job is queued at once, with no await in between: a transaction that
         # begins later queues its BEGIN behind it, so the job never runs inside one. Locked, a
         # multi-statement transaction is open: go after it.
-        locked = db._write_lock.locked()
+        locked = db._side.lock.locked()
         if locked:
             await db._take_write_lock()
         try:
             return await db._write(fn, *args, group=group)
         finally:
             if locked:
-                db._write_lock.release()
+                db._side.lock.release()
 
 
 #: The most one-statement writes committed together (one transaction, one fsync).
@@ -849,10 +850,26 @@ def _answer(batch: list[_Job], outcomes: list[tuple[bool, Any]]) -> None:
 
 
 
+@dataclass(slots=True)
+class _WriteSide:
+    """What every write of a process goes through: the writer thread, its connection, and
+    the lock a multi-statement transaction holds from BEGIN to COMMIT."""
+
+    thread: _WriterThread | None = None
+    conn: _SqliteConn | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: The connection's TEMP triggers (``install_session``), kept for a reopen.
+    session: tuple[str, ...] | None = None
+
+
 class SqliteDatabase(Database):
     dialect = "sqlite"
 
-    def __init__(self, settings: Settings, on_query: QueryHook | None = None) -> None:
+    def __init__(self, settings: Settings, on_query: QueryHook | None = None, *,
+                 writer_of: SqliteDatabase | None = None) -> None:
+        """``writer_of``: write through that database's writer thread and connection (one
+        process, one SQLite writer: two would make each other sleep in the busy handler);
+        it opens and closes them."""
         super().__init__(settings, on_query)
         self.schema = None
         url = settings.database_url
@@ -861,12 +878,9 @@ class SqliteDatabase(Database):
         self._size = max(1, settings.pool_max_size)
         self._idle: queue.SimpleQueue[_SqliteConn] = queue.SimpleQueue()
         self._slots = asyncio.Semaphore(self._size)
-        self._write_lock = asyncio.Lock()
         self._inline: _InlineReader | None = None
-        self._writer: _WriterThread | None = None
-        self._write_conn: _SqliteConn | None = None
-        #: The writer connection's TEMP triggers (``install_session``), kept for a reopen.
-        self._session: tuple[str, ...] | None = None
+        self._owns_writer = writer_of is None
+        self._side: _WriteSide = _WriteSide() if writer_of is None else writer_of._side
         self._conns: list[_SqliteConn] = []
         self._executor: ThreadPoolExecutor | None = None
         self._in_use = 0
@@ -879,11 +893,13 @@ class SqliteDatabase(Database):
                 self._conns.append(conn)
                 self._idle.put(conn)
             self._inline = _InlineReader(self.path)
-            self._writer = _WriterThread()
-            self._write_conn = await self._write(_SqliteConn, self.path, self.settings)
-            self._writer.conn = self._write_conn
-            if self._session is not None:
-                await self._write(self._write_conn.install, self._session)
+            side = self._side
+            if self._owns_writer:
+                side.thread = _WriterThread()
+                side.conn = side.thread.conn = await self._write(_SqliteConn, self.path,
+                                                                 self.settings)
+                if side.session is not None:
+                    await self._write(side.conn.install, side.session)
         except (sqlite3.Error, HeadwaterError) as exc:
             raise DatabaseUnavailable("Could not open the SQLite database",
                                       details=str(exc)) from exc
@@ -892,12 +908,13 @@ class SqliteDatabase(Database):
         if self._inline is not None:
             self._inline.conn.close()
             self._inline = None
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-        if self._write_conn is not None:
-            self._write_conn.conn.close()
-            self._write_conn = None
+        side = self._side
+        if self._owns_writer and side.thread is not None:
+            side.thread.close()
+            side.thread = None
+        if self._owns_writer and side.conn is not None:
+            side.conn.conn.close()
+            side.conn = None
         for c in self._conns:
             c.conn.close()
         self._conns.clear()
@@ -956,9 +973,9 @@ class SqliteDatabase(Database):
                           single: bool = False) -> AsyncIterator[Transaction]:
         # Every write of this process runs on one writer thread and connection. One-statement
         # writes are queued there as they come and run back to back with no lock held while
-        # the event loop is elsewhere; a multi-statement transaction holds ``_write_lock`` from
+        # the event loop is elsewhere; a multi-statement transaction holds the write lock from
         # BEGIN to COMMIT so that nothing else runs inside it.
-        conn = self._write_conn
+        conn = self._side.conn
         if conn is None:
             raise DatabaseUnavailable("Database is not started")
         if single and not rollback:
@@ -980,25 +997,25 @@ class SqliteDatabase(Database):
                 await self._rollback(conn)
                 raise
         finally:
-            self._write_lock.release()
+            self._side.lock.release()
 
     async def install_session(self, ddl: Sequence[str]) -> None:
-        conn = self._write_conn
+        conn = self._side.conn
         if conn is None:
             raise DatabaseUnavailable("Database is not started")
         await self._take_write_lock()
         try:
             await self._write(conn.install, tuple(ddl))
-            self._session = tuple(ddl)
+            self._side.session = tuple(ddl)
         finally:
-            self._write_lock.release()
+            self._side.lock.release()
 
     async def _take_write_lock(self) -> None:
         # SQLite admits one writer at a time and makes the others sleep and poll (busy_timeout
         # sleeps in steps of milliseconds): queueing this process's writers here instead hands
         # the lock over at once. Other processes still meet busy_timeout.
         try:
-            await acquire_within(self._write_lock, self.settings.pool_timeout)
+            await acquire_within(self._side.lock, self.settings.pool_timeout)
         except TimeoutError as exc:
             raise DatabaseUnavailable("Timed out waiting for the database's write lock",
                                       sent=False, retryable=False) from exc
@@ -1017,7 +1034,7 @@ class SqliteDatabase(Database):
         """``fn`` on the writer thread (where the writer connection is used, and only there);
         ``group``: ``fn`` runs one statement in autocommit mode, which may be committed
         together with others (``_WriterThread``)."""
-        writer = self._writer
+        writer = self._side.thread
         if writer is None:
             raise DatabaseUnavailable("Database is not started")
         try:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 from collections.abc import Sequence
 from typing import Any
 
 import httpx
 
 from headwater.config import Settings
-from headwater.db.engine import Database, open_database
+from headwater.db.engine import Database, SqliteDatabase, open_database
 from headwater.errors import HeadwaterError
 from headwater.events.bus import Bus, Envelope, MemoryBus, RabbitBus
 from headwater.events.event import Subscription
@@ -25,14 +26,15 @@ from headwater.events.outbox import Outbox, TableDeadLetters
 from headwater.events.relay import Relay
 from headwater.events.webhook import webhook_subscriptions
 from headwater.events.worker import Worker
+from headwater.observability.logging import make_logger
 from headwater.observability.metrics import Metrics
 
 REPLAY_INTERVAL = 1.0
 
 
 class Events:
-    def __init__(self, settings: Settings, db: Database, outbox: Outbox, bus: Bus,
-                 relay: Relay, worker: Worker | None, http: httpx.AsyncClient | None,
+    def __init__(self, settings: Settings, db: Database, outbox: Outbox, bus: Bus | None,
+                 relay: Relay | None, worker: Worker | None, http: httpx.AsyncClient | None,
                  log: Any) -> None:
         self.settings = settings
         self.db = db
@@ -47,7 +49,7 @@ class Events:
     def readiness(self) -> dict[str, Any] | None:
         """The broker's entry in ``/-/ready`` (None without one): degraded, not failing,
         while it is down, since writes go on and the outbox keeps their events."""
-        if not self.settings.amqp_url:
+        if self.bus is None or not self.settings.amqp_url:
             return None
         return {"status": "ok" if self.bus.connected else "degraded"}
 
@@ -57,8 +59,10 @@ class Events:
             self._replays.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._replays
-        await self.relay.close()
-        await self.bus.close()
+        if self.relay is not None:
+            await self.relay.close()
+        if self.bus is not None:
+            await self.bus.close()
         if self.http is not None:
             await self.http.aclose()
         await self.db.close()
@@ -79,11 +83,13 @@ class Events:
 
 async def start_events(settings: Settings, outbox: Outbox,
                        subscriptions: Sequence[Subscription], *, metrics: Metrics,
-                       log: Any) -> Events:
+                       log: Any, app_db: Database | None = None) -> Events:
     """Start the relay (and in embedded mode the handlers). They use a small pool of their
-    own, so their statements neither wait behind requests nor count as requests' queries."""
-    db = open_database(settings.replace(pool_min_size=1,
-                                        pool_max_size=max(2, min(settings.pool_max_size, 4))))
+    own, so their statements neither wait behind requests nor count as requests' queries;
+    on SQLite they write through ``app_db``'s writer thread (one writer per process)."""
+    own = settings.replace(pool_min_size=1, pool_max_size=max(2, min(settings.pool_max_size, 4)))
+    db = (SqliteDatabase(own, writer_of=app_db) if isinstance(app_db, SqliteDatabase)
+          else open_database(own))
     try:
         await db.start()
         await outbox.ensure(db)
@@ -92,6 +98,9 @@ async def start_events(settings: Settings, outbox: Outbox,
     http: httpx.AsyncClient | None = None
     worker: Worker | None = None
     bus: Bus
+    if settings.amqp_url and not settings.relay_in_server:
+        log.info("relay_elsewhere", hint="run `headwater relay` to publish the outbox")
+        return Events(settings, db, outbox, None, None, None, None, log)
     if settings.amqp_url:
         bus = RabbitBus(settings.amqp_url, reconnect_max_delay=settings.amqp_reconnect_max_delay,
                         log=log)
@@ -113,3 +122,33 @@ async def start_events(settings: Settings, outbox: Outbox,
     if worker is not None and isinstance(bus, MemoryBus):
         events._replays = asyncio.create_task(events._watch_replays(bus))
     return events
+
+
+async def run_relay(settings: Settings, stop: asyncio.Event | None = None, *,
+                    metrics: Metrics | None = None) -> None:
+    """The ``headwater relay`` process: publish the outbox to RabbitMQ until SIGTERM/SIGINT
+    (or ``stop``), beside servers run with ``relay_in_server=false``. It has no commits of
+    its own to wake it, so it polls every ``relay_poll_interval`` while idle; several relays
+    share the outbox as several servers do."""
+    log = make_logger(settings.log_level)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+    db = open_database(settings.replace(pool_min_size=1, pool_max_size=2))
+    outbox = Outbox(settings, db.dialect, db.schema)
+    bus = RabbitBus(settings.amqp_url, reconnect_max_delay=settings.amqp_reconnect_max_delay,
+                    log=log)
+    await bus.start()
+    relay = Relay(settings, db, outbox, bus, metrics=metrics or Metrics(), log=log)
+    await relay.start()  # it opens the database when it can
+    log.info("relay_started")
+    try:
+        await stop.wait()
+    finally:
+        await relay.close()
+        await bus.close()
+        with contextlib.suppress(HeadwaterError):
+            await db.close()
+        log.info("relay_stopped")
