@@ -33,15 +33,21 @@ SECRET = "s3cret"
 # --- the relay ---------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("relay", ["server", "process"])
 @pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
-async def test_relay_publishes_committed_writes(dialect: str, amqp_url: str, tmp_path: Path,
+async def test_relay_publishes_committed_writes(dialect: str, relay: str, amqp_url: str,
+                                                tmp_path: Path,
                                                 request: pytest.FixtureRequest) -> None:
+    """The server's relay, or (``relay_in_server=false``) a ``headwater relay`` process."""
     db_url = await asyncio.to_thread(make_database, dialect, tmp_path, request)
     queue = ProbeQueue(amqp_url, "hwtest-relay-" + secrets.token_hex(4), ["customers.*"])
     await queue.declare()
-    env = {"HEADWATER_AMQP_URL": amqp_url}
+    env = {"HEADWATER_AMQP_URL": amqp_url, "HEADWATER_RELAY_IN_SERVER": str(relay == "server")}
     server = ServerProcess(db_url, env=env)
     await asyncio.to_thread(server.start)
+    publisher = None if relay == "server" else await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "headwater", "relay", db_url, "--amqp-url", amqp_url,
+        "--poll-interval", "0.05")
     try:
         async with httpx.AsyncClient(base_url=server.url) as c:
             ids = [new_id() for _ in range(20)]
@@ -52,10 +58,16 @@ async def test_relay_publishes_committed_writes(dialect: str, amqp_url: str, tmp
             assert r.status_code == 201
             assert (await c.delete(f"/customers?id=eq.{ids[0]}")).status_code == 204
             ready = (await c.get("/-/ready")).json()
-            assert ready["checks"]["broker"] == {"status": "ok"}
+            if publisher is None:
+                assert ready["checks"]["broker"] == {"status": "ok"}
+            else:  # this server never talks to the broker
+                assert "broker" not in ready["checks"]
         got = await queue.drain(21, idle=3)
     finally:
         await asyncio.to_thread(server.stop)
+        if publisher is not None:
+            publisher.terminate()
+            assert await asyncio.wait_for(publisher.wait(), 30) == 0  # stops cleanly
         await queue.delete()
     assert [(m.routing_key, m.event["pk"]["id"]) for m in got] == [
         *(("customers.insert", i) for i in ids), ("customers.delete", ids[0])]
