@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,7 +24,7 @@ from headwater.events.event import Subscription
 from headwater.events.outbox import Outbox, TableDeadLetters
 from headwater.events.relay import Relay
 from headwater.events.webhook import webhook_subscriptions
-from headwater.events.worker import Worker
+from headwater.events.worker import Worker, stop_on_signals
 from headwater.observability.logging import make_logger
 from headwater.observability.metrics import Metrics
 
@@ -131,11 +130,7 @@ async def run_relay(settings: Settings, stop: asyncio.Event | None = None, *,
     its own to wake it, so it polls every ``relay_poll_interval`` while idle; several relays
     share the outbox as several servers do."""
     log = make_logger(settings.log_level)
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals(stop)
     db = open_database(settings.replace(pool_min_size=1, pool_max_size=2))
     outbox = Outbox(settings, db.dialect, db.schema)
     bus = RabbitBus(settings.amqp_url, reconnect_max_delay=settings.amqp_reconnect_max_delay,

@@ -133,16 +133,22 @@ def all_subscriptions(settings: Settings, app_subscriptions: Sequence[Subscripti
     return subs
 
 
-async def run_worker(settings: Settings, app_subscriptions: Sequence[Subscription],
-                     stop: asyncio.Event | None = None) -> None:
-    """The ``headwater worker`` process: the app's handlers and the webhooks on RabbitMQ,
-    until SIGTERM/SIGINT (or ``stop``)."""
-    log = make_logger(settings.log_level)
+def stop_on_signals(stop: asyncio.Event | None) -> asyncio.Event:
+    """``stop`` (or a new event), set by SIGTERM or SIGINT: how a process of ours ends."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def run_worker(settings: Settings, app_subscriptions: Sequence[Subscription],
+                     stop: asyncio.Event | None = None) -> None:
+    """The ``headwater worker`` process: the app's handlers and the webhooks on RabbitMQ,
+    until SIGTERM/SIGINT (or ``stop``)."""
+    log = make_logger(settings.log_level)
+    stop = stop_on_signals(stop)
     db = open_database(settings)
     outbox = Outbox(settings, db.dialect, db.schema)
     async for attempt in stamina.retry_context(on=ServiceError, attempts=None, timeout=None,
