@@ -182,6 +182,12 @@ def open_database(settings: Settings, on_query: QueryHook | None = None) -> Data
 _PG_CONFLICT = frozenset({"23505", "23503", "23P01"})
 
 
+#: What asyncpg raises: the server's errors, the connection's, and the client's own protocol
+#: errors (a connection whose protocol is confused must fail as unavailable, not as a 500).
+_PG_ERRORS = (asyncpg.PostgresError, OSError, asyncpg.InterfaceError,
+              asyncpg.exceptions.InternalClientError)
+
+
 def _pg_error(exc: BaseException) -> HeadwaterError:
     sqlstate = getattr(exc, "sqlstate", None)
     if isinstance(exc, asyncpg.PostgresError) and sqlstate and sqlstate[:2] == "54":
@@ -212,6 +218,7 @@ def _pg_error(exc: BaseException) -> HeadwaterError:
     if isinstance(exc, (asyncpg.exceptions.InsufficientPrivilegeError,)):
         return RequestError("permission denied", code="42501", status=403)
     if isinstance(exc, (OSError, asyncio.TimeoutError, asyncpg.InterfaceError,
+                        asyncpg.exceptions.InternalClientError,
                         asyncpg.exceptions.ConnectionDoesNotExistError,
                         asyncpg.exceptions.CannotConnectNowError,
                         asyncpg.exceptions.TooManyConnectionsError,
@@ -230,7 +237,7 @@ class _PgSnapshot(Snapshot):
         self.hook()
         try:
             row = await self.conn.fetchrow(sql, *params)
-        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+        except _PG_ERRORS as exc:
             raise _pg_error(exc) from exc
         assert row is not None
         return tuple(row)
@@ -248,7 +255,7 @@ class _PgSnapshot(Snapshot):
                     batch = []
             if batch:
                 yield batch
-        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+        except _PG_ERRORS as exc:
             raise _pg_error(exc) from exc
 
 
@@ -269,7 +276,7 @@ class _PgTransaction(Transaction):
             assert self.sent == 1, "a single-statement transaction ran a second statement"
         try:
             return [tuple(r) for r in await self.conn.fetch(sql, *params)]
-        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+        except _PG_ERRORS as exc:
             raise _pg_error(exc) from exc
 
 
@@ -323,7 +330,7 @@ class PostgresDatabase(Database):
             # timed acquire in wait_for, a measurable cost on every request).
             conn = await (pool.acquire() if pool.get_idle_size() > 0
                           else pool.acquire(timeout=self.settings.pool_timeout))
-        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except (TimeoutError, *_PG_ERRORS) as exc:
             if isinstance(exc, TimeoutError):
                 # Every connection busy: load, not a dead server; nothing was sent.
                 raise DatabaseUnavailable("Timed out waiting for a database connection",
@@ -336,7 +343,19 @@ class PostgresDatabase(Database):
         try:
             yield conn
         except HeadwaterError as exc:
+            if isinstance(exc, DatabaseUnavailable):
+                # A connection error (the server shutting down, a confused protocol): handed
+                # out again, the connection would fail the next request too, or worse, with
+                # "another operation is in progress" (a 500). The pool opens a new one.
+                with contextlib.suppress(asyncpg.InterfaceError):  # already let go of
+                    conn.terminate()
             self._record(exc)
+            raise
+        except BaseException:
+            # Cancelled (or failed) in the middle of an operation: the connection may still be
+            # busy with it, and the next request to take it would fail ("another operation is
+            # in progress"; there is no reset on release, see ``start``). Close it instead.
+            conn.terminate()
             raise
         else:
             self._record(None)
@@ -349,7 +368,7 @@ class PostgresDatabase(Database):
         async with self._acquire() as conn:
             try:
                 row = await conn.fetchrow(sql, *params)
-            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+            except _PG_ERRORS as exc:
                 raise _pg_error(exc) from exc
         assert row is not None
         return tuple(row)
@@ -360,12 +379,12 @@ class PostgresDatabase(Database):
             try:
                 tx = conn.transaction(isolation="repeatable_read", readonly=True)
                 await tx.start()
-            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+            except _PG_ERRORS as exc:
                 raise _pg_error(exc) from exc
             try:
                 yield _PgSnapshot(conn, self._on_query)
             finally:
-                with contextlib.suppress(asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
+                with contextlib.suppress(*_PG_ERRORS):
                     await tx.rollback()
 
     @contextlib.asynccontextmanager
@@ -379,17 +398,17 @@ class PostgresDatabase(Database):
             tx = conn.transaction()
             try:
                 await tx.start()
-            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+            except _PG_ERRORS as exc:
                 raise _pg_error(exc) from exc
             try:
                 yield _PgTransaction(conn, self._on_query)
             except BaseException:
-                with contextlib.suppress(asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
+                with contextlib.suppress(*_PG_ERRORS):
                     await tx.rollback()
                 raise
             try:
                 await (tx.rollback() if rollback else tx.commit())
-            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+            except _PG_ERRORS as exc:
                 raise _pg_error(exc) from exc
 
     async def ping(self) -> None:
