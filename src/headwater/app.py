@@ -145,11 +145,10 @@ class Headwater:
             return False
         self.catalog = catalog
         self._openapi = None
-        if self.outbox.enabled and not self.outbox.pg:
-            try:
-                await self.outbox.install_triggers(self.db, catalog)
-            except HeadwaterError as exc:  # writes then record events by a second statement
-                self.log.error("event_triggers_failed", error=exc.message)
+        try:
+            await self.outbox.install_triggers(self.db, catalog)  # SQLite's, when events are on
+        except HeadwaterError as exc:  # writes then record events by a second statement
+            self.log.error("event_triggers_failed", error=exc.message)
         self.metrics.catalog_reloads.labels("ok").inc()
         self.log.info("catalog_loaded", tables=len(catalog.tables), dialect=catalog.dialect)
         _settle_heap()

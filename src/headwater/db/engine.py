@@ -351,12 +351,6 @@ class PostgresDatabase(Database):
                     conn.terminate()
             self._record(exc)
             raise
-        except BaseException:
-            # Cancelled (or failed) in the middle of an operation: the connection may still be
-            # busy with it, and the next request to take it would fail ("another operation is
-            # in progress"; there is no reset on release, see ``start``). Close it instead.
-            conn.terminate()
-            raise
         else:
             self._record(None)
         finally:
@@ -494,29 +488,28 @@ class _SqliteConn:
             self.conn.execute(_SET_TAG, tag or (None, None, None, None))
             self.tag = tag
 
-    def fetchall(self, sql: str, params: Sequence[object], begin: str | None = None,
-                 tag: Tag | None = None) -> list[Row]:
+    def _statement(self, sql: str, params: Sequence[object], begin: str | None,
+                   tag: Tag | None, rows: bool) -> Any:
         self.arm()
         try:
             self._prepare(begin, tag)
-            return self.conn.execute(sql, params).fetchall()
+            cur = self.conn.execute(sql, params)
+            return cur.fetchall() if rows else cur.rowcount
         except BaseException:
             self.tag = _UNKNOWN
             raise
         finally:
             self.deadline = 0.0
 
+    def fetchall(self, sql: str, params: Sequence[object], begin: str | None = None,
+                 tag: Tag | None = None) -> list[Row]:
+        rows: list[Row] = self._statement(sql, params, begin, tag, True)
+        return rows
+
     def changes(self, sql: str, params: Sequence[object], begin: str | None = None,
                 tag: Tag | None = None) -> int:
-        self.arm()
-        try:
-            self._prepare(begin, tag)
-            return self.conn.execute(sql, params).rowcount
-        except BaseException:
-            self.tag = _UNKNOWN
-            raise
-        finally:
-            self.deadline = 0.0
+        count: int = self._statement(sql, params, begin, tag, False)
+        return count
 
     def end(self, verb: str) -> None:
         """COMMIT or ROLLBACK (a rollback also undoes the transaction's tag changes)."""
@@ -562,11 +555,11 @@ class _SqliteConn:
                 follow = then(rows)
                 if follow is not None:
                     c.execute(follow[0], follow[1]).fetchall()
-                c.execute("COMMIT")
+                self.end("COMMIT")
             except BaseException:
                 self.tag = _UNKNOWN
                 if c.in_transaction:
-                    c.execute("ROLLBACK")
+                    self.end("ROLLBACK")
                 raise
             return rows
         finally:
@@ -868,17 +861,19 @@ def _answer(batch: list[_Job], outcomes: list[tuple[bool, Any]]) -> None:
             job.future.set_exception(value)
 
 
-
 @dataclass(slots=True)
 class _WriteSide:
     """What every write of a process goes through: the writer thread, its connection, and
     the lock a multi-statement transaction holds from BEGIN to COMMIT."""
 
     thread: _WriterThread | None = None
-    conn: _SqliteConn | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     #: The connection's TEMP triggers (``install_session``), kept for a reopen.
     session: tuple[str, ...] | None = None
+
+    @property
+    def conn(self) -> _SqliteConn | None:
+        return self.thread.conn if self.thread is not None else None
 
 
 class SqliteDatabase(Database):
@@ -915,10 +910,10 @@ class SqliteDatabase(Database):
             side = self._side
             if self._owns_writer:
                 side.thread = _WriterThread()
-                side.conn = side.thread.conn = await self._write(_SqliteConn, self.path,
-                                                                 self.settings)
+                writer = side.thread.conn = await self._write(_SqliteConn, self.path,
+                                                              self.settings)
                 if side.session is not None:
-                    await self._write(side.conn.install, side.session)
+                    await self._write(writer.install, side.session)
         except (sqlite3.Error, HeadwaterError) as exc:
             raise DatabaseUnavailable("Could not open the SQLite database",
                                       details=str(exc)) from exc
@@ -930,10 +925,9 @@ class SqliteDatabase(Database):
         side = self._side
         if self._owns_writer and side.thread is not None:
             side.thread.close()
+            if side.thread.conn is not None:
+                side.thread.conn.conn.close()
             side.thread = None
-        if self._owns_writer and side.conn is not None:
-            side.conn.conn.close()
-            side.conn = None
         for c in self._conns:
             c.conn.close()
         self._conns.clear()
@@ -1043,8 +1037,6 @@ class SqliteDatabase(Database):
         def rollback() -> None:
             if conn.conn.in_transaction:
                 conn.end("ROLLBACK")
-            else:
-                conn.tag = _UNKNOWN
 
         with contextlib.suppress(HeadwaterError):
             await self._write(rollback)

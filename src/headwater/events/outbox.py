@@ -41,10 +41,10 @@ from headwater.events.event import Operation, topic_matches
 from headwater.service.plan import TargetColumn, target_columns
 
 OUTBOX = "_headwater_outbox"
-_OPERATIONS: tuple[Operation, ...] = ("insert", "update", "delete")
 PROCESSED = "_headwater_processed"
 DEAD_LETTERS = "_headwater_dead_letters"
 LEASES = "_headwater_leases"
+_OPERATIONS: tuple[Operation, ...] = ("insert", "update", "delete")
 #: First key of every advisory lock Headwater takes (the second is the table's hash).
 _LOCK_SPACE = 0x68770000
 
@@ -248,7 +248,6 @@ class Outbox:
     def triggers(self, table: str, op: Operation) -> bool:
         """Does a tagged write of ``op`` to ``table`` record its events itself (SQLite)?"""
         return (table, op) in self.triggered
-
 
     def _compile_record(self) -> str:
         if self.pg:

@@ -32,7 +32,7 @@ REPLAY_INTERVAL = 1.0
 
 
 class Events:
-    def __init__(self, settings: Settings, db: Database, outbox: Outbox, bus: Bus | None,
+    def __init__(self, settings: Settings, db: Database | None, outbox: Outbox, bus: Bus | None,
                  relay: Relay | None, worker: Worker | None, http: httpx.AsyncClient | None,
                  log: Any) -> None:
         self.settings = settings
@@ -64,17 +64,20 @@ class Events:
             await self.bus.close()
         if self.http is not None:
             await self.http.aclose()
-        await self.db.close()
+        if self.db is not None:
+            await self.db.close()
 
     async def _watch_replays(self, bus: MemoryBus) -> None:
         """Embedded mode: deliver again the dead letters ``headwater events dlq replay``
         flagged."""
+        db = self.db
+        assert db is not None  # embedded mode always has the relay's database
         while True:
             await asyncio.sleep(REPLAY_INTERVAL)
             try:
-                if not self.outbox.ready or not await self.outbox.replays_pending(self.db):
+                if not self.outbox.ready or not await self.outbox.replays_pending(db):
                     continue
-                for d in await self.outbox.take_replays(self.db):
+                for d in await self.outbox.take_replays(db):
                     await bus.inject(d.queue, Envelope(d.id, d.routing_key, d.body))
             except HeadwaterError as exc:
                 self.log.warning("dead_letter_replay_failed", error=exc.message)
@@ -86,6 +89,9 @@ async def start_events(settings: Settings, outbox: Outbox,
     """Start the relay (and in embedded mode the handlers). They use a small pool of their
     own, so their statements neither wait behind requests nor count as requests' queries;
     on SQLite they write through ``app_db``'s writer thread (one writer per process)."""
+    if settings.amqp_url and not settings.relay_in_server:
+        log.info("relay_elsewhere", hint="run `headwater relay` to publish the outbox")
+        return Events(settings, None, outbox, None, None, None, None, log)
     own = settings.replace(pool_min_size=1, pool_max_size=max(2, min(settings.pool_max_size, 4)))
     db = (SqliteDatabase(own, writer_of=app_db) if isinstance(app_db, SqliteDatabase)
           else open_database(own))
@@ -97,9 +103,6 @@ async def start_events(settings: Settings, outbox: Outbox,
     http: httpx.AsyncClient | None = None
     worker: Worker | None = None
     bus: Bus
-    if settings.amqp_url and not settings.relay_in_server:
-        log.info("relay_elsewhere", hint="run `headwater relay` to publish the outbox")
-        return Events(settings, db, outbox, None, None, None, None, log)
     if settings.amqp_url:
         bus = RabbitBus(settings.amqp_url, reconnect_max_delay=settings.amqp_reconnect_max_delay,
                         log=log)
@@ -123,8 +126,7 @@ async def start_events(settings: Settings, outbox: Outbox,
     return events
 
 
-async def run_relay(settings: Settings, stop: asyncio.Event | None = None, *,
-                    metrics: Metrics | None = None) -> None:
+async def run_relay(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """The ``headwater relay`` process: publish the outbox to RabbitMQ until SIGTERM/SIGINT
     (or ``stop``), beside servers run with ``relay_in_server=false``. It has no commits of
     its own to wake it, so it polls every ``relay_poll_interval`` while idle; several relays
@@ -136,7 +138,7 @@ async def run_relay(settings: Settings, stop: asyncio.Event | None = None, *,
     bus = RabbitBus(settings.amqp_url, reconnect_max_delay=settings.amqp_reconnect_max_delay,
                     log=log)
     await bus.start()
-    relay = Relay(settings, db, outbox, bus, metrics=metrics or Metrics(), log=log)
+    relay = Relay(settings, db, outbox, bus, metrics=Metrics(), log=log)
     await relay.start()  # it opens the database when it can
     log.info("relay_started")
     try:
