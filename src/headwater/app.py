@@ -25,11 +25,12 @@ from headwater.api.security import Security
 from headwater.cache.redis import RedisStore
 from headwater.cache.tiered import ReadCache
 from headwater.config import Settings
-from headwater.db.catalog import Catalog, introspect
+from headwater.db.catalog import introspect
 from headwater.db.engine import Database, open_database
 from headwater.errors import DatabaseUnavailable, HeadwaterError, MethodNotAllowed, NotFound
 from headwater.events.outbox import Outbox
 from headwater.events.runtime import Events, start_events
+from headwater.model.catalog import Catalog
 from headwater.observability.logging import LEVELS, make_logger
 from headwater.observability.metrics import Metrics
 from headwater.resilience.admission import Admission

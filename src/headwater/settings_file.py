@@ -16,10 +16,10 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeAlias
+from typing import Any
 
-Action: TypeAlias = Literal["select", "insert", "update", "delete"]
-ACTIONS: tuple[Action, ...] = ("select", "insert", "update", "delete")
+from headwater.model.principal import ACTIONS, Action
+
 #: Keys of ``[rate_limits]`` that are not role names.
 _RATE_RESERVED = frozenset({"address", "failed_auth", "principal", "trusted_proxies",
                             "override", "roles_total"})

@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 
 from headwater.config import Settings
-from headwater.db.catalog import Catalog, introspect
+from headwater.db.catalog import introspect
 from headwater.db.engine import SqliteDatabase, Tag
 from headwater.errors import Conflict
 from headwater.events.outbox import Outbox
+from headwater.model.catalog import Catalog
 
 ALICE = '{"role":"alice"}'
 BOB = '{"role":"bob"}'

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl
 
-from headwater.api import grammar as g
 from headwater.api.compression import negotiate
 from headwater.cache.keys import canonical, plan_key, raw_key
 from headwater.cache.memory import MemoryLRU
+from headwater.model import grammar as g
+from headwater.model.request import ApiRequest
 from headwater.resilience.breaker import BreakerPolicy, BreakerState, CircuitBreaker
 from headwater.service.plan import plan_read
 from tests.unit.test_plan_sql import CAT
 
 
 def key(qs: str, context: str = "anon") -> str:
-    req = g.ApiRequest("GET", "orders", g.parse_query(parse_qsl(qs, keep_blank_values=True)))
+    req = ApiRequest("GET", "orders", g.parse_query(parse_qsl(qs, keep_blank_values=True)))
     return plan_key(plan_read(CAT, req), context)
 
 
@@ -33,7 +34,7 @@ def test_different_values_contexts_and_shapes_differ() -> None:
 
 
 def test_canonical_names_embedded_tables() -> None:
-    req = g.ApiRequest("GET", "orders", g.parse_query([("select", "*,items(*)")]))
+    req = ApiRequest("GET", "orders", g.parse_query([("select", "*,items(*)")]))
     plan = plan_read(CAT, req)
     assert "items" in canonical(plan)
     assert plan.root.tables() == {"orders", "items"}

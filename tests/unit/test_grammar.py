@@ -9,8 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from headwater.api import grammar as g
 from headwater.errors import HeadwaterError, NotAcceptable, ParseError
+from headwater.model import grammar as g
+from headwater.model.request import Condition, Embed, Field, Logic, OrderTerm, Query, SelectItem
 
 # --- examples ---------------------------------------------------------------------------------
 
@@ -19,21 +20,21 @@ def test_select_with_aliases_embeds_hints() -> None:
     items = g.parse_select("id,name:full_name,customer:customers!customer_id(id,name),"
                            "order_items!inner(*,product:products(sku))")
     assert items == (
-        g.Field("id"),
-        g.Field("full_name", alias="name"),
-        g.Embed("customers", (g.Field("id"), g.Field("name")), alias="customer",
+        Field("id"),
+        Field("full_name", alias="name"),
+        Embed("customers", (Field("id"), Field("name")), alias="customer",
                 hint="customer_id"),
-        g.Embed("order_items", (g.Field("*"), g.Embed("products", (g.Field("sku"),),
+        Embed("order_items", (Field("*"), Embed("products", (Field("sku"),),
                                                       alias="product")), inner=True),
     )
 
 
 def test_filter_ops() -> None:
-    assert g.parse_filter("a", "eq.1") == g.Condition("a", "eq", "1")
-    assert g.parse_filter("a", "not.like.*x*") == g.Condition("a", "like", "*x*", True)
-    assert g.parse_filter("a", 'in.(1,"2,3",x y)') == g.Condition("a", "in", ("1", "2,3", "x y"))
-    assert g.parse_filter("a", "is.null") == g.Condition("a", "is", "null")
-    assert g.parse_filter("a", "eq.a.b.c") == g.Condition("a", "eq", "a.b.c")
+    assert g.parse_filter("a", "eq.1") == Condition("a", "eq", "1")
+    assert g.parse_filter("a", "not.like.*x*") == Condition("a", "like", "*x*", True)
+    assert g.parse_filter("a", 'in.(1,"2,3",x y)') == Condition("a", "in", ("1", "2,3", "x y"))
+    assert g.parse_filter("a", "is.null") == Condition("a", "is", "null")
+    assert g.parse_filter("a", "eq.a.b.c") == Condition("a", "eq", "a.b.c")
     with pytest.raises(ParseError):
         g.parse_filter("a", "is.maybe")
     with pytest.raises(ParseError):
@@ -42,10 +43,10 @@ def test_filter_ops() -> None:
 
 def test_logic_trees() -> None:
     tree = g.parse_logic("or", "(a.eq.1,and(b.gt.2,c.not.is.null),not.or(d.in.(1,2),e.eq.\"x,)\"))")
-    assert tree == g.Logic("or", (
-        g.Condition("a", "eq", "1"),
-        g.Logic("and", (g.Condition("b", "gt", "2"), g.Condition("c", "is", "null", True))),
-        g.Logic("or", (g.Condition("d", "in", ("1", "2")), g.Condition("e", "eq", "x,)")),
+    assert tree == Logic("or", (
+        Condition("a", "eq", "1"),
+        Logic("and", (Condition("b", "gt", "2"), Condition("c", "is", "null", True))),
+        Logic("or", (Condition("d", "in", ("1", "2")), Condition("e", "eq", "x,)")),
                 negated=True),
     ))
     assert g.parse_logic("not.and", "(a.eq.1)").negated
@@ -53,7 +54,7 @@ def test_logic_trees() -> None:
 
 def test_order() -> None:
     assert g.parse_order("a.desc.nullslast,b,c.nullsfirst") == (
-        g.OrderTerm("a", True, "last"), g.OrderTerm("b"), g.OrderTerm("c", False, "first"))
+        OrderTerm("a", True, "last"), OrderTerm("b"), OrderTerm("c", False, "first"))
     with pytest.raises(ParseError):
         g.parse_order("a.sideways")
 
@@ -61,8 +62,8 @@ def test_order() -> None:
 def test_query_paths() -> None:
     q = g.parse_query([("select", "*,items(*)"), ("items.qty", "gt.1"), ("items.order", "id"),
                        ("items.limit", "2"), ("limit", "5"), ("items.or", "(qty.eq.1)")])
-    assert q.where[("items",)][0] == g.Condition("qty", "gt", "1")
-    assert q.order[("items",)] == (g.OrderTerm("id"),)
+    assert q.where[("items",)][0] == Condition("qty", "gt", "1")
+    assert q.order[("items",)] == (OrderTerm("id"),)
     assert q.limit == {("items",): 2, (): 5}
 
 
@@ -90,37 +91,37 @@ any_name = st.text(st.characters(codec="utf-8"), min_size=1, max_size=12).filter
 text = st.text(st.characters(codec="utf-8"), max_size=15)
 
 
-def select_items(depth: int) -> st.SearchStrategy[tuple[g.SelectItem, ...]]:
-    field = st.one_of(st.just(g.Field("*")),
-                      st.builds(g.Field, any_name.filter(lambda n: n != "*"),
+def select_items(depth: int) -> st.SearchStrategy[tuple[SelectItem, ...]]:
+    field = st.one_of(st.just(Field("*")),
+                      st.builds(Field, any_name.filter(lambda n: n != "*"),
                                 st.one_of(st.none(), any_name)))
     if depth == 0:
         return st.lists(field, min_size=1, max_size=4).map(tuple)
-    embed = st.builds(g.Embed, any_name, select_items(depth - 1), st.one_of(st.none(), any_name),
+    embed = st.builds(Embed, any_name, select_items(depth - 1), st.one_of(st.none(), any_name),
                       st.one_of(st.none(), any_name), st.booleans())
     return st.lists(st.one_of(field, embed), min_size=1, max_size=4).map(tuple)
 
 
-scalar_cond = st.builds(g.Condition, ident, st.sampled_from(sorted(g.SCALAR_OPS)), text,
+scalar_cond = st.builds(Condition, ident, st.sampled_from(sorted(g.SCALAR_OPS)), text,
                         st.booleans())
-in_cond = st.builds(g.Condition, ident, st.just("in"), st.lists(text, max_size=4).map(tuple),
+in_cond = st.builds(Condition, ident, st.just("in"), st.lists(text, max_size=4).map(tuple),
                     st.booleans())
-is_cond = st.builds(g.Condition, ident, st.just("is"), st.sampled_from(sorted(g.IS_VALUES)),
+is_cond = st.builds(Condition, ident, st.just("is"), st.sampled_from(sorted(g.IS_VALUES)),
                     st.booleans())
 condition = st.one_of(scalar_cond, in_cond, is_cond)
 logic = st.recursive(
-    st.builds(g.Logic, st.sampled_from(["and", "or"]),
+    st.builds(Logic, st.sampled_from(["and", "or"]),
               st.lists(condition, min_size=1, max_size=3).map(tuple), st.booleans()),
-    lambda inner: st.builds(g.Logic, st.sampled_from(["and", "or"]),
+    lambda inner: st.builds(Logic, st.sampled_from(["and", "or"]),
                             st.lists(st.one_of(condition, inner), min_size=1,
                                      max_size=3).map(tuple), st.booleans()),
     max_leaves=6)
 path = st.lists(ident, max_size=2).map(tuple)
-order_terms = st.lists(st.builds(g.OrderTerm, ident, st.booleans(),
+order_terms = st.lists(st.builds(OrderTerm, ident, st.booleans(),
                                  st.sampled_from([None, "first", "last"])),
                        min_size=1, max_size=3).map(tuple)
 queries = st.builds(
-    g.Query,
+    Query,
     select=select_items(2),
     where=st.dictionaries(path, st.lists(st.one_of(condition, logic), min_size=1,
                                          max_size=3).map(tuple), max_size=3),
@@ -133,23 +134,23 @@ queries = st.builds(
 
 
 @given(select_items(3))
-def test_select_round_trip(items: tuple[g.SelectItem, ...]) -> None:
+def test_select_round_trip(items: tuple[SelectItem, ...]) -> None:
     assert g.parse_select(g.render_select(items)) == items
 
 
 @given(logic)
-def test_logic_round_trip(tree: g.Logic) -> None:
+def test_logic_round_trip(tree: Logic) -> None:
     assert g.parse_logic(g.logic_key(tree), g.render_logic(tree)) == tree
 
 
 @given(condition)
-def test_filter_round_trip(cond: g.Condition) -> None:
+def test_filter_round_trip(cond: Condition) -> None:
     assert g.parse_filter(cond.column, g.render_condition(cond)) == cond
 
 
 @settings(suppress_health_check=[HealthCheck.too_slow], max_examples=300)
 @given(queries)
-def test_query_round_trip(query: g.Query) -> None:
+def test_query_round_trip(query: Query) -> None:
     assert g.parse_query(g.render_query(query)) == query
 
 

@@ -11,8 +11,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from headwater.api import grammar as g
-from headwater.db.catalog import Catalog, Column, ForeignKey, Table
 from headwater.db.sql import bind, compile_read
 from headwater.errors import (
     AmbiguousRelationship,
@@ -21,7 +19,11 @@ from headwater.errors import (
     UnknownRelationship,
     UnknownTable,
 )
-from headwater.service.plan import Compare, EmbedExists, coerce, plan_read
+from headwater.model import grammar as g
+from headwater.model.catalog import Catalog, Column, ForeignKey, Table
+from headwater.model.plan import Compare, EmbedExists
+from headwater.model.request import ApiRequest, Condition, Logic
+from headwater.service.plan import coerce, plan_read
 
 
 def table(name: str, cols: dict[str, Any], pk: tuple[str, ...] = ("id",),
@@ -44,10 +46,10 @@ def make_catalog(dialect: Any = "postgresql") -> Catalog:
     ], dialect)
 
 
-def request(target: str, qs: str, **kw: Any) -> g.ApiRequest:
+def request(target: str, qs: str, **kw: Any) -> ApiRequest:
     from urllib.parse import parse_qsl
 
-    return g.ApiRequest("GET", target, g.parse_query(parse_qsl(qs, keep_blank_values=True)),
+    return ApiRequest("GET", target, g.parse_query(parse_qsl(qs, keep_blank_values=True)),
                         **kw)
 
 
@@ -131,9 +133,9 @@ def test_sqlite_binding() -> None:
 @given(st.text(min_size=1, max_size=30), st.sampled_from(["postgresql", "sqlite"]))
 def test_request_values_never_reach_sql_text(value: str, dialect: Any) -> None:
     marker = "\u2603zq" + value
-    qs = [("name", "eq." + marker), ("or", g.render_logic(g.Logic("or", (
-        g.Condition("name", "like", marker), g.Condition("name", "in", (marker, "x"))))))]
-    plan = plan_read(CAT, g.ApiRequest("GET", "customers", g.parse_query(qs)))
+    qs = [("name", "eq." + marker), ("or", g.render_logic(Logic("or", (
+        Condition("name", "like", marker), Condition("name", "in", (marker, "x"))))))]
+    plan = plan_read(CAT, ApiRequest("GET", "customers", g.parse_query(qs)))
     sql = compile_read(dialect, "public", plan.root, plan.limit_param,
                        plan.offset_param, True)
     for text in (sql.aggregate, sql.rows, sql.count):

@@ -8,12 +8,13 @@ from types import MappingProxyType
 
 import pytest
 
-from headwater.api.grammar import ApiRequest, Condition, Logic, parse_query
 from headwater.api.ratelimit import client_address
-from headwater.db.catalog import Catalog, Column, Table
 from headwater.db.sql import compile_read
 from headwater.errors import EncryptedColumn, Forbidden
-from headwater.service.hooks import Principal
+from headwater.model.catalog import Catalog, Column, Table
+from headwater.model.grammar import parse_query
+from headwater.model.principal import Principal
+from headwater.model.request import ApiRequest, Condition, Logic
 from headwater.service.plan import plan_read
 from headwater.service.policy import PolicySet, parse_rows
 from headwater.settings_file import SettingsError, load_security, parse_rate, parse_security
@@ -49,7 +50,7 @@ columns = ["orders.note"]
 
 
 def read(query: str, principal: Principal, ps: PolicySet, anonymous: bool = False):  # type: ignore[no-untyped-def]
-    from headwater.api.grammar import split_query_string
+    from headwater.model.grammar import split_query_string
 
     api = ApiRequest("GET", "orders", parse_query(split_query_string(query)))
     return plan_read(CATALOG, api, access=ps.access(principal, anonymous=anonymous))

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from headwater.db.catalog import Column
 from headwater.errors import DatabaseUnavailable
+from headwater.model.catalog import Column
 from headwater.resilience.bulkhead import Bulkhead
 from headwater.service.validation import _Bad, check_value, checker
 

@@ -27,8 +27,8 @@ from typing import Any
 import jwt
 
 from headwater.errors import HeadwaterError, Unauthorized
+from headwater.model.principal import Principal
 from headwater.service.api_keys import KeyStore, looks_like_key
-from headwater.service.hooks import Principal
 from headwater.service.policy import claim
 from headwater.settings_file import AuthSettings
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from headwater.db.catalog import Catalog, Column, ColumnKind, Table
+from headwater.model.catalog import Catalog, Column, ColumnKind, Table
 from headwater.service.hooks import RpcSpec
 
 _TYPES: dict[ColumnKind, dict[str, str]] = {

@@ -14,11 +14,10 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from headwater.api.compression import Compressor, negotiate
-from headwater.api.grammar import MediaType
 from headwater.cache.keys import etag
 from headwater.errors import HeadwaterError, InvalidRange, SingularityError
-from headwater.service.reads import ReadResult, RowStream
-from headwater.service.writes import WriteResult
+from headwater.model.request import MediaType
+from headwater.model.result import ReadResult, RowStream, WriteResult
 
 CONTENT_TYPES: dict[MediaType, str] = {
     "json": "application/json; charset=utf-8",

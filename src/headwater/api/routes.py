@@ -15,7 +15,6 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import Scope
 
-from headwater.api import grammar
 from headwater.api.front import TABLE_METHODS
 from headwater.api.responses import (
     CONTENT_TYPES,
@@ -38,7 +37,9 @@ from headwater.errors import (
     SingularityError,
     UnsupportedMediaType,
 )
-from headwater.service.hooks import Principal
+from headwater.model import grammar
+from headwater.model.principal import Principal
+from headwater.model.request import ApiRequest, MediaType
 from headwater.service.plan import plan_read
 from headwater.service.policy import Access
 from headwater.service.reads import execute_read
@@ -74,7 +75,7 @@ def guarded(hw: Headwater, fn: Endpoint) -> Endpoint:
     return endpoint
 
 
-def parse_request(request: Request, table: str, h: dict[bytes, bytes]) -> grammar.ApiRequest:
+def parse_request(request: Request, table: str, h: dict[bytes, bytes]) -> ApiRequest:
     """``h``: the request's headers (``header_map``)."""
     method = request.method
 
@@ -85,7 +86,7 @@ def parse_request(request: Request, table: str, h: dict[bytes, bytes]) -> gramma
     query = grammar.parse_query(
         grammar.split_query_string(request.scope["query_string"].decode("latin-1")))
     prefer = text(b"prefer")
-    return grammar.ApiRequest(
+    return ApiRequest(
         method=method,
         target=table,
         query=query,
@@ -144,7 +145,7 @@ async def read_body(request: Request, limit: int) -> tuple[Any, bool]:
                                hint="send application/json or text/csv")
 
 
-def _applied(api: grammar.ApiRequest) -> list[str]:
+def _applied(api: ApiRequest) -> list[str]:
     p = api.prefer
     out = []
     if p.returning:
@@ -242,7 +243,7 @@ def build_routes(hw: Headwater) -> Routes:
         return write_response(result_w, method=method, returning=api.prefer.returning,
                               applied=_applied(api))
 
-    async def read(request: Request, api: grammar.ApiRequest, access: Access,
+    async def read(request: Request, api: ApiRequest, access: Access,
                    ask: Negotiation) -> Response:
         plan = plan_read(hw.require_catalog(), api, max_rows=settings.max_rows, access=access)
         cache = hw.cache
@@ -274,7 +275,7 @@ def build_routes(hw: Headwater) -> Routes:
         return read_response(result, plan.media, ask=ask,
                              compressor=hw.compressor, x_cache=x_cache, cache_control=control)
 
-    def cached_response(request: Request, hit: Cached, media: grammar.MediaType,
+    def cached_response(request: Request, hit: Cached, media: MediaType,
                         access: Access, ask: Negotiation) -> Response:
         e = hit.entry
         request.scope["rows"] = e.rows

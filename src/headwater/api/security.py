@@ -31,11 +31,11 @@ from headwater.api.auth import Authenticator, Identity
 from headwater.api.openapi import openapi_document
 from headwater.api.ratelimit import RateLimiter, Window, client_address
 from headwater.errors import RateLimited, Unauthorized
+from headwater.model.principal import ACTIONS, Action, Principal
 from headwater.service.api_keys import KeyStore
 from headwater.service.crypto import FieldCipher
-from headwater.service.hooks import Principal
 from headwater.service.policy import Access, PolicySet
-from headwater.settings_file import ACTIONS, Action, SecuritySettings
+from headwater.settings_file import SecuritySettings
 
 if TYPE_CHECKING:
     from headwater.app import Headwater

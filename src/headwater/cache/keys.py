@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 
-from headwater.service.plan import (
+from headwater.model.plan import (
     BoolExpr,
     Compare,
     Cond,

@@ -21,10 +21,10 @@ from headwater.cache.redis import RedisStore, RedisUnavailable
 from headwater.cache.versions import RedisVersions, SharedVersions
 from headwater.config import Settings
 from headwater.errors import DatabaseUnavailable, HeadwaterError, Timeout
+from headwater.model.plan import ReadPlan
+from headwater.model.result import ReadResult
 from headwater.observability.metrics import Metrics
 from headwater.resilience.breaker import BreakerOpen
-from headwater.service.plan import ReadPlan
-from headwater.service.reads import ReadResult
 
 Status = Literal["HIT", "MISS", "STALE"]
 #: Errors that mean "the database cannot answer now", for stale-if-error.

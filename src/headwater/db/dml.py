@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import msgspec
 
 from headwater.db.sql import Dialect, _Builder, bind, ident, literal, sqlite_object
-from headwater.service.plan import (
+from headwater.model.plan import (
     InsertPlan,
     InsertShape,
     MutatePlan,

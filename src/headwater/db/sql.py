@@ -21,7 +21,7 @@ from typing import Literal
 
 import msgspec
 
-from headwater.service.plan import (
+from headwater.model.plan import (
     BoolExpr,
     Compare,
     Cond,

@@ -33,12 +33,12 @@ from typing import Any
 import msgspec
 
 from headwater.config import Settings
-from headwater.db.catalog import Catalog
 from headwater.db.dml import sqlite_row_object
 from headwater.db.engine import TAG_TABLE, Database, Tag, Transaction
 from headwater.db.sql import ident, literal
 from headwater.events.event import Operation, topic_matches
-from headwater.service.plan import TargetColumn, target_columns
+from headwater.model.catalog import Catalog
+from headwater.model.plan import TargetColumn, target_columns
 
 OUTBOX = "_headwater_outbox"
 PROCESSED = "_headwater_processed"

@@ -24,7 +24,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from headwater.errors import DecryptionFailed, InvalidBody
-from headwater.service.plan import OutputColumn, OutputEmbed, ReadNode
+from headwater.model.plan import OutputColumn, OutputEmbed, ReadNode
 from headwater.settings_file import EncryptionSettings
 
 PREFIX = "hwenc:1:"

@@ -24,29 +24,16 @@ import importlib
 import inspect
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal, TypeAlias, TypeVar, get_type_hints, overload
+from dataclasses import dataclass
+from typing import Any, TypeAlias, TypeVar, get_type_hints, overload
 
 from headwater.db.engine import Transaction
 from headwater.events.event import Handler, Subscription
 from headwater.events.outbox import EventBuffer
+from headwater.model.principal import Principal, WriteAction
 
 _DOLLAR = re.compile(r"\$(\d+)")
-Action: TypeAlias = Literal["insert", "update", "delete"]
 Row: TypeAlias = dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who is asking. Until authentication exists every caller is the anonymous role."""
-
-    role: str = "anonymous"
-    claims: Mapping[str, Any] = field(default_factory=dict)
-
-
-def principal_json(principal: Principal) -> dict[str, Any]:
-    """How an event names who wrote it."""
-    return {"role": principal.role, "claims": dict(principal.claims)}
 
 
 @dataclass(slots=True)
@@ -57,14 +44,14 @@ class Context:
     table: str | None
     db: Transaction
     request_id: str | None = None
-    action: Action | None = None
+    action: WriteAction | None = None
     #: Set when SQL other than a read ran here: the tables it touched are unknown, so the
     #: whole cache is invalidated after commit.
     wrote: bool = False
     #: The transaction's events (None when events are off).
     events: EventBuffer | None = None
 
-    def emit(self, table: str, op: Action, new: Row | None = None,
+    def emit(self, table: str, op: WriteAction, new: Row | None = None,
              old: Row | None = None) -> None:
         """Record an event for a row written by hand-written SQL (``ctx.fetch``).
 
@@ -107,19 +94,19 @@ class App:
     """The registry a user's module fills in; ``headwater serve --app pkg.mod:app`` loads it."""
 
     def __init__(self) -> None:
-        self._before: dict[tuple[Action, str], list[BeforeHook]] = {}
-        self._after: dict[tuple[Action, str], list[AfterHook]] = {}
+        self._before: dict[tuple[WriteAction, str], list[BeforeHook]] = {}
+        self._after: dict[tuple[WriteAction, str], list[AfterHook]] = {}
         self.rpcs: dict[str, RpcSpec] = {}
         self.subscriptions: dict[str, Subscription] = {}
 
     # hooks
-    def _register_before(self, action: Action, table: str) -> Callable[[BeforeHook], BeforeHook]:
+    def _register_before(self, action: WriteAction, table: str) -> Callable[[BeforeHook], BeforeHook]:
         def deco(fn: BeforeHook) -> BeforeHook:
             self._before.setdefault((action, table), []).append(fn)
             return fn
         return deco
 
-    def _register_after(self, action: Action, table: str) -> Callable[[AfterHook], AfterHook]:
+    def _register_after(self, action: WriteAction, table: str) -> Callable[[AfterHook], AfterHook]:
         def deco(fn: AfterHook) -> AfterHook:
             self._after.setdefault((action, table), []).append(fn)
             return fn
@@ -143,10 +130,10 @@ class App:
     def after_delete(self, table: str) -> Callable[[AfterHook], AfterHook]:
         return self._register_after("delete", table)
 
-    def before(self, action: Action, table: str) -> list[BeforeHook]:
+    def before(self, action: WriteAction, table: str) -> list[BeforeHook]:
         return self._before.get((action, table), [])
 
-    def after(self, action: Action, table: str) -> list[AfterHook]:
+    def after(self, action: WriteAction, table: str) -> list[AfterHook]:
         return self._after.get((action, table), [])
 
     # events

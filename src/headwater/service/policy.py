@@ -26,18 +26,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from headwater.api.grammar import (
-    RESERVED,
-    Condition,
-    Logic,
-    Predicate,
-    parse_filter,
-    parse_logic,
-    split_query_string,
-)
 from headwater.errors import Forbidden, HeadwaterError
-from headwater.service.hooks import Principal
-from headwater.settings_file import ACTIONS, Action, PolicySpec, SecuritySettings, SettingsError
+from headwater.model.grammar import RESERVED, parse_filter, parse_logic, split_query_string
+from headwater.model.principal import ACTIONS, Action, Principal
+from headwater.model.request import Condition, Logic, Predicate
+from headwater.settings_file import PolicySpec, SecuritySettings, SettingsError
 
 _PLACEHOLDER = re.compile(r"^\{claims\.([A-Za-z0-9_\-]+(?:\.[A-Za-z0-9_\-]+)*)\}$")
 _ANY_PLACEHOLDER = re.compile(r"\{claims\.")

@@ -12,42 +12,15 @@ import contextlib
 import csv
 import io
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import msgspec
 
 from headwater.config import Settings
 from headwater.db.engine import Database, Snapshot
 from headwater.db.sql import ReadSQL, bind, compile_read
+from headwater.model.plan import ReadPlan
+from headwater.model.result import ReadResult, RowStream
 from headwater.resilience.retry import read_retryable, retrying
-from headwater.service.plan import ReadPlan
-
-
-class RowStream:
-    """A body that holds a database snapshot until it is consumed or closed."""
-
-    def __init__(self, chunks: AsyncIterator[bytes], stack: contextlib.AsyncExitStack) -> None:
-        self._chunks = chunks
-        self._stack = stack
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._chunks
-
-    async def aclose(self) -> None:
-        # Closing the generator first lets its cursor finish before the snapshot ends.
-        aclose = getattr(self._chunks, "aclose", None)
-        if aclose is not None:
-            await aclose()
-        await self._stack.aclose()
-
-
-@dataclass(slots=True)
-class ReadResult:
-    rows: int
-    total: int | None
-    first: int
-    body: bytes | None = None
-    stream: RowStream | None = None
 
 
 def _sql(db: Database, plan: ReadPlan) -> ReadSQL:

@@ -7,11 +7,12 @@ from typing import Any
 
 import msgspec
 
-from headwater.db.catalog import Catalog
 from headwater.db.engine import Database
 from headwater.errors import InvalidBody, NotFound
 from headwater.events.outbox import EventBuffer, Outbox
-from headwater.service.hooks import App, Context, Principal, RpcSpec, principal_json
+from headwater.model.catalog import Catalog
+from headwater.model.principal import Principal, principal_json
+from headwater.service.hooks import App, Context, RpcSpec
 
 _encode = msgspec.json.Encoder(decimal_format="number").encode
 

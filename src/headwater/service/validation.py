@@ -17,9 +17,9 @@ from typing import Any, Literal
 
 import msgspec
 
-from headwater.db.catalog import Column, Table
 from headwater.errors import InvalidBody
-from headwater.service.plan import Value
+from headwater.model.catalog import Column, Table
+from headwater.model.plan import Value
 
 Mode = Literal["insert", "update"]
 _FLOAT_MAX = decimal.Decimal("1.7976931348623157e308")

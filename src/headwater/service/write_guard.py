@@ -20,15 +20,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from headwater.api.grammar import ApiRequest, Field, Predicate, Query, SelectItem
-from headwater.db.catalog import Catalog, Table
 from headwater.db.engine import Database, Transaction
 from headwater.db.sql import bind, compile_read
+from headwater.model.catalog import Catalog, Table
+from headwater.model.plan import ReadNode
+from headwater.model.principal import Action
+from headwater.model.request import ApiRequest, Field, Predicate, Query, SelectItem
 from headwater.service.crypto import FieldCipher
-from headwater.service.plan import ReadNode, plan_read
+from headwater.service.plan import plan_read
 from headwater.service.policy import Access, key_filter, values_text
 from headwater.service.validation import CheckedRows
-from headwater.settings_file import Action
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,18 +15,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from headwater.api.grammar import (
-    ApiRequest,
-    Condition,
-    Embed,
-    Field,
-    Logic,
-    Predicate,
-    Query,
-    SelectItem,
-)
 from headwater.config import Settings
-from headwater.db.catalog import Catalog, Table
 from headwater.db.dml import (
     compile_insert,
     compile_mutation,
@@ -38,35 +27,19 @@ from headwater.db.engine import Database, Row, Statement, Transaction
 from headwater.db.sql import bind, compile_read
 from headwater.errors import InvalidBody, InvalidWrite, ParseError, RequestError, UnknownColumn
 from headwater.events.outbox import EventBuffer, Outbox
+from headwater.model.catalog import Catalog, Table
+from headwater.model.plan import MutatePlan
+from headwater.model.principal import Principal, WriteAction, principal_json
+from headwater.model.request import ApiRequest, Condition, Embed, Field, Logic, Predicate, Query, SelectItem
+from headwater.model.result import WriteResult
 from headwater.resilience.retry import retrying, write_retryable
-from headwater.service.hooks import Action, App, Context, Principal, principal_json
-from headwater.service.plan import (
-    MutatePlan,
-    plan_insert,
-    plan_mutation,
-    plan_read,
-    require_table,
-)
+from headwater.service.hooks import App, Context
+from headwater.service.plan import plan_insert, plan_mutation, plan_read, require_table
 from headwater.service.validation import CheckedRows, check_rows
 from headwater.service.write_guard import WriteGuard
 
 _decode_row = msgspec.json.Decoder(dict[str, Any]).decode
 _encode = msgspec.json.Encoder().encode
-
-
-@dataclass(slots=True)
-class WriteResult:
-    rows: list[dict[str, Any]]
-    body: bytes | None = None
-    location: str | None = None
-    tables: frozenset[str] = field(default_factory=frozenset)
-
-    #: Rows written but not read back (nobody needed them; see ``Writer._counted``).
-    counted: int = 0
-
-    @property
-    def affected(self) -> int:
-        return len(self.rows) + self.counted
 
 
 @dataclass(slots=True)
@@ -229,7 +202,7 @@ class Writer:
 
     # --- pieces -------------------------------------------------------------------------------
 
-    def _single(self, table: Table, op: Action, request: ApiRequest) -> bool:
+    def _single(self, table: Table, op: WriteAction, request: ApiRequest) -> bool:
         """Will this write be exactly one statement? Then it needs no BEGIN and COMMIT (see
         ``Database.transaction``). Not when hooks or policies may add statements, the response
         embeds other tables, an update must first read its old rows, or the events take a
@@ -282,7 +255,7 @@ class Writer:
         if recorded and not rollback:
             outbox.committed()
 
-    def _in_statement(self, table: Table, op: Action, merge: bool = False) -> bool:
+    def _in_statement(self, table: Table, op: WriteAction, merge: bool = False) -> bool:
         """Does this write's statement record its events itself? PostgreSQL: wrapped in a
         CTE, unless the update must first read the old rows. SQLite: through the triggers,
         once installed, except for an upsert, whose updated rows would be recorded as
@@ -294,7 +267,7 @@ class Writer:
             return not merge and events.outbox.triggers(table.name, op)
         return not (op == "update" and events.outbox.wants_old(table.name))
 
-    async def _write(self, tx: Transaction, table: Table, op: Action, sql: str,
+    async def _write(self, tx: Transaction, table: Table, op: WriteAction, sql: str,
                      params: list[object], inline: bool,
                      old: dict[tuple[Any, ...], dict[str, Any]] | None = None,
                      count: bool = False) -> list[dict[str, Any]] | int:
@@ -356,7 +329,7 @@ class Writer:
         rows = [_decode_row(r[0]) for r in await tx.fetch(sql, params)]
         return {tuple(r.get(k) for k in table.primary_key): r for r in rows}
 
-    def _context(self, tx: Transaction, table: str, action: Action) -> Context:
+    def _context(self, tx: Transaction, table: str, action: WriteAction) -> Context:
         ctx = Context(self.principal, table, tx, self.request_id, action, events=self._events)
         self._contexts.append(ctx)
         return ctx
@@ -384,7 +357,7 @@ class Writer:
 
     async def _mutate(self, tx: Transaction, table: Table, plan: MutatePlan,
                       ) -> list[dict[str, Any]]:
-        op: Action = plan.shape.action
+        op: WriteAction = plan.shape.action
         inline = self._in_statement(table, op)
         old = await self._old_rows(tx, table, plan) if op == "update" and not inline else None
         sql = compile_mutation(self.db.dialect, self.db.schema, plan.shape,
@@ -501,7 +474,7 @@ def _key_filter(table: Table, rows: list[dict[str, Any]]) -> Predicate:
 
 
 def _order_by_key(table: Table) -> list[Any]:
-    from headwater.api.grammar import OrderTerm
+    from headwater.model.request import OrderTerm
 
     return [OrderTerm(c) for c in table.primary_key]
 

@@ -8,11 +8,12 @@ import json
 import sys
 from urllib.parse import parse_qsl
 
-from headwater.api import grammar as g
+from headwater.model import grammar as g
+from headwater.model.request import Logic
 
 
 def pred(p):
-    if isinstance(p, g.Logic):
+    if isinstance(p, Logic):
         return {"l": p.op, "n": p.negated, "items": [pred(i) for i in p.items]}
     value = list(p.value) if isinstance(p.value, tuple) else p.value
     return {"c": p.column, "op": p.op, "v": value, "n": p.negated}

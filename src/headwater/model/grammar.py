@@ -8,14 +8,23 @@ inverse, used by the client and by the property tests (``parse(render(x)) == x``
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Literal, TypeAlias
+from collections.abc import Iterable, Sequence
 from urllib.parse import unquote_plus
 
 from headwater.errors import InvalidRange, NotAcceptable, ParseError
-
-Path: TypeAlias = tuple[str, ...]
+from headwater.model.request import (
+    Condition,
+    Embed,
+    Field,
+    Logic,
+    MediaType,
+    OrderTerm,
+    Path,
+    Predicate,
+    Preferences,
+    Query,
+    SelectItem,
+)
 
 #: Binary operators whose value is a single literal.
 SCALAR_OPS = frozenset({"eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike", "isdistinct"})
@@ -23,7 +32,6 @@ IS_VALUES = frozenset({"null", "not_null", "true", "false", "unknown"})
 OPS = SCALAR_OPS | {"in", "is"}
 RESERVED = frozenset({"select", "order", "limit", "offset", "on_conflict", "columns", "or", "and",
                       "not.or", "not.and"})
-MediaType: TypeAlias = Literal["json", "object", "csv"]
 #: Bounds on what one request may ask for, so hostile input gets a 400 rather than deep
 #: recursion here or an expression too large for the database.
 MAX_DEPTH = 32
@@ -31,93 +39,6 @@ MAX_CONDITIONS = 500
 
 # Characters that end a bare name inside select/logic expressions.
 _NAME_STOP = set(",()!:.\"")
-
-
-@dataclass(frozen=True, slots=True)
-class Field:
-    """A column in ``select``; ``name == "*"`` means every column."""
-
-    name: str
-    alias: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Embed:
-    """A related resource in ``select``: ``alias:name!hint!inner(...)``."""
-
-    name: str
-    select: tuple[SelectItem, ...]
-    alias: str | None = None
-    hint: str | None = None
-    inner: bool = False
-
-    @property
-    def key(self) -> str:
-        return self.alias or self.name
-
-
-SelectItem: TypeAlias = Field | Embed
-
-
-@dataclass(frozen=True, slots=True)
-class Condition:
-    column: str
-    op: str
-    #: A tuple for ``in``, else the literal text exactly as sent.
-    value: str | tuple[str, ...]
-    negated: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Logic:
-    op: Literal["and", "or"]
-    items: tuple[Condition | Logic, ...]
-    negated: bool = False
-
-
-Predicate: TypeAlias = Condition | Logic
-
-
-@dataclass(frozen=True, slots=True)
-class OrderTerm:
-    column: str
-    desc: bool = False
-    nulls: Literal["first", "last"] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Preferences:
-    count: Literal["exact", "planned", "estimated"] | None = None
-    returning: Literal["minimal", "headers-only", "representation"] | None = None
-    resolution: Literal["merge-duplicates", "ignore-duplicates"] | None = None
-    missing: Literal["default", "null"] | None = None
-    handling: Literal["lenient", "strict"] | None = None
-    max_affected: int | None = None
-    tx: Literal["commit", "rollback"] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Query:
-    """Everything the query string says, keyed by embedding path (``()`` is the root)."""
-
-    select: tuple[SelectItem, ...] = (Field("*"),)
-    where: Mapping[Path, tuple[Predicate, ...]] = field(default_factory=dict)
-    order: Mapping[Path, tuple[OrderTerm, ...]] = field(default_factory=dict)
-    limit: Mapping[Path, int] = field(default_factory=dict)
-    offset: Mapping[Path, int] = field(default_factory=dict)
-    on_conflict: tuple[str, ...] | None = None
-    columns: tuple[str, ...] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ApiRequest:
-    method: str
-    target: str
-    query: Query
-    prefer: Preferences = Preferences()
-    media: MediaType = "json"
-    #: ``Range`` header as (first, last-or-None).
-    range: tuple[int, int | None] | None = None
 
 
 # --- the scanner ------------------------------------------------------------------------------

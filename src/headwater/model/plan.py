@@ -1,0 +1,184 @@
+"""Plans: what the planner makes of a request, and what SQL building and cache keys consume.
+
+A plan is split in two: a hashable *shape* (tables, columns, operators, parameter slots)
+and the list of bound *values*. The SQL for a shape is built once and cached, and the cache
+layer keys on the shape plus the values, so the same query written two ways shares one entry.
+Every identifier in a plan was looked up in the catalog (invariant 4).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, TypeAlias
+
+from headwater.model.catalog import ColumnKind, Table
+from headwater.model.request import MediaType
+
+Value: TypeAlias = (bool | int | float | str | decimal.Decimal | dt.date | dt.datetime | dt.time
+                    | uuid.UUID | tuple["Value", ...] | None)
+
+
+@dataclass(frozen=True, slots=True)
+class Compare:
+    column: str
+    kind: ColumnKind
+    op: str
+    param: int
+    negated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class IsTest:
+    column: str
+    kind: ColumnKind
+    value: str
+    negated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BoolExpr:
+    op: Literal["and", "or"]
+    items: tuple[Cond, ...]
+    negated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedExists:
+    """``rel=not.is.null`` / ``!inner`` (exists) or ``rel=is.null`` (not exists)."""
+
+    node: ReadNode
+    negated: bool = False
+
+
+Cond: TypeAlias = Compare | IsTest | BoolExpr | EmbedExists
+
+
+@dataclass(frozen=True, slots=True)
+class OutputColumn:
+    key: str
+    column: str
+    kind: ColumnKind
+
+
+@dataclass(frozen=True, slots=True)
+class OutputEmbed:
+    key: str
+    node: ReadNode
+
+
+Output: TypeAlias = OutputColumn | OutputEmbed
+
+
+@dataclass(frozen=True, slots=True)
+class OrderBy:
+    column: str
+    desc: bool = False
+    nulls: Literal["first", "last"] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadNode:
+    table: str
+    alias: str
+    outputs: tuple[Output, ...]
+    where: tuple[Cond, ...] = ()
+    order: tuple[OrderBy, ...] = ()
+    limit: int | None = None
+    offset: int | None = None
+    #: (column of this node, column of the parent node) pairs joining it to its parent.
+    join: tuple[tuple[str, str], ...] = ()
+    to_many: bool = False
+    inner: bool = False
+    parent_alias: str = ""
+
+    def embeds(self) -> tuple[ReadNode, ...]:
+        return tuple(o.node for o in self.outputs if isinstance(o, OutputEmbed))
+
+    def tables(self) -> frozenset[str]:
+        """Every table this node reads, embeds and filters included."""
+        out = {self.table}
+        for o in self.outputs:
+            if isinstance(o, OutputEmbed):
+                out |= o.node.tables()
+        for c in walk(self.where):
+            if isinstance(c, EmbedExists):
+                out |= c.node.tables()
+        return frozenset(out)
+
+
+def walk(conds: Sequence[Cond]) -> list[Cond]:
+    out: list[Cond] = []
+    for c in conds:
+        out.append(c)
+        if isinstance(c, BoolExpr):
+            out.extend(walk(c.items))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class ReadPlan:
+    root: ReadNode
+    params: tuple[Value, ...]
+    count: bool
+    media: MediaType
+    #: Root ``limit`` and ``offset`` as parameter slots; the executor may tighten the limit.
+    limit_param: int
+    offset_param: int
+    #: Where the returned rows start, for ``Content-Range``.
+    first: int
+
+
+# --- writes -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class TargetColumn:
+    name: str
+    kind: ColumnKind
+    db_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class InsertShape:
+    table: str
+    columns: tuple[TargetColumn, ...]
+    #: Many rows travel as one array per column (PostgreSQL) or one JSON document (SQLite).
+    many: bool
+    conflict: tuple[str, ...] | None = None
+    resolution: Literal["merge", "ignore"] | None = None
+    returning: tuple[TargetColumn, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class InsertPlan:
+    shape: InsertShape
+    rows: tuple[tuple[Value, ...], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MutateShape:
+    """An UPDATE or DELETE, with PostgREST's optional ``order`` + ``limit``."""
+
+    action: Literal["update", "delete"]
+    table: str
+    alias: str
+    assignments: tuple[tuple[str, int], ...]
+    where: tuple[Cond, ...]
+    order: tuple[OrderBy, ...] = ()
+    limit: int | None = None
+    key: tuple[str, ...] = ()
+    returning: tuple[TargetColumn, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MutatePlan:
+    shape: MutateShape
+    params: tuple[Value, ...]
+
+
+def target_columns(table: Table, names: Sequence[str] | None = None) -> tuple[TargetColumn, ...]:
+    cols = table.columns.values() if names is None else (table.columns[n] for n in names)
+    return tuple(TargetColumn(c.name, c.kind, c.db_type) for c in cols)

@@ -1,0 +1,97 @@
+"""The parsed request: what ``headwater.model.grammar`` makes of a query string and headers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal, TypeAlias
+
+Path: TypeAlias = tuple[str, ...]
+MediaType: TypeAlias = Literal["json", "object", "csv"]
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """A column in ``select``; ``name == "*"`` means every column."""
+
+    name: str
+    alias: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Embed:
+    """A related resource in ``select``: ``alias:name!hint!inner(...)``."""
+
+    name: str
+    select: tuple[SelectItem, ...]
+    alias: str | None = None
+    hint: str | None = None
+    inner: bool = False
+
+    @property
+    def key(self) -> str:
+        return self.alias or self.name
+
+
+SelectItem: TypeAlias = Field | Embed
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    column: str
+    op: str
+    #: A tuple for ``in``, else the literal text exactly as sent.
+    value: str | tuple[str, ...]
+    negated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Logic:
+    op: Literal["and", "or"]
+    items: tuple[Condition | Logic, ...]
+    negated: bool = False
+
+
+Predicate: TypeAlias = Condition | Logic
+
+
+@dataclass(frozen=True, slots=True)
+class OrderTerm:
+    column: str
+    desc: bool = False
+    nulls: Literal["first", "last"] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Preferences:
+    count: Literal["exact", "planned", "estimated"] | None = None
+    returning: Literal["minimal", "headers-only", "representation"] | None = None
+    resolution: Literal["merge-duplicates", "ignore-duplicates"] | None = None
+    missing: Literal["default", "null"] | None = None
+    handling: Literal["lenient", "strict"] | None = None
+    max_affected: int | None = None
+    tx: Literal["commit", "rollback"] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """Everything the query string says, keyed by embedding path (``()`` is the root)."""
+
+    select: tuple[SelectItem, ...] = (Field("*"),)
+    where: Mapping[Path, tuple[Predicate, ...]] = field(default_factory=dict)
+    order: Mapping[Path, tuple[OrderTerm, ...]] = field(default_factory=dict)
+    limit: Mapping[Path, int] = field(default_factory=dict)
+    offset: Mapping[Path, int] = field(default_factory=dict)
+    on_conflict: tuple[str, ...] | None = None
+    columns: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiRequest:
+    method: str
+    target: str
+    query: Query
+    prefer: Preferences = Preferences()
+    media: MediaType = "json"
+    #: ``Range`` header as (first, last-or-None).
+    range: tuple[int, int | None] | None = None

@@ -1,0 +1,50 @@
+"""What executing a plan hands back: rows as a finished body or a stream, and write results."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class RowStream:
+    """A body that holds a database snapshot until it is consumed or closed."""
+
+    def __init__(self, chunks: AsyncIterator[bytes], stack: contextlib.AsyncExitStack) -> None:
+        self._chunks = chunks
+        self._stack = stack
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._chunks
+
+    async def aclose(self) -> None:
+        # Closing the generator first lets its cursor finish before the snapshot ends.
+        aclose = getattr(self._chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        await self._stack.aclose()
+
+
+@dataclass(slots=True)
+class ReadResult:
+    rows: int
+    total: int | None
+    first: int
+    body: bytes | None = None
+    stream: RowStream | None = None
+
+
+@dataclass(slots=True)
+class WriteResult:
+    rows: list[dict[str, Any]]
+    body: bytes | None = None
+    location: str | None = None
+    tables: frozenset[str] = field(default_factory=frozenset)
+
+    #: Rows written but not read back (nobody needed them; see ``Writer._counted``).
+    counted: int = 0
+
+    @property
+    def affected(self) -> int:
+        return len(self.rows) + self.counted
