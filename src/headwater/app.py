@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import msgspec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -18,9 +17,9 @@ from starlette.responses import Response
 
 from headwater.api.compression import Compressor
 from headwater.api.front import Front
-from headwater.api.openapi import openapi_document
+from headwater.api.openapi import OpenApi
 from headwater.api.responses import error_response
-from headwater.api.routes import build_routes
+from headwater.api.routes import Services, build_routes
 from headwater.api.security import Security
 from headwater.cache.redis import RedisStore
 from headwater.cache.tiered import ReadCache
@@ -31,12 +30,18 @@ from headwater.errors import DatabaseUnavailable, HeadwaterError, MethodNotAllow
 from headwater.events.outbox import Outbox
 from headwater.events.runtime import Events, start_events
 from headwater.model.catalog import Catalog
+from headwater.model.principal import Principal
 from headwater.observability.logging import LEVELS, make_logger
 from headwater.observability.metrics import Metrics
 from headwater.resilience.admission import Admission
 from headwater.resilience.breaker import BreakerPolicy, BreakerState, CircuitBreaker
 from headwater.resilience.bulkhead import Bulkhead
 from headwater.service.hooks import App, load_app
+from headwater.service.policy import Access
+from headwater.service.reads import Reads
+from headwater.service.rpc import Rpc
+from headwater.service.write_guard import WriteGuard
+from headwater.service.writes import Writer
 from headwater.settings_file import load_security
 
 __all__ = ["Headwater", "create_app", "create_app_from_env"]
@@ -70,9 +75,16 @@ class Headwater:
                       if settings.cache_enabled else None)
         self.metrics.cache_enabled = self.cache is not None
         self.compressor = Compressor(settings.compression_min_bytes)
+        self.documents = OpenApi(self.require_catalog, self.app.rpcs)
         # Authentication, policies, rate limits, encryption (headwater.api.security).
-        self.security = Security(self, load_security(settings.config))
-        self._openapi: bytes | None = None
+        self.security = Security(load_security(settings.config), app_settings=settings,
+                                 db=self.db, metrics=self.metrics, log=self.log,
+                                 redis_breaker=self.breakers.get("redis"),
+                                 openapi=self.documents)
+        self.reads = Reads(db=self.db, settings=settings, cache=self.cache,
+                           cipher=self.security.cipher, catalog=self.require_catalog)
+        self.rpc = Rpc(self.db, self.app, outbox=self.outbox, catalog=lambda: self.catalog,
+                       on_commit=self.on_commit)
         self._retry: asyncio.Task[None] | None = None
         self._db_started = False
 
@@ -145,7 +157,6 @@ class Headwater:
             self.log.error("catalog_reload_failed", error=str(exc).split("\n")[0])
             return False
         self.catalog = catalog
-        self._openapi = None
         try:
             await self.outbox.install_triggers(self.db, catalog)  # SQLite's, when events are on
         except HeadwaterError as exc:  # writes then record events by a second statement
@@ -178,11 +189,25 @@ class Headwater:
                                       "unreachable")
         return self.catalog
 
-    def openapi(self) -> bytes:
-        if self._openapi is None:
-            self._openapi = msgspec.json.encode(openapi_document(self.require_catalog(),
-                                                                 rpcs=self.app.rpcs))
-        return self._openapi
+    def writer(self, access: Access, request_id: str | None) -> Writer:
+        """The writer for one request, with the caller's policy and encryption in front."""
+        catalog = self.require_catalog()
+        cipher = self.security.cipher
+        guard = (WriteGuard(access if access.restricted else None, cipher, catalog, self.db)
+                 if access.restricted or cipher else None)
+        return Writer(self.db, catalog, self.settings, self.app,
+                      access.principal if access.restricted else Principal(), request_id,
+                      on_commit=self.on_commit, outbox=self.outbox, bulkhead=self.bulkhead,
+                      guard=guard)
+
+    def services(self) -> Services:
+        return Services(
+            settings=self.settings, security=self.security, reads=self.reads,
+            writer=self.writer, rpc=self.rpc, compressor=self.compressor, log=self.log,
+            readiness=self.readiness,
+            metrics=lambda: self.metrics.render(self.db.pool_stats()),
+            stats=lambda: self.metrics.stats(self.db.pool_stats()),
+            console_dir=self.console_dir())
 
     async def readiness(self) -> dict[str, Any]:
         checks: dict[str, Any] = {}
@@ -241,11 +266,13 @@ def create_app(settings: Settings) -> Front:
             return error_response(MethodNotAllowed(f"{request.method} is not allowed here"))
         return error_response(NotFound(f"No resource at {request.url.path}"))
 
-    routes = build_routes(hw)
+    routes = build_routes(hw.services())
     middleware = hw.security.middleware()
     app = Starlette(routes=routes.routes, lifespan=lifespan, middleware=middleware,
                     exception_handlers={HTTPException: http_error})
-    return Front(hw, app, routes.table, tls=bool(settings.tls_cert), cors=bool(middleware))
+    return Front(app, routes.table, admission=hw.admission, metrics=hw.metrics, log=hw.log,
+                 log_access=hw.log_enabled("info"), tls=bool(settings.tls_cert),
+                 cors=bool(middleware))
 
 
 def create_app_from_env() -> Front:

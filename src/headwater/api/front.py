@@ -14,7 +14,7 @@ import itertools
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -22,9 +22,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from headwater.api.ratelimit import Window
 from headwater.api.security import WINDOW_KEY
-
-if TYPE_CHECKING:
-    from headwater.app import Headwater
+from headwater.observability.metrics import Metrics
+from headwater.observability.timing import SCOPE_KEY, ServerTiming
+from headwater.resilience.admission import Admission
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 TABLE_METHODS = frozenset({"GET", "HEAD", "POST", "PATCH", "PUT", "DELETE"})
@@ -51,15 +51,15 @@ def is_table_path(path: str) -> bool:
 
 
 class Front:
-    def __init__(self, hw: Headwater, app: ASGIApp, table: Endpoint, *, tls: bool,
-                 cors: bool) -> None:
+    def __init__(self, app: ASGIApp, table: Endpoint, *, admission: Admission, metrics: Metrics,
+                 log: Any, log_access: bool, tls: bool, cors: bool) -> None:
         self.app = app
-        self.hw = hw
         self.table = table
         self.cors = cors
-        self.admission = hw.admission
-        self.metrics = hw.metrics
-        self.log_access = hw.log_enabled("info")
+        self.admission = admission
+        self.metrics = metrics
+        self.log = log
+        self.log_access = log_access
         hsts = (_HSTS,) if tls else ()
         self._api = (*_COMMON, _API_CSP, *hsts)
         self._console = (*_COMMON, _CONSOLE_CSP, *hsts)
@@ -86,6 +86,7 @@ class Front:
         if request_id is None:
             request_id = self.request_id()
         scope["request_id"] = request_id
+        timing = scope[SCOPE_KEY] = ServerTiming(start)
         rid_header = (b"x-request-id", request_id.encode())
         path: str = scope["path"]
         method: str = scope["method"]
@@ -112,6 +113,7 @@ class Front:
                                 (b"ratelimit-remaining", str(max(0, w.remaining)).encode()),
                                 (b"ratelimit-reset", str(w.reset).encode())]
                 headers.append(rid_header)
+                headers.append((b"server-timing", timing.header()))
             await send(message)
 
         admission.inflight += 1
@@ -133,7 +135,7 @@ class Front:
                     "query": scope["query_string"].decode("latin-1")[:500], "status": status,
                     "duration_ms": round(seconds * 1000, 3), "rows": scope.get("rows"),
                 }
-                self.hw.log.info("access", **fields)
+                self.log.info("access", **fields)
 
 
 async def _overloaded(send: Send, extra: list[tuple[bytes, bytes]]) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -208,3 +208,28 @@ def openapi_document(catalog: Catalog, *, title: str = "Headwater", version: str
         "paths": paths,
         "components": {"schemas": schemas, "parameters": parameters},
     }
+
+
+class OpenApi:
+    """The document for the current catalog, built once per catalog (a reload makes a new
+    catalog object, and with it a new document)."""
+
+    def __init__(self, catalog: Callable[[], Catalog], rpcs: Mapping[str, RpcSpec]) -> None:
+        self._catalog = catalog
+        self._rpcs = rpcs
+        self._built: tuple[Catalog, bytes] | None = None
+
+    def catalog(self) -> Catalog:
+        return self._catalog()
+
+    def document(self, catalog: Catalog) -> dict[str, Any]:
+        """A fresh document, which the caller may change."""
+        return openapi_document(catalog, rpcs=self._rpcs)
+
+    def body(self) -> bytes:
+        catalog = self._catalog()
+        built = self._built
+        if built is None or built[0] is not catalog:
+            built = self._built = (catalog, msgspec.json.encode(
+                openapi_document(catalog, rpcs=self._rpcs)))
+        return built[1]

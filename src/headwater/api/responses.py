@@ -14,10 +14,9 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from headwater.api.compression import Compressor, negotiate
-from headwater.cache.keys import etag
 from headwater.errors import HeadwaterError, InvalidRange, SingularityError
 from headwater.model.request import MediaType
-from headwater.model.result import ReadResult, RowStream, WriteResult
+from headwater.model.result import ReadAnswer, RowStream, WriteResult
 
 CONTENT_TYPES: dict[MediaType, str] = {
     "json": "application/json; charset=utf-8",
@@ -174,19 +173,19 @@ _VARY = VARY.encode()
 _CONTENT_TYPES_RAW = {k: v.encode() for k, v in CONTENT_TYPES.items()}
 
 
-def read_response(result: ReadResult, media: MediaType, *, ask: Negotiation,
-                  compressor: Compressor | None, x_cache: str | None = None,
-                  cache_control: str | None = None) -> Response:
-    if result.stream is None:
-        body = result.body or b"[]"
-        return body_response(body, media=media, rows=result.rows, total=result.total,
-                             first=result.first, tag=etag(body), ask=ask, compressor=compressor,
-                             x_cache=x_cache, cache_control=cache_control)
-    status = range_status(result.first, result.rows, result.total)
-    headers = {"Content-Range": content_range(result.first, result.rows, result.total)}
-    if x_cache is not None:
-        headers["X-Cache"] = x_cache
+def read_response(answer: ReadAnswer, *, ask: Negotiation,
+                  compressor: Compressor | None) -> Response:
+    if answer.stream is None:
+        assert answer.body is not None and answer.etag is not None
+        return body_response(answer.body, media=answer.media, rows=answer.rows,
+                             total=answer.total, first=answer.first, tag=answer.etag, ask=ask,
+                             compressor=compressor, x_cache=answer.x_cache,
+                             cache_control=answer.cache_control, age=answer.age)
+    status = range_status(answer.first, answer.rows, answer.total)
+    headers = {"Content-Range": content_range(answer.first, answer.rows, answer.total)}
+    if answer.x_cache is not None:
+        headers["X-Cache"] = answer.x_cache
     if ask.head:
-        return Response(None, status, headers, CONTENT_TYPES[media],
-                        background=BackgroundTask(result.stream.aclose))
-    return RowStreamResponse(result.stream, status, headers, CONTENT_TYPES[media])
+        return Response(None, status, headers, CONTENT_TYPES[answer.media],
+                        background=BackgroundTask(answer.stream.aclose))
+    return RowStreamResponse(answer.stream, status, headers, CONTENT_TYPES[answer.media])

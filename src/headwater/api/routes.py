@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl
 
 import msgspec
@@ -15,20 +16,19 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import Scope
 
+from headwater.api.compression import Compressor
 from headwater.api.front import TABLE_METHODS
 from headwater.api.responses import (
     CONTENT_TYPES,
     JSONResponse,
     Negotiation,
-    body_response,
     error_response,
     internal_error,
     read_response,
     write_response,
 )
-from headwater.api.security import method_action
-from headwater.cache.keys import raw_key
-from headwater.cache.tiered import Cached
+from headwater.api.security import Security, method_action
+from headwater.config import Settings
 from headwater.errors import (
     HeadwaterError,
     InvalidBody,
@@ -39,21 +39,18 @@ from headwater.errors import (
 )
 from headwater.model import grammar
 from headwater.model.principal import Principal
-from headwater.model.request import ApiRequest, MediaType
-from headwater.service.plan import plan_read
+from headwater.model.request import ApiRequest
+from headwater.observability.timing import SCOPE_KEY as TIMING
+from headwater.observability.timing import ServerTiming
 from headwater.service.policy import Access
-from headwater.service.reads import execute_read
-from headwater.service.rpc import call_rpc, check_args, find_rpc
-from headwater.service.write_guard import WriteGuard
+from headwater.service.reads import RawRead, Reads
+from headwater.service.rpc import Rpc, check_args
 from headwater.service.writes import Writer
-
-if TYPE_CHECKING:
-    from headwater.app import Headwater
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-def guarded(hw: Headwater, fn: Endpoint) -> Endpoint:
+def guarded(log: Any, fn: Endpoint) -> Endpoint:
     """Every endpoint's errors go through ``responses``; unexpected ones are logged, not sent."""
 
     async def endpoint(request: Request) -> Response:
@@ -61,14 +58,14 @@ def guarded(hw: Headwater, fn: Endpoint) -> Endpoint:
             return await fn(request)
         except HeadwaterError as exc:
             if exc.status >= 500:
-                hw.log.error("request_failed", request_id=request.scope.get("request_id"),
+                log.error("request_failed", request_id=request.scope.get("request_id"),
                              code=exc.code, error=exc.message, details=str(exc.details),
                              cause=repr(exc.__cause__)[:300])
             return error_response(exc)
         except ClientDisconnect:
             return Response(None, 499)
         except Exception:
-            hw.log.exception("unhandled_error", request_id=request.scope.get("request_id"),
+            log.exception("unhandled_error", request_id=request.scope.get("request_id"),
                              path=request.url.path)
             return internal_error()
 
@@ -184,45 +181,55 @@ class Routes:
     routes: list[BaseRoute]
 
 
-def build_routes(hw: Headwater) -> Routes:
-    settings = hw.settings
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What the endpoints use, handed down by the composition root (``headwater.app``)."""
 
-    security = hw.security
+    settings: Settings
+    security: Security
+    reads: Reads
+    writer: Callable[[Access, str | None], Writer]
+    rpc: Rpc
+    compressor: Compressor
+    log: Any
+    readiness: Callable[[], Awaitable[dict[str, Any]]]
+    metrics: Callable[[], bytes]
+    stats: Callable[[], dict[str, object]]
+    console_dir: str | None
 
-    def writer(request: Request, access: Access) -> Writer:
-        catalog = hw.require_catalog()
-        guard = (WriteGuard(access if access.restricted else None, security.cipher, catalog,
-                            hw.db) if access.restricted or security.cipher else None)
-        return Writer(hw.db, catalog, settings, hw.app,
-                      access.principal if access.restricted else Principal(),
-                      request.scope.get("request_id"), on_commit=hw.on_commit,
-                      outbox=hw.outbox, bulkhead=hw.bulkhead, guard=guard)
+
+def build_routes(s: Services) -> Routes:
+    settings = s.settings
+    security = s.security
+    reads = s.reads
+    compressor = s.compressor
 
     async def table(request: Request) -> Response:
         name = request.path_params["table"]
         method = request.method
         access = await security.admit(request, name, method_action(method))
         h = header_map(request.scope)
-        if method in ("GET", "HEAD") and hw.cache is not None:
-            raw = raw_key(name, request.scope["query_string"], h.get(b"accept", b""),
-                          h.get(b"prefer", b""), h.get(b"range", b""), access.context)
-            request.scope["raw_key"] = raw
-            hit = await hw.cache.fast(raw)
-            if hit is not None:
-                accept = h.get(b"accept")
-                return cached_response(
-                    request, hit, grammar.parse_accept(accept.decode("latin-1") if accept
-                                                       else None), access, _negotiation(h, method))
-        api = parse_request(request, name, h)
+        timing: ServerTiming = request.scope[TIMING]
         if method in ("GET", "HEAD"):
-            return await read(request, api, access, _negotiation(h, method))
+            raw = RawRead(name, request.scope["query_string"], h.get(b"accept", b""),
+                          h.get(b"prefer", b""), h.get(b"range", b""))
+            answer = await reads.read(raw, lambda: parse_request(request, name, h), access,
+                                      timing)
+            began = time.perf_counter()
+            request.scope["rows"] = answer.rows
+            response = read_response(answer, ask=_negotiation(h, method), compressor=compressor)
+            timing.since("encode", began)
+            return response
+        began = time.perf_counter()
+        api = parse_request(request, name, h)
+        timing.since("parse", began)
         if api.media == "csv":
             # Writes answer JSON; only the read path renders CSV.
             raise RequestError("text/csv responses are only offered for reads",
                                code="PGRST107", status=406)
         if access.restricted:
             access.rule(name, method_action(method))  # refused before the body is read
-        w = writer(request, access)
+        w = s.writer(access, request.scope.get("request_id"))
         if method == "DELETE":
             result_w = await w.delete(api)
         else:
@@ -243,53 +250,9 @@ def build_routes(hw: Headwater) -> Routes:
         return write_response(result_w, method=method, returning=api.prefer.returning,
                               applied=_applied(api))
 
-    async def read(request: Request, api: ApiRequest, access: Access,
-                   ask: Negotiation) -> Response:
-        plan = plan_read(hw.require_catalog(), api, max_rows=settings.max_rows, access=access)
-        cache = hw.cache
-        cipher = security.cipher
-        if cipher is not None and cipher.reads(plan.root):
-            # Plaintext never enters a cache: decrypted reads are answered from the database.
-            if plan.media == "csv":
-                raise RequestError("encrypted columns are not offered as text/csv",
-                                   code="PGRST107", status=406,
-                                   hint="ask for application/json, or leave them out of select")
-            result = await execute_read(hw.db, plan, settings.replace(
-                stream_threshold_rows=1 << 62))
-            result.body = cipher.decrypt_body(result.body or b"[]", plan.root)
-            cache = None
-        elif cache is not None and cache.cacheable(plan):
-            out = await cache.read(request.scope["raw_key"], plan, access.context,
-                                   lambda: execute_read(hw.db, plan, settings))
-            if isinstance(out, Cached):
-                return cached_response(request, out, plan.media, access, ask)
-            result = out
-        else:
-            result = await execute_read(hw.db, plan, settings)
-        request.scope["rows"] = result.rows
-        x_cache = "MISS" if cache is not None else None
-        control = (cache.cache_control(sorted(plan.root.tables()), private=access.restricted)
-                   if cache is not None else None)
-        if access.restricted and control is None:
-            control = "private, no-cache"
-        return read_response(result, plan.media, ask=ask,
-                             compressor=hw.compressor, x_cache=x_cache, cache_control=control)
-
-    def cached_response(request: Request, hit: Cached, media: MediaType,
-                        access: Access, ask: Negotiation) -> Response:
-        e = hit.entry
-        request.scope["rows"] = e.rows
-        control = e.cache_control
-        if access.restricted and hw.cache is not None:
-            control = hw.cache.cache_control(e.tables, private=True)
-        return body_response(e.body, media=media, rows=e.rows, total=e.total, first=e.first,
-                             tag=e.etag, ask=ask, compressor=hw.compressor,
-                             x_cache=hit.status, cache_control=control,
-                             age=hit.age if hit.status == "STALE" else None)
-
     async def rpc(request: Request) -> Response:
         access = await security.admit(request, None, None)
-        spec = find_rpc(hw.app, request.path_params["name"])
+        spec = s.rpc.find(request.path_params["name"])
         access.may_call(spec.name)
         if request.method in ("GET", "HEAD"):
             if not spec.read_only:
@@ -305,12 +268,10 @@ def build_routes(hw: Headwater) -> Routes:
             args, from_text = body, False
         checked = check_args(spec, args, from_text=from_text)
         prefer = grammar.parse_prefer(request.headers.getlist("prefer"))
-        out = await call_rpc(hw.db, spec, checked,
-                             principal=access.principal if access.restricted else Principal(),
-                             request_id=request.scope.get("request_id"),
-                             rollback=prefer.tx == "rollback",
-                             on_commit=None if spec.read_only else hw.on_commit,
-                             outbox=hw.outbox, catalog=hw.catalog)
+        out = await s.rpc.call(spec, checked,
+                               principal=access.principal if access.restricted else Principal(),
+                               request_id=request.scope.get("request_id"),
+                               rollback=prefer.tx == "rollback")
         return Response(b"" if request.method == "HEAD" else out, 200,
                         media_type=CONTENT_TYPES["json"])
 
@@ -324,18 +285,17 @@ def build_routes(hw: Headwater) -> Routes:
         return JSONResponse({"status": "ok"})
 
     async def ready(request: Request) -> Response:
-        report = await hw.readiness()
+        report = await s.readiness()
         return JSONResponse(report, status_code=503 if report["status"] == "unavailable" else 200)
 
     async def metrics(request: Request) -> Response:
-        return Response(hw.metrics.render(hw.db.pool_stats()),
-                        media_type="text/plain; version=0.0.4; charset=utf-8")
+        return Response(s.metrics(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def stats(request: Request) -> Response:
-        return JSONResponse(hw.metrics.stats(hw.db.pool_stats()))
+        return JSONResponse(s.stats())
 
     def g(fn: Endpoint) -> Endpoint:
-        return guarded(hw, fn)
+        return guarded(s.log, fn)
 
     table_endpoint = g(table)
     routes: list[BaseRoute] = [
@@ -349,9 +309,8 @@ def build_routes(hw: Headwater) -> Routes:
         Route("/-/stats", g(stats), methods=["GET"]),
         Route("/rpc/{name}", g(rpc), methods=["GET", "HEAD", "POST"]),
     ]
-    console = hw.console_dir()
-    if console is not None:
+    if s.console_dir is not None:
         from starlette.staticfiles import StaticFiles
 
-        routes.append(Mount("/-/console", StaticFiles(directory=console, html=True)))
+        routes.append(Mount("/-/console", StaticFiles(directory=s.console_dir, html=True)))
     return Routes(table_endpoint, routes)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 from prometheus_client import Counter
@@ -28,17 +28,18 @@ from starlette.requests import Request
 from starlette.types import Scope
 
 from headwater.api.auth import Authenticator, Identity
-from headwater.api.openapi import openapi_document
+from headwater.api.openapi import OpenApi
 from headwater.api.ratelimit import RateLimiter, Window, client_address
+from headwater.config import Settings
+from headwater.db.engine import Database
 from headwater.errors import RateLimited, Unauthorized
 from headwater.model.principal import ACTIONS, Action, Principal
+from headwater.observability.metrics import Metrics
+from headwater.resilience.breaker import CircuitBreaker
 from headwater.service.api_keys import KeyStore
 from headwater.service.crypto import FieldCipher
 from headwater.service.policy import Access, PolicySet
 from headwater.settings_file import SecuritySettings
-
-if TYPE_CHECKING:
-    from headwater.app import Headwater
 
 WINDOW_KEY = "hw.ratelimit"
 #: Label sets stay bounded: roles not named in the settings, and keys past this many, are
@@ -53,20 +54,24 @@ def method_action(method: str) -> Action:
 
 
 class Security:
-    def __init__(self, hw: Headwater, settings: SecuritySettings) -> None:
-        self.hw = hw
+    def __init__(self, settings: SecuritySettings, *, app_settings: Settings, db: Database,
+                 metrics: Metrics, log: Any, redis_breaker: CircuitBreaker | None,
+                 openapi: OpenApi) -> None:
         self.settings = settings
+        self.metrics = metrics
+        self.log = log
+        self.documents = openapi
         self.policies = PolicySet(settings)
-        self.keys = KeyStore(hw.db)
+        self.keys = KeyStore(db)
         self.auth = Authenticator(settings.auth, self.keys) if settings.enforced else None
         self.rates = settings.rate_limits
         self.limiter: RateLimiter | None = None
         if self.rates.enabled:
-            s = hw.settings
+            s = app_settings
             namespace = s.cache_namespace or _namespace(s.database_url)
             self.limiter = RateLimiter(
                 redis_url=s.redis_url, prefix=f"hw:{namespace}", timeout=s.redis_timeout,
-                breaker=hw.breakers.get("redis"), log=hw.log)
+                breaker=redis_breaker, log=log)
         self.cipher = FieldCipher(settings.encryption) if settings.encryption.columns else None
         self._open = self.policies.access(Principal(), anonymous=True)
         self._trivial = not settings.enforced and self.limiter is None
@@ -74,7 +79,7 @@ class Security:
         if settings.auth.anonymous_role:
             roles.add(settings.auth.anonymous_role)
         self._known_roles = frozenset(roles or {"anonymous"})
-        registry = hw.metrics.registry
+        registry = metrics.registry
         self.by_role = Counter("headwater_requests_by_role", "API requests by role",
                                ["role"], registry=registry)
         self.by_key = Counter("headwater_requests_by_api_key", "API requests by API key id",
@@ -87,7 +92,7 @@ class Security:
         self._openapi: dict[str, tuple[Any, bytes]] = {}
         self._flusher: asyncio.Task[None] | None = None
         if self.limiter is not None:
-            hw.metrics.rate_limit_rejections = 0
+            metrics.rate_limit_rejections = 0
 
     def middleware(self) -> list[Middleware]:
         """CORS, when origins are configured (security headers are added by ``api.front``)."""
@@ -121,7 +126,7 @@ class Security:
         try:
             await self.keys.flush()
         except Exception as exc:  # a database hiccup: the counts wait for the next round
-            self.hw.log.warning("api_key_usage_flush_failed", error=type(exc).__name__)
+            self.log.warning("api_key_usage_flush_failed", error=type(exc).__name__)
 
     async def close(self) -> None:
         if self._flusher is not None:
@@ -194,8 +199,7 @@ class Security:
         scope[WINDOW_KEY] = tightest
         if tightest.exceeded:
             self.limited.labels(tightest.scope.split(":")[0]).inc()
-            self.hw.metrics.rate_limit_rejections = (self.hw.metrics.rate_limit_rejections
-                                                     or 0) + 1
+            self.metrics.rate_limit_rejections = (self.metrics.rate_limit_rejections or 0) + 1
             raise RateLimited("Too many requests", retry_after=tightest.reset,
                               details=f"limit {tightest.limit} per window ({tightest.scope})",
                               hint=f"retry after {tightest.reset} s")
@@ -214,13 +218,13 @@ class Security:
 
     def openapi(self, access: Access) -> bytes:
         if not access.restricted:
-            return self.hw.openapi()
-        catalog = self.hw.require_catalog()
+            return self.documents.body()
+        catalog = self.documents.catalog()
         role = access.principal.role
         cached = self._openapi.get(role)
         if cached is not None and cached[0] is catalog:
             return cached[1]
-        doc = openapi_document(catalog, rpcs=self.hw.app.rpcs)
+        doc = self.documents.document(catalog)
         body = msgspec.json.encode(visible_document(doc, access, catalog))
         self._openapi[role] = (catalog, body)
         return body

@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from headwater.model.request import MediaType
+
 
 class RowStream:
     """A body that holds a database snapshot until it is consumed or closed."""
@@ -48,3 +50,22 @@ class WriteResult:
     @property
     def affected(self) -> int:
         return len(self.rows) + self.counted
+
+
+@dataclass(slots=True)
+class ReadAnswer:
+    """A read as the service layer answers it: fresh from the database or from the cache."""
+
+    media: MediaType
+    rows: int
+    total: int | None
+    first: int
+    body: bytes | None = None
+    stream: RowStream | None = None
+    #: The body's entity tag (None for streams).
+    etag: str | None = None
+    #: ``HIT``, ``MISS`` or ``STALE`` when the cache took part.
+    x_cache: str | None = None
+    cache_control: str | None = None
+    #: Seconds since a stale copy was stored.
+    age: int | None = None

@@ -1,116 +1,135 @@
-"""Reads: run a ``ReadPlan`` and hand back the body, or a bounded-memory stream of it.
+"""The read coordinator: policy → plan → cache → execute → encode, for every read.
 
-Small results (the common case) take one statement that returns the finished JSON array.
-When a read turns out larger than ``stream_threshold_rows``, it is re-run inside a
-read-only snapshot: a count for ``Content-Range``, then a server-side cursor whose rows are
-sent in chunks, so a million-row export keeps memory flat.
+The HTTP layer parses a request and hands it here with the caller's ``Access``; what comes
+back (``ReadAnswer``) is everything the response needs and nothing about HTTP. Every decision
+about a read is taken in this one place: whether the cache may answer (never for decrypted
+plaintext, never for CSV), whether the result may stream, and what ``Cache-Control`` a
+response under a policy carries.
 """
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import io
-from collections.abc import AsyncIterator
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
-import msgspec
-
+from headwater.cache.keys import etag, raw_key
+from headwater.cache.tiered import Cached, ReadCache
 from headwater.config import Settings
-from headwater.db.engine import Database, Snapshot
-from headwater.db.sql import ReadSQL, bind, compile_read
+from headwater.db.engine import Database
+from headwater.db.reader import execute_read
+from headwater.errors import RequestError
+from headwater.model.catalog import Catalog
+from headwater.model.grammar import parse_accept
 from headwater.model.plan import ReadPlan
-from headwater.model.result import ReadResult, RowStream
-from headwater.resilience.retry import read_retryable, retrying
+from headwater.model.request import ApiRequest, MediaType
+from headwater.model.result import ReadAnswer, ReadResult
+from headwater.observability.timing import ServerTiming
+from headwater.service.crypto import FieldCipher
+from headwater.service.plan import plan_read
+from headwater.service.policy import Access
 
 
-def _sql(db: Database, plan: ReadPlan) -> ReadSQL:
-    return compile_read(db.dialect, db.schema, plan.root, plan.limit_param, plan.offset_param,
-                        plan.count)
+@dataclass(frozen=True, slots=True)
+class RawRead:
+    """A read as sent, before parsing: what the cache's repeated-request lookup keys on."""
+
+    target: str
+    query: bytes
+    accept: bytes
+    prefer: bytes
+    range: bytes
 
 
-async def execute_read(db: Database, plan: ReadPlan, settings: Settings) -> ReadResult:
-    sql = _sql(db, plan)
-    params = bind(db.dialect, plan.params)
-    if plan.media != "csv":
-        requested = plan.params[plan.limit_param]
-        cap = settings.stream_threshold_rows
-        capped = requested is None or (isinstance(requested, int) and requested > cap)
-        if capped:
-            params[plan.limit_param] = cap + 1
-        total, rows, body = await retrying(settings, lambda: db.fetchrow(sql.aggregate, params),
-                                           read_retryable)
-        if not capped or rows <= cap:
-            return ReadResult(rows=rows, total=total, first=plan.first, body=body.encode())
-        params[plan.limit_param] = bind(db.dialect, (requested,))[0]
-    return await _stream(db, plan, sql, params, settings)
+class Reads:
+    """One per process; holds what every read needs."""
 
+    def __init__(self, *, db: Database, settings: Settings, cache: ReadCache | None,
+                 cipher: FieldCipher | None, catalog: Callable[[], Catalog]) -> None:
+        self.db = db
+        self.settings = settings
+        self.cache = cache
+        self.cipher = cipher
+        self.catalog = catalog
+        # Decrypted reads never stream: the body is decrypted whole before it is sent.
+        self._unstreamed = settings.replace(stream_threshold_rows=1 << 62)
 
-async def _stream(db: Database, plan: ReadPlan, sql: ReadSQL, params: list[object],
-                  settings: Settings) -> ReadResult:
-    stack = contextlib.AsyncExitStack()
-    try:
-        snap = await stack.enter_async_context(db.snapshot())
-        (total,) = await snap.fetchrow(sql.count, [params[i] for i in sql.count_params])
-    except BaseException:
-        await stack.aclose()
-        raise
-    limit = plan.params[plan.limit_param]
-    rows = max(0, total - plan.first)
-    if isinstance(limit, int):
-        rows = min(rows, limit)
-    if plan.media == "csv":
-        keys = [o.key for o in plan.root.outputs]
-        chunks = _csv_chunks(snap, sql.rows, params, keys, settings)
-    else:
-        chunks = _json_chunks(snap, sql.rows, params, settings)
-    return ReadResult(rows=rows, total=total if plan.count else None, first=plan.first,
-                      stream=RowStream(chunks, stack))
+    async def read(self, raw: RawRead, parse: Callable[[], ApiRequest], access: Access,
+                   timing: ServerTiming) -> ReadAnswer:
+        """``parse`` is called only when the cache cannot answer from the raw request."""
+        cache = self.cache
+        key: str | None = None
+        if cache is not None:
+            began = time.perf_counter()
+            key = raw_key(raw.target, raw.query, raw.accept, raw.prefer, raw.range,
+                          access.context)
+            hit = await cache.fast(key)
+            timing.since("cache", began)
+            if hit is not None:
+                return self._cached(hit, parse_accept(raw.accept.decode("latin-1")
+                                                      if raw.accept else None), access)
+        began = time.perf_counter()
+        api = parse()
+        began = timing.since("parse", began)
+        plan = plan_read(self.catalog(), api, max_rows=self.settings.max_rows, access=access)
+        timing.since("plan", began)
+        return await self._planned(plan, key, access, timing)
 
+    async def _planned(self, plan: ReadPlan, key: str | None, access: Access,
+                       timing: ServerTiming) -> ReadAnswer:
+        cache = self.cache
+        cipher = self.cipher
+        if cipher is not None and cipher.reads(plan.root):
+            # Plaintext never enters a cache: decrypted reads are answered from the database.
+            if plan.media == "csv":
+                raise RequestError("encrypted columns are not offered as text/csv",
+                                   code="PGRST107", status=406,
+                                   hint="ask for application/json, or leave them out of select")
+            result = await self._execute(plan, timing, self._unstreamed)
+            began = time.perf_counter()
+            result.body = cipher.decrypt_body(result.body or b"[]", plan.root)
+            timing.since("decrypt", began)
+            return self._fresh(result, plan, access, cached=False)
+        if cache is None or key is None or not cache.cacheable(plan):
+            return self._fresh(await self._execute(plan, timing, self.settings), plan, access,
+                               cached=cache is not None)
+        began = time.perf_counter()
+        db_before = timing.total("db")
+        out = await cache.read(key, plan, access.context,
+                               lambda: self._execute(plan, timing, self.settings))
+        # The database's share is reported on its own; what remains is the cache's.
+        timing.add("cache", time.perf_counter() - began - (timing.total("db") - db_before))
+        if isinstance(out, Cached):
+            return self._cached(out, plan.media, access)
+        return self._fresh(out, plan, access, cached=True)
 
-async def _json_chunks(snap: Snapshot, sql: str, params: list[object],
-                       settings: Settings) -> AsyncIterator[bytes]:
-    buf: list[str] = ["["]
-    size = 1
-    first = True
-    async for batch in snap.chunks(sql, params, 500):
-        for (row,) in batch:
-            if not first:
-                buf.append(",")
-            first = False
-            buf.append(row)
-            size += len(row) + 1
-            if size >= settings.stream_chunk_bytes:
-                yield "".join(buf).encode()
-                buf, size = [], 0
-    buf.append("]")
-    yield "".join(buf).encode()
+    async def _execute(self, plan: ReadPlan, timing: ServerTiming,
+                       settings: Settings) -> ReadResult:
+        began = time.perf_counter()
+        try:
+            return await execute_read(self.db, plan, settings)
+        finally:
+            timing.since("db", began)
 
+    def _fresh(self, result: ReadResult, plan: ReadPlan, access: Access, *,
+               cached: bool) -> ReadAnswer:
+        cache = self.cache if cached else None
+        control = (cache.cache_control(sorted(plan.root.tables()), private=access.restricted)
+                   if cache is not None else None)
+        if access.restricted and control is None:
+            control = "private, no-cache"
+        body = result.body
+        if body is None and result.stream is None:
+            body = b"[]"
+        return ReadAnswer(plan.media, result.rows, result.total, result.first, body=body,
+                          stream=result.stream, etag=etag(body) if body is not None else None,
+                          x_cache="MISS" if cache is not None else None, cache_control=control)
 
-def _csv_cell(value: object) -> object:
-    if value is None:
-        return ""
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, (dict, list)):
-        return msgspec.json.encode(value).decode()
-    return value
-
-
-async def _csv_chunks(snap: Snapshot, sql: str, params: list[object], keys: list[str],
-                      settings: Settings) -> AsyncIterator[bytes]:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(keys)
-    decode = msgspec.json.Decoder(dict[str, object]).decode
-    async for batch in snap.chunks(sql, params, 500):
-        for (row,) in batch:
-            obj = decode(row)
-            writer.writerow([_csv_cell(v) for v in obj.values()])
-            if out.tell() >= settings.stream_chunk_bytes:
-                yield out.getvalue().encode()
-                out.seek(0)
-                out.truncate()
-    yield out.getvalue().encode()
-
+    def _cached(self, hit: Cached, media: MediaType, access: Access) -> ReadAnswer:
+        e = hit.entry
+        control = e.cache_control
+        if access.restricted and self.cache is not None:
+            control = self.cache.cache_control(e.tables, private=True)
+        return ReadAnswer(media, e.rows, e.total, e.first, body=e.body, etag=e.etag,
+                          x_cache=hit.status, cache_control=control,
+                          age=hit.age if hit.status == "STALE" else None)

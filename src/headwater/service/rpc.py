@@ -75,3 +75,27 @@ async def call_rpc(db: Database, spec: RpcSpec, args: dict[str, Any], *, princip
     if ctx.wrote and not rollback and on_commit is not None:
         await on_commit(None)  # which tables it wrote is unknown
     return _encode(result)
+
+
+class Rpc:
+    """The user's Python functions as the endpoints call them: found by name, run in one
+    transaction with the process's outbox, their writes invalidating the cache."""
+
+    def __init__(self, db: Database, app: App, *, outbox: Outbox,
+                 catalog: Callable[[], Catalog | None],
+                 on_commit: Callable[[frozenset[str] | None], Awaitable[None]]) -> None:
+        self.db = db
+        self.app = app
+        self.outbox = outbox
+        self.catalog = catalog
+        self.on_commit = on_commit
+
+    def find(self, name: str) -> RpcSpec:
+        return find_rpc(self.app, name)
+
+    async def call(self, spec: RpcSpec, args: dict[str, Any], *, principal: Principal,
+                   request_id: str | None, rollback: bool = False) -> bytes:
+        return await call_rpc(self.db, spec, args, principal=principal, request_id=request_id,
+                              rollback=rollback,
+                              on_commit=None if spec.read_only else self.on_commit,
+                              outbox=self.outbox, catalog=self.catalog())
