@@ -33,8 +33,8 @@ from typing import Any
 import msgspec
 
 from headwater.config import Settings
+from headwater.db.database import TAG_TABLE, Database, Tag, Transaction
 from headwater.db.dml import sqlite_row_object
-from headwater.db.engine import TAG_TABLE, Database, Tag, Transaction
 from headwater.db.sql import ident, literal
 from headwater.events.event import Operation, topic_matches
 from headwater.model.catalog import Catalog
