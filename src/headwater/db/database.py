@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from headwater.config import Settings
 from headwater.errors import DatabaseUnavailable, HeadwaterError
-from headwater.resilience.breaker import CircuitBreaker
+from headwater.resilience.breaker import CircuitBreaker, Guard
 
 Row = Sequence[Any]
 QueryHook = Callable[[], None]
@@ -91,22 +91,12 @@ class Database(ABC):
         #: Set by the app: while open, calls fail at once instead of waiting on a dead server.
         self.breaker: CircuitBreaker | None = None
 
-    def _guard(self) -> None:
-        b = self.breaker
-        if b is not None and not b.allow():
-            raise DatabaseUnavailable("Database connection error: the circuit is open",
-                                      sent=False, retryable=False, retry_after=b.retry_after(),
-                                      hint="the database failed repeatedly; retry shortly")
-
-    def _record(self, exc: HeadwaterError | None) -> None:
-        """Feed the breaker: unavailability counts as failure, anything else as health."""
-        b = self.breaker
-        if b is None:
-            return
-        if isinstance(exc, DatabaseUnavailable):
-            b.failure()
-        else:
-            b.success()
+    def _guard(self) -> Guard:
+        """One call to the server through the breaker: unavailability counts as failure, any
+        other of our errors (the server answered) as health, anything else (a cancellation)
+        not at all; while the breaker is open the call fails at once."""
+        return Guard(self.breaker, DatabaseUnavailable, successes=HeadwaterError,
+                     opened=_circuit_open)
 
     @abstractmethod
     async def start(self) -> None: ...
@@ -142,3 +132,9 @@ class Database(ABC):
         ``ddl`` (and create ``TAG_TABLE``), now and whenever that connection is opened again.
         """
         raise NotImplementedError(f"{self.dialect} has no per-session triggers here")
+
+
+def _circuit_open(breaker: CircuitBreaker) -> DatabaseUnavailable:
+    return DatabaseUnavailable("Database connection error: the circuit is open",
+                               sent=False, retryable=False, retry_after=breaker.retry_after(),
+                               hint="the database failed repeatedly; retry shortly")

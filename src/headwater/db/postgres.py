@@ -167,39 +167,43 @@ class PostgresDatabase(Database):
 
     @contextlib.asynccontextmanager
     async def _acquire(self) -> AsyncIterator[Any]:
-        self._guard()
-        pool = self.pool
+        conn: Any = None
         try:
-            # With a connection idle, take it without the timeout machinery (asyncpg wraps a
-            # timed acquire in wait_for, a measurable cost on every request).
-            conn = await (pool.acquire() if pool.get_idle_size() > 0
-                          else pool.acquire(timeout=self.settings.pool_timeout))
-        except (TimeoutError, *_PG_ERRORS) as exc:
-            if isinstance(exc, TimeoutError):
-                # Every connection busy: load, not a dead server; nothing was sent.
-                raise DatabaseUnavailable("Timed out waiting for a database connection",
-                                          sent=False, retryable=False) from exc
-            err = _pg_error(exc)
-            if isinstance(err, DatabaseUnavailable):
-                err.sent = False
-            self._record(err)
-            raise err from exc
-        try:
-            yield conn
-        except HeadwaterError as exc:
-            if isinstance(exc, DatabaseUnavailable):
-                # A connection error (the server shutting down, a confused protocol): handed
-                # out again, the connection would fail the next request too, or worse, with
-                # "another operation is in progress" (a 500). The pool opens a new one.
-                with contextlib.suppress(asyncpg.InterfaceError):  # already let go of
-                    conn.terminate()
-            self._record(exc)
-            raise
-        else:
-            self._record(None)
+            with self._guard() as call:
+                try:
+                    pool = self.pool
+                except DatabaseUnavailable:
+                    call.uncounted()  # not started: the server was never asked
+                    raise
+                try:
+                    # With a connection idle, take it without the timeout machinery (asyncpg
+                    # wraps a timed acquire in wait_for, a measurable cost on every request).
+                    conn = await (pool.acquire() if pool.get_idle_size() > 0
+                                  else pool.acquire(timeout=self.settings.pool_timeout))
+                except (TimeoutError, *_PG_ERRORS) as exc:
+                    if isinstance(exc, TimeoutError):
+                        # Every connection busy: load, not a dead server; nothing was sent.
+                        call.uncounted()
+                        raise DatabaseUnavailable("Timed out waiting for a database connection",
+                                                  sent=False, retryable=False) from exc
+                    err = _pg_error(exc)
+                    if isinstance(err, DatabaseUnavailable):
+                        err.sent = False
+                    raise err from exc
+                try:
+                    yield conn
+                except DatabaseUnavailable:
+                    # A connection error (the server shutting down, a confused protocol):
+                    # handed out again, the connection would fail the next request too, or
+                    # worse, with "another operation is in progress" (a 500). The pool opens
+                    # a new one.
+                    with contextlib.suppress(asyncpg.InterfaceError):  # already let go of
+                        conn.terminate()
+                    raise
         finally:
-            with contextlib.suppress(Exception):
-                await self.pool.release(conn)
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await self.pool.release(conn)
 
     async def fetchrow(self, sql: str, params: Sequence[object]) -> Row:
         self._on_query()
