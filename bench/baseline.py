@@ -267,7 +267,7 @@ from (
     async def _run(self, fn: Callable[..., bytes], *args: Any) -> bytes:
         # Reads run on the event loop's thread: these queries take SQLite microseconds, and a
         # thread hop would cost more than the query (the floor of overhead; Headwater does
-        # the same, with a time budget, see headwater.db.engine._InlineReader).
+        # the same, with a time budget, see headwater.db.sqlite._InlineReader).
         return fn(*args)
 
     async def a(self, order_id: int) -> bytes:

@@ -55,7 +55,7 @@ REPO_DIR = BENCH_DIR.parent
 sys.path.insert(0, str(REPO_DIR / "src"))
 
 from headwater.config import Settings  # noqa: E402
-from headwater.db.engine import open_database  # noqa: E402
+from headwater.db.connect import open_database  # noqa: E402
 from headwater.events.bus import Bus, MemoryBus, RabbitBus  # noqa: E402
 from headwater.events.outbox import EventBuffer, Outbox  # noqa: E402
 from headwater.events.relay import Relay  # noqa: E402

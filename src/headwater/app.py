@@ -25,7 +25,8 @@ from headwater.cache.redis import RedisStore
 from headwater.cache.tiered import ReadCache
 from headwater.config import Settings
 from headwater.db.catalog import introspect
-from headwater.db.engine import Database, open_database
+from headwater.db.connect import open_database
+from headwater.db.database import Database
 from headwater.errors import DatabaseUnavailable, HeadwaterError, MethodNotAllowed, NotFound
 from headwater.events.outbox import Outbox
 from headwater.events.runtime import Events, start_events

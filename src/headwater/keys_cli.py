@@ -69,7 +69,7 @@ def _settings(database_url: str | None, config: str | None) -> Settings:
 
 
 async def _with_store(settings: Settings, work: Any) -> Any:
-    from headwater.db.engine import open_database
+    from headwater.db.connect import open_database
     from headwater.service.api_keys import KeyStore
 
     db = open_database(settings)

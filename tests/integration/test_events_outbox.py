@@ -21,7 +21,8 @@ import httpx
 import pytest
 
 from headwater.config import Settings
-from headwater.db.engine import Database, open_database
+from headwater.db.connect import open_database
+from headwater.db.database import Database
 from headwater.demo import build_demo
 from headwater.events.bus import Envelope, MemoryBus
 from headwater.events.event import Event, Subscription

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 
 from headwater.config import Settings
-from headwater.db.engine import PostgresDatabase
+from headwater.db.postgres import PostgresDatabase
 
 
 async def test_a_cancelled_query_does_not_poison_the_pool(fresh_pg_database: str) -> None:

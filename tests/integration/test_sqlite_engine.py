@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from headwater.config import Settings
-from headwater.db.engine import SqliteDatabase
+from headwater.db.sqlite import SqliteDatabase
 from headwater.errors import Conflict, Timeout
 
 

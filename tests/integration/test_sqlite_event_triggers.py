@@ -14,7 +14,8 @@ import pytest
 
 from headwater.config import Settings
 from headwater.db.catalog import introspect
-from headwater.db.engine import SqliteDatabase, Tag
+from headwater.db.database import Tag
+from headwater.db.sqlite import SqliteDatabase
 from headwater.errors import Conflict
 from headwater.events.outbox import Outbox
 from headwater.model.catalog import Catalog

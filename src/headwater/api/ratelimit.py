@@ -23,7 +23,7 @@ from typing import Any
 from limits import RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 
-from headwater.resilience.breaker import CircuitBreaker
+from headwater.resilience.breaker import BreakerOpen, CircuitBreaker, Guard
 from headwater.settings_file import Rate
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -111,16 +111,16 @@ class RateLimiter:
 
     async def _call(self, op: str, key: str, *args: int) -> int:
         storage = self.redis
-        if storage is not None and (self.breaker is None or self.breaker.allow()):
+        if storage is not None:
             try:
-                value = await (storage.incr(key, *args) if op == "incr" else storage.get(key))
+                with Guard(self.breaker, Exception):
+                    value = await (storage.incr(key, *args) if op == "incr"
+                                   else storage.get(key))
+            except BreakerOpen:
+                pass  # count locally, without trying Redis
             except Exception as exc:  # any Redis failure: count locally instead
-                if self.breaker is not None:
-                    self.breaker.failure()
                 self._warn(exc)
             else:
-                if self.breaker is not None:
-                    self.breaker.success()
                 return int(value)
         if op == "incr":
             return int(await self.memory.incr(key, *args))

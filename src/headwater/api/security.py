@@ -31,7 +31,7 @@ from headwater.api.auth import Authenticator, Identity
 from headwater.api.openapi import OpenApi
 from headwater.api.ratelimit import RateLimiter, Window, client_address
 from headwater.config import Settings
-from headwater.db.engine import Database
+from headwater.db.database import Database
 from headwater.errors import RateLimited, Unauthorized
 from headwater.model.principal import ACTIONS, Action, Principal
 from headwater.observability.metrics import Metrics

@@ -10,7 +10,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from headwater.errors import ServiceError
-from headwater.resilience.breaker import CircuitBreaker
+from headwater.resilience.breaker import CircuitBreaker, Guard
 
 _BUMP = """
 local out = {}
@@ -44,18 +44,18 @@ class RedisStore:
         self._bump = self.client.register_script(_BUMP)
 
     async def _run(self, coro: Any) -> Any:
-        if not self.breaker.allow():
+        def circuit_open(breaker: CircuitBreaker) -> RedisUnavailable:
             coro.close()
-            raise RedisUnavailable("Redis circuit is open")
-        try:
-            result = await coro
-        except (RedisError, OSError, TimeoutError) as exc:
-            if isinstance(exc, RedisConnectionError) and "Too many connections" in str(exc):
-                raise RedisUnavailable("Redis pool exhausted") from exc  # load, not failure
-            self.breaker.failure()
-            raise RedisUnavailable("Redis call failed", details=type(exc).__name__) from exc
-        self.breaker.success()
-        return result
+            return RedisUnavailable("Redis circuit is open")
+
+        with Guard(self.breaker, RedisUnavailable, opened=circuit_open) as call:
+            try:
+                return await coro
+            except (RedisError, OSError, TimeoutError) as exc:
+                if isinstance(exc, RedisConnectionError) and "Too many connections" in str(exc):
+                    call.uncounted()  # load, not failure
+                    raise RedisUnavailable("Redis pool exhausted") from exc
+                raise RedisUnavailable("Redis call failed", details=type(exc).__name__) from exc
 
     async def get(self, key: str) -> bytes | None:
         value: bytes | None = await self._run(self.client.get(key))

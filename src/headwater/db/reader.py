@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 import msgspec
 
 from headwater.config import Settings
-from headwater.db.engine import Database, Snapshot
+from headwater.db.database import Database, Snapshot
 from headwater.db.sql import ReadSQL, bind, compile_read
 from headwater.model.plan import ReadPlan
 from headwater.model.result import ReadResult, RowStream

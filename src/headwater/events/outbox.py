@@ -33,8 +33,8 @@ from typing import Any
 import msgspec
 
 from headwater.config import Settings
+from headwater.db.database import TAG_TABLE, Database, Tag, Transaction
 from headwater.db.dml import sqlite_row_object
-from headwater.db.engine import TAG_TABLE, Database, Tag, Transaction
 from headwater.db.sql import ident, literal
 from headwater.events.event import Operation, topic_matches
 from headwater.model.catalog import Catalog
@@ -208,7 +208,7 @@ class Outbox:
         records its own events, as PostgreSQL's ``with_events`` does: one statement per write
         again, where a second one (events made from the returned rows) cost the writer
         thread twice as many trips through the GIL. A trigger fires only for a statement
-        tagged with its table and operation (``headwater.db.engine.Tag``), so writes by hooks,
+        tagged with its table and operation (``headwater.db.database.Tag``), so writes by hooks,
         RPC functions and cascades stay theirs to ``emit``, on both databases alike. Run
         again with each catalog load: a trigger names the table's columns."""
         if self.pg or not self.enabled:

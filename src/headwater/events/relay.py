@@ -30,7 +30,7 @@ from typing import Any
 import stamina
 
 from headwater.config import Settings
-from headwater.db.engine import Database
+from headwater.db.database import Database
 from headwater.errors import BrokerUnavailable, HeadwaterError, ServiceError
 from headwater.events.bus import Bus, Envelope
 from headwater.events.outbox import Claimed, Outbox

@@ -17,7 +17,9 @@ from typing import Any
 import httpx
 
 from headwater.config import Settings
-from headwater.db.engine import Database, SqliteDatabase, open_database
+from headwater.db.connect import open_database
+from headwater.db.database import Database
+from headwater.db.sqlite import SqliteDatabase
 from headwater.errors import HeadwaterError
 from headwater.events.bus import Bus, Envelope, MemoryBus, RabbitBus
 from headwater.events.event import Subscription

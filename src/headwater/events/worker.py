@@ -28,7 +28,8 @@ import msgspec
 import stamina
 
 from headwater.config import Settings
-from headwater.db.engine import Database, open_database
+from headwater.db.connect import open_database
+from headwater.db.database import Database
 from headwater.errors import BrokerUnavailable, HeadwaterError, ServiceError
 from headwater.events.bus import Bus, Delivery, QueueSpec, RabbitBus
 from headwater.events.event import Event, Subscription, decode_event

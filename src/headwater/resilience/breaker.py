@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
+from types import TracebackType
 
 from headwater.errors import ServiceError
 
@@ -43,6 +44,8 @@ class BreakerPolicy:
 
 
 Listener = Callable[[str, BreakerState, BreakerState], None]
+#: Exception classes, as ``isinstance`` takes them.
+ExceptionTypes = type[BaseException] | tuple[type[BaseException], ...]
 
 
 class CircuitBreaker:
@@ -112,3 +115,52 @@ class CircuitBreaker:
         old, self.state = self.state, new
         if self._listener is not None and old is not new:
             self._listener(self.name, old, new)
+
+
+class Guard:
+    """One call through a breaker, as a context manager: refused at once while the breaker is
+    open, and its outcome recorded when the block ends.
+
+    An exception in ``failures`` counts as a failure; a clean end, or an exception in
+    ``successes`` (the dependency answered, e.g. with a constraint violation), as a success;
+    any other exception (a cancellation, a bug of ours) is not recorded. While open, entering
+    raises ``opened(breaker)`` (by default ``BreakerOpen``). With no breaker it checks and records
+    nothing. One guard per call: ``uncounted`` marks that call only.
+    """
+
+    __slots__ = ("_breaker", "_counted", "_failures", "_opened", "_successes")
+
+    def __init__(self, breaker: CircuitBreaker | None, failures: ExceptionTypes, *,
+                 successes: ExceptionTypes = (),
+                 opened: Callable[[CircuitBreaker], BaseException] | None = None) -> None:
+        self._breaker = breaker
+        self._failures = failures
+        self._successes = successes
+        self._opened = opened
+        self._counted = True
+
+    def __enter__(self) -> Guard:
+        b = self._breaker
+        if b is not None and not b.allow():
+            if self._opened is not None:
+                raise self._opened(b)
+            raise BreakerOpen(f"{b.name} is unavailable (circuit open)",
+                              hint="retry after a short wait")
+        return self
+
+    def uncounted(self) -> None:
+        """This call's end says nothing about the dependency (say, our own pool was
+        exhausted before anything was sent): record nothing for it."""
+        self._counted = False
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        b = self._breaker
+        if b is None or not self._counted:
+            return
+        if exc is None:
+            b.success()
+        elif isinstance(exc, self._failures):
+            b.failure()
+        elif isinstance(exc, self._successes):
+            b.success()

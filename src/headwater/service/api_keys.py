@@ -17,7 +17,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from headwater.db.engine import Database
+from headwater.db.database import Database
 from headwater.errors import DatabaseError
 
 TABLE = "_headwater_api_keys"

@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeAlias, TypeVar, get_type_hints, overload
 
-from headwater.db.engine import Transaction
+from headwater.db.database import Transaction
 from headwater.events.event import Handler, Subscription
 from headwater.events.outbox import EventBuffer
 from headwater.model.principal import Principal, WriteAction

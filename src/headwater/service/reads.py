@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from headwater.cache.keys import etag, raw_key
 from headwater.cache.tiered import Cached, ReadCache
 from headwater.config import Settings
-from headwater.db.engine import Database
+from headwater.db.database import Database
 from headwater.db.reader import execute_read
 from headwater.errors import RequestError
 from headwater.model.catalog import Catalog

@@ -12,7 +12,7 @@ import re
 
 from headwater.config import Settings
 from headwater.db.catalog import introspect
-from headwater.db.engine import open_database
+from headwater.db.connect import open_database
 from headwater.db.sql import ident
 from headwater.service.crypto import FieldCipher
 from headwater.settings_file import EncryptionSettings, SettingsError

@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from headwater.db.engine import Database
+from headwater.db.database import Database
 from headwater.errors import InvalidBody, NotFound
 from headwater.events.outbox import EventBuffer, Outbox
 from headwater.model.catalog import Catalog

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from headwater.db.engine import Database, Transaction
+from headwater.db.database import Database, Transaction
 from headwater.db.sql import bind, compile_read
 from headwater.model.catalog import Catalog, Table
 from headwater.model.plan import ReadNode

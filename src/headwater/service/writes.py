@@ -16,6 +16,7 @@ from typing import Any, Literal
 import msgspec
 
 from headwater.config import Settings
+from headwater.db.database import Database, Row, Statement, Transaction
 from headwater.db.dml import (
     compile_insert,
     compile_mutation,
@@ -23,7 +24,6 @@ from headwater.db.dml import (
     insert_params,
     mutation_params,
 )
-from headwater.db.engine import Database, Row, Statement, Transaction
 from headwater.db.sql import bind, compile_read
 from headwater.errors import InvalidBody, InvalidWrite, ParseError, RequestError, UnknownColumn
 from headwater.events.outbox import EventBuffer, Outbox

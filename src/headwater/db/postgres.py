@@ -1,0 +1,263 @@
+"""Pooled execution on PostgreSQL (asyncpg); asyncpg's errors become ``headwater.errors``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import asyncpg
+
+from headwater.config import Settings
+from headwater.db.database import Database, QueryHook, Row, Snapshot, Tag, Transaction
+from headwater.errors import (
+    Conflict,
+    ConstraintViolation,
+    DatabaseError,
+    DatabaseUnavailable,
+    HeadwaterError,
+    InvalidValue,
+    RequestError,
+    Timeout,
+    TransactionConflict,
+)
+
+_PG_CONFLICT = frozenset({"23505", "23503", "23P01"})
+
+
+#: What asyncpg raises: the server's errors, the connection's, and the client's own protocol
+#: errors (a connection whose protocol is confused must fail as unavailable, not as a 500).
+_PG_ERRORS = (asyncpg.PostgresError, OSError, asyncpg.InterfaceError,
+              asyncpg.exceptions.InternalClientError)
+
+
+def _pg_error(exc: BaseException) -> HeadwaterError:
+    sqlstate = getattr(exc, "sqlstate", None)
+    if isinstance(exc, asyncpg.PostgresError) and sqlstate and sqlstate[:2] == "54":
+        # statement too complex (e.g. max_stack_depth): the request's shape, not a failure
+        return RequestError("statement too complex: nest fewer embeds or use fewer filters",
+                            code=sqlstate, details=None)
+    if isinstance(exc, asyncpg.PostgresError) and sqlstate and sqlstate[:2] == "23":
+        # PostgreSQL's own message and detail name the constraint and key, never our SQL.
+        cls = Conflict if sqlstate in _PG_CONFLICT else ConstraintViolation
+        return cls(exc.args[0] if exc.args else "constraint violation", code=sqlstate,
+                   details=getattr(exc, "detail", None), hint=getattr(exc, "hint", None))
+    if isinstance(exc, asyncpg.PostgresError) and sqlstate in ("22001", "22003", "22007", "22008",
+                                                               "22P02", "22023"):
+        return ConstraintViolation(exc.args[0] if exc.args else "invalid value", code=sqlstate,
+                                   details=getattr(exc, "detail", None))
+    if sqlstate in ("40001", "40P01"):
+        return TransactionConflict("could not serialize access: the transaction was retried "
+                                   "and conflicted again", code=sqlstate)
+    if sqlstate and (sqlstate.startswith(("08", "57P")) or sqlstate in ("53300", "55000")):
+        # Connection failures, administrator shutdown or restart, too many connections.
+        return DatabaseUnavailable("Database connection error. Retrying the connection.",
+                                   details=type(exc).__name__)
+    if isinstance(exc, asyncpg.QueryCanceledError):
+        return Timeout("canceling statement due to statement timeout")
+    if isinstance(exc, asyncpg.DataError):
+        sqlstate = getattr(exc, "sqlstate", None) or "22P02"
+        return InvalidValue(str(exc).split("\n")[0], code=sqlstate)
+    if isinstance(exc, (asyncpg.exceptions.InsufficientPrivilegeError,)):
+        return RequestError("permission denied", code="42501", status=403)
+    if isinstance(exc, (OSError, asyncio.TimeoutError, asyncpg.InterfaceError,
+                        asyncpg.exceptions.InternalClientError,
+                        asyncpg.exceptions.ConnectionDoesNotExistError,
+                        asyncpg.exceptions.CannotConnectNowError,
+                        asyncpg.exceptions.TooManyConnectionsError,
+                        asyncpg.exceptions.AdminShutdownError)):
+        return DatabaseUnavailable("Database connection error. Retrying the connection.",
+                                   details=type(exc).__name__)
+    return DatabaseError("Database error", details=f"{type(exc).__name__}: {exc}"[:300])
+
+
+class _PgSnapshot(Snapshot):
+    def __init__(self, conn: Any, hook: QueryHook) -> None:
+        self.conn = conn
+        self.hook = hook
+
+    async def fetchrow(self, sql: str, params: Sequence[object]) -> Row:
+        self.hook()
+        try:
+            row = await self.conn.fetchrow(sql, *params)
+        except _PG_ERRORS as exc:
+            raise _pg_error(exc) from exc
+        assert row is not None
+        return tuple(row)
+
+    async def chunks(self, sql: str, params: Sequence[object],
+                     size: int) -> AsyncIterator[list[Row]]:
+        self.hook()
+        try:
+            cur = self.conn.cursor(sql, *params, prefetch=size)
+            batch: list[Row] = []
+            async for rec in cur:
+                batch.append(tuple(rec))
+                if len(batch) >= size:
+                    yield batch
+                    batch = []
+            if batch:
+                yield batch
+        except _PG_ERRORS as exc:
+            raise _pg_error(exc) from exc
+
+
+class _PgTransaction(Transaction):
+    dialect = "postgresql"
+
+    def __init__(self, conn: Any, hook: QueryHook, single: bool = False) -> None:
+        self.conn = conn
+        self.hook = hook
+        self.single = single
+        self.sent = 0
+
+    async def fetch(self, sql: str, params: Sequence[object],
+                    tag: Tag | None = None) -> list[Row]:
+        self.hook()
+        if self.single:
+            self.sent += 1
+            assert self.sent == 1, "a single-statement transaction ran a second statement"
+        try:
+            return [tuple(r) for r in await self.conn.fetch(sql, *params)]
+        except _PG_ERRORS as exc:
+            raise _pg_error(exc) from exc
+
+
+async def _no_reset(conn: Any) -> None:
+    return None
+
+
+class PostgresDatabase(Database):
+    dialect = "postgresql"
+
+    def __init__(self, settings: Settings, on_query: QueryHook | None = None) -> None:
+        super().__init__(settings, on_query)
+        self.schema = settings.db_schema
+        self._pool: asyncpg.Pool[Any] | None = None
+
+    async def start(self) -> None:
+        s = self.settings
+        try:
+            self._pool = await asyncpg.create_pool(
+                s.database_url.replace("postgres://", "postgresql://", 1),
+                min_size=s.pool_min_size, max_size=s.pool_max_size, timeout=s.connect_timeout,
+                command_timeout=s.statement_timeout + 1.0,
+                server_settings={"statement_timeout": str(int(s.statement_timeout * 1000)),
+                                 "application_name": "headwater"},
+                # asyncpg's default reset is one more round trip per checkout; Headwater never
+                # leaves session state behind (no SET, LISTEN or advisory locks), and aborted
+                # transactions are rolled back by their own context managers.
+                reset=_no_reset,
+            )
+        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+            raise DatabaseUnavailable("Could not connect to the database",
+                                      details=type(exc).__name__) from exc
+
+    @property
+    def pool(self) -> asyncpg.Pool[Any]:
+        if self._pool is None:
+            raise DatabaseUnavailable("Database pool is not started", sent=False)
+        return self._pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    @contextlib.asynccontextmanager
+    async def _acquire(self) -> AsyncIterator[Any]:
+        conn: Any = None
+        try:
+            with self._guard() as call:
+                try:
+                    pool = self.pool
+                except DatabaseUnavailable:
+                    call.uncounted()  # not started: the server was never asked
+                    raise
+                try:
+                    # With a connection idle, take it without the timeout machinery (asyncpg
+                    # wraps a timed acquire in wait_for, a measurable cost on every request).
+                    conn = await (pool.acquire() if pool.get_idle_size() > 0
+                                  else pool.acquire(timeout=self.settings.pool_timeout))
+                except (TimeoutError, *_PG_ERRORS) as exc:
+                    if isinstance(exc, TimeoutError):
+                        # Every connection busy: load, not a dead server; nothing was sent.
+                        call.uncounted()
+                        raise DatabaseUnavailable("Timed out waiting for a database connection",
+                                                  sent=False, retryable=False) from exc
+                    err = _pg_error(exc)
+                    if isinstance(err, DatabaseUnavailable):
+                        err.sent = False
+                    raise err from exc
+                try:
+                    yield conn
+                except DatabaseUnavailable:
+                    # A connection error (the server shutting down, a confused protocol):
+                    # handed out again, the connection would fail the next request too, or
+                    # worse, with "another operation is in progress" (a 500). The pool opens
+                    # a new one.
+                    with contextlib.suppress(asyncpg.InterfaceError):  # already let go of
+                        conn.terminate()
+                    raise
+        finally:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await self.pool.release(conn)
+
+    async def fetchrow(self, sql: str, params: Sequence[object]) -> Row:
+        self._on_query()
+        async with self._acquire() as conn:
+            try:
+                row = await conn.fetchrow(sql, *params)
+            except _PG_ERRORS as exc:
+                raise _pg_error(exc) from exc
+        assert row is not None
+        return tuple(row)
+
+    @contextlib.asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[Snapshot]:
+        async with self._acquire() as conn:
+            try:
+                tx = conn.transaction(isolation="repeatable_read", readonly=True)
+                await tx.start()
+            except _PG_ERRORS as exc:
+                raise _pg_error(exc) from exc
+            try:
+                yield _PgSnapshot(conn, self._on_query)
+            finally:
+                with contextlib.suppress(*_PG_ERRORS):
+                    await tx.rollback()
+
+    @contextlib.asynccontextmanager
+    async def transaction(self, *, rollback: bool = False,
+                          single: bool = False) -> AsyncIterator[Transaction]:
+        async with self._acquire() as conn:
+            if single and not rollback:
+                # One statement commits by itself: two round trips fewer than BEGIN … COMMIT.
+                yield _PgTransaction(conn, self._on_query, single=True)
+                return
+            tx = conn.transaction()
+            try:
+                await tx.start()
+            except _PG_ERRORS as exc:
+                raise _pg_error(exc) from exc
+            try:
+                yield _PgTransaction(conn, self._on_query)
+            except BaseException:
+                with contextlib.suppress(*_PG_ERRORS):
+                    await tx.rollback()
+                raise
+            try:
+                await (tx.rollback() if rollback else tx.commit())
+            except _PG_ERRORS as exc:
+                raise _pg_error(exc) from exc
+
+    async def ping(self) -> None:
+        await self.fetchrow("SELECT 1", ())
+
+    def pool_stats(self) -> tuple[int, int]:
+        if self._pool is None:
+            return (0, 0)
+        size = self._pool.get_size()
+        return size, size - self._pool.get_idle_size()
