@@ -23,8 +23,9 @@ import pytest
 from headwater.config import Settings
 from headwater.db.engine import Database, open_database
 from headwater.demo import build_demo
-from headwater.events.bus import Envelope, MemoryBus
+from headwater.events.bus import Envelope
 from headwater.events.event import Event, Subscription
+from headwater.events.memory_bus import MemoryBus
 from headwater.events.outbox import EventBuffer, Outbox
 from headwater.events.relay import Relay
 from headwater.events.worker import Worker

@@ -19,9 +19,11 @@ import httpx
 from headwater.config import Settings
 from headwater.db.engine import Database, SqliteDatabase, open_database
 from headwater.errors import HeadwaterError
-from headwater.events.bus import Bus, Envelope, MemoryBus, RabbitBus
+from headwater.events.bus import Bus, Envelope
 from headwater.events.event import Subscription
+from headwater.events.memory_bus import MemoryBus
 from headwater.events.outbox import Outbox, TableDeadLetters
+from headwater.events.rabbitmq_bus import RabbitBus
 from headwater.events.relay import Relay
 from headwater.events.webhook import webhook_subscriptions
 from headwater.events.worker import Worker, stop_on_signals
