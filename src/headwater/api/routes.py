@@ -196,7 +196,7 @@ def build_routes(hw: Headwater) -> Routes:
         return Writer(hw.db, catalog, settings, hw.app,
                       access.principal if access.restricted else Principal(),
                       request.scope.get("request_id"), on_commit=hw.on_commit,
-                      outbox=hw.outbox, bulkhead=hw.bulkhead, guard=guard)
+                      recorder=hw.recorder, bulkhead=hw.bulkhead, guard=guard)
 
     async def table(request: Request) -> Response:
         name = request.path_params["table"]
@@ -310,7 +310,7 @@ def build_routes(hw: Headwater) -> Routes:
                              request_id=request.scope.get("request_id"),
                              rollback=prefer.tx == "rollback",
                              on_commit=None if spec.read_only else hw.on_commit,
-                             outbox=hw.outbox, catalog=hw.catalog)
+                             recorder=hw.recorder, catalog=hw.catalog)
         return Response(b"" if request.method == "HEAD" else out, 200,
                         media_type=CONTENT_TYPES["json"])
 
