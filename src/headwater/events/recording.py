@@ -104,6 +104,7 @@ class Recorder:
 
     def next_txid(self) -> int:
         return self._txids.getrandbits(62)
+
     # --- what a write's statement does (the writer asks) --------------------------------------
 
     def one_statement(self, table: str, op: Operation) -> bool:
