@@ -56,8 +56,11 @@ sys.path.insert(0, str(REPO_DIR / "src"))
 
 from headwater.config import Settings  # noqa: E402
 from headwater.db.connect import open_database  # noqa: E402
-from headwater.events.bus import Bus, MemoryBus, RabbitBus  # noqa: E402
-from headwater.events.outbox import EventBuffer, Outbox  # noqa: E402
+from headwater.events.bus import Bus  # noqa: E402
+from headwater.events.memory_bus import MemoryBus  # noqa: E402
+from headwater.events.outbox import Outbox  # noqa: E402
+from headwater.events.rabbitmq_bus import RabbitBus  # noqa: E402
+from headwater.events.recording import EventBuffer, Recorder  # noqa: E402
 from headwater.events.relay import Relay  # noqa: E402
 from headwater.observability.logging import make_logger  # noqa: E402
 from headwater.observability.metrics import Metrics  # noqa: E402
@@ -235,8 +238,9 @@ async def relay_rate(db_url: str, bus_kind: str, n: int) -> dict[str, Any]:
     outbox = Outbox(settings, db.dialect, db.schema)
     await outbox.ensure(db)
     principal = {"role": "anonymous", "claims": {}}
+    recorder = Recorder(outbox)
     for start in range(0, n, 1000):
-        buf = EventBuffer(outbox, principal)
+        buf = EventBuffer(recorder, principal)
         buf.add_rows("bench_items", "insert", ("id",),
                      [{"id": i, "client": 1, "n": i} for i in range(start, min(n, start + 1000))])
         async with db.transaction() as tx:
@@ -309,7 +313,7 @@ BENCH_QUEUE = "headwater.bench-latency"
 def reset_bench_queues() -> None:
     """Drop the latency handler's durable queues: left bound to the exchange, they would
     collect the events of every other run and feed them to the next worker."""
-    from headwater.events.bus import dead_letter_queue, delay_queue
+    from headwater.events.rabbitmq_bus import dead_letter_queue, delay_queue
 
     async def drop() -> None:
         connection = await aio_pika.connect(AMQP_URL, timeout=5)

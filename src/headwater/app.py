@@ -29,6 +29,7 @@ from headwater.db.connect import open_database
 from headwater.db.database import Database
 from headwater.errors import DatabaseUnavailable, HeadwaterError, MethodNotAllowed, NotFound
 from headwater.events.outbox import Outbox
+from headwater.events.recording import Recorder
 from headwater.events.runtime import Events, start_events
 from headwater.model.catalog import Catalog
 from headwater.model.principal import Principal
@@ -57,6 +58,7 @@ class Headwater:
         self.metrics = Metrics()
         self.db: Database = open_database(settings, on_query=self.metrics.query)
         self.outbox = Outbox(settings, self.db.dialect, self.db.schema)
+        self.recorder = Recorder(self.outbox)
         self.events: Events | None = None
         self.catalog: Catalog | None = None
         self.app: App = load_app(settings.app) if settings.app else App()
@@ -84,7 +86,7 @@ class Headwater:
                                  openapi=self.documents)
         self.reads = Reads(db=self.db, settings=settings, cache=self.cache,
                            cipher=self.security.cipher, catalog=self.require_catalog)
-        self.rpc = Rpc(self.db, self.app, outbox=self.outbox, catalog=lambda: self.catalog,
+        self.rpc = Rpc(self.db, self.app, recorder=self.recorder, catalog=lambda: self.catalog,
                        on_commit=self.on_commit)
         self._retry: asyncio.Task[None] | None = None
         self._db_started = False
@@ -138,10 +140,24 @@ class Headwater:
             if not self._db_started:
                 await self.db.start()
                 self._db_started = True
+            await self._migrate()
             return await self.reload_catalog()
         except HeadwaterError as exc:
             self.log.error("database_unavailable", error=exc.message, details=str(exc.details))
             return False
+
+    async def _migrate(self) -> None:
+        """Bring Headwater's own tables up to date (``headwater.db.migrations``). A database
+        this process may not change (read-only, no CREATE privilege) still serves reads:
+        what needs the tables tries again, and fails, when it needs them."""
+        if self.outbox.ready:
+            return
+        try:
+            await self.outbox.ensure(self.db)
+        except HeadwaterError as exc:
+            if isinstance(exc, DatabaseUnavailable):
+                raise
+            self.log.warning("schema_not_migrated", error=exc.message)
 
     async def _reconnect_loop(self) -> None:
         # Polling a remote database: there is no event to wait on.
@@ -159,7 +175,7 @@ class Headwater:
             return False
         self.catalog = catalog
         try:
-            await self.outbox.install_triggers(self.db, catalog)  # SQLite's, when events are on
+            await self.recorder.install_triggers(self.db, catalog)  # SQLite's, when events are on
         except HeadwaterError as exc:  # writes then record events by a second statement
             self.log.error("event_triggers_failed", error=exc.message)
         self.metrics.catalog_reloads.labels("ok").inc()
@@ -198,7 +214,7 @@ class Headwater:
                  if access.restricted or cipher else None)
         return Writer(self.db, catalog, self.settings, self.app,
                       access.principal if access.restricted else Principal(), request_id,
-                      on_commit=self.on_commit, outbox=self.outbox, bulkhead=self.bulkhead,
+                      on_commit=self.on_commit, recorder=self.recorder, bulkhead=self.bulkhead,
                       guard=guard)
 
     def services(self) -> Services:

@@ -12,16 +12,9 @@ import aio_pika
 import pytest
 
 from headwater.errors import BrokerUnavailable
-from headwater.events.bus import (
-    Bus,
-    Delivery,
-    Envelope,
-    MemoryBus,
-    QueueSpec,
-    RabbitBus,
-    dead_letter_queue,
-    delay_queue,
-)
+from headwater.events.bus import Bus, Delivery, Envelope, QueueSpec
+from headwater.events.memory_bus import MemoryBus
+from headwater.events.rabbitmq_bus import RabbitBus, dead_letter_queue, delay_queue
 
 
 @dataclass

@@ -24,9 +24,11 @@ from headwater.config import Settings
 from headwater.db.connect import open_database
 from headwater.db.database import Database
 from headwater.demo import build_demo
-from headwater.events.bus import Envelope, MemoryBus
+from headwater.events.bus import Envelope
 from headwater.events.event import Event, Subscription
-from headwater.events.outbox import EventBuffer, Outbox
+from headwater.events.memory_bus import MemoryBus
+from headwater.events.outbox import Outbox
+from headwater.events.recording import EventBuffer, Recorder
 from headwater.events.relay import Relay
 from headwater.events.worker import Worker
 from headwater.observability.logging import make_logger
@@ -358,7 +360,7 @@ async def _relays_share_the_outbox(settings: Settings, db: Database) -> None:
     principal = {"role": "anonymous", "claims": {}}
     tables = ["t1", "t2", "t3"]
     for round_ in range(30):
-        buf = EventBuffer(box, principal)
+        buf = EventBuffer(Recorder(box), principal)
         for i in range(30):
             table = tables[(round_ + i) % 3]
             buf.add(table, "insert", ("id",), new={"id": round_ * 100 + i})
@@ -404,7 +406,7 @@ async def test_with_nobody_to_deliver_to_the_relay_only_marks_rows(worker_db: st
     try:
         box = Outbox(settings, db.dialect, db.schema)
         await box.ensure(db)
-        buf = EventBuffer(box, {"role": "anonymous", "claims": {}})
+        buf = EventBuffer(Recorder(box), {"role": "anonymous", "claims": {}})
         buf.add_rows("t", "insert", ("id",), [{"id": i} for i in range(250)])
         async with db.transaction() as tx:
             await buf.flush(tx)

@@ -18,6 +18,7 @@ from headwater.db.database import Tag
 from headwater.db.sqlite import SqliteDatabase
 from headwater.errors import Conflict
 from headwater.events.outbox import Outbox
+from headwater.events.recording import Recorder
 from headwater.model.catalog import Catalog
 
 ALICE = '{"role":"alice"}'
@@ -25,9 +26,9 @@ BOB = '{"role":"bob"}'
 
 
 class Setup:
-    def __init__(self, db: SqliteDatabase, outbox: Outbox, catalog: Catalog) -> None:
+    def __init__(self, db: SqliteDatabase, recorder: Recorder, catalog: Catalog) -> None:
         self.db = db
-        self.outbox = outbox
+        self.recorder = recorder
         self.catalog = catalog
 
     async def write(self, sql: str, params: tuple[object, ...], tag: Tag | None) -> int:
@@ -63,16 +64,16 @@ async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
     db = SqliteDatabase(settings)
     await db.start()
     catalog = await introspect(settings.database_url, settings.db_schema)
-    outbox = Outbox(settings, "sqlite", None)
-    await outbox.install_triggers(db, catalog)
-    yield Setup(db, outbox, catalog)
+    recorder = Recorder(Outbox(settings, "sqlite", None))
+    await recorder.install_triggers(db, catalog)
+    yield Setup(db, recorder, catalog)
     await db.close()
 
 
 async def test_a_tagged_write_records_typed_rows_with_its_principal_and_txid(
         setup: Setup) -> None:
-    assert setup.outbox.triggers("parent", "insert")
-    assert not setup.outbox.triggers("quiet", "insert")  # excluded by settings
+    assert setup.recorder.triggers("parent", "insert")
+    assert not setup.recorder.triggers("quiet", "insert")  # excluded by settings
     n = await setup.write("INSERT INTO parent (name, doc) SELECT value, '{\"a\": [1]}' "
                           "FROM json_each(?)", ('["a", "b"]',), (ALICE, 7, "parent", "insert"))
     assert n == 2
@@ -138,7 +139,7 @@ async def test_triggers_follow_the_catalog_and_survive_a_restart(setup: Setup) -
     conn.execute("ALTER TABLE parent ADD COLUMN note TEXT")
     conn.close()
     catalog = await introspect(setup.db.settings.database_url, setup.db.settings.db_schema)
-    await setup.outbox.install_triggers(setup.db, catalog)  # as a catalog reload does
+    await setup.recorder.install_triggers(setup.db, catalog)  # as a catalog reload does
     await setup.db.close()
     await setup.db.start()
     await setup.write("INSERT INTO parent (name, note) VALUES ('n', 'hello')", (),

@@ -16,6 +16,7 @@ from headwater import App
 from headwater.config import Settings
 from headwater.events.event import Event, decode_event, topic_matches
 from headwater.events.outbox import Outbox
+from headwater.events.recording import Recorder
 from headwater.events.webhook import parse_webhooks, sign, verify
 
 
@@ -56,15 +57,15 @@ def test_hash_matches_everything_and_a_key_matches_itself(words: list[str]) -> N
 def test_filters_choose_tables_and_operations() -> None:
     s = Settings(events_include="orders.*,customers.insert", events_exclude="orders.delete",
                  events_old_rows="orders")
-    box = Outbox(s, "sqlite", None)
+    box = Recorder(Outbox(s, "sqlite", None))
     assert box.wants("orders", "insert") and box.wants("orders", "update")
     assert not box.wants("orders", "delete")
     assert box.wants("customers", "insert") and not box.wants("customers", "update")
     assert not box.wants("products", "insert")
     assert box.wants_old("orders") and not box.wants_old("customers")
-    off = Outbox(Settings(events_enabled=False), "sqlite", None)
+    off = Recorder(Outbox(Settings(events_enabled=False), "sqlite", None))
     assert not off.wants("orders", "insert")
-    assert Outbox(Settings(events_old_rows="*"), "sqlite", None).wants_old("anything")
+    assert Recorder(Outbox(Settings(events_old_rows="*"), "sqlite", None)).wants_old("anything")
 
 
 def test_retry_delays_double_up_to_the_cap() -> None:

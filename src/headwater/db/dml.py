@@ -59,7 +59,7 @@ def sqlite_row_object(alias: str, cols: Sequence[TargetColumn]) -> str:
 def compile_insert(dialect: Dialect, schema: str | None, shape: InsertShape, *,
                    rows: bool = False, count: bool = False) -> str:
     """``rows=True`` (PostgreSQL): return the rows themselves, for a statement around it
-    (``headwater.events.outbox.with_events``), instead of one JSON text per row.
+    (``headwater.events.recording.Recorder.with_events``), instead of one JSON text per row.
     ``count=True``: nobody reads the rows; return only how many (PostgreSQL: one row with the
     count; SQLite: no rows, ``Transaction.execute`` gives the count), sparing every row's
     encoding and transfer."""

@@ -21,9 +21,11 @@ from headwater.db.connect import open_database
 from headwater.db.database import Database
 from headwater.db.sqlite import SqliteDatabase
 from headwater.errors import HeadwaterError
-from headwater.events.bus import Bus, Envelope, MemoryBus, RabbitBus
+from headwater.events.bus import Bus, Envelope
 from headwater.events.event import Subscription
+from headwater.events.memory_bus import MemoryBus
 from headwater.events.outbox import Outbox, TableDeadLetters
+from headwater.events.rabbitmq_bus import RabbitBus
 from headwater.events.relay import Relay
 from headwater.events.webhook import webhook_subscriptions
 from headwater.events.worker import Worker, stop_on_signals

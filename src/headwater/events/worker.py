@@ -31,9 +31,10 @@ from headwater.config import Settings
 from headwater.db.connect import open_database
 from headwater.db.database import Database
 from headwater.errors import BrokerUnavailable, HeadwaterError, ServiceError
-from headwater.events.bus import Bus, Delivery, QueueSpec, RabbitBus
+from headwater.events.bus import Bus, Delivery, QueueSpec
 from headwater.events.event import Event, Subscription, decode_event
 from headwater.events.outbox import DeadLetter, Outbox
+from headwater.events.rabbitmq_bus import RabbitBus
 from headwater.events.webhook import parse_webhooks, webhook_subscriptions
 from headwater.observability.logging import make_logger
 from headwater.observability.metrics import Metrics

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from headwater.db.database import Database
+from headwater.db.migrations import migrate
 from headwater.errors import DatabaseError
 
 TABLE = "_headwater_api_keys"
@@ -72,11 +73,7 @@ class KeyStore:
     async def ensure(self) -> None:
         if self._ready:
             return
-        await self._fetch(
-            "CREATE TABLE IF NOT EXISTS {table} (id VARCHAR(8) PRIMARY KEY, "
-            "name TEXT NOT NULL, role TEXT NOT NULL, key_hash VARCHAR(64) NOT NULL, "
-            "created_at TEXT NOT NULL, last_used_at TEXT, uses BIGINT NOT NULL DEFAULT 0, "
-            "revoked_at TEXT)")
+        await migrate(self.db)  # the table is Headwater's, created by its migrations
         self._ready = True
 
     # --- administration (the CLI) -------------------------------------------------------------

@@ -29,7 +29,7 @@ from typing import Any, TypeAlias, TypeVar, get_type_hints, overload
 
 from headwater.db.database import Transaction
 from headwater.events.event import Handler, Subscription
-from headwater.events.outbox import EventBuffer
+from headwater.events.recording import EventBuffer
 from headwater.model.principal import Principal, WriteAction
 
 _DOLLAR = re.compile(r"\$(\d+)")

@@ -9,7 +9,7 @@ import msgspec
 
 from headwater.db.database import Database
 from headwater.errors import InvalidBody, NotFound
-from headwater.events.outbox import EventBuffer, Outbox
+from headwater.events.recording import EventBuffer, Recorder
 from headwater.model.catalog import Catalog
 from headwater.model.principal import Principal, principal_json
 from headwater.service.hooks import App, Context, RpcSpec
@@ -55,14 +55,14 @@ def check_args(spec: RpcSpec, args: Mapping[str, Any], *, from_text: bool) -> di
 async def call_rpc(db: Database, spec: RpcSpec, args: dict[str, Any], *, principal: Principal,
                    request_id: str | None, rollback: bool = False,
                    on_commit: Callable[[frozenset[str] | None], Awaitable[None]] | None = None,
-                   outbox: Outbox | None = None, catalog: Catalog | None = None) -> bytes:
+                   recorder: Recorder | None = None, catalog: Catalog | None = None) -> bytes:
     """Run ``spec`` in one transaction. Rows it writes by SQL reach the outbox only through
     ``ctx.emit`` (recorded in one statement before commit)."""
     events = None
-    if outbox is not None and outbox.enabled:
-        if not outbox.ready:
-            await outbox.ensure(db)
-        events = EventBuffer(outbox, principal_json(principal), catalog)
+    if recorder is not None and recorder.enabled:
+        if not recorder.outbox.ready:
+            await recorder.outbox.ensure(db)
+        events = EventBuffer(recorder, principal_json(principal), catalog)
     recorded = False
     async with db.transaction(rollback=rollback) as tx:
         ctx = Context(principal, None, tx, request_id, events=events)
@@ -70,8 +70,8 @@ async def call_rpc(db: Database, spec: RpcSpec, args: dict[str, Any], *, princip
         if events is not None and events.records:
             recorded = True
             await events.flush(tx, last=True)
-    if recorded and not rollback and outbox is not None:
-        outbox.committed()
+    if recorded and not rollback and recorder is not None:
+        recorder.outbox.committed()
     if ctx.wrote and not rollback and on_commit is not None:
         await on_commit(None)  # which tables it wrote is unknown
     return _encode(result)
@@ -79,14 +79,14 @@ async def call_rpc(db: Database, spec: RpcSpec, args: dict[str, Any], *, princip
 
 class Rpc:
     """The user's Python functions as the endpoints call them: found by name, run in one
-    transaction with the process's outbox, their writes invalidating the cache."""
+    transaction with the process's event recorder, their writes invalidating the cache."""
 
-    def __init__(self, db: Database, app: App, *, outbox: Outbox,
+    def __init__(self, db: Database, app: App, *, recorder: Recorder,
                  catalog: Callable[[], Catalog | None],
                  on_commit: Callable[[frozenset[str] | None], Awaitable[None]]) -> None:
         self.db = db
         self.app = app
-        self.outbox = outbox
+        self.recorder = recorder
         self.catalog = catalog
         self.on_commit = on_commit
 
@@ -98,4 +98,4 @@ class Rpc:
         return await call_rpc(self.db, spec, args, principal=principal, request_id=request_id,
                               rollback=rollback,
                               on_commit=None if spec.read_only else self.on_commit,
-                              outbox=self.outbox, catalog=self.catalog())
+                              recorder=self.recorder, catalog=self.catalog())

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import msgspec
 
 from headwater.config import Settings
-from headwater.db.database import Database, Row, Statement, Transaction
+from headwater.db.database import Database, Transaction
 from headwater.db.dml import (
     compile_insert,
     compile_mutation,
@@ -26,7 +26,7 @@ from headwater.db.dml import (
 )
 from headwater.db.sql import bind, compile_read
 from headwater.errors import InvalidBody, InvalidWrite, ParseError, RequestError, UnknownColumn
-from headwater.events.outbox import EventBuffer, Outbox
+from headwater.events.recording import EventBuffer, Recorder, run_write
 from headwater.model.catalog import Catalog, Table
 from headwater.model.plan import MutatePlan
 from headwater.model.principal import Principal, WriteAction, principal_json
@@ -54,8 +54,8 @@ class Writer:
     request_id: str | None = None
     #: Called after commit and before the response with the tables written (None = all).
     on_commit: Callable[[frozenset[str] | None], Awaitable[None]] | None = None
-    #: Where the request's events are recorded (None: no events).
-    outbox: Outbox | None = None
+    #: How the request's events are recorded (None: no events).
+    recorder: Recorder | None = None
     #: Bounds how many writes to one table wait on it at once (a locked row must not take
     #: every pooled connection); the app hands in its per-table semaphores.
     bulkhead: Callable[[str], AbstractAsyncContextManager[Any]] = field(
@@ -212,14 +212,8 @@ class Writer:
                 or (request.prefer.returning == "representation"
                     and _has_embeds(request.query.select))):
             return False
-        outbox = self.outbox
-        if outbox is None or not outbox.enabled or not outbox.wants(name, op):
-            return True
-        # PostgreSQL records the events inside the statement, SQLite through its triggers
-        # (or, until they are installed, in a second statement sent with it:
-        # ``Transaction.fetch_with``). An update whose events carry the old rows reads them
-        # first, but where a trigger sees them.
-        return not (op == "update" and outbox.wants_old(name) and not outbox.triggers(name, op))
+        recorder = self.recorder
+        return recorder is None or recorder.one_statement(name, op)
 
     def _counted(self, table: Table, request: ApiRequest, merge: bool) -> bool:
         """May an insert return only how many rows it wrote? Yes when nothing reads them: no
@@ -228,9 +222,8 @@ class Writer:
         if (self.guard is not None or self.app.after("insert", table.name)
                 or request.prefer.returning in ("representation", "headers-only")):
             return False
-        outbox = self.outbox
-        return (outbox is None or not outbox.enabled or not outbox.wants(table.name, "insert")
-                or self._in_statement(table, "insert", merge))
+        recorder = self.recorder
+        return recorder is None or recorder.counts_only(table.name, merge)
 
     @contextlib.asynccontextmanager
     async def _transaction(self, *, rollback: bool,
@@ -239,14 +232,15 @@ class Writer:
         commit (or roll back) with it: with each write statement (on PostgreSQL inside it, on
         SQLite in a second statement sent with it), and the rows hooks ``emit`` in one
         statement at its end."""
-        outbox = self.outbox
-        if outbox is None or not outbox.enabled:
+        recorder = self.recorder
+        if recorder is None or not recorder.enabled:
             async with self.db.transaction(rollback=rollback, single=single) as tx:
                 yield tx
             return
+        outbox = recorder.outbox
         if not outbox.ready:
             await outbox.ensure(self.db)
-        events = self._events = EventBuffer(outbox, principal_json(self.principal),
+        events = self._events = EventBuffer(recorder, principal_json(self.principal),
                                             self.catalog)
         async with self.db.transaction(rollback=rollback, single=single) as tx:
             yield tx
@@ -256,72 +250,28 @@ class Writer:
             outbox.committed()
 
     def _in_statement(self, table: Table, op: WriteAction, merge: bool = False) -> bool:
-        """Does this write's statement record its events itself? PostgreSQL: wrapped in a
-        CTE, unless the update must first read the old rows. SQLite: through the triggers,
-        once installed, except for an upsert, whose updated rows would be recorded as
-        updates where PostgreSQL's statement records every row as an insert."""
+        """Does this write's statement record its events itself (``Recorder.in_statement``)?"""
         events = self._events
-        if events is None or not events.outbox.wants(table.name, op):
-            return False
-        if not events.outbox.pg:
-            return not merge and events.outbox.triggers(table.name, op)
-        return not (op == "update" and events.outbox.wants_old(table.name))
+        return events is not None and events.recorder.in_statement(table.name, op, merge)
 
-    async def _write(self, tx: Transaction, table: Table, op: WriteAction, sql: str,
-                     params: list[object], inline: bool,
-                     old: dict[tuple[Any, ...], dict[str, Any]] | None = None,
-                     count: bool = False) -> list[dict[str, Any]] | int:
-        """Run one write statement with its rows' events: ``inline``, recorded by the statement
-        itself (PostgreSQL: wrapped in a CTE; SQLite: tagged for the triggers), else by a
-        second statement made from its returned rows and sent with it
-        (``Transaction.fetch_with``). ``count``: the statement returns only how many rows it
-        wrote (``compile_insert``); never with events outside the statement
-        (``Writer._counted``)."""
+    def _write(self, tx: Transaction, table: Table, op: WriteAction, sql: str,
+               params: list[object], inline: bool,
+               old: dict[tuple[Any, ...], dict[str, Any]] | None = None,
+               count: bool = False) -> Awaitable[list[dict[str, Any]] | int]:
+        """Run one write statement, with its rows' events when the request records them
+        (``EventBuffer.write``; ``inline``: the statement records them itself)."""
         events = self._events
-        tag = None
-        if inline and events is not None:
-            if events.outbox.pg:
-                sql = events.outbox.with_events(sql, len(params), op, table.primary_key,
-                                                count=count)
-                params = [*params, table.name, op, events.principal_text]
-            else:
-                tag = events.tag(table.name, op)
-            events.inline = True
-        if events is None or inline or not events.outbox.wants(table.name, op):
-            if count:
-                if self.db.dialect == "postgresql":
-                    return int((await tx.fetch(sql, params))[0][0])
-                return await tx.execute(sql, params, tag)
-            return [_decode_row(r[0]) for r in await tx.fetch(sql, params, tag)]
-        decoded: list[dict[str, Any]] = []
-        outbox = events.outbox
-
-        def record(raw: list[Row]) -> Statement | None:
-            # Runs where the statement ran (SQLite: its writer thread), before the commit.
-            assert events is not None
-            if not raw:
-                return None
-            events.inline = True
-            if old is None and not events.records:
-                # SQLite makes the events from the rows' JSON itself.
-                return outbox.rows_statement(table.name, op, table.primary_key,
-                                             "[" + ",".join(r[0] for r in raw) + "]",
-                                             events.principal_text, events.txid)
-            decoded.extend(_decode_row(r[0]) for r in raw)
-            events.add_rows(table.name, op, table.primary_key, decoded, old)
-            records, events.records = events.records, []
-            return outbox.record_statement(records, events.principal_text, events.txid)
-
-        assert not count
-        rows = await tx.fetch_with(sql, params, record)
-        return decoded or [_decode_row(r[0]) for r in rows]
+        if events is None:
+            return run_write(tx, sql, params, None, count, self.db.dialect == "postgresql")
+        return events.write(tx, table.name, op, table.primary_key, sql, params, inline, old,
+                            count)
 
     async def _old_rows(self, tx: Transaction, table: Table, plan: MutatePlan,
                         ) -> dict[tuple[Any, ...], dict[str, Any]] | None:
         """The rows an update will change, as they are (locked on PostgreSQL), when settings
         ask events to carry them: one more statement, only for those tables."""
         if (self._events is None or not table.primary_key
-                or not self._events.outbox.wants_old(table.name)):
+                or not self._events.recorder.wants_old(table.name)):
             return None
         sql = compile_old_rows(self.db.dialect, self.db.schema, plan.shape)
         params = mutation_params(self.db.dialect, plan)
@@ -349,7 +299,7 @@ class Writer:
                 out += one
             return out
         inline = self._in_statement(table, "insert", resolution == "merge")
-        wrapped = inline and self.db.dialect == "postgresql"  # see ``Outbox.with_events``
+        wrapped = inline and self.db.dialect == "postgresql"  # see ``Recorder.with_events``
         sql = compile_insert(self.db.dialect, self.db.schema, plan.shape, rows=wrapped,
                              count=count and not wrapped)
         return await self._write(tx, table, "insert", sql, insert_params(self.db.dialect, plan),
