@@ -134,6 +134,15 @@ class Rejected(RequestError):
         super().__init__(message, details=details, hint=hint, code=code, status=status)
 
 
+class InvalidField(InvalidValue):
+    """One value of a write's body that does not fit its column. The write validator
+    (``headwater.service.validation``) collects these per field into one ``InvalidBody``;
+    it never escapes it. ``code`` is PostgreSQL's for the problem (22001 too long, ...)."""
+
+    def __init__(self, message: str, code: str = "22P02") -> None:
+        super().__init__(message, code=code)
+
+
 class MethodNotAllowed(RequestError):
     status = 405
     code = "PGRST117"
@@ -186,6 +195,13 @@ class EncryptedColumn(RequestError):
     code = "HW400"
 
 
+class DemoTargetBusy(HeadwaterError):
+    """The SQLite file the demo would replace is open elsewhere (a running server, a shell)."""
+
+    status = 409
+    code = "HW409"
+
+
 # --- 5xx: we or a dependency failed -----------------------------------------------------------
 
 class ServiceError(HeadwaterError):
@@ -227,6 +243,20 @@ class Timeout(ServiceError):
     code = "57014"
 
 
+class BreakerOpen(ServiceError):
+    """A dependency's circuit breaker is open: answered at once, without trying it."""
+
+    status = 503
+    code = "HW503"
+
+
+class RedisUnavailable(ServiceError):
+    """Redis failed, timed out, or its breaker is open; the cache is bypassed meanwhile."""
+
+    status = 503
+    code = "HW503"
+
+
 class BrokerUnavailable(ServiceError):
     """RabbitMQ cannot be reached or did not confirm; events wait in the outbox meanwhile.
 
@@ -245,3 +275,4 @@ class DecryptionFailed(ServiceError):
 
     status = 500
     code = "HW510"
+

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 
-from headwater.errors import ServiceError
+from headwater.errors import BreakerOpen
 
 
 class BreakerState(IntEnum):
@@ -23,11 +23,6 @@ class BreakerState(IntEnum):
     CLOSED = 0
     HALF_OPEN = 1
     OPEN = 2
-
-
-class BreakerOpen(ServiceError):
-    status = 503
-    code = "HW503"
 
 
 @dataclass(frozen=True, slots=True)
