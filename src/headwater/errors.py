@@ -1,7 +1,10 @@
 """The one error tree. Every failure Headwater reports is a HeadwaterError.
 
 Each class carries a stable PostgREST-style code and an HTTP status; the API layer
-(``headwater.api.responses``) is the only place that turns them into HTTP.
+(``headwater.api.responses``) is the only place that turns them into HTTP. Three branches:
+``RequestError`` (4xx: the request is wrong), ``ServiceError`` (5xx: we or a dependency
+failed) and ``ConfigError`` (the operator's settings are wrong: found at start, before
+anything is served, and reported by the CLI as one line with exit status 2).
 """
 
 from __future__ import annotations
@@ -276,3 +279,27 @@ class DecryptionFailed(ServiceError):
     status = 500
     code = "HW510"
 
+
+# --- configuration: the operator's settings are wrong -----------------------------------------
+# Raised while settings are read (CLI, app factory), never while a request is served. Also
+# ValueErrors, as they were before they joined the tree, so callers catching that still do.
+
+class ConfigError(HeadwaterError, ValueError):
+    """A setting is invalid; the message is one line naming the setting and what is allowed."""
+
+    status = 500
+    code = "HWC00"
+
+
+class InvalidSetting(ConfigError):
+    """A ``HEADWATER_*`` environment variable or a flag that does not parse as its setting's
+    type (``headwater.config``)."""
+
+    code = "HWC01"
+
+
+class SettingsError(ConfigError):
+    """The settings file (``--config``) is missing, unreadable or invalid, or names a table,
+    column or filter that does not work (``headwater.settings_file``, ``service.policy``)."""
+
+    code = "HWC02"
