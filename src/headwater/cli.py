@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from headwater.config import Settings
+from headwater.errors import ConfigError
 from headwater.keys_cli import check_serving, keys_cli
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -240,4 +241,10 @@ def dlq_replay(
 
 
 def main() -> None:
-    cli()
+    try:
+        cli()
+    except ConfigError as exc:
+        # A setting (variable, flag or settings file) is wrong: the one line that names it,
+        # never a traceback, and the exit status of a usage error.
+        typer.echo(exc.message, err=True)
+        raise SystemExit(2) from None

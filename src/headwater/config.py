@@ -2,17 +2,33 @@
 
 Nothing reads the environment behind the caller's back: ``Settings.from_env`` is called
 once by the CLI or the ASGI factory and the object is passed down from there.
+
+Values are parsed strictly: ``HEADWATER_CACHE_ENABLED=ture`` is an ``InvalidSetting`` naming
+the variable, the value and what is allowed, never a silent ``False``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, get_type_hints
+from typing import Any, Literal, TypeAlias, get_args, get_origin, get_type_hints
+
+from headwater.errors import InvalidSetting
 
 ENV_PREFIX = "HEADWATER_"
+
+LogLevel: TypeAlias = Literal["debug", "info", "warning", "error", "critical"]
+#: ``strict``: no node serves data older than a write once its response is sent.
+#: ``bounded``: nodes trust pushed versions and may lag by ``cache_bounded_lag_ms``.
+CacheMode: TypeAlias = Literal["strict", "bounded"]
+
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
+_INT = re.compile(r"[+-]?[0-9]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +39,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 3000
     workers: int = 1
-    log_level: str = "info"
+    log_level: LogLevel = "info"
     #: Schema served on PostgreSQL.
     db_schema: str = "public"
     pool_min_size: int = 1
@@ -55,9 +71,8 @@ class Settings:
     #: Seconds for every Redis call (connect and socket).
     redis_timeout: float = 0.25
     cache_enabled: bool = True
-    #: ``strict``: no node serves data older than a write once its response is sent.
-    #: ``bounded``: nodes trust pushed versions and may lag by ``cache_bounded_lag_ms``.
-    cache_mode: str = "strict"
+    #: ``strict`` or ``bounded`` (see ``CacheMode``).
+    cache_mode: CacheMode = "strict"
     cache_bounded_lag_ms: int = 100
     #: The in-process tier's budget, in bytes.
     cache_l1_bytes: int = 64 * 1024 * 1024
@@ -142,15 +157,21 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Defaults, then ``HEADWATER_*`` variables, then explicit overrides (flags)."""
+        """Defaults, then ``HEADWATER_*`` variables, then explicit overrides (flags; None =
+        not given). A value that does not parse as its setting's type is an
+        ``InvalidSetting`` naming the variable (or ``--flag``)."""
         source = os.environ if env is None else env
         hints = get_type_hints(cls)
         values: dict[str, Any] = {}
         for f in fields(cls):
-            raw = source.get(ENV_PREFIX + f.name.upper())
+            var = ENV_PREFIX + f.name.upper()
+            raw = source.get(var)
             if raw is not None:
-                values[f.name] = _coerce(hints[f.name], raw, f.name)
-        values.update({k: v for k, v in overrides.items() if v is not None})
+                values[f.name] = parse_value(hints[f.name], raw, var)
+        for name, value in overrides.items():
+            if value is not None:
+                flag = "--" + name.replace("_", "-")
+                values[name] = _check(hints[name], value, flag) if name in hints else value
         return cls(**values)
 
     def to_env(self) -> dict[str, str]:
@@ -161,15 +182,37 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
-def _coerce(kind: Any, raw: str, name: str) -> Any:
-    try:
-        if kind is int:
-            return int(raw)
-        if kind is float:
-            return float(raw)
-        if kind is bool:
-            return raw.strip().lower() in {"1", "true", "yes", "on"}
-    except ValueError as exc:
-        raise ValueError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {kind.__name__}") \
-            from exc
+def parse_value(kind: Any, raw: str, name: str) -> Any:
+    """The text of a setting (``name``: the variable or flag it came from) as ``kind``: str,
+    int, float, bool or a ``Literal`` of strings; anything else is an ``InvalidSetting``."""
+    text = raw.strip().lower()
+    if kind is bool:
+        if text in _TRUE or text in _FALSE:
+            return text in _TRUE
+        raise InvalidSetting(f"{name}: {raw!r} is not a boolean (true/false, 1/0, yes/no, "
+                             "on/off)")
+    if kind is int:
+        if _INT.fullmatch(text):
+            return int(text)
+        raise InvalidSetting(f"{name}: {raw!r} is not an integer")
+    if kind is float:
+        try:
+            number = float(text)
+        except ValueError:
+            number = math.nan
+        if math.isfinite(number):
+            return number
+        raise InvalidSetting(f"{name}: {raw!r} is not a number")
+    if get_origin(kind) is Literal:
+        if text in get_args(kind):
+            return text
+        raise InvalidSetting(f"{name}: {raw!r} is not one of {', '.join(get_args(kind))}")
     return raw
+
+
+def _check(kind: Any, value: Any, name: str) -> Any:
+    """An override (a flag's value): text is parsed as from the environment; a typed value
+    must be one of a ``Literal``'s when the setting has one."""
+    if isinstance(value, str) or get_origin(kind) is Literal:
+        return parse_value(kind, str(value), name)
+    return value

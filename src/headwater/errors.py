@@ -1,7 +1,10 @@
 """The one error tree. Every failure Headwater reports is a HeadwaterError.
 
 Each class carries a stable PostgREST-style code and an HTTP status; the API layer
-(``headwater.api.responses``) is the only place that turns them into HTTP.
+(``headwater.api.responses``) is the only place that turns them into HTTP. Three branches:
+``RequestError`` (4xx: the request is wrong), ``ServiceError`` (5xx: we or a dependency
+failed) and ``ConfigError`` (the operator's settings are wrong: found at start, before
+anything is served, and reported by the CLI as one line with exit status 2).
 """
 
 from __future__ import annotations
@@ -134,6 +137,15 @@ class Rejected(RequestError):
         super().__init__(message, details=details, hint=hint, code=code, status=status)
 
 
+class InvalidField(InvalidValue):
+    """One value of a write's body that does not fit its column. The write validator
+    (``headwater.service.validation``) collects these per field into one ``InvalidBody``;
+    it never escapes it. ``code`` is PostgreSQL's for the problem (22001 too long, ...)."""
+
+    def __init__(self, message: str, code: str = "22P02") -> None:
+        super().__init__(message, code=code)
+
+
 class MethodNotAllowed(RequestError):
     status = 405
     code = "PGRST117"
@@ -186,6 +198,13 @@ class EncryptedColumn(RequestError):
     code = "HW400"
 
 
+class DemoTargetBusy(HeadwaterError):
+    """The SQLite file the demo would replace is open elsewhere (a running server, a shell)."""
+
+    status = 409
+    code = "HW409"
+
+
 # --- 5xx: we or a dependency failed -----------------------------------------------------------
 
 class ServiceError(HeadwaterError):
@@ -227,6 +246,20 @@ class Timeout(ServiceError):
     code = "57014"
 
 
+class BreakerOpen(ServiceError):
+    """A dependency's circuit breaker is open: answered at once, without trying it."""
+
+    status = 503
+    code = "HW503"
+
+
+class RedisUnavailable(ServiceError):
+    """Redis failed, timed out, or its breaker is open; the cache is bypassed meanwhile."""
+
+    status = 503
+    code = "HW503"
+
+
 class BrokerUnavailable(ServiceError):
     """RabbitMQ cannot be reached or did not confirm; events wait in the outbox meanwhile.
 
@@ -245,3 +278,28 @@ class DecryptionFailed(ServiceError):
 
     status = 500
     code = "HW510"
+
+
+# --- configuration: the operator's settings are wrong -----------------------------------------
+# Raised while settings are read (CLI, app factory), never while a request is served. Also
+# ValueErrors, as they were before they joined the tree, so callers catching that still do.
+
+class ConfigError(HeadwaterError, ValueError):
+    """A setting is invalid; the message is one line naming the setting and what is allowed."""
+
+    status = 500
+    code = "HWC00"
+
+
+class InvalidSetting(ConfigError):
+    """A ``HEADWATER_*`` environment variable or a flag that does not parse as its setting's
+    type (``headwater.config``)."""
+
+    code = "HWC01"
+
+
+class SettingsError(ConfigError):
+    """The settings file (``--config``) is missing, unreadable or invalid, or names a table,
+    column or filter that does not work (``headwater.settings_file``, ``service.policy``)."""
+
+    code = "HWC02"

@@ -10,7 +10,8 @@ from typing import Annotated, Any
 import typer
 
 from headwater.config import Settings
-from headwater.settings_file import SecuritySettings, SettingsError, load_security
+from headwater.errors import HeadwaterError, SettingsError
+from headwater.settings_file import SecuritySettings, load_security
 
 keys_cli = typer.Typer(no_args_is_help=True, help="API keys, and re-encrypting encrypted "
                                                   "columns under the current data key.")
@@ -31,20 +32,21 @@ def is_loopback(host: str) -> bool:
 
 def check_serving(settings: Settings) -> tuple[SecuritySettings, list[str]]:
     """Load the settings file and decide whether ``serve`` may start: the notes to print,
-    or ``typer.BadParameter``/``typer.Exit`` when it must not."""
+    or ``SettingsError`` (the file is wrong; ``main`` prints it as one line) /
+    ``typer.BadParameter`` / ``typer.Exit`` when it must not."""
     from headwater.api.auth import load_jwks
-    from headwater.errors import HeadwaterError
     from headwater.service.policy import PolicySet
 
+    security = load_security(settings.config)
     try:
-        security = load_security(settings.config)
         PolicySet(security)  # parses every row filter
-        if security.auth.jwks_file:
+    except HeadwaterError as exc:  # a SettingsError naming the policy, mostly
+        raise SettingsError(f"{security.source}: {exc.message}") from None
+    if security.auth.jwks_file:
+        try:
             load_jwks(security.auth.jwks_file)
-    except SettingsError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--config") from None
-    except HeadwaterError as exc:
-        raise typer.BadParameter(exc.message, param_hint="--config") from None
+        except HeadwaterError as exc:
+            raise SettingsError(f"{security.source}: auth.jwks_file: {exc.message}") from None
     if bool(settings.tls_cert) != bool(settings.tls_key):
         raise typer.BadParameter("give both --tls-cert and --tls-key", param_hint="--tls-cert")
     notes: list[str] = []
@@ -129,10 +131,7 @@ def rotate_data(database_url: Annotated[str | None, _DB] = None,
     from headwater.service.rotation import rotate
 
     settings = _settings(database_url, config)
-    try:
-        security = load_security(settings.config)
-    except SettingsError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--config") from None
+    security = load_security(settings.config)
     if not security.encryption.columns:
         typer.echo("No encrypted columns in the settings file.", err=True)
         raise typer.Exit(1)

@@ -4,7 +4,12 @@ the file and the environment variables it names).
 
 Secrets may be written as ``env:NAME``: the value is then read from that environment
 variable, so the file itself can be committed. Every problem is reported as a
-``SettingsError`` naming the offending key, at start, never during a request.
+``SettingsError`` naming the file, the offending key and what is allowed, at start, never
+during a request.
+
+The file's shape (which keys each table has, their types, which are required) is declared
+as msgspec Structs and checked by ``msgspec.convert``; what a type cannot say (rates, key
+material, addresses, one key referring to another) is checked by hand after it.
 """
 
 from __future__ import annotations
@@ -12,26 +17,31 @@ from __future__ import annotations
 import base64
 import ipaddress
 import os
+import re
 import tomllib
+import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, TypeAlias, TypeVar, Union, get_args, get_origin
 
+import msgspec
+
+from headwater.errors import SettingsError
 from headwater.model.principal import ACTIONS, Action
 
-#: Keys of ``[rate_limits]`` that are not role names.
-_RATE_RESERVED = frozenset({"address", "failed_auth", "principal", "trusted_proxies",
-                            "override", "roles_total"})
+_T = TypeVar("_T")
 _PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 
 
-class SettingsError(ValueError):
-    """The settings file is missing, unreadable or invalid."""
+class _Table(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A table of the file: a key it does not declare is an error (a typo must not be
+    silently ignored in a security setting)."""
 
 
-@dataclass(frozen=True, slots=True)
-class AuthSettings:
+class AuthSettings(_Table, frozen=True):
+    """``[auth]``, as written; ``jwt_secret`` with its ``env:NAME`` resolved."""
+
     #: HMAC secret for HS256/384/512 tokens.
     jwt_secret: str = ""
     #: A JSON Web Key Set file for RS256/ES256 (…) tokens; keys chosen by ``kid``.
@@ -42,7 +52,7 @@ class AuthSettings:
     #: Dotted path of the claim naming the role (PostgREST's ``jwt-role-claim-key``).
     role_claim: str = "role"
     #: Seconds of clock difference tolerated on ``exp`` and ``nbf``.
-    clock_skew_seconds: int = 30
+    clock_skew_seconds: Annotated[int, msgspec.Meta(ge=0)] = 30
     require_exp: bool = False
     #: Role of requests without credentials; empty = such requests get 401.
     anonymous_role: str = ""
@@ -50,9 +60,9 @@ class AuthSettings:
     api_keys: bool = True
     #: Seconds a verified API key is trusted before it is looked up again (so revocation
     #: takes effect within this time on every node).
-    api_key_cache_seconds: float = 5.0
+    api_key_cache_seconds: Annotated[float, msgspec.Meta(ge=0)] = 5.0
     #: Seconds between writes of API keys' use counts and last use to the database.
-    key_usage_flush_seconds: float = 10.0
+    key_usage_flush_seconds: Annotated[float, msgspec.Meta(ge=0)] = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +137,7 @@ class HttpSettings:
 
 @dataclass(frozen=True, slots=True)
 class SecuritySettings:
-    auth: AuthSettings = AuthSettings()
+    auth: AuthSettings = field(default_factory=AuthSettings)
     policies: tuple[PolicySpec, ...] = ()
     rate_limits: RateLimitSettings = RateLimitSettings()
     encryption: EncryptionSettings = EncryptionSettings()
@@ -142,6 +152,60 @@ class SecuritySettings:
         return bool(self.policies or a.jwt_secret or a.jwks_file or a.anonymous_role)
 
 
+# --- the file's shape -------------------------------------------------------------------------
+
+#: A list of names; one name may be written alone.
+_Names: TypeAlias = str | list[str]
+_ActionName: TypeAlias = Literal[Action, "*", "all"]
+
+
+class _Policy(_Table, frozen=True):
+    role: str
+    table: str = ""
+    actions: _ActionName | list[_ActionName] | None = None
+    columns: _Names | None = None
+    rows: str = ""
+    check: str | None = None
+    rpc: _Names | None = None
+
+
+class _Override(_Table, frozen=True):
+    limit: str
+    table: str = "*"
+    action: Literal[Action, "*"] = "*"
+    role: str = "*"
+
+
+class _RateLimits(_Table, frozen=True):
+    """The keys of ``[rate_limits]`` that are not role names (every other key is one)."""
+
+    address: str | None = None
+    failed_auth: str | None = None
+    principal: str | None = None
+    roles_total: dict[str, Any] = {}
+    override: list[_Override] = []
+    trusted_proxies: _Names = []
+
+
+class _Encryption(_Table, frozen=True):
+    keys: dict[str, Any] = {}
+    current_key: str = ""
+    columns: _Names = []
+
+
+class _Http(_Table, frozen=True):
+    cors_origins: _Names = []
+
+
+class _File(_Table, frozen=True):
+    auth: AuthSettings = AuthSettings()
+    policy: list[_Policy] = []
+    #: Role names mixed with the keys of ``_RateLimits``: split before conversion.
+    rate_limits: dict[str, Any] = {}
+    encryption: _Encryption = _Encryption()
+    http: _Http = _Http()
+
+
 # --- loading ----------------------------------------------------------------------------------
 
 def load_security(path: str, env: Mapping[str, str] | None = None) -> SecuritySettings:
@@ -149,27 +213,37 @@ def load_security(path: str, env: Mapping[str, str] | None = None) -> SecuritySe
     if not path:
         return SecuritySettings()
     try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise SettingsError(f"cannot read the settings file {path}: {exc.strerror}") from None
+        raise SettingsError(f"{path}: cannot read the settings file: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise SettingsError(f"{path}: cannot read the settings file: not UTF-8 text (byte "
+                            f"{exc.start})") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise SettingsError(f"{path} is not valid TOML: {exc}") from None
+        raise SettingsError(_toml_error(path, str(exc))) from None
     return parse_security(data, os.environ if env is None else env, source=path)
 
 
 def parse_security(data: Mapping[str, Any], env: Mapping[str, str], *,
                    source: str = "") -> SecuritySettings:
-    unknown = set(data) - {"auth", "policy", "rate_limits", "encryption", "http"}
-    if unknown:
-        raise SettingsError(f"unknown section(s) in the settings file: {', '.join(sorted(unknown))}")
-    return SecuritySettings(
-        auth=_auth(_table(data, "auth"), env),
-        policies=tuple(_policy(i, p) for i, p in enumerate(_list(data, "policy"))),
-        rate_limits=_rates(_table(data, "rate_limits")),
-        encryption=_encryption(_table(data, "encryption"), env),
-        http=_http(_table(data, "http")),
-        source=source,
-    )
+    """The parsed TOML (``tomllib``) → settings; errors start with ``source`` when given."""
+    try:
+        file = _convert(data, _File, "")
+        written_auth = data.get("auth", {})
+        return SecuritySettings(
+            auth=_auth(file.auth, "jwt_secret" in written_auth, env),
+            policies=tuple(_policy(p, f"policy[{i}]") for i, p in enumerate(file.policy)),
+            rate_limits=_rates(file.rate_limits),
+            encryption=_encryption(file.encryption, env),
+            http=HttpSettings(cors_origins=_names(file.http.cors_origins)),
+            source=source,
+        )
+    except SettingsError as exc:
+        if not source:
+            raise
+        raise SettingsError(f"{source}: {exc.message}") from None
 
 
 def secret(value: str, env: Mapping[str, str], where: str) -> str:
@@ -181,101 +255,6 @@ def secret(value: str, env: Mapping[str, str], where: str) -> str:
             raise SettingsError(f"{where} names the environment variable {name}, which is not set")
         return found
     return value
-
-
-def _table(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    value = data.get(key, {})
-    if not isinstance(value, Mapping):
-        raise SettingsError(f"[{key}] must be a table")
-    return value
-
-
-def _list(data: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
-    value = data.get(key, [])
-    if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
-        raise SettingsError(f"[[{key}]] must be an array of tables")
-    return value
-
-
-def _str(d: Mapping[str, Any], key: str, where: str, default: str = "") -> str:
-    v = d.get(key, default)
-    if not isinstance(v, str):
-        raise SettingsError(f"{where}.{key} must be a string")
-    return v
-
-
-def _strs(d: Mapping[str, Any], key: str, where: str) -> tuple[str, ...] | None:
-    v = d.get(key)
-    if v is None:
-        return None
-    if isinstance(v, str):
-        v = [v]
-    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-        raise SettingsError(f"{where}.{key} must be a list of strings")
-    return tuple(v)
-
-
-def _auth(d: Mapping[str, Any], env: Mapping[str, str]) -> AuthSettings:
-    fields = set(AuthSettings.__dataclass_fields__)
-    unknown = set(d) - fields
-    if unknown:
-        raise SettingsError(f"unknown key(s) in [auth]: {', '.join(sorted(unknown))}")
-    values: dict[str, Any] = {}
-    defaults = AuthSettings()
-    for name in fields:
-        if name not in d:
-            continue
-        default = getattr(defaults, name)
-        v = d[name]
-        if isinstance(default, bool):
-            if not isinstance(v, bool):
-                raise SettingsError(f"auth.{name} must be true or false")
-        elif isinstance(default, (int, float)):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-                raise SettingsError(f"auth.{name} must be a non-negative number")
-            v = type(default)(v)
-        elif not isinstance(v, str):
-            raise SettingsError(f"auth.{name} must be a string")
-        values[name] = v
-    if "jwt_secret" in values:
-        values["jwt_secret"] = secret(values["jwt_secret"], env, "auth.jwt_secret")
-        if len(values["jwt_secret"]) < 32:
-            raise SettingsError("auth.jwt_secret must be at least 32 characters long "
-                                "(as PostgREST requires)")
-    if values.get("jwks_file") and not Path(values["jwks_file"]).is_file():
-        raise SettingsError(f"auth.jwks_file: no file at {values['jwks_file']}")
-    return AuthSettings(**values)
-
-
-def _policy(i: int, d: Mapping[str, Any]) -> PolicySpec:
-    where = f"policy[{i}]"
-    unknown = set(d) - {"role", "table", "actions", "columns", "rows", "check", "rpc"}
-    if unknown:
-        raise SettingsError(f"unknown key(s) in {where}: {', '.join(sorted(unknown))}")
-    role = _str(d, "role", where)
-    if not role:
-        raise SettingsError(f"{where}.role is required")
-    table = _str(d, "table", where)
-    rpc = _strs(d, "rpc", where) or ()
-    if not table and not rpc:
-        raise SettingsError(f"{where} needs a table (or rpc)")
-    actions_raw = _strs(d, "actions", where)
-    if table and not actions_raw:
-        raise SettingsError(f"{where}.actions is required, e.g. [\"select\"]")
-    actions: list[Action] = []
-    for a in actions_raw or ():
-        if a in ("*", "all"):
-            actions.extend(ACTIONS)
-        elif a in ACTIONS:
-            actions.append(a)
-        else:
-            raise SettingsError(f"{where}.actions: {a!r} is not one of {', '.join(ACTIONS)}")
-    check = d.get("check")
-    if check is not None and not isinstance(check, str):
-        raise SettingsError(f"{where}.check must be a string")
-    return PolicySpec(role=role, table=table, actions=tuple(dict.fromkeys(actions)),
-                      columns=_strs(d, "columns", where), rows=_str(d, "rows", where),
-                      check=check, rpc=rpc)
 
 
 def parse_rate(text: Any, where: str) -> Rate:
@@ -293,68 +272,99 @@ def parse_rate(text: Any, where: str) -> Rate:
     return Rate(int(amount), _PERIODS[period] * int(multiple or "1"), text)
 
 
-def _rates(d: Mapping[str, Any]) -> RateLimitSettings:
-    def rate(key: str) -> Rate | None:
-        return parse_rate(d[key], f"rate_limits.{key}") if key in d else None
+def _names(value: _Names | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    return tuple(value) if isinstance(value, list) else (value,)
 
-    roles = {k: parse_rate(v, f"rate_limits.{k}") for k, v in d.items()
-             if k not in _RATE_RESERVED}
-    totals_raw = d.get("roles_total", {})
-    if not isinstance(totals_raw, Mapping):
-        raise SettingsError("rate_limits.roles_total must be a table of role = \"N/period\"")
-    totals = {k: parse_rate(v, f"rate_limits.roles_total.{k}") for k, v in totals_raw.items()}
-    overrides = []
-    for i, o in enumerate(_list(d, "override")):
-        where = f"rate_limits.override[{i}]"
-        unknown = set(o) - {"table", "action", "role", "limit"}
-        if unknown:
-            raise SettingsError(f"unknown key(s) in {where}: {', '.join(sorted(unknown))}")
-        action = _str(o, "action", where, "*")
-        if action not in (*ACTIONS, "*"):
-            raise SettingsError(f"{where}.action: {action!r} is not one of {', '.join(ACTIONS)}")
-        overrides.append(RateOverride(parse_rate(o.get("limit"), where + ".limit"),
-                                      _str(o, "table", where, "*"), action,
-                                      _str(o, "role", where, "*")))
+
+def _auth(auth: AuthSettings, secret_written: bool, env: Mapping[str, str]) -> AuthSettings:
+    if secret_written:
+        jwt_secret = secret(auth.jwt_secret, env, "auth.jwt_secret")
+        if len(jwt_secret) < 32:
+            raise SettingsError("auth.jwt_secret must be at least 32 characters long "
+                                "(as PostgREST requires)")
+        auth = msgspec.structs.replace(auth, jwt_secret=jwt_secret)
+    if auth.jwks_file and not Path(auth.jwks_file).is_file():
+        raise SettingsError(f"auth.jwks_file: no file at {auth.jwks_file}")
+    return auth
+
+
+def _expand(action: _ActionName) -> tuple[Action, ...]:
+    match action:
+        case "*" | "all":
+            return ACTIONS
+        case _:
+            return (action,)
+
+
+def _policy(p: _Policy, where: str) -> PolicySpec:
+    if not p.role:
+        raise SettingsError(f"{where}.role is required")
+    rpc = _names(p.rpc)
+    if not p.table and not rpc:
+        raise SettingsError(f"{where} needs a table (or rpc)")
+    named: tuple[_ActionName, ...] = (() if p.actions is None else tuple(p.actions)
+                                      if isinstance(p.actions, list) else (p.actions,))
+    if p.table and not named:
+        raise SettingsError(f"{where}.actions is required, e.g. [\"select\"]")
+    actions = dict.fromkeys(a for name in named for a in _expand(name))
+    return PolicySpec(role=p.role, table=p.table, actions=tuple(actions),
+                      columns=None if p.columns is None else _names(p.columns), rows=p.rows,
+                      check=p.check, rpc=rpc)
+
+
+def _rates(written: Mapping[str, Any]) -> RateLimitSettings:
+    reserved = _RateLimits.__struct_fields__
+    d = _convert({k: v for k, v in written.items() if k in reserved}, _RateLimits,
+                 "rate_limits")
+
+    def rate(text: str | None, where: str) -> Rate | None:
+        return None if text is None else parse_rate(text, where)
+
+    roles = {k: parse_rate(v, f"rate_limits.{k}") for k, v in written.items()
+             if k not in reserved}
+    totals = {k: parse_rate(v, f"rate_limits.roles_total.{k}")
+              for k, v in d.roles_total.items()}
+    overrides = tuple(RateOverride(parse_rate(o.limit, f"rate_limits.override[{i}].limit"),
+                                   o.table, o.action, o.role)
+                      for i, o in enumerate(d.override))
     proxies = []
-    for p in _strs(d, "trusted_proxies", "rate_limits") or ():
+    for p in _names(d.trusted_proxies):
         try:
             proxies.append(ipaddress.ip_network(p, strict=False))
         except ValueError:
             raise SettingsError(f"rate_limits.trusted_proxies: {p!r} is not an address or "
                                 "network") from None
-    return RateLimitSettings(address=rate("address"), failed_auth=rate("failed_auth"),
-                             principal=rate("principal"), roles=roles, roles_total=totals,
-                             overrides=tuple(overrides), trusted_proxies=tuple(proxies))
+    return RateLimitSettings(address=rate(d.address, "rate_limits.address"),
+                             failed_auth=rate(d.failed_auth, "rate_limits.failed_auth"),
+                             principal=rate(d.principal, "rate_limits.principal"),
+                             roles=roles, roles_total=totals, overrides=overrides,
+                             trusted_proxies=tuple(proxies))
 
 
-def _encryption(d: Mapping[str, Any], env: Mapping[str, str]) -> EncryptionSettings:
-    unknown = set(d) - {"keys", "current_key", "columns"}
-    if unknown:
-        raise SettingsError(f"unknown key(s) in [encryption]: {', '.join(sorted(unknown))}")
-    raw_keys = d.get("keys", {})
-    if not isinstance(raw_keys, Mapping):
-        raise SettingsError("encryption.keys must be a table of key-id = \"base64\"")
+def _encryption(e: _Encryption, env: Mapping[str, str]) -> EncryptionSettings:
     keys: dict[str, bytes] = {}
-    for kid, value in raw_keys.items():
+    for kid, value in e.keys.items():
         where = f"encryption.keys.{kid}"
-        if not isinstance(value, str):
-            raise SettingsError(f"{where} must be a string")
         if not kid.replace("-", "").replace("_", "").isalnum() or ":" in kid:
             raise SettingsError(f"{where}: key ids are letters, digits, - and _")
+        # Resolved before the try: a missing variable is its own error, not "not base64".
+        text = secret(_convert(value, str, where), env, where)
         try:
-            key = base64.b64decode(secret(value, env, where), validate=True)
+            key = base64.b64decode(text, validate=True)
         except ValueError:
             raise SettingsError(f"{where} is not base64") from None
         if len(key) not in (16, 24, 32):
             raise SettingsError(f"{where} must decode to 16, 24 or 32 bytes (AES-GCM)")
         keys[kid] = key
     columns: set[tuple[str, str]] = set()
-    for c in _strs(d, "columns", "encryption") or ():
+    for c in _names(e.columns):
         table, dot, column = c.partition(".")
         if not dot or not table or not column:
             raise SettingsError(f"encryption.columns: {c!r} is not table.column")
         columns.add((table, column))
-    current = _str(d, "current_key", "encryption")
+    current = e.current_key
     if columns and not keys:
         raise SettingsError("encryption.columns are listed but encryption.keys is empty")
     if keys and not current:
@@ -366,8 +376,104 @@ def _encryption(d: Mapping[str, Any], env: Mapping[str, str]) -> EncryptionSetti
     return EncryptionSettings(keys=keys, current_key=current, columns=frozenset(columns))
 
 
-def _http(d: Mapping[str, Any]) -> HttpSettings:
-    unknown = set(d) - {"cors_origins"}
-    if unknown:
-        raise SettingsError(f"unknown key(s) in [http]: {', '.join(sorted(unknown))}")
-    return HttpSettings(cors_origins=_strs(d, "cors_origins", "http") or ())
+# --- errors in the file's terms ---------------------------------------------------------------
+
+_TOML_AT = re.compile(r"(?P<reason>.*?) \((?:at )?(?P<at>line \d+, column \d+|end of document)\)")
+_MSGSPEC_AT = re.compile(r"(?P<what>.*?)(?: - at `\$(?P<path>[^`]*)`)?")
+_STEP = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
+_EXPECTED = re.compile(r"Expected `(?P<kinds>[^`]+)`(?P<bound>[^,]*)(?:, got `(?P<got>[^`]+)`)?")
+_KINDS = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false",
+          "array": "an array", "object": "a table", "datetime": "a date-time", "date": "a date",
+          "time": "a time"}
+
+
+def _toml_error(path: str, message: str) -> str:
+    """tomllib's ``Invalid value (at line 3, column 7)`` → ``path: line 3, column 7: ...``."""
+    m = _TOML_AT.fullmatch(message)
+    reason, at = (m["reason"], m["at"].replace("document", "file")) if m else (message, "")
+    return f"{path}: {at + ': ' if at else ''}not valid TOML: {reason[:1].lower()}{reason[1:]}"
+
+
+def _convert(value: Any, kind: type[_T], where: str) -> _T:
+    """``msgspec.convert``, its error told in the file's terms: the key path from the file's
+    top, the value found and what is allowed."""
+    try:
+        return msgspec.convert(value, kind)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(_explain(str(exc), value, kind, where)) from None
+
+
+def _explain(message: str, value: Any, kind: Any, where: str) -> str:
+    m = _MSGSPEC_AT.fullmatch(message)
+    what, path = (m["what"], m["path"] or "") if m else (message, "")
+    steps: list[str | int] = [key or int(index) for key, index in _STEP.findall(path)]
+    at = (where + path).lstrip(".")
+    prefix = f"{at}: " if at else ""
+    found = _value_at(value, steps)
+    if unknown := re.fullmatch(r"Object contains unknown field `(.*)`", what):
+        noun = "key" if at else "section"
+        allowed = ", ".join(_keys(_type_at(kind, steps)))
+        return f"{prefix}unknown {noun} {unknown[1]!r} (allowed: {allowed})"
+    if missing := re.fullmatch(r"Object missing required field `(.*)`", what):
+        return f"{at + '.' if at else ''}{missing[1]} is required"
+    if what.startswith("Invalid enum value"):
+        allowed = ", ".join(str(v) for v in _values(_type_at(kind, steps)))
+        return f"{prefix}{_show(found)} is not one of {allowed}"
+    if expected := _EXPECTED.fullmatch(what):
+        # TOML has no null: "or nothing" would only confuse
+        kinds = " or ".join(_KINDS.get(k, k) for k in expected["kinds"].split(" | ")
+                            if k != "null")
+        if isinstance(found, (str, int, float)):
+            return f"{prefix}{_show(found)} is not {kinds}{expected['bound']}"
+        got = expected["got"]
+        return f"{prefix}expected {kinds}{expected['bound']}" + (
+            f", got {_KINDS.get(got, got)}" if got else "")
+    return f"{prefix}{what[:1].lower()}{what[1:]}"
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
+
+
+def _value_at(value: Any, steps: list[str | int]) -> Any:
+    for step in steps:
+        try:
+            value = value[step]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return value
+
+
+def _alternatives(kind: Any) -> tuple[Any, ...]:
+    return get_args(kind) if get_origin(kind) in (Union, types.UnionType) else (kind,)
+
+
+def _type_at(kind: Any, steps: list[str | int]) -> Any:
+    """The declared type found at a msgspec error path, for the allowed keys or values."""
+    for step in steps:
+        inner: Any = None
+        for k in _alternatives(kind):
+            if isinstance(step, int) and get_origin(k) is list:
+                inner = get_args(k)[0]
+            elif isinstance(step, str) and get_origin(k) is dict:
+                inner = get_args(k)[1]
+            elif isinstance(step, str) and isinstance(k, type) and issubclass(k, msgspec.Struct):
+                fields = {f.encode_name: f.type for f in msgspec.structs.fields(k)}
+                inner = fields.get(step, inner)
+            if inner is not None:
+                break
+        kind = inner
+    return kind
+
+
+def _keys(kind: Any) -> list[str]:
+    return [f.encode_name for k in _alternatives(kind)
+            if isinstance(k, type) and issubclass(k, msgspec.Struct)
+            for f in msgspec.structs.fields(k)]
+
+
+def _values(kind: Any) -> list[Any]:
+    found = [v for k in _alternatives(kind) if get_origin(k) is Literal for v in get_args(k)]
+    return list(dict.fromkeys(found))

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from headwater.cache.memory import MemoryStore
-from headwater.cache.redis import RedisStore, RedisUnavailable
+from headwater.cache.redis import RedisStore
+from headwater.errors import RedisUnavailable
 from headwater.resilience.breaker import BreakerPolicy, CircuitBreaker
 
 

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from headwater.demo import DemoCounts, build_demo, counts_for_scale
-from headwater.demo.dataset import DemoTargetBusy
+from headwater.errors import DemoTargetBusy
 from tests.integration.conftest import PgDatabaseFactory
 
 SCALE = 0.05

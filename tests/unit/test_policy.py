@@ -10,14 +10,14 @@ import pytest
 
 from headwater.api.ratelimit import client_address
 from headwater.db.sql import compile_read
-from headwater.errors import EncryptedColumn, Forbidden
+from headwater.errors import EncryptedColumn, Forbidden, SettingsError
 from headwater.model.catalog import Catalog, Column, Table
 from headwater.model.grammar import parse_query
 from headwater.model.principal import Principal
 from headwater.model.request import ApiRequest, Condition, Logic
 from headwater.service.plan import plan_read
 from headwater.service.policy import PolicySet, parse_rows
-from headwater.settings_file import SettingsError, load_security, parse_rate, parse_security
+from headwater.settings_file import load_security, parse_rate, parse_security
 
 ORDERS = Table("orders", MappingProxyType({
     "id": Column("id", "integer", "integer", nullable=False, primary_key=True),

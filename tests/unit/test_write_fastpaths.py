@@ -11,9 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from headwater.errors import DatabaseUnavailable
+from headwater.errors import InvalidField as _Bad
 from headwater.model.catalog import Column
 from headwater.resilience.bulkhead import Bulkhead
-from headwater.service.validation import _Bad, check_value, checker
+from headwater.service.validation import check_value, checker
 
 COLUMNS = [
     Column("i", "integer", "int4", int_bits=32),

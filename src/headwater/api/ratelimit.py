@@ -23,7 +23,8 @@ from typing import Any
 from limits import RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 
-from headwater.resilience.breaker import BreakerOpen, CircuitBreaker, Guard
+from headwater.errors import BreakerOpen
+from headwater.resilience.breaker import CircuitBreaker, Guard
 from headwater.settings_file import Rate
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

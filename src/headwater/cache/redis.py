@@ -9,7 +9,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from headwater.errors import ServiceError
+from headwater.errors import RedisUnavailable
 from headwater.resilience.breaker import CircuitBreaker, Guard
 
 _BUMP = """
@@ -22,11 +22,6 @@ end
 redis.call('PUBLISH', KEYS[2], table.concat(parts, ','))
 return out
 """
-
-
-class RedisUnavailable(ServiceError):
-    status = 503
-    code = "HW503"
 
 
 class RedisStore:

@@ -17,14 +17,19 @@ from headwater.cache import entry as entries
 from headwater.cache.entry import Entry
 from headwater.cache.keys import etag, plan_key
 from headwater.cache.memory import MemoryLRU
-from headwater.cache.redis import RedisStore, RedisUnavailable
+from headwater.cache.redis import RedisStore
 from headwater.cache.versions import RedisVersions, SharedVersions
 from headwater.config import Settings
-from headwater.errors import DatabaseUnavailable, HeadwaterError, Timeout
+from headwater.errors import (
+    BreakerOpen,
+    DatabaseUnavailable,
+    HeadwaterError,
+    RedisUnavailable,
+    Timeout,
+)
 from headwater.model.plan import ReadPlan
 from headwater.model.result import ReadResult
 from headwater.observability.metrics import Metrics
-from headwater.resilience.breaker import BreakerOpen
 
 Status = Literal["HIT", "MISS", "STALE"]
 #: Errors that mean "the database cannot answer now", for stale-if-error.

@@ -26,7 +26,8 @@ import zlib
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from headwater.cache.redis import RedisStore, RedisUnavailable
+from headwater.cache.redis import RedisStore
+from headwater.errors import RedisUnavailable
 
 EPOCH = "__epoch__"
 _SLOTS = 4096

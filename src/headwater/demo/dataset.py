@@ -27,7 +27,7 @@ from typing import Literal, Protocol, TypeVar
 
 import asyncpg
 
-from headwater.errors import HeadwaterError
+from headwater.errors import DemoTargetBusy
 
 ProgressFn = Callable[[str, int, int], None]
 """Called as ``(table, rows_done, rows_total)`` after each batch; the last call per table has
@@ -43,13 +43,6 @@ class DemoCounts:
     products: int
     orders: int
     order_items: int
-
-
-class DemoTargetBusy(HeadwaterError):
-    """The SQLite file to replace is open elsewhere (a running server, a shell)."""
-
-    status = 409
-    code = "HW409"
 
 
 # Ids are 32-bit INTEGER columns on PostgreSQL.

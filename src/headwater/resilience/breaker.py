@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from types import TracebackType
 
-from headwater.errors import ServiceError
+from headwater.errors import BreakerOpen
 
 
 class BreakerState(IntEnum):
@@ -24,11 +24,6 @@ class BreakerState(IntEnum):
     CLOSED = 0
     HALF_OPEN = 1
     OPEN = 2
-
-
-class BreakerOpen(ServiceError):
-    status = 503
-    code = "HW503"
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,11 +26,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from headwater.errors import Forbidden, HeadwaterError
+from headwater.errors import Forbidden, HeadwaterError, SettingsError
 from headwater.model.grammar import RESERVED, parse_filter, parse_logic, split_query_string
 from headwater.model.principal import ACTIONS, Action, Principal
 from headwater.model.request import Condition, Logic, Predicate
-from headwater.settings_file import PolicySpec, SecuritySettings, SettingsError
+from headwater.settings_file import PolicySpec, SecuritySettings
 
 _PLACEHOLDER = re.compile(r"^\{claims\.([A-Za-z0-9_\-]+(?:\.[A-Za-z0-9_\-]+)*)\}$")
 _ANY_PLACEHOLDER = re.compile(r"\{claims\.")
@@ -75,6 +75,8 @@ def parse_rows(text: str, where: str) -> _Template:
                 raise SettingsError(f"{where}: {key!r} is not a filter on a column of the table")
             else:
                 preds.append(parse_filter(key, value))
+        except SettingsError:
+            raise  # already says where (and is a HeadwaterError itself)
         except HeadwaterError as exc:
             raise SettingsError(f"{where}: {exc.message} ({exc.details})") from None
     claims: set[str] = set()

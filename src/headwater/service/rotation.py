@@ -14,8 +14,9 @@ from headwater.config import Settings
 from headwater.db.catalog import introspect
 from headwater.db.connect import open_database
 from headwater.db.sql import ident
+from headwater.errors import SettingsError
 from headwater.service.crypto import FieldCipher
-from headwater.settings_file import EncryptionSettings, SettingsError
+from headwater.settings_file import EncryptionSettings
 
 _DOLLAR = re.compile(r"\$(\d+)")
 

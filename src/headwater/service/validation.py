@@ -18,6 +18,7 @@ from typing import Any, Literal
 import msgspec
 
 from headwater.errors import InvalidBody
+from headwater.errors import InvalidField as _Bad
 from headwater.model.catalog import Column, Table
 from headwater.model.plan import Value
 
@@ -30,12 +31,6 @@ class FieldError:
     field: str
     message: str
     code: str
-
-
-class _Bad(Exception):
-    def __init__(self, message: str, code: str = "22P02") -> None:
-        self.message = message
-        self.code = code
 
 
 def _text(value: Any, col: Column) -> str:

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
+from headwater.errors import BreakerOpen
 from headwater.resilience.breaker import (
-    BreakerOpen,
     BreakerPolicy,
     BreakerState,
     CircuitBreaker,
