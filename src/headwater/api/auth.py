@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 
 import jwt
 
+from headwater.cache.memory import MemoryLRU
 from headwater.errors import HeadwaterError, Unauthorized
 from headwater.model.principal import Principal
 from headwater.service.api_keys import KeyStore, looks_like_key
@@ -58,35 +58,13 @@ class Identity:
     key_id: str | None = None
 
 
-class _Lru:
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.items: OrderedDict[str, tuple[Identity, float]] = OrderedDict()
-
-    def get(self, token: str, now: float) -> Identity | None:
-        found = self.items.get(token)
-        if found is None:
-            return None
-        identity, until = found
-        if now >= until:
-            del self.items[token]
-            return None
-        self.items.move_to_end(token)
-        return identity
-
-    def put(self, token: str, identity: Identity, until: float) -> None:
-        self.items[token] = (identity, until)
-        self.items.move_to_end(token)
-        while len(self.items) > self.size:
-            self.items.popitem(last=False)
-
-
 class Authenticator:
     def __init__(self, settings: AuthSettings, keys: KeyStore | None, *,
                  cache_size: int = 4096) -> None:
         self.settings = settings
         self.keys = keys if settings.api_keys else None
-        self._cache = _Lru(cache_size)
+        # Bounded in entries; each kept until its own wall-clock deadline.
+        self._cache: MemoryLRU[Identity] = MemoryLRU(cache_size, lambda _: 1, clock=time.time)
         self._jwks: dict[str | None, Jwk] = {}
         if settings.jwks_file:
             self._jwks = load_jwks(settings.jwks_file)
@@ -112,17 +90,24 @@ class Authenticator:
                 raise Unauthorized("Anonymous access is disabled: send a bearer token or an "
                                    "API key", challenge="Bearer", code="PGRST302")
             return self._anonymous
-        now = time.time()
-        cached = self._cache.get(token, now)
+        cached = self._cache.get(token)
         if cached is not None:
             return cached
+        now = time.time()
         if looks_like_key(token):
             identity = await self._api_key(token)
-            self._cache.put(token, identity, now + self.settings.api_key_cache_seconds)
+            self._keep(token, identity, now + self.settings.api_key_cache_seconds)
             return identity
         identity, until = self._jwt(token, now)
-        self._cache.put(token, identity, until)
+        self._keep(token, identity, until)
         return identity
+
+    def _keep(self, token: str, identity: Identity, until: float) -> None:
+        """Cache a verified credential until ``until`` (wall clock); one already past it is
+        not kept."""
+        ttl = until - time.time()
+        if ttl > 0:
+            self._cache.set(token, identity, ttl)
 
     async def _api_key(self, text: str) -> Identity:
         if self.keys is None:

@@ -1,4 +1,9 @@
-"""The in-process store: an LRU bounded in bytes (L1, and the store of the embedded mode)."""
+"""The in-process bounded cache: an LRU with a size budget and optional per-item expiry.
+
+Every bounded in-process cache of Headwater is one of these: L1 and its raw-key aliases
+(sized in bytes), the compressed bodies (bytes), the verified credentials (one per entry, each
+until its own deadline).
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,11 @@ V = TypeVar("V")
 
 
 class MemoryLRU(Generic[V]):
-    """Synchronous LRU with a byte budget and per-item expiry; no I/O, no locks needed on one
-    event loop."""
+    """Synchronous LRU with a size budget and per-item expiry; no I/O, no locks needed on one
+    event loop.
+
+    ``sizer`` gives each value's share of ``max_bytes`` (its bytes, or 1 to bound the count).
+    """
 
     def __init__(self, max_bytes: int, sizer: Callable[[V], int],
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -28,6 +36,7 @@ class MemoryLRU(Generic[V]):
         if item is None:
             return None
         value, _size, expires = item
+        # An item without expiry costs no clock read.
         if expires and self._clock() >= expires:
             self.delete(key)
             return None
@@ -35,6 +44,7 @@ class MemoryLRU(Generic[V]):
         return value
 
     def set(self, key: str, value: V, ttl: float = 0.0) -> None:
+        """Keep ``value`` for ``ttl`` seconds of the clock (0: until evicted)."""
         size = self._sizer(value)
         if size > self.max_bytes:
             return
@@ -57,42 +67,3 @@ class MemoryLRU(Generic[V]):
 
     def __len__(self) -> int:
         return len(self._items)
-
-
-class MemoryStore:
-    """The in-process implementation of the byte-store interface ``RedisStore`` also has."""
-
-    def __init__(self, max_bytes: int = 64 * 2**20) -> None:
-        self._lru: MemoryLRU[bytes] = MemoryLRU(max_bytes, len)
-
-    async def get(self, key: str) -> bytes | None:
-        return self._lru.get(key)
-
-    async def set(self, key: str, value: bytes, ttl: float) -> None:
-        self._lru.set(key, value, ttl)
-
-    async def delete(self, key: str) -> None:
-        self._lru.delete(key)
-
-    async def incr(self, key: str, field: str, by: int = 1) -> int:
-        current = int(self._lru.get(f"{key}\x00{field}") or b"0") + by
-        self._lru.set(f"{key}\x00{field}", str(current).encode())
-        return current
-
-    async def get_fields(self, key: str, fields: list[str]) -> list[int]:
-        return [int(self._lru.get(f"{key}\x00{f}") or b"0") for f in fields]
-
-    async def get_with_fields(self, key: str, hkey: str,
-                              fields: list[str]) -> tuple[bytes | None, list[int]]:
-        return await self.get(key), await self.get_fields(hkey, fields)
-
-    async def bump(self, hkey: str, fields: list[str], channel: str) -> list[int]:
-        return [await self.incr(hkey, f) for f in fields]
-
-    @property
-    def bytes(self) -> int:
-        return self._lru.bytes
-
-    @property
-    def evictions(self) -> int:
-        return self._lru.evictions

@@ -1,5 +1,5 @@
-"""The Redis store (L2 and shared table versions), behind the same small interface as
-``MemoryStore``; every call has a socket timeout and goes through the Redis breaker."""
+"""The Redis store: L2 entries and the hash that ``RedisVersions`` keeps the table versions
+in; every call has a socket timeout and goes through the Redis breaker."""
 
 from __future__ import annotations
 

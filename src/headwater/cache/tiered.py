@@ -18,7 +18,7 @@ from headwater.cache.entry import Entry
 from headwater.cache.keys import etag, plan_key
 from headwater.cache.memory import MemoryLRU
 from headwater.cache.redis import RedisStore
-from headwater.cache.versions import RedisVersions, SharedVersions
+from headwater.cache.versions import EPOCH, Versions, open_versions
 from headwater.config import Settings
 from headwater.errors import (
     BreakerOpen,
@@ -64,15 +64,10 @@ class ReadCache:
         self.l1: MemoryLRU[Entry] = MemoryLRU(settings.cache_l1_bytes, Entry.size)
         self.aliases: MemoryLRU[str] = MemoryLRU(max(1 << 20, settings.cache_l1_bytes // 16),
                                                  lambda k: 120)
-        self.redis = redis
+        #: L2, present exactly when the versions live in the same Redis.
+        self.l2 = redis
         namespace = settings.cache_namespace or _namespace(settings.database_url)
-        self.remote: RedisVersions | None = None
-        self.shared: SharedVersions | None = None
-        if redis is not None:
-            bounded = settings.cache_bounded_lag_ms if settings.cache_mode == "bounded" else None
-            self.remote = RedisVersions(redis, namespace, bounded_ms=bounded, log=log)
-        else:
-            self.shared = SharedVersions(settings.database_url)
+        self.versions: Versions = open_versions(settings, redis, namespace=namespace, log=log)
         self._ttls = _parse_ttls(settings.cache_table_ttls)
         self._excluded = frozenset(t.strip() for t in settings.cache_exclude.split(",")
                                    if t.strip())
@@ -82,27 +77,19 @@ class ReadCache:
         self._prefix = f"hw:{namespace}:e:"
 
     async def start(self) -> None:
-        if self.remote is not None:
-            await self.remote.start()
+        await self.versions.start()
 
     async def close(self) -> None:
-        if self.remote is not None:
-            await self.remote.close()
-        if self.shared is not None:
-            self.shared.close()
+        await self.versions.close()
 
     # --- versions ---------------------------------------------------------------------------
 
-    async def _versions(self, tables: Sequence[str]) -> tuple[int, ...] | None:
-        """Current versions, or None when they cannot be known (Redis down: bypass)."""
-        if self.shared is not None:
-            return self.shared.read(tables)
-        assert self.remote is not None
-        local = self.remote.local(tables)
-        if local is not None:
-            return local
+    async def _current(self, tables: Sequence[str]) -> tuple[int, ...] | None:
+        """Versions read now, or None when they cannot be known (Redis down: bypass).
+
+        Callers try ``versions.local`` first, so a hit that needs no I/O costs no await."""
         try:
-            return await self.remote.current(tables)
+            return await self.versions.current(tables)
         except RedisUnavailable:
             return None
 
@@ -110,19 +97,13 @@ class ReadCache:
         """After a commit, before the response: no node may serve older data after this."""
         if not tables:
             return
-        if self.shared is not None:
-            await self.shared.bump(tables)
-            return
-        assert self.remote is not None
         try:
-            await self.remote.bump(tables)
+            await self.versions.bump(tables)
         except RedisUnavailable:
             # Marked dirty: the epoch moves before this node trusts the cache again.
             self.log.warning("cache_invalidation_deferred", tables=list(tables))
 
     async def invalidate_all(self) -> None:
-        from headwater.cache.versions import EPOCH
-
         await self.invalidate([EPOCH])
 
     # --- lookups ----------------------------------------------------------------------------
@@ -138,7 +119,9 @@ class ReadCache:
         e = self.l1.get(key)
         if e is None:
             return None
-        versions = await self._versions(e.tables)
+        versions = self.versions.local(e.tables)
+        if versions is None:
+            versions = await self._current(e.tables)
         if self._fresh(e, versions, time.time()):
             self.metrics.cache_result("l1", "hit")
             return Cached(e, "HIT")
@@ -156,11 +139,13 @@ class ReadCache:
         e = self.l1.get(key)
         tier = "l1"
         versions: tuple[int, ...] | None
-        if e is None and self.remote is not None:
+        if e is None and self.l2 is not None:
             tier = "l2"
-            versions, e = await self._l2(key, tables)
+            versions, e = await self._l2(self.l2, key, tables)
         else:
-            versions = await self._versions(tables)
+            versions = self.versions.local(tables)
+            if versions is None:
+                versions = await self._current(tables)
         if e is not None and self._fresh(e, versions, now):
             self.metrics.cache_result(tier, "hit")
             if tier == "l2":
@@ -177,16 +162,14 @@ class ReadCache:
             return await execute()  # cannot validate anything: bypass the cache
         return await self._fill(key, tables, versions, plan, execute, stale=e)
 
-    async def _l2(self, key: str, tables: Sequence[str],
+    async def _l2(self, l2: RedisStore, key: str, tables: Sequence[str],
                   ) -> tuple[tuple[int, ...] | None, Entry | None]:
-        assert self.remote is not None
-        assert self.redis is not None
-        local = self.remote.local(tables)
+        local = self.versions.local(tables)
         try:
             if local is not None:
-                data = await self.redis.get(self._prefix + key)
+                data = await l2.get(self._prefix + key)
                 return local, entries.load(data) if data else None
-            data, versions = await self.remote.with_entry(self._prefix + key, tables)
+            data, versions = await self.versions.with_entry(self._prefix + key, tables)
         except RedisUnavailable:
             return None, None
         return versions, entries.load(data) if data else None
@@ -252,10 +235,10 @@ class ReadCache:
 
     async def _store(self, key: str, e: Entry) -> None:
         self.l1.set(key, e)
-        if self.redis is not None:
+        if self.l2 is not None:
             ttl = e.stale_until - e.stored_at
             with contextlib.suppress(RedisUnavailable):
-                await self.redis.set(self._prefix + key, entries.dump(e), ttl)
+                await self.l2.set(self._prefix + key, entries.dump(e), ttl)
 
     def _refresh_later(self, key: str, tables: tuple[str, ...], versions: tuple[int, ...],
                        plan: ReadPlan, execute: Callable[[], Awaitable[ReadResult]]) -> None:

@@ -9,6 +9,9 @@ live where every node (or worker) can see them:
 - ``RedisVersions``: a Redis hash shared by every node. ``strict`` reads it on every lookup
   (one round trip, pipelined with the L2 read); ``bounded`` trusts a local copy kept current
   by pub/sub, and falls back to reading Redis whenever that copy may be older than the bound.
+
+Both sit behind ``Versions``; ``open_versions`` picks one from the settings, and the tiered
+cache sees only the interface.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from headwater.cache.redis import RedisStore
+from headwater.config import Settings
 from headwater.errors import RedisUnavailable
 
 EPOCH = "__epoch__"
@@ -35,9 +39,35 @@ _SLOT = struct.Struct("<q")
 
 
 class Versions(Protocol):
-    async def current(self, tables: Sequence[str]) -> tuple[int, ...]: ...
+    """The versions of some tables, then the epoch, as one tuple an entry is compared with.
+
+    ``RedisUnavailable`` from ``current``, ``with_entry`` or ``bump`` means the versions cannot
+    be known or moved now: the cache is bypassed, and a store that missed a bump moves the
+    epoch before it answers again.
+    """
+
+    def local(self, tables: Sequence[str]) -> tuple[int, ...] | None:
+        """Versions known without waiting, or None when they must be read with ``current``.
+
+        On the hot path (an L1 hit): no I/O, no await.
+        """
+        ...
+
+    async def current(self, tables: Sequence[str]) -> tuple[int, ...]:
+        """Versions read after this call began: a bump acknowledged before it is seen."""
+        ...
+
+    async def with_entry(self, key: str, tables: Sequence[str],
+                         ) -> tuple[bytes | None, tuple[int, ...]]:
+        """The L2 entry stored under ``key`` beside these versions (None when there is none)
+        and the current versions, in one round trip."""
+        ...
 
     async def bump(self, tables: Sequence[str]) -> None: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 class SharedVersions:
@@ -67,7 +97,8 @@ class SharedVersions:
             return 0
         return (zlib.crc32(table.encode()) % (_SLOTS - 1) + 1) * 8
 
-    def read(self, tables: Sequence[str]) -> tuple[int, ...]:
+    def local(self, tables: Sequence[str]) -> tuple[int, ...]:
+        """Always known: the file is the source of truth, read in place."""
         mm = self._mm
         offsets = self._offsets.get(tuple(tables))
         if offsets is None:
@@ -77,7 +108,12 @@ class SharedVersions:
         return tuple(unpack(mm, off)[0] for off in offsets)
 
     async def current(self, tables: Sequence[str]) -> tuple[int, ...]:
-        return self.read(tables)
+        return self.local(tables)
+
+    async def with_entry(self, key: str, tables: Sequence[str],
+                         ) -> tuple[bytes | None, tuple[int, ...]]:
+        # No L2 lives beside a file on one host.
+        return None, self.local(tables)
 
     async def bump(self, tables: Sequence[str]) -> None:
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
@@ -87,7 +123,10 @@ class SharedVersions:
         finally:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
-    def close(self) -> None:
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
         with contextlib.suppress(ValueError, OSError):
             self._mm.close()
             os.close(self._lock_fd)
@@ -259,3 +298,12 @@ class RedisVersions:
                 await self.store.client.publish(self.channel,
                                                 f"~{self._node}:{time.monotonic()}")
             await asyncio.sleep(interval)
+
+
+def open_versions(settings: Settings, redis: RedisStore | None, *, namespace: str,
+                  log: Any = None) -> Versions:
+    """Redis when there is one (every node sees it), else the host's shared counters file."""
+    if redis is None:
+        return SharedVersions(settings.database_url)
+    bounded = settings.cache_bounded_lag_ms if settings.cache_mode == "bounded" else None
+    return RedisVersions(redis, namespace, bounded_ms=bounded, log=log)

@@ -1,0 +1,152 @@
+"""Table versions without services: the shared counters file, and Redis's logic over a fake
+store (the real Redis runs in tests/integration/test_cache_store.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+from typing import cast
+
+import pytest
+
+from headwater.cache.redis import RedisStore
+from headwater.cache.versions import EPOCH, RedisVersions, SharedVersions, open_versions
+from headwater.config import Settings
+from headwater.errors import RedisUnavailable
+from headwater.resilience.breaker import CircuitBreaker
+
+
+class FakeRedis:
+    """The calls ``RedisVersions`` makes on its store, on a dict."""
+
+    def __init__(self) -> None:
+        self.hash: dict[str, int] = {}
+        self.entries: dict[str, bytes] = {}
+        self.reads = 0
+        self.down = False
+
+    def _check(self) -> None:
+        if self.down:
+            raise RedisUnavailable("down")
+
+    async def get_fields(self, key: str, fields: list[str]) -> list[int]:
+        self._check()
+        self.reads += 1
+        return [self.hash.get(f, 0) for f in fields]
+
+    async def get_with_fields(self, key: str, hkey: str,
+                              fields: list[str]) -> tuple[bytes | None, list[int]]:
+        self._check()
+        return self.entries.get(key), [self.hash.get(f, 0) for f in fields]
+
+    async def bump(self, hkey: str, fields: list[str], channel: str) -> list[int]:
+        self._check()
+        for f in fields:
+            self.hash[f] = self.hash.get(f, 0) + 1
+        return [self.hash[f] for f in fields]
+
+
+def redis_versions(fake: FakeRedis, bounded_ms: float | None = None) -> RedisVersions:
+    return RedisVersions(cast(RedisStore, fake), "test", bounded_ms=bounded_ms)
+
+
+# --- the shared counters file -----------------------------------------------------------------
+
+async def test_shared_versions_are_seen_by_every_instance_on_the_host(tmp_path: Path) -> None:
+    a = SharedVersions("sqlite:///x.db", str(tmp_path))
+    b = SharedVersions("sqlite:///x.db", str(tmp_path))
+    other = SharedVersions("sqlite:///y.db", str(tmp_path))
+    try:
+        assert a.local(["orders", "items"]) == (0, 0, 0)
+        await a.bump(["orders"])
+        await a.bump(["orders", "items"])
+        assert b.local(["orders", "items"]) == (2, 1, 0)
+        assert await b.current(["items"]) == (1, 0)
+        await b.bump([EPOCH])
+        assert a.local(["customers"]) == (0, 1)
+        assert other.local(["orders"]) == (0, 0)  # another database, another file
+    finally:
+        for v in (a, b, other):
+            await v.close()
+
+
+async def test_shared_versions_have_no_l2_beside_them(tmp_path: Path) -> None:
+    v = SharedVersions("sqlite:///x.db", str(tmp_path))
+    await v.start()
+    await v.bump(["orders"])
+    assert await v.with_entry("any", ["orders"]) == (None, (1, 0))
+    await v.close()
+    await v.close()  # closing twice is harmless
+
+
+# --- Redis versions' own logic --------------------------------------------------------------
+
+async def test_strict_never_answers_locally_and_coalesces_concurrent_reads() -> None:
+    fake = FakeRedis()
+    v = redis_versions(fake)
+    await v.bump(["orders"])
+    assert v.local(["orders"]) is None
+    results = await asyncio.gather(*(v.current(["orders"]) for _ in range(20)),
+                                   v.current(["items", "orders"]))
+    assert fake.reads == 1
+    assert results[:20] == [(1, 0)] * 20
+    assert results[20] == (0, 1, 0)
+
+
+async def test_with_entry_reads_the_entry_and_versions_together() -> None:
+    fake = FakeRedis()
+    fake.entries["k"] = b"entry"
+    fake.hash["orders"] = 3
+    v = redis_versions(fake)
+    assert await v.with_entry("k", ["orders"]) == (b"entry", (3, 0))
+    assert await v.with_entry("other", ["orders"]) == (None, (3, 0))
+
+
+async def test_bounded_trusts_its_copy_only_while_heard_within_the_bound() -> None:
+    fake = FakeRedis()
+    v = redis_versions(fake, bounded_ms=100)
+    assert v.local(["orders"]) is None  # never heard: not trusted
+    await v.bump(["orders"])  # its own bumps are learnt at once
+    v._heard = time.monotonic()
+    assert v.local(["orders"]) == (1, 0)
+    v._heard = time.monotonic() - 0.2
+    assert v.local(["orders"]) is None  # older than the bound
+
+
+async def test_a_bump_missed_while_redis_was_down_moves_the_epoch_once_back() -> None:
+    fake = FakeRedis()
+    v = redis_versions(fake, bounded_ms=100)
+    v._heard = time.monotonic()
+    fake.down = True
+    with pytest.raises(RedisUnavailable):
+        await v.bump(["orders"])
+    assert v.local(["orders"]) is None  # dirty: nothing local is trusted
+    with pytest.raises(RedisUnavailable):
+        await v.current(["orders"])
+    fake.down = False
+    assert await v.current(["orders"]) == (0, 1)
+    assert fake.hash == {EPOCH: 1}
+    assert await v.current(["orders"]) == (0, 1)  # healed once, not on every read
+
+
+# --- the choice ---------------------------------------------------------------------------------
+
+async def test_open_versions_picks_by_redis_and_mode(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    shared = open_versions(Settings(database_url="sqlite:///x.db"), None, namespace="n")
+    assert isinstance(shared, SharedVersions)
+    assert Path(shared.path).parent == tmp_path
+    await shared.close()
+    store = RedisStore("redis://127.0.0.1:1/0", CircuitBreaker("redis"))  # never connected
+    try:
+        strict = open_versions(Settings(cache_mode="strict"), store, namespace="n")
+        bounded = open_versions(Settings(cache_mode="bounded", cache_bounded_lag_ms=250), store,
+                                namespace="n")
+        assert isinstance(strict, RedisVersions) and strict.bounded is None
+        assert isinstance(bounded, RedisVersions) and bounded.bounded == 0.25
+        assert bounded.hkey == "hw:n:versions"
+    finally:
+        await store.close()
