@@ -11,7 +11,7 @@ from headwater.model import grammar as g
 from headwater.model.request import ApiRequest
 from headwater.resilience.breaker import BreakerPolicy, BreakerState, CircuitBreaker
 from headwater.service.plan import plan_read
-from tests.unit.test_plan_sql import CAT
+from tests.unit.service.test_plan import CAT
 
 
 def key(qs: str, context: str = "anon") -> str:
