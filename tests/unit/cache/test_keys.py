@@ -1,17 +1,15 @@
-"""Pure cache pieces: keys, the LRU, the breaker, encoding negotiation."""
+"""Cache keys: one key for the same query written two ways, distinct keys for anything that
+changes the answer or who may see it."""
 
 from __future__ import annotations
 
 from urllib.parse import parse_qsl
 
-from headwater.api.compression import negotiate
 from headwater.cache.keys import canonical, plan_key, raw_key
-from headwater.cache.memory import MemoryLRU
 from headwater.model import grammar as g
 from headwater.model.request import ApiRequest
-from headwater.resilience.breaker import BreakerPolicy, BreakerState, CircuitBreaker
 from headwater.service.plan import plan_read
-from tests.unit.service.test_plan import CAT
+from tests.unit.catalogs import CAT
 
 
 def key(qs: str, context: str = "anon") -> str:
@@ -47,64 +45,3 @@ def test_raw_key_includes_context_and_headers() -> None:
     assert base != raw_key("orders", b"id=eq.1", b"", b"count=exact", b"", "anon")
     assert base != raw_key("orders", b"id=eq.1", b"", b"", b"0-1", "anon")
     assert base != raw_key("orders", b"id=eq.1&", b"", b"", b"", "anon")
-
-
-def test_lru_bounds_bytes_and_expires() -> None:
-    now = [0.0]
-    lru: MemoryLRU[bytes] = MemoryLRU(100, len, clock=lambda: now[0])
-    lru.set("a", b"x" * 40)
-    lru.set("b", b"x" * 40)
-    assert lru.get("a") is not None  # a is now most recent
-    lru.set("c", b"x" * 40)
-    assert lru.get("b") is None
-    assert lru.evictions == 1
-    assert lru.bytes == 80
-    lru.set("t", b"y", ttl=5)
-    now[0] = 6
-    assert lru.get("t") is None
-    lru.set("huge", b"z" * 500)
-    assert lru.get("huge") is None
-
-
-def test_breaker_opens_probes_and_closes() -> None:
-    now = [0.0]
-    seen: list[tuple[BreakerState, BreakerState]] = []
-    b = CircuitBreaker("db", BreakerPolicy(consecutive_failures=3, reset_timeout=5),
-                       clock=lambda: now[0], listener=lambda n, o, s: seen.append((o, s)))
-    for _ in range(3):
-        assert b.allow()
-        b.failure()
-    assert b.state is BreakerState.OPEN
-    assert not b.allow()
-    assert b.retry_after() == 5
-    now[0] = 5.1
-    assert b.allow()  # one probe
-    assert not b.allow()  # and only one
-    b.failure()
-    assert b.state is BreakerState.OPEN
-    now[0] = 11
-    assert b.allow()
-    b.success()
-    assert b.state.name == "CLOSED"
-    assert seen == [(BreakerState.CLOSED, BreakerState.OPEN),
-                    (BreakerState.OPEN, BreakerState.HALF_OPEN),
-                    (BreakerState.HALF_OPEN, BreakerState.OPEN),
-                    (BreakerState.OPEN, BreakerState.HALF_OPEN),
-                    (BreakerState.HALF_OPEN, BreakerState.CLOSED)]
-
-
-def test_breaker_failure_rate() -> None:
-    b = CircuitBreaker("x", BreakerPolicy(consecutive_failures=100, failure_rate=0.5, window=10,
-                                          min_calls=10))
-    for i in range(10):
-        (b.failure if i % 2 else b.success)()
-    assert b.state is BreakerState.OPEN
-
-
-def test_negotiate_encoding() -> None:
-    assert negotiate("gzip, deflate, br, zstd") == "zstd"
-    assert negotiate("gzip;q=1, br;q=0.5") == "gzip"
-    assert negotiate("identity") is None
-    assert negotiate("*") == "zstd"
-    assert negotiate("br;q=0, *;q=0.1") == "zstd"
-    assert negotiate(None) is None
