@@ -10,6 +10,7 @@ python3 -m venv .venv
 
 echo "== ruff"; .venv/bin/ruff check src tests bench
 echo "== mypy"; .venv/bin/mypy
+echo "== import contracts"; .venv/bin/lint-imports --no-cache
 echo "== pytest"; .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
 
 echo "== web console"

@@ -111,3 +111,32 @@ def test_several_workers(demo_sqlite: str) -> None:
             httpx.Client(base_url=server.url) as c:
         for _ in range(20):
             assert c.get("/customers?limit=2").status_code == 200
+
+
+def _timing(header: str) -> dict[str, float]:
+    out = {}
+    for part in header.split(","):
+        name, _, dur = part.strip().partition(";dur=")
+        out[name] = float(dur)
+    return out
+
+
+@pytest.mark.parametrize("which", ["demo_sqlite", "demo_postgres"])
+def test_server_timing_names_each_stage(request: pytest.FixtureRequest, which: str) -> None:
+    db_url: str = request.getfixturevalue(which)
+    with ServerProcess(db_url) as server, httpx.Client(base_url=server.url) as c:
+        path = "/orders?select=id,customer:customers(name)&order=id&limit=3"
+        miss = c.get(path)
+        assert miss.headers["x-cache"] == "MISS"
+        stages = _timing(miss.headers["server-timing"])
+        assert {"cache", "parse", "plan", "db", "encode", "total"} <= set(stages)
+        assert all(v >= 0 for v in stages.values())
+        assert stages["total"] >= stages["db"]
+        hit = c.get(path)
+        assert hit.headers["x-cache"] == "HIT"
+        # answered before parsing: the cache and the response, no planning or database
+        assert set(_timing(hit.headers["server-timing"])) == {"cache", "encode", "total"}
+        write = c.patch("/orders?id=eq.-1", json={"status": "paid"})
+        assert {"parse", "total"} <= set(_timing(write.headers["server-timing"]))
+        for system in ("/-/live", "/", "/-/console/"):
+            assert "total" in _timing(c.get(system).headers["server-timing"])

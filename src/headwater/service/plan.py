@@ -9,11 +9,9 @@ SQL except as a bound value (invariant 4).
 
 from __future__ import annotations
 
-import datetime as dt
 import decimal
 import functools
 import re
-import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
@@ -57,6 +55,7 @@ from headwater.model.request import (
     Predicate,
     SelectItem,
 )
+from headwater.model.values import TEXT_FORMS, from_text
 
 if TYPE_CHECKING:
     from headwater.model.principal import Action
@@ -106,19 +105,8 @@ def coerce(column: Column, text: str) -> Value:
             if low in _FALSE:
                 return False
             raise ValueError(text)
-        if kind == "date":
-            return dt.date.fromisoformat(text.strip())
-        if kind in ("timestamp", "timestamptz"):
-            ts = dt.datetime.fromisoformat(text.strip())
-            if kind == "timestamptz" and ts.tzinfo is None:
-                ts = ts.replace(tzinfo=dt.UTC)
-            if kind == "timestamp" and ts.tzinfo is not None:
-                ts = ts.astimezone(dt.UTC).replace(tzinfo=None)
-            return ts
-        if kind == "time":
-            return dt.time.fromisoformat(text.strip())
-        if kind == "uuid":
-            return uuid.UUID(text.strip())
+        if kind in TEXT_FORMS:
+            return from_text(kind, text)
     except (ValueError, decimal.InvalidOperation, OverflowError):
         raise InvalidValue(
             f'invalid input syntax for type {_PG_TYPE.get(kind, kind)}: "{text}"',

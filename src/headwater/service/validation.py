@@ -6,11 +6,9 @@ any SQL runs.
 
 from __future__ import annotations
 
-import datetime as dt
 import decimal
 import functools
 import math
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -19,8 +17,9 @@ import msgspec
 
 from headwater.errors import InvalidBody
 from headwater.errors import InvalidField as _Bad
-from headwater.model.catalog import Column, Table
+from headwater.model.catalog import Column, ColumnKind, Table
 from headwater.model.plan import Value
+from headwater.model.values import TEXT_FORMS, from_text
 
 Mode = Literal["insert", "update"]
 _FLOAT_MAX = decimal.Decimal("1.7976931348623157e308")
@@ -45,11 +44,12 @@ def _text(value: Any, col: Column) -> str:
     return text
 
 
-def _iso(value: Any, parse: Any, what: str) -> Any:
+def _iso(value: Any, kind: ColumnKind) -> Value:
+    what = "timestamp" if kind == "timestamptz" else kind
     if not isinstance(value, str):
         raise _Bad(f"expected an ISO 8601 {what} string")
     try:
-        return parse(value.strip())
+        return from_text(kind, value)
     except ValueError:
         raise _Bad(f'invalid input syntax for type {what}: "{value}"') from None
 
@@ -92,22 +92,8 @@ def check_value(col: Column, value: Any) -> Value:
         if isinstance(value, str) and value.lower() in ("true", "false"):
             return value.lower() == "true"
         raise _Bad(f"expected a boolean, got {value!r}"[:200])
-    if kind == "date":
-        result: dt.date = _iso(value, dt.date.fromisoformat, "date")
-        return result
-    if kind in ("timestamp", "timestamptz"):
-        ts: dt.datetime = _iso(value, dt.datetime.fromisoformat, "timestamp")
-        if kind == "timestamptz" and ts.tzinfo is None:
-            ts = ts.replace(tzinfo=dt.UTC)
-        if kind == "timestamp" and ts.tzinfo is not None:
-            ts = ts.astimezone(dt.UTC).replace(tzinfo=None)
-        return ts
-    if kind == "time":
-        t: dt.time = _iso(value, dt.time.fromisoformat, "time")
-        return t
-    if kind == "uuid":
-        u: uuid.UUID = _iso(value, uuid.UUID, "uuid")
-        return u
+    if kind in TEXT_FORMS:
+        return _iso(value, kind)
     if kind == "json":
         text = msgspec.json.encode(value).decode()
         if "\\u0000" in text:
