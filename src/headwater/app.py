@@ -27,6 +27,7 @@ from headwater.config import Settings
 from headwater.db.catalog import introspect
 from headwater.db.connect import open_database
 from headwater.db.database import Database
+from headwater.db.postgres import PostgresDatabase
 from headwater.errors import DatabaseUnavailable, HeadwaterError, MethodNotAllowed, NotFound
 from headwater.events.outbox import Outbox
 from headwater.events.recording import Recorder
@@ -38,6 +39,7 @@ from headwater.observability.metrics import Metrics
 from headwater.resilience.admission import Admission
 from headwater.resilience.breaker import BreakerPolicy, BreakerState, CircuitBreaker
 from headwater.resilience.bulkhead import Bulkhead
+from headwater.resilience.recovery import Recovery
 from headwater.service.hooks import App, load_app
 from headwater.service.policy import Access
 from headwater.service.reads import Reads
@@ -63,17 +65,25 @@ class Headwater:
         self.catalog: Catalog | None = None
         self.app: App = load_app(settings.app) if settings.app else App()
         self.breakers: dict[str, CircuitBreaker] = {}
-        if self.db.dialect == "postgresql":
+        #: Background probes of open breakers (``resilience.recovery``), by dependency.
+        self.recoveries: dict[str, Recovery] = {}
+        if isinstance(self.db, PostgresDatabase):
             self.db.breaker = self.breaker("database", BreakerPolicy(
                 consecutive_failures=settings.db_breaker_failures,
                 reset_timeout=settings.db_breaker_reset))
+            self.recoveries["database"] = Recovery(
+                self.db.breaker, self.db.probe, timeout=settings.connect_timeout, log=self.log)
         #: At most half the pool may wait on writes to one table: a locked row or a hot table
         #: can slow its own writers, never starve every other request of connections.
         self.bulkhead = Bulkhead(max(1, settings.pool_max_size // 2), settings.pool_timeout)
         self.admission = Admission(settings.max_inflight, settings.max_loop_lag_ms / 1000)
-        self.redis = (RedisStore(settings.redis_url, self.breaker("redis"),
-                                 timeout=settings.redis_timeout)
-                      if settings.redis_url else None)
+        self.redis = (RedisStore(settings.redis_url, self.breaker("redis", BreakerPolicy(
+            consecutive_failures=settings.redis_breaker_failures,
+            reset_timeout=settings.redis_breaker_reset)), timeout=settings.redis_timeout)
+            if settings.redis_url else None)
+        if self.redis is not None:
+            self.recoveries["redis"] = Recovery(self.redis.breaker, self.redis.client.ping,
+                                                timeout=settings.redis_timeout * 4, log=self.log)
         self.cache = (ReadCache(settings, self.metrics, redis=self.redis, log=self.log)
                       if settings.cache_enabled else None)
         self.metrics.cache_enabled = self.cache is not None
@@ -98,6 +108,9 @@ class Headwater:
             self.metrics.breakers[dep] = new.name.lower().replace("_", "-")
             self.log.warning("breaker_state", dependency=dep, old=old.name.lower(),
                              new=new.name.lower())
+            recovery = self.recoveries.get(dep)
+            if recovery is not None and new is BreakerState.OPEN:
+                recovery.opened()
 
         b = CircuitBreaker(name, policy, listener=changed)
         self.breakers[name] = b
@@ -195,6 +208,8 @@ class Headwater:
         if self.events is not None:
             await self.events.close()
         await self.security.close()
+        for recovery in self.recoveries.values():
+            await recovery.close()
         await self.admission.lag.stop()
         await self.db.close()
 

@@ -70,6 +70,11 @@ class Settings:
     redis_url: str = ""
     #: Seconds for every Redis call (connect and socket).
     redis_timeout: float = 0.25
+    #: Consecutive Redis failures that open its circuit, and seconds before a request may
+    #: probe it. An open circuit (Redis's or the database's) is also probed in the background
+    #: from 100 ms, backing off to 0.5 s, and closes on the first answer.
+    redis_breaker_failures: int = 5
+    redis_breaker_reset: float = 5.0
     cache_enabled: bool = True
     #: ``strict`` or ``bounded`` (see ``CacheMode``).
     cache_mode: CacheMode = "strict"

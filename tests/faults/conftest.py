@@ -3,7 +3,10 @@ service on a timeline, restore it, and tabulate what clients saw."""
 
 from __future__ import annotations
 
+import asyncio
+import glob
 import json
+import secrets
 import subprocess
 import sys
 import time
@@ -14,7 +17,70 @@ from typing import Any
 
 import pytest
 
+from headwater.testing import ServerProcess
+
 RESULTS = Path(__file__).parent / "results"
+
+PG_VERSION = Path(glob.glob("/etc/postgresql/*")[0]).name if glob.glob("/etc/postgresql/*") \
+    else "15"
+REDIS_START = ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port",
+               "6379", "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis",
+               "--logfile", "/var/log/redis/ci.log"]
+
+
+def sh(*cmd: str) -> None:
+    subprocess.run(cmd, check=False, capture_output=True, timeout=60)
+
+
+def pg_stop() -> None:
+    sh("pg_ctlcluster", "--skip-systemctl-redirect", PG_VERSION, "main", "stop", "-m", "fast")
+
+
+def pg_start() -> None:
+    ready = subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1", "-p", "5432"], check=False,
+                           timeout=10).returncode == 0
+    if not ready:
+        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", PG_VERSION, "main",
+                        "start"], check=True, capture_output=True, timeout=60)
+
+
+def redis_stop() -> None:
+    sh("redis-cli", "-h", "127.0.0.1", "shutdown", "nosave")
+
+
+def redis_start() -> None:
+    alive = subprocess.run(["redis-cli", "-h", "127.0.0.1", "ping"], capture_output=True,
+                           check=False, timeout=10).stdout.strip() == b"PONG"
+    if not alive:
+        subprocess.run(REDIS_START, check=True, capture_output=True, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def fault_db(pg_admin: str) -> Iterator[str]:
+    """A demo database of the suite's own: the load writes into it."""
+    from headwater.demo import build_demo
+    from tests.conftest import _pg_execute, pg_url_for
+
+    name = "hw_faults_" + secrets.token_hex(4)
+    asyncio.run(_pg_execute(pg_admin, f'CREATE DATABASE "{name}"'))
+    url = pg_url_for(name)
+    asyncio.run(build_demo(url, scale=0.2))
+    try:
+        yield url
+    finally:
+        pg_start()
+        asyncio.run(_pg_execute(pg_admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def server(fault_db: str, redis_url: str, request: pytest.FixtureRequest,
+           ) -> Iterator[ServerProcess]:
+    extra = getattr(request, "param", {})
+    env = {"HEADWATER_REDIS_URL": redis_url, "HEADWATER_CACHE_NAMESPACE":
+           "f" + secrets.token_hex(4), "HEADWATER_STATEMENT_TIMEOUT": "1",
+           "HEADWATER_CONNECT_TIMEOUT": "1", "HEADWATER_POOL_TIMEOUT": "2", **extra}
+    with ServerProcess(fault_db, env=env) as s:
+        yield s
 
 
 @dataclass
@@ -105,6 +171,8 @@ def fault_table() -> Iterator[list[Row]]:
     rows: list[Row] = []
     yield rows
     if rows:
+        # scenarios run module by module; the table lists them by number
+        rows.sort(key=lambda r: int(r.scenario.split(".")[0]) if r.scenario[0].isdigit() else 99)
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / "latest.json").write_text(json.dumps([r.__dict__ for r in rows], indent=1))
         (RESULTS / "latest.md").write_text(markdown(rows))

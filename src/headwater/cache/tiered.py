@@ -32,6 +32,9 @@ from headwater.model.result import ReadResult
 from headwater.observability.metrics import Metrics
 
 Status = Literal["HIT", "MISS", "STALE"]
+#: The versions of a copy taken while they could not be read: equal to no real versions, so
+#: it is never fresh and only ever served as stale-if-error.
+STALE_ONLY: tuple[int, ...] = ()
 #: Errors that mean "the database cannot answer now", for stale-if-error.
 _DB_DOWN = (DatabaseUnavailable, Timeout, BreakerOpen)
 
@@ -159,8 +162,27 @@ class ReadCache:
             return Cached(e, "STALE")
         self.metrics.cache_result(tier, "miss")
         if versions is None:
-            return await execute()  # cannot validate anything: bypass the cache
+            return await self._bypass(key, tables, execute, stale=e)
         return await self._fill(key, tables, versions, plan, execute, stale=e)
+
+    async def _bypass(self, key: str, tables: tuple[str, ...],
+                      execute: Callable[[], Awaitable[ReadResult]],
+                      stale: Entry | None) -> Cached | ReadResult:
+        """The versions cannot be known (Redis down, or its circuit open): nothing may be
+        served as fresh, but the copies held here stay the fallback should the database fail
+        too, and the newest answer is kept as one (never served while the database is up)."""
+        try:
+            result = await execute()
+        except _DB_DOWN:
+            stale = stale or self.l1.get(key)
+            if stale is not None and time.time() < stale.stale_until:
+                self.metrics.cache_result("l1", "stale")
+                return Cached(stale, "STALE")
+            raise
+        e = self._entry(result, tables, STALE_ONLY)
+        if e is not None:
+            self.l1.set(key, e)
+        return result
 
     async def _l2(self, l2: RedisStore, key: str, tables: Sequence[str],
                   ) -> tuple[tuple[int, ...] | None, Entry | None]:

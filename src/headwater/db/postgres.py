@@ -256,6 +256,16 @@ class PostgresDatabase(Database):
     async def ping(self) -> None:
         await self.fetchrow("SELECT 1", ())
 
+    async def probe(self) -> None:
+        """Is the server answering? On a connection of its own, past the pool and the
+        breaker (this is what tells an open breaker that the database is back)."""
+        conn = await asyncpg.connect(self.settings.database_url.replace("postgres://", "postgresql://", 1),
+                                     timeout=self.settings.connect_timeout)
+        try:
+            await conn.fetchval("SELECT 1")
+        finally:
+            await conn.close(timeout=1)
+
     def pool_stats(self) -> tuple[int, int]:
         if self._pool is None:
             return (0, 0)

@@ -152,6 +152,15 @@ async def test_versions_that_cannot_be_known_bypass_the_cache(cache: ReadCache) 
     assert db.calls == 3
     await cache.invalidate(["orders"])  # deferred, not raised
     assert cast(Log, cache.log).warnings == ["cache_invalidation_deferred"]
+    # ... and while the versions are unknown, the copies held are still the fallback when
+    # the database fails too: the newest one (taken during the outage), marked stale.
+    db.down = True
+    out = await cache.read("raw", plan(), "anon", db.execute)
+    assert isinstance(out, Cached) and out.status == "STALE"
+    assert out.entry.body == b'[{"id":3}]'
+    other = plan("customers")
+    with pytest.raises(DatabaseUnavailable):  # never cached: nothing to fall back on
+        await cache.read("raw2", other, "anon", db.execute)
 
 
 async def test_with_l2_a_node_reads_what_another_stored() -> None:
