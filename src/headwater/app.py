@@ -34,7 +34,7 @@ from headwater.events.recording import Recorder
 from headwater.events.runtime import Events, start_events
 from headwater.model.catalog import Catalog
 from headwater.model.principal import Principal
-from headwater.observability.logging import LEVELS, make_logger
+from headwater.observability.logging import LEVELS, route_library_logs
 from headwater.observability.metrics import Metrics
 from headwater.resilience.admission import Admission
 from headwater.resilience.breaker import BreakerPolicy, BreakerState, CircuitBreaker
@@ -56,7 +56,7 @@ class Headwater:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.log: Any = make_logger(settings.log_level)
+        self.log: Any = route_library_logs(settings.log_level)
         self.metrics = Metrics()
         self.db: Database = open_database(settings, on_query=self.metrics.query)
         self.outbox = Outbox(settings, self.db.dialect, self.db.schema)

@@ -96,7 +96,8 @@ def serve(
                f"{scheme}://{settings.host}:{settings.port}/", err=True)
     uvicorn.run("headwater.app:create_app_from_env", factory=True, host=settings.host,
                 port=settings.port, workers=settings.workers, log_level="warning",
-                access_log=False, loop="uvloop", http="httptools",
+                # uvicorn's own lines go through Headwater's handler (one format).
+                log_config=None, access_log=False, loop="uvloop", http="httptools",
                 timeout_graceful_shutdown=10, ssl_certfile=settings.tls_cert or None,
                 ssl_keyfile=settings.tls_key or None,
                 # X-Forwarded-For is honoured only from rate_limits.trusted_proxies (ours),

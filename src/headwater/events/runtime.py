@@ -29,7 +29,7 @@ from headwater.events.rabbitmq_bus import RabbitBus
 from headwater.events.relay import Relay
 from headwater.events.webhook import webhook_subscriptions
 from headwater.events.worker import Worker, stop_on_signals
-from headwater.observability.logging import make_logger
+from headwater.observability.logging import route_library_logs
 from headwater.observability.metrics import Metrics
 
 REPLAY_INTERVAL = 1.0
@@ -135,7 +135,7 @@ async def run_relay(settings: Settings, stop: asyncio.Event | None = None) -> No
     (or ``stop``), beside servers run with ``relay_in_server=false``. It has no commits of
     its own to wake it, so it polls every ``relay_poll_interval`` while idle; several relays
     share the outbox as several servers do."""
-    log = make_logger(settings.log_level)
+    log = route_library_logs(settings.log_level)
     stop = stop_on_signals(stop)
     db = open_database(settings.replace(pool_min_size=1, pool_max_size=2))
     outbox = Outbox(settings, db.dialect, db.schema)

@@ -36,7 +36,7 @@ from headwater.events.event import Event, Subscription, decode_event
 from headwater.events.outbox import DeadLetter, Outbox
 from headwater.events.rabbitmq_bus import RabbitBus
 from headwater.events.webhook import parse_webhooks, webhook_subscriptions
-from headwater.observability.logging import make_logger
+from headwater.observability.logging import route_library_logs
 from headwater.observability.metrics import Metrics
 
 QUEUE_PREFIX = "headwater."
@@ -149,7 +149,7 @@ async def run_worker(settings: Settings, app_subscriptions: Sequence[Subscriptio
                      stop: asyncio.Event | None = None) -> None:
     """The ``headwater worker`` process: the app's handlers and the webhooks on RabbitMQ,
     until SIGTERM/SIGINT (or ``stop``)."""
-    log = make_logger(settings.log_level)
+    log = route_library_logs(settings.log_level)
     stop = stop_on_signals(stop)
     db = open_database(settings)
     outbox = Outbox(settings, db.dialect, db.schema)

@@ -6,7 +6,9 @@ import logging
 import sys
 from typing import Any, TextIO
 
+import stamina.instrumentation
 import structlog
+from stamina.instrumentation import RetryDetails
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
           "error": logging.ERROR, "critical": logging.CRITICAL}
@@ -26,3 +28,50 @@ def make_logger(level: str = "info", stream: TextIO | None = None) -> Any:
         ],
         cache_logger_on_first_use=True,
     ).bind(logger="headwater")
+
+
+_HANDLER = "headwater"
+
+
+class RetryEpisodes:
+    """stamina's retries as our log lines, folded: one line when an episode of retries of a
+    call begins, then one at the 10th, 100th, … retry with the count so far, instead of one
+    line per attempt (a dependency down for a minute would otherwise write hundreds)."""
+
+    def __init__(self, log: Any) -> None:
+        self.log = log
+
+    def __call__(self, details: RetryDetails) -> None:
+        n = details.retry_num
+        if n == 1:
+            self.log.warning("retrying", call=details.name, cause=repr(details.caused_by)[:200],
+                             wait_s=round(details.wait_for, 3))
+        elif n >= 10 and str(n).rstrip("0") == "1":
+            self.log.warning("still_retrying", call=details.name, retries=n,
+                             waited_s=round(details.waited_so_far, 3),
+                             cause=repr(details.caused_by)[:200])
+
+
+def route_library_logs(level: str = "info", stream: TextIO | None = None) -> Any:
+    """Every line this process writes in one format: the standard library's loggers
+    (uvicorn, asyncpg, aio-pika, redis) and stamina's retries go through the same JSON
+    rendering as Headwater's own. Logging handlers are per process by nature: the
+    composition root calls this once, before serving. Returns Headwater's logger."""
+    out = stream or sys.stdout
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.add_log_level, structlog.stdlib.add_logger_name,
+                           structlog.processors.TimeStamper(fmt="iso", utc=True)],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]))
+    handler.set_name(_HANDLER)
+    root = logging.getLogger()
+    # Replace our own handler if a previous app in this process installed one; leave any
+    # other (a test runner's capture) in place.
+    for old in [h for h in root.handlers if h.get_name() == _HANDLER]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(LEVELS.get(level.lower(), logging.INFO))
+    log = make_logger(level, out)
+    stamina.instrumentation.set_on_retry_hooks([RetryEpisodes(log)])
+    return log
