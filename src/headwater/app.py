@@ -34,6 +34,7 @@ from headwater.events.recording import Recorder
 from headwater.events.runtime import Events, start_events
 from headwater.model.catalog import Catalog
 from headwater.model.principal import Principal
+from headwater.observability.access import AccessLog
 from headwater.observability.logging import LEVELS, route_library_logs
 from headwater.observability.metrics import Metrics
 from headwater.resilience.admission import Admission
@@ -58,6 +59,8 @@ class Headwater:
         self.settings = settings
         self.log: Any = route_library_logs(settings.log_level)
         self.metrics = Metrics()
+        #: One line per request at the info level (the default), written in batches.
+        self.access_log = AccessLog() if self.log_enabled("info") else None
         self.db: Database = open_database(settings, on_query=self.metrics.query)
         self.outbox = Outbox(settings, self.db.dialect, self.db.schema)
         self.recorder = Recorder(self.outbox)
@@ -212,6 +215,8 @@ class Headwater:
             await recovery.close()
         await self.admission.lag.stop()
         await self.db.close()
+        if self.access_log is not None:
+            self.access_log.flush()
 
     # --- used by the routes -------------------------------------------------------------------
 
@@ -303,7 +308,7 @@ def create_app(settings: Settings) -> Front:
     app = Starlette(routes=routes.routes, lifespan=lifespan, middleware=middleware,
                     exception_handlers={HTTPException: http_error})
     return Front(app, routes.table, admission=hw.admission, metrics=hw.metrics, log=hw.log,
-                 log_access=hw.log_enabled("info"), tls=bool(settings.tls_cert),
+                 access_log=hw.access_log, tls=bool(settings.tls_cert),
                  cors=bool(middleware))
 
 

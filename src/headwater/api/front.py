@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from headwater.api.ratelimit import Window
 from headwater.api.security import WINDOW_KEY
+from headwater.observability.access import AccessLog
 from headwater.observability.metrics import Metrics
 from headwater.observability.timing import SCOPE_KEY, ServerTiming
 from headwater.resilience.admission import Admission
@@ -52,14 +53,14 @@ def is_table_path(path: str) -> bool:
 
 class Front:
     def __init__(self, app: ASGIApp, table: Endpoint, *, admission: Admission, metrics: Metrics,
-                 log: Any, log_access: bool, tls: bool, cors: bool) -> None:
+                 log: Any, access_log: AccessLog | None, tls: bool, cors: bool) -> None:
         self.app = app
         self.table = table
         self.cors = cors
         self.admission = admission
         self.metrics = metrics
         self.log = log
-        self.log_access = log_access
+        self.access_log = access_log
         hsts = (_HSTS,) if tls else ()
         self._api = (*_COMMON, _API_CSP, *hsts)
         self._console = (*_COMMON, _CONSOLE_CSP, *hsts)
@@ -129,13 +130,10 @@ class Front:
             admission.inflight -= 1
             seconds = time.perf_counter() - start
             self.metrics.observe(method, status, seconds)
-            if self.log_access:
-                fields: dict[str, Any] = {
-                    "request_id": request_id, "method": method, "path": path,
-                    "query": scope["query_string"].decode("latin-1")[:500], "status": status,
-                    "duration_ms": round(seconds * 1000, 3), "rows": scope.get("rows"),
-                }
-                self.log.info("access", **fields)
+            access_log = self.access_log
+            if access_log is not None:
+                access_log.write(request_id, method, path, scope["query_string"].decode("latin-1"),
+                                 status, seconds, scope.get("rows"))
 
 
 async def _overloaded(send: Send, extra: list[tuple[bytes, bytes]]) -> None:
