@@ -318,8 +318,12 @@ def test_unsupported_accept_is_406(client: httpx.Client) -> None:
     ("/orders?nope.id=eq.1", 400, "PGRST200"),
     ("/orders/1/2", 404, "PGRST125"),
 ])
-def test_errors_are_postgrest_shaped(client: httpx.Client, path: str, status: int,
-                                     code: str) -> None:
+def test_errors_are_postgrest_shaped(client: httpx.Client, served: Served, path: str,
+                                     status: int, code: str) -> None:
+    if served.dialect == "sqlite" and code in ("22P02", "22003"):
+        # SQLite compares any value as sqlite3 does (flexible typing, issue 17): see
+        # test_sqlite_files.py
+        pytest.skip("a value of another type is compared, not refused, on SQLite")
     r = client.get(path)
     assert r.status_code == status, r.text
     body = r.json()
@@ -329,8 +333,10 @@ def test_errors_are_postgrest_shaped(client: httpx.Client, path: str, status: in
     assert "Traceback" not in r.text
 
 
-def test_junk_never_500(client: httpx.Client) -> None:
-    junk = ["/orders?select=%00", "/orders?id=eq.%FF%FE", "/%E2%80%AE", "/orders?or=((((",
+def test_junk_never_500(client: httpx.Client, served: Served) -> None:
+    # SQLite compares text with an INTEGER column instead of refusing it (flexible typing)
+    typed = ["/orders?id=eq.%FF%FE"] if served.dialect == "postgresql" else []
+    junk = ["/orders?select=%00", *typed, "/%E2%80%AE", "/orders?or=((((",
             "/orders?order=,,,", "/orders?select=a:b:c", "/orders?id=in.(1,2", "/orders?&&&=",
             "/orders?limit=1e9", "/orders?id=is.maybe", "/orders?select=" + "x," * 500]
     for path in junk:

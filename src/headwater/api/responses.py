@@ -34,19 +34,45 @@ class JSONResponse(Response):
 
 
 class RowStreamResponse(StreamingResponse):
-    """A streamed body whose database snapshot is released however the response ends."""
+    """A streamed body whose database snapshot is released however the response ends.
+
+    Rows are read while the body is sent, after the status line: if reading fails then (a
+    value the database cannot encode, a lost connection), the body is never completed, so the
+    server closes the connection and the client sees a failed response instead of a
+    complete-looking truncated one. The failure is logged once, with the request id.
+    """
 
     def __init__(self, stream: RowStream, status_code: int, headers: Mapping[str, str],
-                 media_type: str) -> None:
+                 media_type: str, log: Any = None) -> None:
         super().__init__(stream, status_code=status_code, headers=headers,
                          media_type=media_type)
         self._rows = stream
+        self._log = log
+        self._request_id: str | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._request_id = scope.get("request_id")
         try:
             await super().__call__(scope, receive, send)
         finally:
             await self._rows.aclose()
+
+    async def stream_response(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code,
+                    "headers": self.raw_headers})
+        rows = aiter(self._rows)
+        while True:
+            try:
+                chunk = await anext(rows)
+            except StopAsyncIteration:
+                break
+            except Exception as exc:
+                if self._log is not None:
+                    self._log.error("stream_aborted", request_id=self._request_id,
+                                    error=f"{type(exc).__name__}: {exc}"[:300])
+                return  # without the final empty chunk: the connection is closed, not ended
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def error_response(exc: HeadwaterError, headers: Mapping[str, str] | None = None) -> Response:
@@ -174,7 +200,7 @@ _CONTENT_TYPES_RAW = {k: v.encode() for k, v in CONTENT_TYPES.items()}
 
 
 def read_response(answer: ReadAnswer, *, ask: Negotiation,
-                  compressor: Compressor | None) -> Response:
+                  compressor: Compressor | None, log: Any = None) -> Response:
     if answer.stream is None:
         assert answer.body is not None and answer.etag is not None
         return body_response(answer.body, media=answer.media, rows=answer.rows,
@@ -188,4 +214,4 @@ def read_response(answer: ReadAnswer, *, ask: Negotiation,
     if ask.head:
         return Response(None, status, headers, CONTENT_TYPES[answer.media],
                         background=BackgroundTask(answer.stream.aclose))
-    return RowStreamResponse(answer.stream, status, headers, CONTENT_TYPES[answer.media])
+    return RowStreamResponse(answer.stream, status, headers, CONTENT_TYPES[answer.media], log)

@@ -217,7 +217,8 @@ def build_routes(s: Services) -> Routes:
                                       timing)
             began = time.perf_counter()
             request.scope["rows"] = answer.rows
-            response = read_response(answer, ask=_negotiation(h, method), compressor=compressor)
+            response = read_response(answer, ask=_negotiation(h, method), compressor=compressor,
+                                     log=s.log)
             timing.since("encode", began)
             return response
         began = time.perf_counter()

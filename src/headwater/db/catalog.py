@@ -6,6 +6,7 @@ declared types (including SQLite's free-form ones) to one type hierarchy.
 
 from __future__ import annotations
 
+import dataclasses
 from types import MappingProxyType
 from typing import Any
 
@@ -60,7 +61,8 @@ def _type_name(sa_type: Any, dialect: sa.Dialect) -> str:
         return type(sa_type).__name__.lower()
 
 
-def _column(c: ReflectedColumn, pk: tuple[str, ...], dialect: sa.Dialect) -> Column:
+def _column(c: ReflectedColumn, pk: tuple[str, ...], dialect: sa.Dialect,
+            flexible: bool = False) -> Column:
     t = c["type"]
     length = getattr(t, "length", None)
     return Column(
@@ -74,6 +76,7 @@ def _column(c: ReflectedColumn, pk: tuple[str, ...], dialect: sa.Dialect) -> Col
         max_length=length if isinstance(length, int) else None,
         primary_key=c["name"] in pk,
         int_bits=_int_bits(t, dialect),
+        flexible=flexible,
     )
 
 
@@ -94,6 +97,8 @@ def reflect(conn: sa.Connection, schema: str | None) -> list[Table]:
     pks = insp.get_multi_pk_constraint(schema=schema, kind=kinds.TABLE)
     fks = insp.get_multi_foreign_keys(schema=schema, kind=kinds.TABLE)
     uniques = insp.get_multi_unique_constraints(schema=schema, kind=kinds.TABLE)
+    sqlite = conn.dialect.name == "sqlite"
+    strict = _strict_tables(conn) if sqlite else frozenset()
     tables: list[Table] = []
     for key in sorted(cols, key=lambda k: k[1]):
         name = key[1]
@@ -101,12 +106,79 @@ def reflect(conn: sa.Connection, schema: str | None) -> list[Table]:
             continue
         pk_info = pks.get(key)
         pk = tuple(pk_info["constrained_columns"] or ()) if pk_info else ()
-        columns = {c["name"]: _column(c, pk, conn.dialect) for c in cols[key]}
+        flexible = sqlite and name not in strict
+        columns = {c["name"]: _column(c, pk, conn.dialect, flexible) for c in cols[key]}
+        if sqlite and name in view_names:
+            columns = _view_types(conn, name, columns)
         foreign = tuple(_foreign_key(name, i, fk) for i, fk in enumerate(fks.get(key, [])))
         unique = tuple(tuple(u["column_names"]) for u in uniques.get(key, []))
         tables.append(Table(name=name, columns=MappingProxyType(columns), primary_key=pk,
                             foreign_keys=foreign, is_view=name in view_names, unique=unique))
     return tables
+
+
+def _strict_tables(conn: sa.Connection) -> frozenset[str]:
+    """SQLite's STRICT tables (3.37+), which refuse a value of the wrong type as PostgreSQL
+    does; every other SQLite table stores what it is given (flexible typing)."""
+    try:
+        rows = conn.exec_driver_sql("PRAGMA table_list").fetchall()
+    except sa.exc.DBAPIError:  # SQLite before 3.37 has neither the pragma nor STRICT
+        return frozenset()
+    return frozenset(str(r[1]) for r in rows if r[2] == "table" and r[5])
+
+
+#: How many rows of a view are sampled for the types of its computed columns, and how many
+#: SQLite VM steps the sample may take (a view over a large aggregate must not hold up the
+#: start: past the budget the columns keep no type, which is still filtered correctly).
+_SAMPLE_ROWS = 200
+_SAMPLE_STEPS = 2_000_000
+#: The kind and the type name shown for the storage classes a computed column holds.
+_SAMPLED: dict[frozenset[str], tuple[ColumnKind, str]] = {
+    frozenset({"integer"}): ("integer", "integer"),
+    frozenset({"real"}): ("float", "real"),
+    frozenset({"integer", "real"}): ("float", "real"),
+    frozenset({"text"}): ("text", "text"),
+    frozenset({"blob"}): ("bytes", "blob"),
+}
+
+
+def _view_types(conn: sa.Connection, view: str, columns: dict[str, Column],
+                ) -> dict[str, Column]:
+    """Types for a SQLite view's computed columns, which declare none (``count(*) AS n``).
+
+    SQLite reports the declared type of a view column that is a table's column; for an
+    expression there is none, so the type is read from the values, as ``typeof`` gives them
+    for the first rows. Columns whose values are all NULL or of mixed types keep none.
+    """
+    untyped = [c for c in columns.values() if c.kind == "other"]
+    if not untyped:
+        return columns
+    quoted = ", ".join(f'typeof("{c.name.replace(chr(34), chr(34) * 2)}")' for c in untyped)
+    name = view.replace('"', '""')
+    raw = conn.connection.dbapi_connection
+    steps = 0
+
+    def budget() -> int:
+        nonlocal steps
+        steps += 1000
+        return 1 if steps > _SAMPLE_STEPS else 0
+
+    seen: list[set[str]] = [set() for _ in untyped]
+    raw.set_progress_handler(budget, 1000)  # type: ignore[union-attr]
+    try:
+        for row in conn.exec_driver_sql(f'SELECT {quoted} FROM "{name}" LIMIT {_SAMPLE_ROWS}'):
+            for types, t in zip(seen, row, strict=True):
+                types.add(str(t))
+    except sa.exc.DBAPIError:
+        return columns  # interrupted, or a view that cannot run (a missing table): no types
+    finally:
+        raw.set_progress_handler(None, 0)  # type: ignore[union-attr]
+    out = dict(columns)
+    for col, types in zip(untyped, seen, strict=True):
+        found = _SAMPLED.get(frozenset(types - {"null"}))
+        if found is not None:
+            out[col.name] = dataclasses.replace(col, kind=found[0], db_type=found[1])
+    return out
 
 
 def _foreign_key(table: str, i: int, fk: ReflectedForeignKeyConstraint) -> ForeignKey:

@@ -13,6 +13,7 @@ ColumnKind: TypeAlias = Literal[
     "integer", "float", "numeric", "boolean", "text", "date", "timestamp", "timestamptz",
     "time", "uuid", "json", "bytes", "other",
 ]
+Dialect: TypeAlias = Literal["postgresql", "sqlite"]
 Cardinality: TypeAlias = Literal["m2o", "o2m", "o2o"]
 
 
@@ -27,6 +28,10 @@ class Column:
     primary_key: bool = False
     #: Largest magnitude an integer column holds (PostgreSQL's int2/int4/int8; SQLite: 64 bits).
     int_bits: int = 64
+    #: SQLite's flexible typing (any column of a table that is not STRICT, and any view
+    #: column): the column may hold values of any type, so a filter or written value that does
+    #: not parse as ``kind`` is compared or stored as SQLite would (by affinity), not refused.
+    flexible: bool = False
 
 
 @dataclass(frozen=True, slots=True)

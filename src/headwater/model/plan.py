@@ -18,8 +18,8 @@ from typing import Literal, TypeAlias
 from headwater.model.catalog import ColumnKind, Table
 from headwater.model.request import MediaType
 
-Value: TypeAlias = (bool | int | float | str | decimal.Decimal | dt.date | dt.datetime | dt.time
-                    | uuid.UUID | tuple["Value", ...] | None)
+Value: TypeAlias = (bool | int | float | str | bytes | decimal.Decimal | dt.date | dt.datetime
+                    | dt.time | uuid.UUID | tuple["Value", ...] | None)
 
 
 @dataclass(frozen=True, slots=True)

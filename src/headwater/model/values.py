@@ -1,4 +1,6 @@
-"""Text → typed values for the column kinds whose text form is ISO 8601 or a UUID.
+"""Text → typed values for the column kinds whose text form is ISO 8601 or a UUID, for
+``bytea``/BLOB (PostgreSQL's hex form, which reads also produce), and for SQLite's numeric
+affinity.
 
 Filters (``service.plan.coerce``) and written values (``service.validation``) both read these
 forms; this is the one place that says how, including how a time zone is normalized: a
@@ -9,6 +11,8 @@ to UTC and stored without it, so both databases compare the same instants.
 from __future__ import annotations
 
 import datetime as dt
+import math
+import re
 import uuid
 
 from headwater.model.catalog import ColumnKind
@@ -34,3 +38,42 @@ def from_text(kind: ColumnKind, text: str) -> dt.date | dt.datetime | dt.time | 
     if kind == "uuid":
         return uuid.UUID(text)
     raise ValueError(f"{kind} has no text form here")
+
+
+def from_hex(text: str) -> bytes:
+    """PostgreSQL's hex form of ``bytea`` (``\\x`` then pairs of hex digits) → bytes;
+    ``ValueError`` if ``text`` is not in that form."""
+    if not text.startswith("\\x"):
+        raise ValueError("not in hex form")
+    digits = text[2:]
+    if not _HEX.match(digits):
+        raise ValueError("invalid hexadecimal digit")
+    return bytes.fromhex(digits)
+
+
+def is_hex(text: str) -> bool:
+    return text.startswith("\\x") and _HEX.match(text[2:]) is not None
+
+
+# Hex digits in pairs; PostgreSQL also allows whitespace between pairs.
+_HEX = re.compile(r"^(?:\s*[0-9a-fA-F]{2})*\s*$")
+# What SQLite's NUMERIC affinity converts: a decimal integer or real, optionally signed,
+# with surrounding spaces (never hex, ``inf``, ``nan`` or digit separators, which
+# Python's ``float`` would take).
+_INTEGER = re.compile(r"^\s*[+-]?\d+\s*$")
+_REAL = re.compile(r"^\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*$")
+_INT64 = 2 ** 63
+
+
+def sqlite_number(text: str) -> int | float | None:
+    """``text`` as SQLite's NUMERIC affinity would store it (an INTEGER if it is one that
+    fits in 64 bits, else a REAL), or ``None`` if SQLite would keep it as text."""
+    if _INTEGER.match(text):
+        n = int(text)
+        if -_INT64 <= n < _INT64:
+            return n
+        return float(n)
+    if _REAL.match(text):
+        f = float(text)
+        return f if math.isfinite(f) else None
+    return None

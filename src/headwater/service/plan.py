@@ -24,7 +24,7 @@ from headwater.errors import (
     UnknownRelationship,
     UnknownTable,
 )
-from headwater.model.catalog import Catalog, Column, Relationship, Table
+from headwater.model.catalog import Catalog, Column, Dialect, Relationship, Table
 from headwater.model.plan import (
     BoolExpr,
     Compare,
@@ -55,7 +55,7 @@ from headwater.model.request import (
     Predicate,
     SelectItem,
 )
-from headwater.model.values import TEXT_FORMS, from_text
+from headwater.model.values import TEXT_FORMS, from_hex, from_text, is_hex, sqlite_number
 
 if TYPE_CHECKING:
     from headwater.model.principal import Action
@@ -77,9 +77,13 @@ _PG_TYPE = {"integer": "integer", "float": "double precision", "numeric": "numer
             "timestamptz": "timestamp with time zone", "time": "time", "uuid": "uuid"}
 
 
-def coerce(column: Column, text: str) -> Value:
-    """A literal from the request → the Python value for the column's type (400 if invalid)."""
+def coerce(column: Column, text: str, dialect: Dialect = "postgresql") -> Value:
+    """A literal from the request → the Python value for the column's type (400 if invalid,
+    as PostgreSQL and PostgREST refuse it). On SQLite a comparison never fails, whatever the
+    column holds: the literal is bound as ``sqlite3`` would read it (``_affinity``)."""
     kind = column.kind
+    if dialect == "sqlite":
+        return _affinity(column, text)
     try:
         if kind == "integer":
             if not _INT.match(text):
@@ -112,6 +116,31 @@ def coerce(column: Column, text: str) -> Value:
             f'invalid input syntax for type {_PG_TYPE.get(kind, kind)}: "{text}"',
             details=f"column {column.name}") from None
     return text
+
+
+def _affinity(column: Column, text: str) -> Value:
+    """A literal for a SQLite column (any of which may hold any type), bound as ``sqlite3`` would read the
+    same literal in SQL: a value of the column's kind when it parses as one, a number when it
+    looks like one and the column may hold numbers (a view's computed column has no affinity
+    to convert text for the comparison, so a number bound as text would compare as text:
+    ``order_count < '2'`` is true for every integer), else the text itself, which SQLite
+    compares with the text values the column holds instead of refusing it."""
+    kind = column.kind
+    if kind == "text" or kind == "json":
+        return text
+    if kind in ("bytes", "other") and is_hex(text):
+        return from_hex(text)
+    if kind == "boolean":
+        low = text.strip().lower()
+        if low in _TRUE or low in _FALSE:
+            return low in _TRUE
+    if kind in TEXT_FORMS:
+        try:
+            return from_text(kind, text)
+        except ValueError:
+            return text
+    number = sqlite_number(text)
+    return text if number is None else number
 
 
 # --- the planner ------------------------------------------------------------------------------
@@ -244,14 +273,14 @@ class _Planner:
             return IsTest(col.name, col.kind, pred.value, pred.negated)
         if pred.op == "in":
             assert isinstance(pred.value, tuple)
-            values = tuple(coerce(col, v) for v in pred.value)
+            values = tuple(coerce(col, v, self.catalog.dialect) for v in pred.value)
             return Compare(col.name, col.kind, "in", self.param(values), pred.negated)
         assert isinstance(pred.value, str)
         if pred.op in ("like", "ilike"):
             return Compare(col.name, col.kind, pred.op,
                            self.param(pred.value.replace("*", "%")), pred.negated)
-        return Compare(col.name, col.kind, pred.op, self.param(coerce(col, pred.value)),
-                       pred.negated)
+        value = coerce(col, pred.value, self.catalog.dialect)
+        return Compare(col.name, col.kind, pred.op, self.param(value), pred.negated)
 
     def embed_null_filter(self, pred: Condition, child: ReadNode) -> Cond:
         if pred.op != "is" or pred.value not in ("null", "not_null"):

@@ -19,7 +19,7 @@ from headwater.errors import InvalidBody
 from headwater.errors import InvalidField as _Bad
 from headwater.model.catalog import Column, ColumnKind, Table
 from headwater.model.plan import Value
-from headwater.model.values import TEXT_FORMS, from_text
+from headwater.model.values import TEXT_FORMS, from_hex, from_text, is_hex
 
 Mode = Literal["insert", "update"]
 _FLOAT_MAX = decimal.Decimal("1.7976931348623157e308")
@@ -60,6 +60,38 @@ def check_value(col: Column, value: Any) -> Value:
         if not col.nullable:
             raise _Bad(f'null value in column "{col.name}" violates not-null constraint', "23502")
         return None
+    if col.flexible:
+        return _flexible(col, value)
+    return _typed(col, value)
+
+
+def _flexible(col: Column, value: Any) -> Value:
+    """A value for a column of SQLite's flexible typing: the declared kind's value when it is
+    one; else a string or number is stored as SQLite stores it (by the column's affinity), as
+    real files hold text in INTEGER columns. A BLOB is written in its hex form, as read."""
+    if col.kind == "bytes" and isinstance(value, str) and value.startswith("\\x"):
+        return _bytes(value)  # hex form, or a 400 if it is malformed
+    if col.kind == "other" and isinstance(value, str) and is_hex(value):
+        return from_hex(value)
+    if col.kind in ("bytes", "other"):
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise _Bad(f"expected a string or a number, got {type(value).__name__}")
+        if isinstance(value, str) and "\x00" in value:
+            raise _Bad("text may not contain the NUL character", "22021")
+        return value
+    try:
+        return _typed(col, value)
+    except _Bad as bad:
+        # Only the type gives way: out-of-range numbers and over-long text stay refused.
+        if bad.code != "22P02" or isinstance(value, bool) \
+                or not isinstance(value, (str, int, float)):
+            raise
+        if isinstance(value, str) and "\x00" in value:
+            raise _Bad("text may not contain the NUL character", "22021") from None
+        return value
+
+
+def _typed(col: Column, value: Any) -> Value:
     kind = col.kind
     if kind == "integer":
         if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
@@ -100,7 +132,25 @@ def check_value(col: Column, value: Any) -> Value:
             # PostgreSQL's jsonb cannot hold NUL; refuse it on both databases alike.
             raise _Bad("JSON text may not contain the NUL character (\\u0000)", "22P05")
         return text
+    if kind == "bytes":
+        return _bytes(value)
     return _text(value, col)
+
+
+def _bytes(value: Any) -> bytes:
+    """``bytea`` as PostgREST takes it: the hex form (``\\x…``, which reads produce), or
+    plain text without backslashes (PostgreSQL's escape form, whose backslash escapes are
+    not worth a second syntax here)."""
+    if not isinstance(value, str):
+        raise _Bad(f"expected a string in hex form (\\x…), got {type(value).__name__}")
+    if value.startswith("\\x"):
+        try:
+            return from_hex(value)
+        except ValueError as exc:
+            raise _Bad(f'invalid input syntax for type bytea: {exc}') from None
+    if "\\" in value:
+        raise _Bad('invalid input syntax for type bytea: write bytes in hex form ("\\x…")')
+    return value.encode()
 
 
 Checker = Callable[[Any], Value]
