@@ -7,11 +7,16 @@ declared types (including SQLite's free-form ones) to one type hierarchy.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from types import MappingProxyType
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine.interfaces import ReflectedColumn, ReflectedForeignKeyConstraint
+from sqlalchemy.engine.interfaces import (
+    ReflectedColumn,
+    ReflectedForeignKeyConstraint,
+    ReflectedIndex,
+)
 
 from headwater.model.catalog import Catalog, Column, ColumnKind, ForeignKey, Table
 
@@ -96,7 +101,12 @@ def reflect(conn: sa.Connection, schema: str | None) -> list[Table]:
     cols = insp.get_multi_columns(schema=schema, kind=kinds.ANY)
     pks = insp.get_multi_pk_constraint(schema=schema, kind=kinds.TABLE)
     fks = insp.get_multi_foreign_keys(schema=schema, kind=kinds.TABLE)
-    uniques = insp.get_multi_unique_constraints(schema=schema, kind=kinds.TABLE)
+    with warnings.catch_warnings():
+        # SQLAlchemy warns that it skips SQLite's expression indexes (reading the unique
+        # constraints reads the indexes too); they are no ON CONFLICT target offered anyway.
+        warnings.simplefilter("ignore", sa.exc.SAWarning)
+        uniques = insp.get_multi_unique_constraints(schema=schema, kind=kinds.TABLE)
+        indexes = insp.get_multi_indexes(schema=schema, kind=kinds.TABLE)
     sqlite = conn.dialect.name == "sqlite"
     strict = _strict_tables(conn) if sqlite else frozenset()
     tables: list[Table] = []
@@ -111,9 +121,18 @@ def reflect(conn: sa.Connection, schema: str | None) -> list[Table]:
         if sqlite and name in view_names:
             columns = _view_types(conn, name, columns)
         foreign = tuple(_foreign_key(name, i, fk) for i, fk in enumerate(fks.get(key, [])))
-        unique = tuple(tuple(u["column_names"]) for u in uniques.get(key, []))
+        unique = [tuple(u["column_names"]) for u in uniques.get(key, [])]
+        known = {frozenset(k) for k in (pk, *unique)}
+        unique_indexes: list[tuple[str, ...]] = []
+        found = ([(_conflict_target(ix), False) for ix in indexes.get(key, [])]
+                 if conn.dialect.name != "sqlite" else _sqlite_unique(conn, name))
+        for target, constraint in found:
+            if target and frozenset(target) not in known:
+                known.add(frozenset(target))
+                (unique if constraint else unique_indexes).append(target)
         tables.append(Table(name=name, columns=MappingProxyType(columns), primary_key=pk,
-                            foreign_keys=foreign, is_view=name in view_names, unique=unique))
+                            foreign_keys=foreign, is_view=name in view_names,
+                            unique=tuple(unique), unique_indexes=tuple(unique_indexes)))
     return tables
 
 
@@ -179,6 +198,36 @@ def _view_types(conn: sa.Connection, view: str, columns: dict[str, Column],
         if found is not None:
             out[col.name] = dataclasses.replace(col, kind=found[0], db_type=found[1])
     return out
+
+
+def _sqlite_unique(conn: sa.Connection, table: str) -> list[tuple[tuple[str, ...] | None, bool]]:
+    """SQLite's unique constraints and indexes from its own pragmas: SQLAlchemy parses the
+    table's SQL for constraints and misses some (``email VARCHAR(200) NOT NULL UNIQUE``), and
+    leaves out the indexes that back them. Each as (columns or None, is a constraint)."""
+    out: list[tuple[tuple[str, ...] | None, bool]] = []
+    quoted = '"' + table.replace('"', '""') + '"'
+    for _seq, index, unique, origin, partial in conn.exec_driver_sql(
+            f"PRAGMA index_list({quoted})").fetchall():
+        if not unique or origin == "pk" or partial:
+            continue
+        ix = '"' + str(index).replace('"', '""') + '"'
+        names = [r[2] for r in conn.exec_driver_sql(f"PRAGMA index_info({ix})").fetchall()]
+        whole = bool(names) and all(n is not None for n in names)
+        out.append((tuple(str(n) for n in names) if whole else None, origin == "u"))
+    return out
+
+
+def _conflict_target(ix: ReflectedIndex) -> tuple[str, ...] | None:
+    """The columns of a unique index an ``ON CONFLICT (…)`` naming only columns can infer:
+    whole columns (no expression), no predicate (a partial index needs its WHERE repeated)."""
+    if not ix.get("unique"):
+        return None
+    names = ix.get("column_names") or []
+    options = ix.get("dialect_options") or {}
+    if not names or any(n is None for n in names) or ix.get("expressions") or any(
+            k.endswith("_where") and v is not None for k, v in options.items()):
+        return None
+    return tuple(str(n) for n in names)
 
 
 def _foreign_key(table: str, i: int, fk: ReflectedForeignKeyConstraint) -> ForeignKey:

@@ -49,6 +49,35 @@ class _UnqualifiedBuilder(_Builder):
         return ident(column) if not alias else f"{alias}.{ident(column)}"
 
 
+class _UpsertBuilder(_UnqualifiedBuilder):
+    """A merge's ``DO UPDATE … WHERE``: alias ``old`` is the row as it is (``t0`` on
+    PostgreSQL, the table's name on SQLite), ``new`` the row as it will be (``excluded.c`` for
+    the columns the statement sets, else as it is). The policy's parameters follow the rows'
+    own, ``offset`` of them."""
+
+    def __init__(self, dialect: Dialect, schema: str | None, table: str,
+                 sets: frozenset[str], offset: int) -> None:
+        super().__init__(dialect, schema)
+        self.target = table
+        self.sets = sets
+        self.offset = offset
+
+    def p(self, index: int) -> str:
+        return super().p(index + self.offset)
+
+    def col(self, alias: str, column: str) -> str:
+        if alias == "new" and column in self.sets:
+            return f"excluded.{ident(column)}"
+        return f"t0.{ident(column)}" if self.pg else f"{ident(self.target)}.{ident(column)}"
+
+
+def _insert_param_count(dialect: Dialect, shape: InsertShape) -> int:
+    """How many parameters ``insert_params`` gives for the rows themselves."""
+    if not shape.columns:
+        return 0
+    return 1 if shape.many and dialect != "postgresql" else len(shape.columns)
+
+
 def sqlite_row_object(alias: str, cols: Sequence[TargetColumn]) -> str:
     """SQLite: one JSON object of ``cols`` of the row ``alias`` (a trigger's ``NEW`` or
     ``OLD``), typed exactly as the statements here return rows."""
@@ -87,6 +116,14 @@ def compile_insert(dialect: Dialect, schema: str | None, shape: InsertShape, *,
         if shape.resolution == "merge" and updates:
             sets = ", ".join(f"{ident(c)} = excluded.{ident(c)}" for c in updates)
             conflict = f" ON CONFLICT ({keys}) DO UPDATE SET {sets}"
+            if shape.overwrite or shape.check:
+                # The caller's update policy: a conflicting row it refuses is neither
+                # inserted nor updated, and returns nothing (the writer then refuses).
+                u = _UpsertBuilder(dialect, schema, shape.table, frozenset(updates),
+                                   _insert_param_count(dialect, shape))
+                conds = [u.cond("old", c) for c in shape.overwrite]
+                conds += [u.cond("new", c) for c in shape.check]
+                conflict += " WHERE " + " AND ".join(conds)
         else:
             conflict = f" ON CONFLICT ({keys}) DO NOTHING"
     if rows and b.pg:
@@ -103,6 +140,12 @@ def compile_insert(dialect: Dialect, schema: str | None, shape: InsertShape, *,
 
 
 def insert_params(dialect: Dialect, plan: InsertPlan) -> list[object]:
+    """The rows' parameters, then the update policy's (``InsertPlan.params``)."""
+    rows = _rows_params(dialect, plan)
+    return rows + bind(dialect, plan.params) if plan.params else rows
+
+
+def _rows_params(dialect: Dialect, plan: InsertPlan) -> list[object]:
     shape = plan.shape
     if not shape.many:
         return bind(dialect, plan.rows[0]) if plan.rows else []

@@ -66,7 +66,18 @@ class Table:
     primary_key: tuple[str, ...] = ()
     foreign_keys: tuple[ForeignKey, ...] = ()
     is_view: bool = False
+    #: Unique constraints (which also make a foreign key one-to-one, as in PostgREST).
     unique: tuple[tuple[str, ...], ...] = ()
+    #: Unique indexes that back no constraint (whole columns, no predicate): upsert
+    #: conflict targets like the keys above, but not one-to-one evidence.
+    unique_indexes: tuple[tuple[str, ...], ...] = ()
+
+    @property
+    def conflict_keys(self) -> tuple[tuple[str, ...], ...]:
+        """The column sets ``ON CONFLICT`` can name: primary key, unique constraints and
+        unique indexes."""
+        keys = (self.primary_key,) if self.primary_key else ()
+        return keys + self.unique + self.unique_indexes
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -150,12 +150,26 @@ class InsertShape:
     conflict: tuple[str, ...] | None = None
     resolution: Literal["merge", "ignore"] | None = None
     returning: tuple[TargetColumn, ...] = ()
+    #: A merge's update policy, in its ``DO UPDATE … WHERE``: the row as it is must pass
+    #: ``overwrite`` (USING) and the row as it will be ``check`` (WITH CHECK). Their
+    #: parameters are ``InsertPlan.params``, numbered from 0 after the rows' own.
+    overwrite: tuple[Cond, ...] = ()
+    check: tuple[Cond, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class InsertPlan:
     shape: InsertShape
     rows: tuple[tuple[Value, ...], ...]
+    params: tuple[Value, ...] = ()
+
+    @property
+    def guarded(self) -> bool:
+        """Does the statement skip conflicting rows the update policy refuses? Then every row
+        sent must come back (inserted or updated), or one was refused."""
+        s = self.shape
+        return bool(s.overwrite or s.check) and s.resolution == "merge" and any(
+            c.name not in (s.conflict or ()) for c in s.columns)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ import decimal
 import functools
 import re
 from collections.abc import Sequence
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal
 
 from headwater.errors import (
@@ -20,6 +21,7 @@ from headwater.errors import (
     EncryptedColumn,
     InvalidValue,
     ParseError,
+    RequestError,
     UnknownColumn,
     UnknownRelationship,
     UnknownTable,
@@ -53,6 +55,7 @@ from headwater.model.request import (
     OrderTerm,
     Path,
     Predicate,
+    Query,
     SelectItem,
 )
 from headwater.model.values import TEXT_FORMS, from_hex, from_text, is_hex, sqlite_number
@@ -386,20 +389,52 @@ def require_table(catalog: Catalog, name: str) -> Table:
     return table
 
 
-def plan_insert(table: Table, columns: tuple[str, ...], rows: tuple[tuple[Value, ...], ...], *,
-                conflict: tuple[str, ...] | None = None,
-                resolution: Literal["merge", "ignore"] | None = None) -> InsertPlan:
-    if resolution is not None:
-        conflict = conflict or table.primary_key
-        if not conflict:
+def conflict_target(table: Table, conflict: tuple[str, ...] | None) -> tuple[str, ...]:
+    """The columns an upsert's ``ON CONFLICT`` names: ``on_conflict=`` or the primary key.
+    They must be the primary key or a unique constraint or index (in any order): anything
+    else is the caller's mistake (400), found before any SQL, so rows the caller cannot see
+    never change the answer."""
+    if not conflict:
+        if not table.primary_key:
             raise ParseError(f"{table.name} has no primary key: give on_conflict= to upsert",
                              code="PGRST103")
-        for c in conflict:
-            if c not in table.columns:
-                raise UnknownColumn(f"column {table.name}.{c} does not exist")
-    shape = InsertShape(table.name, target_columns(table, columns), len(rows) > 1,
-                        conflict if resolution else None, resolution, target_columns(table))
-    return InsertPlan(shape, rows)
+        return table.primary_key
+    conflict = tuple(dict.fromkeys(conflict))
+    for c in conflict:
+        if c not in table.columns:
+            raise UnknownColumn(f"column {table.name}.{c} does not exist")
+    keys = table.conflict_keys
+    if not any(set(conflict) == set(k) for k in keys):
+        allowed = ", ".join("(" + ", ".join(sorted(k)) + ")" for k in keys)
+        raise RequestError(
+            "there is no unique or exclusion constraint matching the ON CONFLICT specification",
+            code="42P10",
+            hint=(f"on_conflict must name the primary key or a unique constraint of "
+                  f"{table.name}: {allowed}") if keys else
+                 f"{table.name} has no primary key or unique constraint to upsert on")
+    return conflict
+
+
+def plan_insert(table: Table, columns: tuple[str, ...], rows: tuple[tuple[Value, ...], ...], *,
+                conflict: tuple[str, ...] | None = None,
+                resolution: Literal["merge", "ignore"] | None = None,
+                update: Rule | None = None) -> InsertPlan:
+    """``update``: the caller's update policy, when a merge may overwrite rows; the rows it
+    refuses are left alone by the statement itself (``InsertShape.overwrite``)."""
+    key = conflict_target(table, conflict) if resolution is not None else None
+    overwrite: tuple[Cond, ...] = ()
+    check: tuple[Cond, ...] = ()
+    params: tuple[Value, ...] = ()
+    if resolution == "merge" and update is not None:
+        # A planner only for the policy's own filters (trusted: they may name any column).
+        p = _Planner(Catalog(MappingProxyType({table.name: table}), "postgresql"),
+                     ApiRequest("POST", table.name, Query()))
+        overwrite = tuple(p.policy_cond(table, update.rows))
+        check = tuple(p.policy_cond(table, update.check))
+        params = tuple(p.params)
+    shape = InsertShape(table.name, target_columns(table, columns), len(rows) > 1, key,
+                        resolution, target_columns(table), overwrite, check)
+    return InsertPlan(shape, rows, params)
 
 
 def plan_mutation(catalog: Catalog, request: ApiRequest, action: Literal["update", "delete"],

@@ -9,7 +9,9 @@
   row fails, the request is refused with 403 and the transaction rolls back, as PostgreSQL's
   RLS does ("new row violates row-level security policy").
 - Upserts that may update (``resolution=merge-duplicates``, PUT) also need the update policy,
-  and every existing row they would overwrite must pass its filter.
+  and every existing row they would overwrite must pass its filter and the new row its
+  check: both are in the statement (``ON CONFLICT … DO UPDATE … WHERE``), and a row that came
+  back neither inserted nor updated refuses the request (403, rolled back).
 - Encrypted columns are encrypted after hooks ran, just before the SQL, and decrypted in the
   response.
 """
@@ -28,7 +30,7 @@ from headwater.model.principal import Action
 from headwater.model.request import ApiRequest, Field, Predicate, Query, SelectItem
 from headwater.service.crypto import FieldCipher
 from headwater.service.plan import plan_read
-from headwater.service.policy import Access, key_filter, values_text
+from headwater.service.policy import Access, Rule, key_filter
 from headwater.service.validation import CheckedRows
 
 
@@ -56,33 +58,32 @@ class WriteGuard:
         return CheckedRows(group.columns, tuple(c.encrypt_row(table.name, group.columns, r)
                                                 for r in group.rows))
 
-    async def before_upsert(self, tx: Transaction, table: Table, groups: Sequence[CheckedRows],
-                            conflict: tuple[str, ...] | None,
-                            resolution: Literal["merge", "ignore"] | None) -> None:
-        """An upsert that may overwrite rows: the role must be allowed to update them."""
+    def upsert_policy(self, table: Table, groups: Sequence[CheckedRows],
+                      conflict: tuple[str, ...], resolution: Literal["merge", "ignore"] | None,
+                      ) -> Rule | None:
+        """An upsert that may overwrite rows needs the update policy: its columns are
+        checked here, and its row filter (USING) and check (WITH CHECK) are returned for the
+        statement's ``DO UPDATE … WHERE`` (``plan_insert``). Every row the upsert would
+        overwrite is checked there, whether its conflict key came from the body or from a
+        default (a sequence, a column default), which no look-up before the statement can
+        know."""
         if resolution != "merge" or self.access is None or not self.access.restricted:
-            return
+            return None
         rule = self.access.rule(table.name, "update")
         cols = {c for g in groups for c in g.columns}
-        key = conflict or table.primary_key
-        self.access.require_columns(table.name, "update", sorted(cols - set(key)), rule)
-        if rule.rows is None or not key:
-            return
-        rows: list[dict[str, Any]] = []
-        for g in groups:
-            if not set(key) <= set(g.columns):
-                continue
-            idx = [g.columns.index(k) for k in key]
-            rows += [{k: values_text(r[i]) for k, i in zip(key, idx, strict=True)}
-                     for r in g.rows]
-        if not rows:
-            return
-        existing = await self._count(tx, table, key, rows, None)
-        visible = await self._count(tx, table, key, rows, rule.rows)
-        if visible != existing:
+        self.access.require_columns(table.name, "update", sorted(cols - set(conflict)), rule)
+        return rule if rule.rows is not None or rule.check is not None else None
+
+    def check_upserted(self, table: Table, sent: int, written: int) -> None:
+        """After a guarded merge: a row that was neither inserted nor updated conflicted with
+        a row the update policy refused, so the request is refused (and rolled back), as
+        PostgreSQL's RLS does."""
+        if written != sent and self.access is not None:
             raise self.access.forbidden(
-                f"permission denied: the upsert would overwrite rows of {table.name} that the "
-                f"role {self.access.principal.role!r} may not update")
+                f'new row violates row-level security policy (USING expression) for table '
+                f'"{table.name}"',
+                hint=f"the upsert would overwrite rows of {table.name} that the role "
+                     f"{self.access.principal.role!r} may not update")
 
     # --- after SQL, in the transaction --------------------------------------------------------
 

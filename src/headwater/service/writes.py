@@ -34,7 +34,14 @@ from headwater.model.request import ApiRequest, Condition, Embed, Field, Logic, 
 from headwater.model.result import WriteResult
 from headwater.resilience.retry import retrying, write_retryable
 from headwater.service.hooks import App, Context
-from headwater.service.plan import plan_insert, plan_mutation, plan_read, require_table
+from headwater.service.plan import (
+    conflict_target,
+    plan_insert,
+    plan_mutation,
+    plan_read,
+    require_table,
+)
+from headwater.service.policy import Rule
 from headwater.service.validation import CheckedRows, check_rows
 from headwater.service.write_guard import WriteGuard
 
@@ -102,6 +109,8 @@ class Writer:
             resolution = "ignore"
         if put:
             self._check_put(table, request, rows)
+        # A wrong on_conflict is refused before any SQL (so before any row can matter).
+        conflict = conflict_target(table, q.on_conflict) if resolution else None
         groups = check_rows(table, rows, mode="insert", columns=q.columns,
                             missing_default=missing_default)
         guard = self.guard
@@ -117,15 +126,17 @@ class Writer:
                 rows = [await _apply(hooks, ctx, dict(r)) for r in rows]
                 groups = check_rows(table, rows, mode="insert", columns=q.columns,
                                     missing_default=missing_default)
+            update = None
             if guard is not None:
-                await guard.before_upsert(tx, table, groups, q.on_conflict, resolution)
+                if conflict is not None:
+                    update = guard.upsert_policy(table, groups, conflict, resolution)
                 groups = [guard.encrypt(table, g) for g in groups]
             written: list[dict[str, Any]] = []
             counted = 0
             count = self._counted(table, request, resolution == "merge")
             for group in groups:
-                out = await self._insert_group(tx, table, group, q.on_conflict, resolution,
-                                               count)
+                out = await self._insert_group(tx, table, group, conflict, resolution,
+                                               count, update)
                 if isinstance(out, int):
                     counted += out
                 else:
@@ -287,9 +298,10 @@ class Writer:
     async def _insert_group(self, tx: Transaction, table: Table, group: CheckedRows,
                             conflict: tuple[str, ...] | None,
                             resolution: Literal["merge", "ignore"] | None,
-                            count: bool = False) -> list[dict[str, Any]] | int:
+                            count: bool = False, update: Rule | None = None,
+                            ) -> list[dict[str, Any]] | int:
         plan = plan_insert(table, group.columns, group.rows, conflict=conflict,
-                           resolution=resolution)
+                           resolution=resolution, update=update)
         if not group.columns and len(group.rows) > 1:
             out: list[dict[str, Any]] = []
             for _ in group.rows:  # DEFAULT VALUES has no multi-row form
@@ -302,8 +314,13 @@ class Writer:
         wrapped = inline and self.db.dialect == "postgresql"  # see ``Recorder.with_events``
         sql = compile_insert(self.db.dialect, self.db.schema, plan.shape, rows=wrapped,
                              count=count and not wrapped)
-        return await self._write(tx, table, "insert", sql, insert_params(self.db.dialect, plan),
-                                 inline, count=count)
+        written = await self._write(tx, table, "insert", sql,
+                                    insert_params(self.db.dialect, plan), inline, count=count)
+        if plan.guarded and self.guard is not None:
+            # The statement skipped the conflicting rows the update policy refuses.
+            self.guard.check_upserted(table, len(group.rows), written if isinstance(
+                written, int) else len(written))
+        return written
 
     async def _mutate(self, tx: Transaction, table: Table, plan: MutatePlan,
                       ) -> list[dict[str, Any]]:

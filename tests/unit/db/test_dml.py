@@ -31,9 +31,10 @@ from headwater.model.request import ApiRequest
 from headwater.service.plan import plan_insert, plan_mutation
 
 
-def _table(name: str, cols: list[Column]) -> Table:
+def _table(name: str, cols: list[Column],
+           unique: tuple[tuple[str, ...], ...] = ()) -> Table:
     return Table(name, MappingProxyType({c.name: c for c in cols}),
-                 tuple(c.name for c in cols if c.primary_key))
+                 tuple(c.name for c in cols if c.primary_key), unique=unique)
 
 
 ITEMS = _table("items", [
@@ -42,7 +43,7 @@ ITEMS = _table("items", [
     Column("qty", "integer", "int4", int_bits=32),
     Column("price", "numeric", "numeric"),
     Column("active", "boolean", "bool", has_default=True),
-])
+], unique=(("sku",),))
 LINES = _table("lines", [
     Column("order_id", "integer", "int4", nullable=False, primary_key=True),
     Column("line", "integer", "int4", nullable=False, primary_key=True),
@@ -319,6 +320,73 @@ def test_sqlite_upsert_on_another_unique_column(db: sqlite3.Connection) -> None:
     plan = insert(("sku", "qty"), (("c", 0), ("new", 9)), conflict=("sku",), resolution="merge")
     got = run(db, compile_insert("sqlite", None, plan.shape), insert_params("sqlite", plan))
     assert [(r["id"], r["sku"], r["qty"]) for r in got] == [(3, "c", 0), (7, "new", 9)]
+
+
+def test_on_conflict_must_be_a_unique_key_in_any_order() -> None:
+    from headwater.errors import RequestError, UnknownColumn
+    from headwater.service.plan import conflict_target
+
+    assert conflict_target(LINES, ("line", "order_id")) == ("line", "order_id")
+    assert conflict_target(ITEMS, None) == ("id",)
+    assert conflict_target(ITEMS, ("sku", "sku")) == ("sku",)
+    with pytest.raises(RequestError) as err:
+        insert(("sku", "qty"), (("a", 1),), conflict=("qty",), resolution="merge")
+    assert err.value.code == "42P10" and err.value.status == 400
+    assert err.value.hint is not None and "(id), (sku)" in err.value.hint
+    with pytest.raises(RequestError) as err:
+        conflict_target(LINES, ("line",))  # part of a key is not a key
+    assert err.value.code == "42P10"
+    with pytest.raises(UnknownColumn):
+        conflict_target(ITEMS, ("nope",))
+    unique_index = Table("u", ITEMS.columns, (), unique_indexes=(("qty", "sku"),))
+    assert conflict_target(unique_index, ("sku", "qty")) == ("sku", "qty")
+
+
+def _guarded(columns: tuple[str, ...], rows: tuple[tuple[Value, ...], ...],
+             **kw: Any) -> InsertPlan:
+    """A merge under the update policy ``qty=gt.4`` (USING and WITH CHECK)."""
+    from headwater.model.request import Condition
+    from headwater.service.policy import Rule
+
+    cond = Condition("qty", "gt", "4")
+    return insert(columns, rows, resolution="merge", update=Rule(None, cond, cond), **kw)
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "sqlite"])
+def test_guarded_merge_puts_the_update_policy_in_the_statement(dialect: Dialect) -> None:
+    one = _guarded(("id", "sku", "qty"), ((1, "z", 6),))
+    assert one.guarded
+    want = {"postgresql": ' DO UPDATE SET "sku" = excluded."sku", "qty" = excluded."qty" '
+                          'WHERE t0."qty" > $4 AND excluded."qty" > $5 RETURNING ',
+            "sqlite": ' DO UPDATE SET "sku" = excluded."sku", "qty" = excluded."qty" '
+                      'WHERE "items"."qty" > ?4 AND excluded."qty" > ?5 RETURNING '}
+    assert want[dialect] in compile_insert(dialect, None, one.shape)
+    assert insert_params(dialect, one)[3:] == [4, 4]
+    # many rows: after PostgreSQL's arrays, or SQLite's one document; a column the statement
+    # does not set is checked as it is
+    many = _guarded(("id", "sku"), ((1, "z"), (2, "y")))
+    sql = compile_insert(dialect, None, many.shape)
+    if dialect == "postgresql":
+        assert 'WHERE t0."qty" > $3 AND t0."qty" > $4 RETURNING ' in sql
+    else:
+        assert 'WHERE "items"."qty" > ?2 AND "items"."qty" > ?3 RETURNING ' in sql
+    # nothing to update, or not a merge: no WHERE, nothing to count
+    assert not _guarded(("id",), ((1,),)).guarded
+    assert "WHERE" not in compile_insert(dialect, None, _guarded(("id",), ((1,),)).shape)
+    assert not insert(("id", "sku"), ((1, "a"),), resolution="merge").guarded
+
+
+def test_sqlite_guarded_merge_leaves_refused_rows_alone(db: sqlite3.Connection) -> None:
+    # row 1 (qty 5) passes the policy, row 2 (qty NULL) does not; 7 is new
+    plan = _guarded(("id", "sku", "qty"), ((1, "a1", 6), (2, "b1", 6), (7, "g", 9)))
+    got = run(db, compile_insert("sqlite", None, plan.shape), insert_params("sqlite", plan))
+    assert sorted(r["id"] for r in got) == [1, 7]  # fewer rows than sent: the writer refuses
+    assert items(db)[2] == (2, "b", None, None, None)
+    # the new row must pass the check too
+    plan = _guarded(("id", "qty"), ((3, 1),))
+    assert run(db, compile_insert("sqlite", None, plan.shape), insert_params("sqlite", plan)) \
+        == []
+    assert items(db)[3][2] == 7
 
 
 def test_sqlite_upsert_ignore_returns_only_new_rows(db: sqlite3.Connection) -> None:
