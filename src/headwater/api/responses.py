@@ -82,6 +82,8 @@ def error_response(exc: HeadwaterError, headers: Mapping[str, str] | None = None
         extra.setdefault("Retry-After", str(max(1, math.ceil(wait))))
     if exc.status == 401:
         extra.setdefault("WWW-Authenticate", getattr(exc, "challenge", "Bearer"))
+    if isinstance(exc, SingularityError):
+        extra.setdefault("Content-Type", CONTENT_TYPES["object"])  # as PostgREST answers it
     body = exc.body()
     if exc.status == 500:
         # Internal details are logged with the request id, never sent.
@@ -114,21 +116,33 @@ def range_status(first: int, rows: int, total: int | None) -> int:
 
 
 def write_response(result: WriteResult, *, method: str, returning: str | None,
-                   applied: list[str]) -> Response:
+                   applied: list[str], media: MediaType = "json",
+                   count: bool = False) -> Response:
+    """PostgREST's answer to a write. ``count``: ``Prefer: count=`` asked for the number of
+    rows written in ``Content-Range`` (PATCH as a range, POST and DELETE as a total only; PUT
+    has none). ``media``: the object Accept answers one object (the writer made sure there
+    was exactly one row). An upsert that inserted nothing is 200, not 201."""
     headers: list[tuple[bytes, bytes]] = []
     if applied:
         headers.append((b"preference-applied", ", ".join(applied).encode()))
-    if method == "POST":
-        headers.append((b"content-range", b"*/*"))
-    else:
-        headers.append((b"content-range", content_range(0, result.affected, None).encode()))
+    total = result.affected if count else None
+    if method == "PATCH":
+        headers.append((b"content-range", content_range(0, result.affected, total).encode()))
+    elif method != "PUT":
+        headers.append((b"content-range", b"*/" + (b"*" if total is None else b"%d" % total)))
     if result.location:
         headers.append((b"location", result.location.encode()))
+    created = 201 if method == "POST" else 200
+    if method in ("POST", "PUT") and result.inserted is not None:
+        created = 201 if result.inserted else 200
     if returning == "representation":
-        headers.append((b"content-type", _CONTENT_TYPES_RAW["json"]))
-        return RawResponse(result.body or b"[]", 201 if method == "POST" else 200, headers)
+        headers.append((b"content-type", _CONTENT_TYPES_RAW[media]))
+        body = result.body or b"[]"
+        if media == "object":
+            body = body.strip()[1:-1]
+        return RawResponse(body, created, headers)
     if method == "POST":
-        return RawResponse(b"", 201, headers)
+        return RawResponse(b"", created, headers)
     return RawResponse(b"", 204, headers, with_length=False)
 
 

@@ -147,6 +147,8 @@ def _applied(api: ApiRequest) -> list[str]:
     out = []
     if p.returning:
         out.append(f"return={p.returning}")
+    if p.count:
+        out.append(f"count={p.count}")
     if p.resolution:
         out.append(f"resolution={p.resolution}")
     if p.missing:
@@ -231,25 +233,28 @@ def build_routes(s: Services) -> Routes:
         if access.restricted:
             access.rule(name, method_action(method))  # refused before the body is read
         w = s.writer(access, request.scope.get("request_id"))
-        if method == "DELETE":
-            result_w = await w.delete(api)
-        else:
-            body, from_csv = await read_body(request, settings.max_body_bytes)
-            if method == "PATCH":
-                result_w = await w.update(api, body)
+        try:
+            if method == "DELETE":
+                result_w = await w.delete(api)
             else:
-                rows = body if isinstance(body, list) else [body]
-                if not all(isinstance(r, dict) for r in rows):
-                    raise InvalidBody("Expected a JSON object or an array of objects",
-                                      code="PGRST102")
-                result_w = await w.insert(api, rows, from_csv=from_csv, put=method == "PUT")
+                body, from_csv = await read_body(request, settings.max_body_bytes)
+                if method == "PATCH":
+                    result_w = await w.update(api, body)
+                else:
+                    rows = body if isinstance(body, list) else [body]
+                    if not all(isinstance(r, dict) for r in rows):
+                        raise InvalidBody("Expected a JSON object or an array of objects",
+                                          code="PGRST102")
+                    result_w = await w.insert(api, rows, from_csv=from_csv,
+                                              put=method == "PUT")
+        except SingularityError as exc:
+            # Refused and rolled back by the writer; PostgREST still says how it ended.
+            tx = api.prefer.tx
+            return error_response(exc, {"Preference-Applied": f"tx={tx}"} if tx else None)
         request.scope["rows"] = result_w.affected
-        if (api.media == "object" and api.prefer.returning == "representation"
-                and result_w.affected != 1):
-            raise SingularityError("JSON object requested, multiple (or no) rows returned",
-                                   details=f"The result contains {result_w.affected} rows")
         return write_response(result_w, method=method, returning=api.prefer.returning,
-                              applied=_applied(api))
+                              applied=_applied(api), media=api.media,
+                              count=api.prefer.count in ("exact", "estimated"))
 
     async def rpc(request: Request) -> Response:
         access = await security.admit(request, None, None)

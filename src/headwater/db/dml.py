@@ -112,7 +112,10 @@ def compile_insert(dialect: Dialect, schema: str | None, shape: InsertShape, *,
     conflict = ""
     if shape.resolution is not None and shape.conflict:
         keys = ", ".join(ident(c) for c in shape.conflict)
-        updates = [c.name for c in cols if c.name not in shape.conflict]
+        # A body of only the conflict key still "updates" (to itself), as in PostgREST, so
+        # that the existing row comes back instead of nothing.
+        updates = [c.name for c in cols if c.name not in shape.conflict] or [c.name
+                                                                               for c in cols]
         if shape.resolution == "merge" and updates:
             sets = ", ".join(f"{ident(c)} = excluded.{ident(c)}" for c in updates)
             conflict = f" ON CONFLICT ({keys}) DO UPDATE SET {sets}"

@@ -46,6 +46,8 @@ class WriteResult:
 
     #: Rows written but not read back (nobody needed them; see ``Writer._counted``).
     counted: int = 0
+    #: A merge upsert's rows that were inserted, not updated (None: not a merge upsert).
+    inserted: int | None = None
 
     @property
     def affected(self) -> int:

@@ -25,7 +25,14 @@ from headwater.db.dml import (
     mutation_params,
 )
 from headwater.db.sql import bind, compile_read
-from headwater.errors import InvalidBody, InvalidWrite, ParseError, RequestError, UnknownColumn
+from headwater.errors import (
+    InvalidBody,
+    InvalidWrite,
+    ParseError,
+    RequestError,
+    SingularityError,
+    UnknownColumn,
+)
 from headwater.events.recording import EventBuffer, Recorder, run_write
 from headwater.model.catalog import Catalog, Table
 from headwater.model.plan import MutatePlan
@@ -116,8 +123,9 @@ class Writer:
         guard = self.guard
         if guard is not None:
             guard.require_columns(table, "insert", sorted({c for g in groups for c in g.columns}))
+        # A merge first counts the rows it will update (one more statement: see ``_existing``).
         single = (len(groups) == 1 and (bool(groups[0].columns) or len(groups[0].rows) == 1)
-                  and self._single(table, "insert", request))
+                  and resolution != "merge" and self._single(table, "insert", request))
         async with self._transaction(rollback=request.prefer.tx == "rollback",
                                      single=single) as tx:
             ctx = self._context(tx, table.name, "insert")
@@ -127,6 +135,10 @@ class Writer:
                 groups = check_rows(table, rows, mode="insert", columns=q.columns,
                                     missing_default=missing_default)
             update = None
+            existing = 0
+            if resolution == "merge":
+                existing = await self._existing(tx, table, conflict or table.primary_key,
+                                                groups)
             if guard is not None:
                 if conflict is not None:
                     update = guard.upsert_policy(table, groups, conflict, resolution)
@@ -146,8 +158,10 @@ class Writer:
             for row in written:
                 for after in self.app.after("insert", table.name):
                     await after(ctx, row)
-            self._check_max_affected(request, len(written) + counted)
+            self._check_affected(request, len(written) + counted)
             result = WriteResult(written, tables=frozenset({table.name}), counted=counted)
+            if resolution == "merge":
+                result.inserted = max(0, result.affected - existing)
             if request.prefer.returning == "representation":
                 result.body = await self._representation(tx, table, request, written)
             if (request.prefer.returning == "headers-only" and len(written) == 1
@@ -173,6 +187,7 @@ class Writer:
                 body = await _apply(hooks, ctx, dict(body))
                 [checked] = check_rows(table, [body], mode="update")
             if not checked.columns:
+                self._check_affected(request, 0)
                 return WriteResult([], body=b"[]" if request.prefer.returning ==
                                    "representation" else None)
             if guard is not None:
@@ -215,11 +230,14 @@ class Writer:
 
     def _single(self, table: Table, op: WriteAction, request: ApiRequest) -> bool:
         """Will this write be exactly one statement? Then it needs no BEGIN and COMMIT (see
-        ``Database.transaction``). Not when hooks or policies may add statements, the response
+        ``Database.transaction``). Not when the count of rows written may still refuse it
+        (``_check_affected``: a lone statement commits by itself), hooks or policies may add
+        statements, the response
         embeds other tables, an update must first read its old rows, or the events take a
         statement of their own (SQLite)."""
         name = table.name
         if (self.guard is not None or self.app.before(op, name) or self.app.after(op, name)
+                or _checks_affected(request)
                 or (request.prefer.returning == "representation"
                     and _has_embeds(request.query.select))):
             return False
@@ -336,7 +354,7 @@ class Writer:
 
     async def _finish(self, tx: Transaction, table: Table, request: ApiRequest,
                       written: list[dict[str, Any]]) -> WriteResult:
-        self._check_max_affected(request, len(written))
+        self._check_affected(request, len(written))
         result = WriteResult(written, tables=frozenset({table.name}))
         if request.prefer.returning == "representation":
             result.body = await self._representation(tx, table, request, written)
@@ -351,11 +369,42 @@ class Writer:
                            hint=f"add a filter such as ?id=eq.1, or allow unfiltered writes to "
                                 f"{table.name} in settings")
 
-    def _check_max_affected(self, request: ApiRequest, n: int) -> None:
+    def _check_affected(self, request: ApiRequest, n: int) -> None:
+        """Refuse, inside the transaction so that it rolls back, a write of ``n`` rows that
+        ``Prefer: max-affected`` (strict) or the object Accept forbids (PostgREST's
+        ``SingularSpec``: whatever ``return=`` says)."""
         limit = request.prefer.max_affected
         if limit is not None and request.prefer.handling == "strict" and n > limit:
             raise RequestError("Query result exceeds max-affected preference constraint",
                                details=f"The query affects {n} rows", code="PGRST124")
+        if request.media == "object" and n != 1:
+            raise SingularityError("JSON object requested, multiple (or no) rows returned",
+                                   details=f"The result contains {n} rows")
+
+    async def _existing(self, tx: Transaction, table: Table, key: Sequence[str],
+                        groups: Sequence[CheckedRows]) -> int:
+        """How many of the rows a merge upsert is about to write exist already, by ``key``
+        (its conflict columns): the rest are inserted, which makes its status 201 rather than
+        200. Rows without every key column cannot conflict. Counted with the read compiler;
+        composite keys in chunks, as each row takes one parameter per key column and one more
+        level of SQLite's bounded expression depth."""
+        rows = [dict(zip(g.columns, r, strict=True)) for g in groups
+                if key and set(key) <= set(g.columns) for r in g.rows]
+        rows = [r for r in rows if all(r[k] is not None for k in key)]
+        step = len(rows) if len(key) == 1 else 200
+        found = 0
+        for i in range(0, len(rows), step or 1):
+            read = ApiRequest("GET", table.name, Query(
+                select=tuple(Field(k) for k in key),
+                where={(): (_key_filter(key, rows[i:i + step]),)}))
+            plan = plan_read(self.catalog, read)
+            sql = compile_read(self.db.dialect, self.db.schema, plan.root, plan.limit_param,
+                               plan.offset_param, False)
+            params = bind(self.db.dialect, plan.params)
+            row = await tx.fetchrow(sql.count, [params[j] for j in sql.count_params])
+            assert row is not None
+            found += int(row[0])
+        return found
 
     def _check_put(self, table: Table, request: ApiRequest,
                    rows: Sequence[Mapping[str, Any]]) -> None:
@@ -385,7 +434,7 @@ class Writer:
         if not written:
             return b"[]"
         read = ApiRequest("GET", table.name, Query(
-            select=select, where={(): (_key_filter(table, written),)},
+            select=select, where={(): (_key_filter(table.primary_key, written),)},
             order={(): tuple(_order_by_key(table))}))
         plan = plan_read(self.catalog, read,
                          access=self.guard.access if self.guard is not None else None)
@@ -432,8 +481,13 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _key_filter(table: Table, rows: list[dict[str, Any]]) -> Predicate:
-    pk = table.primary_key
+def _checks_affected(request: ApiRequest) -> bool:
+    """May ``Writer._check_affected`` refuse this request once its rows are written?"""
+    p = request.prefer
+    return request.media == "object" or (p.max_affected is not None and p.handling == "strict")
+
+
+def _key_filter(pk: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> Predicate:
     if len(pk) == 1:
         return Condition(pk[0], "in", tuple(_text(r[pk[0]]) for r in rows))
     return Logic("or", tuple(Logic("and", tuple(Condition(c, "eq", _text(r[c])) for c in pk))

@@ -201,10 +201,42 @@ async def test_streamed_read_past_the_end_is_416() -> None:
     ("POST", 2, "representation", 201, "*/*"),
     ("PATCH", 3, None, 204, "0-2/*"),
     ("PATCH", 0, None, 204, "*/*"),
-    ("DELETE", 1, "representation", 200, "0-0/*"),
+    ("DELETE", 1, "representation", 200, "*/*"),
 ])
 def test_write_response_range(method: str, affected: int, returning: str | None, code: int,
                               header: str) -> None:
     result = WriteResult(rows=[{"id": i} for i in range(affected)], body=b"[]")
     r = write_response(result, method=method, returning=returning, applied=[])
     assert (r.status_code, r.headers["content-range"]) == (code, header)
+
+
+@pytest.mark.parametrize(("method", "affected", "header"), [
+    ("POST", 3, "*/3"), ("PATCH", 3, "0-2/3"), ("PATCH", 0, "*/0"), ("DELETE", 3, "*/3"),
+    ("DELETE", 0, "*/0"),
+])
+def test_write_response_counts(method: str, affected: int, header: str) -> None:
+    """``Prefer: count=exact`` on a write: PostgREST's ``Content-Range`` for each verb."""
+    result = WriteResult(rows=[{"id": i} for i in range(affected)])
+    r = write_response(result, method=method, returning=None, applied=[], count=True)
+    assert r.headers["content-range"] == header
+
+
+@pytest.mark.parametrize(("method", "inserted", "returning", "code"), [
+    ("POST", None, None, 201), ("POST", 0, None, 200), ("POST", 1, None, 201),
+    ("POST", 0, "representation", 200), ("PUT", 0, "representation", 200),
+    ("PUT", 1, "representation", 201), ("PUT", 1, None, 204),
+])
+def test_upsert_status(method: str, inserted: int | None, returning: str | None,
+                       code: int) -> None:
+    result = WriteResult(rows=[{"id": 1}], body=b'[{"id":1}]', inserted=inserted)
+    r = write_response(result, method=method, returning=returning, applied=[])
+    assert r.status_code == code
+    assert ("content-range" in r.headers) == (method != "PUT")
+
+
+def test_object_representation_is_one_object() -> None:
+    result = WriteResult(rows=[{"id": 1}], body=b'[{"id":1}]')
+    r = write_response(result, method="PATCH", returning="representation", applied=[],
+                       media="object")
+    assert (r.body, r.headers["content-type"]) == (
+        b'{"id":1}', "application/vnd.pgrst.object+json; charset=utf-8")

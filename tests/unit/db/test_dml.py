@@ -163,11 +163,14 @@ def test_upsert_merge_updates_every_column_but_the_conflict_ones(dialect: Dialec
 
 
 @pytest.mark.parametrize("dialect", ["postgresql", "sqlite"])
-def test_upsert_ignore_and_merge_of_keys_only_do_nothing(dialect: Dialect) -> None:
+def test_upsert_ignore_does_nothing_and_merge_of_keys_only_returns_the_row(
+        dialect: Dialect) -> None:
     ignore = insert(("id", "sku"), ((1, "a"),), resolution="ignore").shape
     assert ' ON CONFLICT ("id") DO NOTHING RETURNING ' in compile_insert(dialect, None, ignore)
+    # As PostgREST: the key "updates" to itself, so the existing row is returned.
     keys_only = insert(("id",), ((1,), (2,)), resolution="merge").shape
-    assert ' ON CONFLICT ("id") DO NOTHING RETURNING ' in compile_insert(dialect, None, keys_only)
+    assert (' ON CONFLICT ("id") DO UPDATE SET "id" = excluded."id" RETURNING '
+            in compile_insert(dialect, None, keys_only))
     plain = insert(("id",), ((1,),)).shape
     assert "ON CONFLICT" not in compile_insert(dialect, None, plain)
 
