@@ -130,9 +130,18 @@ class EncryptionSettings:
     columns: frozenset[tuple[str, str]] = frozenset()
 
 
+#: PostgREST's ``db-tx-end`` values that Headwater offers: every write commits, or commits
+#: unless the request says ``Prefer: tx=rollback``.
+TxEnd: TypeAlias = Literal["commit", "commit-allow-override"]
+
+
 @dataclass(frozen=True, slots=True)
 class HttpSettings:
     cors_origins: tuple[str, ...] = ()
+    #: None = "commit-allow-override" when nothing is enforced, "commit" otherwise.
+    tx_end: TxEnd | None = None
+    #: Roles whose ``Prefer: tx=rollback`` is honoured even when ``tx_end`` is "commit".
+    tx_override_roles: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +204,8 @@ class _Encryption(_Table, frozen=True):
 
 class _Http(_Table, frozen=True):
     cors_origins: _Names = []
+    tx_end: TxEnd | None = None
+    tx_override_roles: _Names = []
 
 
 class _File(_Table, frozen=True):
@@ -237,7 +248,9 @@ def parse_security(data: Mapping[str, Any], env: Mapping[str, str], *,
             policies=tuple(_policy(p, f"policy[{i}]") for i, p in enumerate(file.policy)),
             rate_limits=_rates(file.rate_limits),
             encryption=_encryption(file.encryption, env),
-            http=HttpSettings(cors_origins=_names(file.http.cors_origins)),
+            http=HttpSettings(cors_origins=_names(file.http.cors_origins),
+                              tx_end=file.http.tx_end,
+                              tx_override_roles=_names(file.http.tx_override_roles)),
             source=source,
         )
     except SettingsError as exc:

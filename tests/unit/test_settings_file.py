@@ -190,7 +190,8 @@ def error(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> str:
      "rate_limits.override[0].action: 'drop' is not one of select, insert, update, delete, *"),
     ("[[rate_limits.override]]\ntable = 'orders'\n", "rate_limits.override[0].limit is required"),
     ("[encryption]\nkeys = { k1 = 3 }\n", "encryption.keys.k1: 3 is not a string"),
-    ("[http]\ncors = []\n", "http: unknown key 'cors' (allowed: cors_origins)"),
+    ("[http]\ncors = []\n", "http: unknown key 'cors' (allowed: cors_origins, tx_end, "
+                              "tx_override_roles)"),
     # what a type cannot say, by hand: the messages as before
     ("[[policy]]\nrole = ''\ntable = 't'\nactions = ['select']\n", "policy[0].role is required"),
     ("[[policy]]\nrole = 'x'\n", "policy[0] needs a table (or rpc)"),

@@ -6,7 +6,7 @@ import csv
 import io
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -225,6 +225,8 @@ def build_routes(s: Services) -> Routes:
             return response
         began = time.perf_counter()
         api = parse_request(request, name, h)
+        # Preferences the settings do not allow this caller (tx=rollback) are ignored.
+        api = replace(api, prefer=access.preferences(api.prefer))
         timing.since("parse", began)
         if api.media == "csv":
             # Writes answer JSON; only the read path renders CSV.
@@ -273,7 +275,7 @@ def build_routes(s: Services) -> Routes:
                 raise InvalidBody("RPC arguments must be one JSON object", code="PGRST102")
             args, from_text = body, False
         checked = check_args(spec, args, from_text=from_text)
-        prefer = grammar.parse_prefer(request.headers.getlist("prefer"))
+        prefer = access.preferences(grammar.parse_prefer(request.headers.getlist("prefer")))
         out = await s.rpc.call(spec, checked,
                                principal=access.principal if access.restricted else Principal(),
                                request_id=request.scope.get("request_id"),

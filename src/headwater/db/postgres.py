@@ -40,9 +40,14 @@ def _pg_error(exc: BaseException) -> HeadwaterError:
                             code=sqlstate, details=None)
     if isinstance(exc, asyncpg.PostgresError) and sqlstate and sqlstate[:2] == "23":
         # PostgreSQL's own message and detail name the constraint and key, never our SQL.
+        # Except "Failing row contains (…)": it lists every column of the row, those the
+        # caller may not read (and ciphertext) included, so it is dropped.
         cls = Conflict if sqlstate in _PG_CONFLICT else ConstraintViolation
+        detail = getattr(exc, "detail", None)
+        if detail and detail.startswith("Failing row contains"):
+            detail = None
         return cls(exc.args[0] if exc.args else "constraint violation", code=sqlstate,
-                   details=getattr(exc, "detail", None), hint=getattr(exc, "hint", None))
+                   details=detail, hint=getattr(exc, "hint", None))
     if isinstance(exc, asyncpg.PostgresError) and sqlstate in ("22001", "22003", "22007", "22008",
                                                                "22P02", "22023"):
         return ConstraintViolation(exc.args[0] if exc.args else "invalid value", code=sqlstate,

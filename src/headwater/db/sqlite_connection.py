@@ -3,6 +3,7 @@ errors become ``headwater.errors`` here."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +35,8 @@ def sqlite_error(exc: sqlite3.Error) -> HeadwaterError:
     if isinstance(exc, sqlite3.IntegrityError):
         cls, code = _SQLITE_CONSTRAINT.get(getattr(exc, "sqlite_errorname", ""),
                                            (ConstraintViolation, "23514"))
+        if code == "23514":
+            text = _check_message(text)
         return cls(text, code=code)
     if "interrupted" in text:
         return Timeout("canceling statement due to statement timeout")
@@ -46,6 +49,17 @@ def sqlite_error(exc: sqlite3.Error) -> HeadwaterError:
     return DatabaseError("Database error")
 
 
+def _check_message(text: str) -> str:
+    """SQLite's "CHECK constraint failed: <name or expression>" in PostgreSQL's words; the
+    expression text of an unnamed constraint is not echoed (it may describe columns and
+    values the caller may not read)."""
+    name = text.partition("CHECK constraint failed: ")[2]
+    if _NAME.fullmatch(name):
+        return f'new row violates check constraint "{name}"'
+    return "new row violates a check constraint"
+
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
 _SET_TAG = f"UPDATE {TAG_TABLE} SET principal = ?1, txid = ?2, tbl = ?3, op = ?4"
 UNKNOWN_TAG = object()
 _SQLITE_TOO_COMPLEX = frozenset({"parser stack overflow", "Expression tree is too large "

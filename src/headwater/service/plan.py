@@ -59,6 +59,7 @@ from headwater.model.request import (
     SelectItem,
 )
 from headwater.model.values import TEXT_FORMS, from_hex, from_text, is_hex, sqlite_number
+from headwater.service.policy import unknown_column
 
 if TYPE_CHECKING:
     from headwater.model.principal import Action
@@ -163,15 +164,6 @@ class _Planner:
         #: True while planning a policy's own filter (it may name any column).
         self.trusted = False
 
-    def allowed(self, table: Table, name: str) -> None:
-        """A column the request names: it must be one the caller's policies let it use."""
-        if self.access is None or self.trusted:
-            return
-        cols = self.access.filterable(table.name, self.action)
-        if cols is not None and name not in cols:
-            raise self.access.forbidden(f"permission denied for column {name} of table "
-                                        f"{table.name}")
-
     def policy_cond(self, table: Table, pred: Predicate | None) -> list[Cond]:
         if pred is None:
             return []
@@ -197,10 +189,17 @@ class _Planner:
         return name
 
     def column(self, table: Table, name: str) -> Column:
+        """A column the request names (to select, filter or order on, for any action): it
+        must exist and be one the caller may read; one it may not read answers exactly as
+        an unknown one, suggestions included, so that neither its existence nor (through
+        what a write's filter matches) its values can be learnt."""
         col = table.columns.get(name)
-        if col is None:
-            raise UnknownColumn(f"column {table.name}.{name} does not exist",
-                                hint=_suggest(name, table.columns))
+        readable = None
+        if self.access is not None and not self.trusted:
+            readable = self.access.readable(table.name)
+        if col is None or (readable is not None and name not in readable):
+            raise unknown_column(table.name, name, table.columns if readable is None else
+                                 (c for c in table.columns if c in readable))
         return col
 
     def node(self, table: Table, select: Sequence[SelectItem], path: Path, *,
@@ -220,10 +219,6 @@ class _Planner:
                                    (o for o in _star(table) if o.column in rule.columns))
                 else:
                     col = self.column(table, item.name)
-                    if rule is not None and not rule.allows(col.name):
-                        assert self.access is not None
-                        raise self.access.forbidden(f"permission denied for column {col.name} "
-                                                    f"of table {table.name}")
                     outputs.append(OutputColumn(item.alias or col.name, col.name, col.kind))
             else:
                 child = self.embed(table, item, (*path, item.key), alias)
@@ -255,7 +250,6 @@ class _Planner:
 
     def order_by(self, table: Table, term: OrderTerm) -> OrderBy:
         self.column(table, term.column)
-        self.allowed(table, term.column)
         self.plain(table, term.column)
         return OrderBy(term.column, term.desc, term.nulls)
 
@@ -266,7 +260,6 @@ class _Planner:
         if pred.column in embeds and pred.column not in table.columns:
             return self.embed_null_filter(pred, embeds[pred.column])
         col = self.column(table, pred.column)
-        self.allowed(table, col.name)
         self.plain(table, col.name)
         if pred.op == "is":
             assert isinstance(pred.value, str)

@@ -20,16 +20,18 @@ do: their row filters are OR-ed and their column lists united.
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from headwater.errors import Forbidden, HeadwaterError, SettingsError
+from headwater.errors import Forbidden, HeadwaterError, SettingsError, UnknownColumn
 from headwater.model.grammar import RESERVED, parse_filter, parse_logic, split_query_string
 from headwater.model.principal import ACTIONS, Action, Principal
-from headwater.model.request import Condition, Logic, Predicate
+from headwater.model.request import Condition, Logic, Predicate, Preferences
 from headwater.settings_file import PolicySpec, SecuritySettings
 
 _PLACEHOLDER = re.compile(r"^\{claims\.([A-Za-z0-9_\-]+(?:\.[A-Za-z0-9_\-]+)*)\}$")
@@ -152,6 +154,16 @@ def forbidden(anonymous: bool, message: str, *, hint: str | None = None) -> Forb
     return Forbidden(message, status=401 if anonymous else 403, hint=hint)
 
 
+def unknown_column(table: str, name: str, names: Iterable[str]) -> UnknownColumn:
+    """The answer for a column that does not exist *or* that the caller may not read: the
+    two must be indistinguishable, so the hint is picked only among ``names`` (the columns
+    the caller may read), never among every column of the table."""
+    close = difflib.get_close_matches(name, list(names), n=1)
+    return UnknownColumn(f"column {table}.{name} does not exist",
+                         hint=f'Perhaps you meant to reference the column "{close[0]}".'
+                         if close else None)
+
+
 @dataclass(frozen=True, slots=True)
 class _Combined:
     """Every policy of one role for one table and action, not yet substituted."""
@@ -186,6 +198,13 @@ class PolicySet:
         self.enforced = security.enforced
         self.encrypted = security.encryption.columns
         self.anonymous_role = security.auth.anonymous_role
+        http = security.http
+        #: May every caller ask for ``Prefer: tx=rollback``? PostgREST's ``db-tx-end``; by
+        #: default only when nothing is enforced, since a write that is undone yet answers
+        #: what it matched is a free oracle on rows and columns.
+        self.tx_override = (not self.enforced if http.tx_end is None
+                            else http.tx_end == "commit-allow-override")
+        self.tx_override_roles = frozenset(http.tx_override_roles)
         self._entries: dict[tuple[str, str, Action], list[_Entry]] = {}
         self._rpc: dict[str, set[str]] = {}
         self._claims: dict[str, frozenset[str]] = {}
@@ -309,28 +328,47 @@ class Access:
         if rule.columns is None:
             return
         denied = sorted(n for n in names if n not in rule.columns)
+        if denied and action == "select":
+            # A column it may not read answers as one that does not exist (issue 16).
+            raise unknown_column(table, denied[0], sorted(rule.columns))
         if denied:
             raise self.forbidden(
                 f"permission denied for column {denied[0]} of table {table}",
                 hint=f"the role {self.principal.role!r} may {action} only: "
                      + ", ".join(sorted(rule.columns)))
 
-    def filterable(self, table: str, action: Action) -> frozenset[str] | None:
-        """Columns a filter or order may name: what the caller may read of the table, and
-        for writes also the columns it may write."""
+    def readable(self, table: str) -> frozenset[str] | None:
+        """Columns of ``table`` the caller may read, and so filter, order and get back, for
+        every action (None = all): a write's filters would otherwise tell, by what they
+        match, the values of columns it may not read. No select policy: ``Forbidden``."""
         if not self.policies.enforced:
             return None
-        sets: list[frozenset[str] | None] = []
-        for a in ("select", action) if action != "select" else ("select",):
-            if self.may(table, a):
-                sets.append(self.rule(table, a).columns)
-        if any(s is None for s in sets):
-            return None
-        out: set[str] = set()
-        for s in sets:
-            assert s is not None
-            out |= s
-        return frozenset(out)
+        if not self.may(table, "select"):
+            raise self.forbidden(
+                f"permission denied for table {table}",
+                hint=f"filtering, ordering or returning columns of {table} needs a select "
+                     f"policy for the role {self.principal.role!r}")
+        return self.rule(table, "select").columns
+
+    def filterable(self, table: str, action: Action) -> frozenset[str] | None:
+        """Columns a filter or order may name, whatever the action: what the caller may read
+        (empty without a select policy; None = all)."""
+        if self.policies.enforced and not self.may(table, "select"):
+            return frozenset()
+        return self.readable(table)
+
+    @property
+    def may_roll_back(self) -> bool:
+        """May this caller's ``Prefer: tx=rollback`` be honoured (``[http] tx_end``)?"""
+        p = self.policies
+        return p.tx_override or self.principal.role in p.tx_override_roles
+
+    def preferences(self, prefer: Preferences) -> Preferences:
+        """``prefer`` without what the settings do not let this caller ask for; as in
+        PostgREST, a preference that is not allowed is ignored (and not applied)."""
+        if prefer.tx == "rollback" and not self.may_roll_back:
+            return dataclasses.replace(prefer, tx=None)
+        return prefer
 
     def may_call(self, rpc: str) -> None:
         if self.policies.enforced and not self.policies.may_call(self.principal.role, rpc):
@@ -356,4 +394,4 @@ def values_text(value: Any) -> str:
 
 
 __all__ = ["ACTIONS", "Access", "PolicySet", "Rule", "claim", "forbidden", "key_filter",
-           "parse_rows"]
+           "parse_rows", "unknown_column"]

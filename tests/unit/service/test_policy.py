@@ -7,12 +7,12 @@ from types import MappingProxyType
 import pytest
 
 from headwater.db.sql import compile_read
-from headwater.errors import EncryptedColumn, Forbidden, SettingsError
+from headwater.errors import EncryptedColumn, Forbidden, SettingsError, UnknownColumn
 from headwater.model.catalog import Catalog, Column, Table
 from headwater.model.grammar import parse_query
 from headwater.model.principal import Principal
 from headwater.model.request import ApiRequest, Condition, Logic
-from headwater.service.plan import plan_read
+from headwater.service.plan import plan_mutation, plan_read
 from headwater.service.policy import PolicySet, parse_rows
 from headwater.settings_file import parse_security
 
@@ -67,15 +67,16 @@ def test_claims_become_bound_values_never_sql() -> None:
         read("select=id", Principal("customer", {"sub": "1&or=(id.gt.0)", "tier": "a"}), ps)
 
 
-def test_star_expands_to_allowed_columns_and_forbidden_ones_refuse() -> None:
+def test_star_expands_to_allowed_columns_and_hidden_ones_are_unknown() -> None:
     ps = policies(CUSTOMER)
     who = Principal("customer", {"sub": "1"})
     plan = read("", who, ps)
     assert [o.key for o in plan.root.outputs] == ["id", "status", "note"]
     for q in ("select=customer_id", "customer_id=eq.1", "order=customer_id"):
-        with pytest.raises(Forbidden) as exc:
+        with pytest.raises(UnknownColumn) as unknown:
             read(q, who, ps)
-        assert exc.value.status == 403
+        assert unknown.value.message == "column orders.customer_id does not exist"
+        assert unknown.value.hint is None  # never a hidden column as a suggestion
     with pytest.raises(Forbidden) as exc:
         read("", Principal("anon"), ps, anonymous=True)
     assert exc.value.status == 401
@@ -155,3 +156,67 @@ def test_key_filter_for_written_rows() -> None:
     assert both == Logic("or", (Logic("and", (Condition("a", "eq", "1"),
                                               Condition("b", "eq", "true"))),))
     assert parse_rows("a=eq.1", "w").preds == (Condition("a", "eq", "1"),)
+
+
+WRITER = """
+[[policy]]
+role = "clerk"
+table = "orders"
+actions = ["select"]
+columns = ["id", "status"]
+[[policy]]
+role = "clerk"
+table = "orders"
+actions = ["update", "delete"]
+rows = "id=gt.0"
+[[policy]]
+role = "deleter"
+table = "orders"
+actions = ["delete"]
+"""
+
+
+def mutation(query: str, principal: Principal, ps: PolicySet):  # type: ignore[no-untyped-def]
+    from headwater.model.grammar import split_query_string
+
+    api = ApiRequest("DELETE", "orders", parse_query(split_query_string(query)))
+    return plan_mutation(CATALOG, api, "delete", access=ps.access(principal, anonymous=False))
+
+
+def test_write_filters_name_only_readable_columns() -> None:
+    """A delete policy without columns does not open the other columns to filters: what a
+    write matches would tell their values (issue 16, item 3)."""
+    ps = policies(WRITER)
+    clerk = Principal("clerk")
+    mutation("id=eq.1&status=eq.paid&order=status&limit=1", clerk, ps)
+    for q in ("note=like.a*", "customer_id=eq.1", "or=(note.eq.x,id.eq.1)", "order=note",
+              "notes=eq.x"):
+        with pytest.raises(UnknownColumn) as unknown:
+            mutation(q, clerk, ps)
+        assert "note" not in (unknown.value.hint or ""), q
+    # the policy's own filter may name any column
+    assert mutation("", clerk, ps).shape.where
+    # no select policy: the table's columns cannot be named at all
+    with pytest.raises(Forbidden, match="permission denied for table orders"):
+        mutation("id=eq.1", Principal("deleter"), ps)
+    mutation("", Principal("deleter"), ps)
+
+
+@pytest.mark.parametrize(("http", "role", "honoured"), [
+    ("", "clerk", False),                                       # policies: off by default
+    ('tx_end = "commit-allow-override"', "clerk", True),
+    ('tx_end = "commit"\ntx_override_roles = ["clerk"]', "clerk", True),
+    ('tx_override_roles = ["clerk"]', "deleter", False),
+])
+def test_tx_rollback_follows_tx_end(http: str, role: str, honoured: bool) -> None:
+    from headwater.model.request import Preferences
+
+    ps = policies(WRITER + "[http]\n" + http + "\n")
+    access = ps.access(Principal(role), anonymous=False)
+    assert access.may_roll_back is honoured
+    got = access.preferences(Preferences(tx="rollback", returning="minimal"))
+    assert got == Preferences(tx="rollback" if honoured else None, returning="minimal")
+    # nothing enforced: honoured, as PostgREST's default is for a single-user setup
+    assert policies("").access(Principal(), anonymous=True).may_roll_back
+    with pytest.raises(SettingsError, match="tx_end"):
+        policies('[http]\ntx_end = "rollback"\n')
