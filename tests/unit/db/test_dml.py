@@ -373,9 +373,11 @@ def test_guarded_merge_puts_the_update_policy_in_the_statement(dialect: Dialect)
         assert 'WHERE t0."qty" > $3 AND t0."qty" > $4 RETURNING ' in sql
     else:
         assert 'WHERE "items"."qty" > ?2 AND "items"."qty" > ?3 RETURNING ' in sql
-    # nothing to update, or not a merge: no WHERE, nothing to count
-    assert not _guarded(("id",), ((1,),)).guarded
-    assert "WHERE" not in compile_insert(dialect, None, _guarded(("id",), ((1,),)).shape)
+    # a body of only the key updates it to itself (as PostgREST): guarded like any merge
+    key_only = _guarded(("id",), ((1,),))
+    assert key_only.guarded
+    assert "WHERE" in compile_insert(dialect, None, key_only.shape)
+    # not a merge: no WHERE, nothing to count
     assert not insert(("id", "sku"), ((1, "a"),), resolution="merge").guarded
 
 
