@@ -30,6 +30,8 @@ _PG_CONFLICT = frozenset({"23505", "23503", "23P01"})
 #: errors (a connection whose protocol is confused must fail as unavailable, not as a 500).
 _PG_ERRORS = (asyncpg.PostgresError, OSError, asyncpg.InterfaceError,
               asyncpg.exceptions.InternalClientError)
+#: ... and, once a statement is on its way, our own command timeout.
+_STATEMENT_ERRORS = (*_PG_ERRORS, TimeoutError)
 
 
 def _pg_error(exc: BaseException) -> HeadwaterError:
@@ -66,6 +68,12 @@ def _pg_error(exc: BaseException) -> HeadwaterError:
         return InvalidValue(str(exc).split("\n")[0], code=sqlstate)
     if isinstance(exc, (asyncpg.exceptions.InsufficientPrivilegeError,)):
         return RequestError("permission denied", code="42501", status=403)
+    if isinstance(exc, asyncpg.PostgresError) and sqlstate and sqlstate[:2] == "42":
+        # The statement's text was refused (syntax, an unknown name): the request's doing,
+        # since every name was looked up in the catalog. PostgreSQL's message would quote
+        # our SQL: say only what kind of error it was.
+        return RequestError("the database could not run the statement for this request",
+                            code=sqlstate, details=None)
     if isinstance(exc, (OSError, asyncio.TimeoutError, asyncpg.InterfaceError,
                         asyncpg.exceptions.InternalClientError,
                         asyncpg.exceptions.ConnectionDoesNotExistError,
@@ -77,6 +85,46 @@ def _pg_error(exc: BaseException) -> HeadwaterError:
     return DatabaseError("Database error", details=f"{type(exc).__name__}: {exc}"[:300])
 
 
+def _statement_error(exc: BaseException, conn: Any) -> HeadwaterError:
+    """An error raised by a statement on a connection we hold (the connection was made and
+    the statement sent). What the statement's own text or values caused is the request's
+    doing, not the database's: it is never retried and never counts toward the breaker
+    (else a few hostile requests open it for everyone). Only a connection that is gone,
+    or a server that is shutting down, is unavailability."""
+    if (isinstance(exc, asyncpg.exceptions.ProtocolViolationError)
+            and getattr(exc, "severity", None) == "ERROR"):
+        # 08P01 as an ERROR (not FATAL) answers one message we sent, e.g. a NUL in its text;
+        # the session goes on. (A FATAL one is the connection failing: unavailable.)
+        return RequestError("the database refused the text of this request's statement",
+                            code="08P01", details=None)
+    if isinstance(exc, asyncpg.exceptions._base.DataError):  # the client-side one
+        # asyncpg could not encode an argument: the value is wrong, nothing was run.
+        return InvalidValue(str(exc).split("\n")[0][:200], code="22P02")
+    if isinstance(exc, TimeoutError):
+        # Our own command timeout (statement_timeout + 1 s) fired first, e.g. PostgreSQL was
+        # blocked sending a huge result: the statement was too expensive, the server is up.
+        # One 504, like the statement timeout; the connection is dropped (``_acquire``).
+        return Timeout("canceling statement due to statement timeout",
+                       details="the statement ran past the statement timeout")
+    if (isinstance(exc, (asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError))
+            and not conn.is_closed()):
+        # The driver refused the statement on a connection that is still open (its
+        # arguments, its text): a fault of this statement, not of the database.
+        return DatabaseError("Database error", details=f"{type(exc).__name__}: {exc}"[:300])
+    return _pg_error(exc)
+
+
+def _suspect(exc: BaseException) -> bool:
+    """After this error, may the connection be handed out again? Not after a failure of the
+    connection, nor when the driver or our timeout left it mid-statement: the next request
+    would fail too, or worse, with "another operation is in progress" (a 500)."""
+    if isinstance(exc, DatabaseUnavailable):
+        return True
+    return isinstance(exc.__cause__, (TimeoutError, asyncpg.InterfaceError,
+                                      asyncpg.exceptions.InternalClientError,
+                                      asyncpg.exceptions.ProtocolViolationError))
+
+
 class _PgSnapshot(Snapshot):
     def __init__(self, conn: Any, hook: QueryHook) -> None:
         self.conn = conn
@@ -86,8 +134,8 @@ class _PgSnapshot(Snapshot):
         self.hook()
         try:
             row = await self.conn.fetchrow(sql, *params)
-        except _PG_ERRORS as exc:
-            raise _pg_error(exc) from exc
+        except _STATEMENT_ERRORS as exc:
+            raise _statement_error(exc, self.conn) from exc
         assert row is not None
         return tuple(row)
 
@@ -104,8 +152,8 @@ class _PgSnapshot(Snapshot):
                     batch = []
             if batch:
                 yield batch
-        except _PG_ERRORS as exc:
-            raise _pg_error(exc) from exc
+        except _STATEMENT_ERRORS as exc:
+            raise _statement_error(exc, self.conn) from exc
 
 
 class _PgTransaction(Transaction):
@@ -125,8 +173,8 @@ class _PgTransaction(Transaction):
             assert self.sent == 1, "a single-statement transaction ran a second statement"
         try:
             return [tuple(r) for r in await self.conn.fetch(sql, *params)]
-        except _PG_ERRORS as exc:
-            raise _pg_error(exc) from exc
+        except _STATEMENT_ERRORS as exc:
+            raise _statement_error(exc, self.conn) from exc
 
 
 async def _no_reset(conn: Any) -> None:
@@ -197,13 +245,11 @@ class PostgresDatabase(Database):
                     raise err from exc
                 try:
                     yield conn
-                except DatabaseUnavailable:
-                    # A connection error (the server shutting down, a confused protocol):
-                    # handed out again, the connection would fail the next request too, or
-                    # worse, with "another operation is in progress" (a 500). The pool opens
-                    # a new one.
-                    with contextlib.suppress(asyncpg.InterfaceError):  # already let go of
-                        conn.terminate()
+                except HeadwaterError as exc:
+                    if _suspect(exc):
+                        # The pool opens a new connection in its place.
+                        with contextlib.suppress(asyncpg.InterfaceError):  # already let go of
+                            conn.terminate()
                     raise
         finally:
             if conn is not None:
@@ -215,8 +261,8 @@ class PostgresDatabase(Database):
         async with self._acquire() as conn:
             try:
                 row = await conn.fetchrow(sql, *params)
-            except _PG_ERRORS as exc:
-                raise _pg_error(exc) from exc
+            except _STATEMENT_ERRORS as exc:
+                raise _statement_error(exc, conn) from exc
         assert row is not None
         return tuple(row)
 
@@ -226,12 +272,12 @@ class PostgresDatabase(Database):
             try:
                 tx = conn.transaction(isolation="repeatable_read", readonly=True)
                 await tx.start()
-            except _PG_ERRORS as exc:
-                raise _pg_error(exc) from exc
+            except _STATEMENT_ERRORS as exc:
+                raise _statement_error(exc, conn) from exc
             try:
                 yield _PgSnapshot(conn, self._on_query)
             finally:
-                with contextlib.suppress(*_PG_ERRORS):
+                with contextlib.suppress(*_STATEMENT_ERRORS):
                     await tx.rollback()
 
     @contextlib.asynccontextmanager
@@ -245,18 +291,18 @@ class PostgresDatabase(Database):
             tx = conn.transaction()
             try:
                 await tx.start()
-            except _PG_ERRORS as exc:
-                raise _pg_error(exc) from exc
+            except _STATEMENT_ERRORS as exc:
+                raise _statement_error(exc, conn) from exc
             try:
                 yield _PgTransaction(conn, self._on_query)
             except BaseException:
-                with contextlib.suppress(*_PG_ERRORS):
+                with contextlib.suppress(*_STATEMENT_ERRORS):
                     await tx.rollback()
                 raise
             try:
                 await (tx.rollback() if rollback else tx.commit())
-            except _PG_ERRORS as exc:
-                raise _pg_error(exc) from exc
+            except _STATEMENT_ERRORS as exc:
+                raise _statement_error(exc, conn) from exc
 
     async def ping(self) -> None:
         await self.fetchrow("SELECT 1", ())

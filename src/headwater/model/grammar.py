@@ -36,12 +36,32 @@ RESERVED = frozenset({"select", "order", "limit", "offset", "on_conflict", "colu
 #: recursion here or an expression too large for the database.
 MAX_DEPTH = 32
 MAX_CONDITIONS = 500
+#: Order terms in one request, all paths together (SQLite refuses more than 2,000 in one
+#: statement; nobody sorts by more than a handful of columns).
+MAX_ORDER_TERMS = 100
+
+#: Characters no identifier may hold: C0 and C1 controls (PostgreSQL cannot take a NUL in a
+#: statement's text at all) and lone surrogates (not encodable as UTF-8).
+_BAD_NAME_CHAR = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 # Characters that end a bare name inside select/logic expressions.
 _NAME_STOP = set(",()!:.\"")
 
 
 # --- the scanner ------------------------------------------------------------------------------
+
+def check_name(name: str, what: str) -> str:
+    """``name`` as given, or a ``ParseError`` when it holds a character no database takes in
+    an identifier; such a name must never reach the database (a NUL there is a protocol
+    error on PostgreSQL and a 500 on SQLite)."""
+    bad = _BAD_NAME_CHAR.search(name)
+    if bad is not None:
+        raise ParseError(
+            f'"failed to parse {what}": a name may not contain control characters',
+            details=f"{name[:40]!r} holds U+{ord(bad[0]):04X} at position {bad.start() + 1}",
+            hint="names are printable text; percent-encode only printable characters")
+    return name
+
 
 class _Scanner:
     """A cursor over one parameter value, with errors that point at the offending spot."""
@@ -86,9 +106,10 @@ class _Scanner:
         return self.pos >= len(self.text)
 
     def name(self) -> str:
-        """A bare identifier, or a double-quoted one (``""`` not allowed)."""
+        """A bare identifier, or a double-quoted one (``""`` not allowed); never one with a
+        control character in it (``check_name``)."""
         if self.peek('"'):
-            return self.quoted()
+            return check_name(self.quoted(), self.what)
         start = self.pos
         text = self.text
         while self.pos < len(text) and text[self.pos] not in _NAME_STOP:
@@ -96,7 +117,7 @@ class _Scanner:
         out = text[start:self.pos].strip()
         if not out:
             raise self.error("a name")
-        return out
+        return check_name(out, self.what)
 
     def quoted(self) -> str:
         self.expect('"')
@@ -375,7 +396,7 @@ def parse_order(text: str) -> tuple[OrderTerm, ...]:
                              details=f"unexpected \"{raw}\" expecting column[.asc|.desc]"
                                      "[.nullsfirst|.nullslast]")
         nulls = m["nulls"]
-        terms.append(OrderTerm(m["col"], m["dir"] == "desc",
+        terms.append(OrderTerm(check_name(m["col"], "order"), m["dir"] == "desc",
                                None if nulls is None else ("first" if nulls == "nullsfirst"
                                                            else "last")))
     return tuple(terms)
@@ -413,6 +434,7 @@ def _non_negative(key: str, text: str) -> int:
 
 def _split_key(key: str) -> tuple[Path, str]:
     """``customers.order_items.quantity`` → ((customers, order_items), quantity)."""
+    check_name(key, "parameter name")
     if "." not in key:
         if not key:
             raise ParseError("bad parameter name ''")
@@ -460,6 +482,9 @@ def parse_query(pairs: Iterable[tuple[str, str]]) -> Query:
     if sum(_conditions(p) for preds in where.values() for p in preds) > MAX_CONDITIONS:
         raise ParseError(f"too many filter conditions (at most {MAX_CONDITIONS})",
                          hint="use in.(...) for long lists of values")
+    if sum(len(terms) for terms in order.values()) > MAX_ORDER_TERMS:
+        raise ParseError(f"too many order terms (at most {MAX_ORDER_TERMS})",
+                         details=f"{sum(len(t) for t in order.values())} terms in order=")
     return Query(select=select, where={k: tuple(v) for k, v in where.items()}, order=order,
                  limit=limit, offset=offset, on_conflict=on_conflict, columns=columns)
 

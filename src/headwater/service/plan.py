@@ -65,6 +65,10 @@ if TYPE_CHECKING:
     from headwater.model.principal import Action
     from headwater.service.policy import Access, Rule
 
+#: PostgreSQL's NAMEDATALEN - 1: longer identifiers (aliases too) are truncated.
+PG_MAX_IDENTIFIER_BYTES = 63
+
+
 @functools.lru_cache(maxsize=1024)
 def _star(table: Table) -> tuple[OutputColumn, ...]:
     """``select=*`` for a table; the catalog is immutable, so this is computed once."""
@@ -188,6 +192,16 @@ class _Planner:
         self.aliases += 1
         return name
 
+    def key(self, alias: str | None) -> None:
+        """An alias the request gives an output key: PostgreSQL would silently truncate one
+        longer than its identifier limit, and the response's keys would not be the request's.
+        """
+        if (alias is not None and self.catalog.dialect == "postgresql"
+                and len(alias.encode()) > PG_MAX_IDENTIFIER_BYTES):
+            raise ParseError(f"alias too long: at most {PG_MAX_IDENTIFIER_BYTES} bytes",
+                             details=f"{alias[:20]!r}... is {len(alias.encode())} bytes",
+                             hint="use a shorter alias")
+
     def column(self, table: Table, name: str) -> Column:
         """A column the request names (to select, filter or order on, for any action): it
         must exist and be one the caller may read; one it may not read answers exactly as
@@ -219,8 +233,10 @@ class _Planner:
                                    (o for o in _star(table) if o.column in rule.columns))
                 else:
                     col = self.column(table, item.name)
+                    self.key(item.alias)
                     outputs.append(OutputColumn(item.alias or col.name, col.name, col.kind))
             else:
+                self.key(item.alias)
                 child = self.embed(table, item, (*path, item.key), alias)
                 embeds[item.key] = child
                 outputs.append(OutputEmbed(item.key, child))

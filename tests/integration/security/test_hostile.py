@@ -235,6 +235,40 @@ def test_bodies(hostile: tuple[str, str]) -> None:
     print(f"body corpus: {tally.counts}")
 
 
+#: Every position where the query string names something, ``{}`` the name (issue 16).
+NAME_POSITIONS = [
+    "select={}", "select={}:id", "select=id,{}:customers(id)", "select=id,customers({})",
+    "select=id,c:customers({}:id)", "select=id,customers!{}(id)", "select=%22{}%22",
+    "{}=eq.1", "select=id,customers(id)&customers.{}=eq.1", "order={}", "order=id,{}.desc",
+    "select=id,customers(id)&customers.order={}", "or=({}.eq.1)", "and=(id.eq.1,or({}.is.null))",
+    "on_conflict={}", "columns={}", "{}.limit=1",
+]
+CONTROL_CHARS = ["%00", "%01", "%09", "%0A", "%0D", "%1B", "%1F", "%7F", "%C2%85", "%C2%9F"]
+
+
+def test_control_characters_in_every_name_position(hostile: tuple[str, str]) -> None:
+    base, db = hostile
+    before = checksum(db)
+    tally = Tally()
+    with httpx.Client(base_url=base, timeout=30) as c:
+        for table in ("orders", "hw_canary"):
+            for position in NAME_POSITIONS:
+                for ch in CONTROL_CHARS:
+                    query = position.replace("{}", f"na{ch}me")
+                    r = _send(c, tally, "GET", f"/{table}?{query}")
+                    assert r.status_code == 400, (query, r.text)
+                    for method in ("DELETE", "PATCH"):
+                        r = _send(c, tally, method, f"/{table}?{query}&id=eq.-1",
+                                  json={"secret": "x"} if method == "PATCH" else None)
+                        assert 400 <= r.status_code < 500, (method, query, r.text)
+                r = _send(c, tally, "POST", f"/{table}?{position.replace('{}', 'a%00b')}",
+                          json={"id": 99})
+                assert 400 <= r.status_code < 500, (position, r.text)
+        assert c.get("/orders?limit=1").status_code == 200
+    assert checksum(db) == before
+    print(tally.counts)
+
+
 def test_nothing_ran(hostile: tuple[str, str]) -> None:
     _, db = hostile
     assert oracle.rows(db, "SELECT secret FROM hw_canary") == [("still here",)]

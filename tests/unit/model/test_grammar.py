@@ -82,11 +82,55 @@ def test_prefer_and_accept_and_range() -> None:
     assert g.parse_range("nonsense") is None
 
 
+#: Every position of the query string where a name (an identifier) goes, as
+#: (key, value) templates around ``{}``.
+IDENTIFIER_POSITIONS = [
+    ("select", "{}"), ("select", "{}:id"), ("select", "id,x:{}"), ("select", '"{}"'),
+    ("select", "customers({})"), ("select", "{}:customers(id)"), ("select", "{}(id)"),
+    ("select", "customers!{}(id)"), ("select", "id,customers(id,{}:name)"),
+    ("select", "customers(orders({}))"), ("{}", "eq.1"), ("customers.{}", "eq.1"),
+    ("{}.order", "id"), ("{}.limit", "1"), ("order", "{}"), ("order", "id,{}.desc"),
+    ("order", "{}.asc.nullslast"), ("customers.order", "{}"), ("or", "({}.eq.1)"),
+    ("and", "(id.eq.1,or({}.is.null))"), ("not.or", '("{}".eq.1)'),
+    ("customers.or", "({}.in.(1,2))"), ("on_conflict", "{}"), ("on_conflict", "id,{}"),
+    ("columns", "{}"), ("columns", 'id,"{}"'),
+]
+CONTROLS = ["\x00", "\x01", "\x08", "\x09", "\x0a", "\x0d", "\x1b", "\x1f", "\x7f",
+            "\x85", "\x9f", "\ud800"]
+
+
+def _fill(template: tuple[str, str], name: str) -> list[tuple[str, str]]:
+    key, value = template
+    return [(key.replace("{}", name), value.replace("{}", name))]
+
+
+@pytest.mark.parametrize("template", IDENTIFIER_POSITIONS, ids="|".join)
+def test_control_characters_in_names_are_refused(template: tuple[str, str]) -> None:
+    g.parse_query(_fill(template, "name"))  # the position itself parses
+    for ch in CONTROLS:
+        with pytest.raises(ParseError) as info:
+            g.parse_query(_fill(template, f"na{ch}me"))
+        assert info.value.code == "PGRST100"
+        assert "control characters" in info.value.message
+        assert f"U+{ord(ch):04X}" in str(info.value.details)
+
+
+def test_order_terms_are_bounded() -> None:
+    assert len(g.parse_query([("order", ",".join(["id"] * g.MAX_ORDER_TERMS))]).order[()]) \
+        == g.MAX_ORDER_TERMS
+    with pytest.raises(ParseError, match="too many order terms"):
+        g.parse_query([("order", ",".join(["id"] * 2100))])
+    with pytest.raises(ParseError, match="too many order terms"):
+        g.parse_query([("order", ",".join(["id"] * 60)), ("x.order", ",".join(["id"] * 60))])
+
+
 # --- properties -------------------------------------------------------------------------------
 
 ident = st.text(string.ascii_letters + string.digits + "_", min_size=1, max_size=12).filter(
     lambda s: s not in g.RESERVED and s not in ("not", "inner", "left"))
-any_name = st.text(st.characters(codec="utf-8"), min_size=1, max_size=12).filter(
+#: A name the grammar takes: anything printable (control characters are refused, below).
+any_name = st.text(st.characters(codec="utf-8", exclude_categories=["Cc"]), min_size=1,
+                   max_size=12).filter(
     lambda s: s.strip() != "" and s not in ("inner", "left"))
 text = st.text(st.characters(codec="utf-8"), max_size=15)
 
@@ -167,3 +211,19 @@ def test_parsers_raise_only_our_errors(key: str, value: str) -> None:
                lambda: g.parse_accept(value), lambda: g.parse_range(value)):
         with contextlib.suppress(HeadwaterError):
             fn()
+
+
+#: A name with a control character (or a lone surrogate) inside it: around it, text that
+#: stays one name in every position (no separators, quotes or spaces).
+_plain = st.text(st.characters(codec="utf-8", exclude_categories=("Cc", "Z"),
+                               exclude_characters=',()!:."\\*'), min_size=1, max_size=8)
+_control = st.characters(categories=("Cc", "Cs"))
+bad_names = st.builds(lambda a, c, b: a + c + b, _plain, _control, _plain)
+
+
+@settings(max_examples=500)
+@given(st.sampled_from(IDENTIFIER_POSITIONS), bad_names)
+def test_control_character_in_any_name_is_a_parse_error(template: tuple[str, str],
+                                                        name: str) -> None:
+    with pytest.raises(ParseError):
+        g.parse_query(_fill(template, name))
