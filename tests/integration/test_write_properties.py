@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import Served
@@ -46,6 +46,10 @@ INVALID = [
     ("name", None), ("colour", "red"), ("weight_kg", "heavy"), ("sku", None), ("price", True),
     ("attributes", {"k": "nul\x00"}),
 ]
+#: Refused on PostgreSQL only: SQLite stores a value of another type as it is given (flexible
+#: typing, as sqlite3 does; tests/integration/test_sqlite_files.py checks what it stores).
+TYPE_ONLY = {("price", "abc"), ("in_stock", "maybe"), ("released_on", "2024-13-45"),
+             ("weight_kg", "heavy")}
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +80,7 @@ def test_valid_bodies_are_stored_exactly(client: httpx.Client, body: dict[str, A
 @given(products(), st.sampled_from(INVALID))
 def test_invalid_bodies_change_nothing(client: httpx.Client, served_rw: Served,
                                        body: dict[str, Any], bad: tuple[str, Any]) -> None:
+    assume(not (served_rw.dialect == "sqlite" and bad[0] != "attributes" and bad in TYPE_ONLY))
     before = oracle.rows(served_rw.database_url, "SELECT count(*), max(id) FROM products")
     r = client.post("/products", json={**body, bad[0]: bad[1]})
     assert 400 <= r.status_code < 500, r.text

@@ -77,3 +77,10 @@ def sqlite_number(text: str) -> int | float | None:
         f = float(text)
         return f if math.isfinite(f) else None
     return None
+
+
+def sqlite_overflows(text: str) -> bool:
+    """Would SQLite's NUMERIC affinity turn ``text`` into an infinite REAL (``1e999``)? No
+    JSON can carry that back, so such a value is refused rather than stored."""
+    s = text.strip()
+    return bool(_REAL.match(s) or _INTEGER.match(s)) and not math.isfinite(float(s))

@@ -19,7 +19,7 @@ from headwater.errors import InvalidBody
 from headwater.errors import InvalidField as _Bad
 from headwater.model.catalog import Column, ColumnKind, Table
 from headwater.model.plan import Value
-from headwater.model.values import TEXT_FORMS, from_hex, from_text, is_hex
+from headwater.model.values import TEXT_FORMS, from_hex, from_text, is_hex, sqlite_overflows
 
 Mode = Literal["insert", "update"]
 _FLOAT_MAX = decimal.Decimal("1.7976931348623157e308")
@@ -88,6 +88,9 @@ def _flexible(col: Column, value: Any) -> Value:
             raise
         if isinstance(value, str) and "\x00" in value:
             raise _Bad("text may not contain the NUL character", "22021") from None
+        if isinstance(value, str) and col.kind != "text" and sqlite_overflows(value):
+            raise _Bad(f"value {value[:40]} is out of range for type {col.db_type}",
+                       "22003") from None
         return value
 
 
