@@ -116,7 +116,7 @@ def test_breakers_notice_recovery_within_a_second(server: ServerProcess,
             pg_start()
             redis_start()
     fault_table.append(Row("5. Recovery: Redis, then PostgreSQL", 0, 0, 0, 0, 0, 0.0, 0.0,
-                           max(redis_back or 99, db_back or 99),
+                           round(max(redis_back or 99, db_back or 99), 2),
                            f"breaker closed {redis_back:.2f} s after Redis answered, "
                            f"{db_back:.2f} s after PostgreSQL did; first write "
                            f"{time.monotonic() - began:.2f} s" if redis_back and db_back
