@@ -111,6 +111,8 @@ class ConstraintViolation(RequestError):
     """The database refused the data (not-null, check, length, range): 400 as PostgREST."""
 
     code = "23514"
+    #: Names a failed CHECK's expression mentions (never sent: see ``service.writes``).
+    columns: tuple[str, ...] = ()
 
 
 class Conflict(RequestError):

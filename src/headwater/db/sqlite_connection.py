@@ -36,7 +36,12 @@ def sqlite_error(exc: sqlite3.Error) -> HeadwaterError:
         cls, code = _SQLITE_CONSTRAINT.get(getattr(exc, "sqlite_errorname", ""),
                                            (ConstraintViolation, "23514"))
         if code == "23514":
-            text = _check_message(text)
+            expression = text.partition("CHECK constraint failed: ")[2]
+            out = ConstraintViolation(_check_message(text), code=code)
+            # The names in the expression, kept off the wire: the writer tells the caller
+            # which of the columns it wrote the constraint concerns (``service.writes``).
+            out.columns = tuple(dict.fromkeys(_NAME.findall(expression)))
+            return out
         return cls(text, code=code)
     if "interrupted" in text:
         return Timeout("canceling statement due to statement timeout")

@@ -26,6 +26,7 @@ from headwater.db.dml import (
 )
 from headwater.db.sql import bind, compile_read
 from headwater.errors import (
+    ConstraintViolation,
     InvalidBody,
     InvalidWrite,
     ParseError,
@@ -83,11 +84,18 @@ class Writer:
 
     async def insert(self, request: ApiRequest, body: Sequence[Mapping[str, Any]], *,
                      from_csv: bool = False, put: bool = False) -> WriteResult:
-        return await self._committed(request, lambda: self._insert(request, body,
-                                                                   from_csv=from_csv, put=put))
+        try:
+            return await self._committed(request, lambda: self._insert(
+                request, body, from_csv=from_csv, put=put))
+        except ConstraintViolation as exc:
+            raise _on_fields(exc, {k for row in body for k in row}) from exc.__cause__
 
     async def update(self, request: ApiRequest, body: Any) -> WriteResult:
-        return await self._committed(request, lambda: self._update(request, body))
+        try:
+            return await self._committed(request, lambda: self._update(request, body))
+        except ConstraintViolation as exc:
+            raise _on_fields(exc, set(body) if isinstance(body, dict) else set()) from \
+                exc.__cause__
 
     async def delete(self, request: ApiRequest) -> WriteResult:
         return await self._committed(request, lambda: self._delete(request))
@@ -523,3 +531,13 @@ def _from_csv(table: Table, row: Mapping[str, Any]) -> dict[str, Any]:
         out[k] = v
     return out
 
+
+
+def _on_fields(exc: ConstraintViolation, written: set[str]) -> ConstraintViolation:
+    """A failed CHECK names, in ``details``, the columns the caller wrote that its expression
+    mentions (``price: violates a check constraint``), so a form can show the error on its
+    field; columns it did not write, which it may not be allowed to read, stay unnamed."""
+    named = [c for c in exc.columns if c in written]
+    if named and exc.details is None:
+        exc.details = "; ".join(f"{c}: violates a check constraint" for c in named)
+    return exc
