@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import signal
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,9 @@ from headwater.service.writes import Writer
 from headwater.settings_file import load_security
 
 __all__ = ["Headwater", "create_app", "create_app_from_env"]
+
+#: How old ``/-/ready``'s report may be before a probe starts a fresh check.
+READY_SECONDS = 1.0
 
 
 class Headwater:
@@ -103,6 +107,10 @@ class Headwater:
                        on_commit=self.on_commit)
         self._retry: asyncio.Task[None] | None = None
         self._db_started = False
+        #: The last readiness report, when it was made, and the check making the next one.
+        self._ready: dict[str, Any] | None = None
+        self._ready_at = -READY_SECONDS
+        self._ready_check: asyncio.Task[dict[str, Any]] | None = None
 
     def breaker(self, name: str, policy: BreakerPolicy | None = None) -> CircuitBreaker:
         def changed(dep: str, old: BreakerState, new: BreakerState) -> None:
@@ -200,6 +208,10 @@ class Headwater:
         return True
 
     async def close(self) -> None:
+        if self._ready_check is not None:
+            self._ready_check.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ready_check
         if self._retry is not None:
             self._retry.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -247,6 +259,28 @@ class Headwater:
             console_dir=self.console_dir())
 
     async def readiness(self) -> dict[str, Any]:
+        """The last report on the dependencies (``/-/ready``). One older than
+        ``READY_SECONDS`` starts a new check in the background, one at a time, so probes
+        (however many, from anyone) never cost a database round trip each; only the very
+        first waits for its check."""
+        check = self._ready_check
+        if (time.monotonic() - self._ready_at >= READY_SECONDS
+                and (check is None or check.done())):
+            check = self._ready_check = asyncio.create_task(self._check_readiness())
+        report = self._ready
+        if report is None and check is not None:
+            report = await asyncio.shield(check)
+        assert report is not None
+        # The breakers' states are in memory: always the current ones.
+        breakers = {name: b.state.name.lower() for name, b in self.breakers.items()}
+        return {**report, "checks": {**report["checks"], "breakers": breakers}}
+
+    async def _check_readiness(self) -> dict[str, Any]:
+        report = await self._readiness()
+        self._ready, self._ready_at = report, time.monotonic()
+        return report
+
+    async def _readiness(self) -> dict[str, Any]:
         checks: dict[str, Any] = {}
         try:
             await asyncio.wait_for(self.db.ping(), self.settings.connect_timeout)

@@ -103,7 +103,8 @@ class RateOverride:
 class RateLimitSettings:
     #: Per client address, before authentication.
     address: Rate | None = None
-    #: Failed authentications per client address; past it the address gets 429 at once.
+    #: Failed authentications per client address; past it, failing credentials get 429
+    #: (valid ones from the address are still served).
     failed_auth: Rate | None = None
     #: Per principal (token ``sub``, API key, or the address of an anonymous caller).
     principal: Rate | None = None
@@ -113,6 +114,9 @@ class RateLimitSettings:
     roles_total: Mapping[str, Rate] = field(default_factory=dict)
     overrides: tuple[RateOverride, ...] = ()
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    #: IPv6 clients are counted by their network of this prefix length: one host is usually
+    #: given a whole /64, and could otherwise take a fresh address for every request.
+    ipv6_prefix: int = 64
 
     @property
     def enabled(self) -> bool:
@@ -142,6 +146,11 @@ class HttpSettings:
     tx_end: TxEnd | None = None
     #: Roles whose ``Prefer: tx=rollback`` is honoured even when ``tx_end`` is "commit".
     tx_override_roles: tuple[str, ...] = ()
+    #: Once authentication is configured, ``/-/metrics`` and ``/-/stats`` answer only
+    #: principals of these roles, or a request bearing ``metrics_token``.
+    metrics_roles: tuple[str, ...] = ()
+    #: A bearer token for scrapers (``env:NAME`` allowed); "" = none.
+    metrics_token: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +203,7 @@ class _RateLimits(_Table, frozen=True):
     roles_total: dict[str, Any] = {}
     override: list[_Override] = []
     trusted_proxies: _Names = []
+    ipv6_prefix: Annotated[int, msgspec.Meta(ge=1, le=128)] = 64
 
 
 class _Encryption(_Table, frozen=True):
@@ -206,6 +216,8 @@ class _Http(_Table, frozen=True):
     cors_origins: _Names = []
     tx_end: TxEnd | None = None
     tx_override_roles: _Names = []
+    metrics_roles: _Names = []
+    metrics_token: str = ""
 
 
 class _File(_Table, frozen=True):
@@ -248,9 +260,7 @@ def parse_security(data: Mapping[str, Any], env: Mapping[str, str], *,
             policies=tuple(_policy(p, f"policy[{i}]") for i, p in enumerate(file.policy)),
             rate_limits=_rates(file.rate_limits),
             encryption=_encryption(file.encryption, env),
-            http=HttpSettings(cors_origins=_names(file.http.cors_origins),
-                              tx_end=file.http.tx_end,
-                              tx_override_roles=_names(file.http.tx_override_roles)),
+            http=_http(file.http, env),
             source=source,
         )
     except SettingsError as exc:
@@ -353,7 +363,16 @@ def _rates(written: Mapping[str, Any]) -> RateLimitSettings:
                              failed_auth=rate(d.failed_auth, "rate_limits.failed_auth"),
                              principal=rate(d.principal, "rate_limits.principal"),
                              roles=roles, roles_total=totals, overrides=overrides,
-                             trusted_proxies=tuple(proxies))
+                             trusted_proxies=tuple(proxies), ipv6_prefix=d.ipv6_prefix)
+
+
+def _http(h: _Http, env: Mapping[str, str]) -> HttpSettings:
+    token = secret(h.metrics_token, env, "http.metrics_token") if h.metrics_token else ""
+    if token and len(token) < 16:
+        raise SettingsError("http.metrics_token must be at least 16 characters long")
+    return HttpSettings(cors_origins=_names(h.cors_origins), tx_end=h.tx_end,
+                        tx_override_roles=_names(h.tx_override_roles),
+                        metrics_roles=_names(h.metrics_roles), metrics_token=token)
 
 
 def _encryption(e: _Encryption, env: Mapping[str, str]) -> EncryptionSettings:

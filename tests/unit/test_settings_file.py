@@ -145,6 +145,17 @@ def test_a_full_file_gives_the_same_objects_as_before() -> None:
     assert got.enforced and got.rate_limits.enabled
 
 
+def test_operator_endpoints_and_ipv6_settings() -> None:
+    text = ("[http]\nmetrics_roles = 'admin'\nmetrics_token = 'env:HW_M'\n"
+            "[rate_limits]\nipv6_prefix = 56\n")
+    got = parse_security(tomllib.loads(text), {"HW_M": "m" * 20})
+    assert got.http.metrics_roles == ("admin",)
+    assert got.http.metrics_token == "m" * 20
+    assert "m" * 20 not in repr(got)  # a secret is not logged with the settings
+    assert got.rate_limits.ipv6_prefix == 56
+    assert SecuritySettings().rate_limits.ipv6_prefix == 64
+
+
 def test_defaults() -> None:
     empty = parse_security({}, {})
     assert empty == SecuritySettings() and not empty.enforced
@@ -191,7 +202,13 @@ def error(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> str:
     ("[[rate_limits.override]]\ntable = 'orders'\n", "rate_limits.override[0].limit is required"),
     ("[encryption]\nkeys = { k1 = 3 }\n", "encryption.keys.k1: 3 is not a string"),
     ("[http]\ncors = []\n", "http: unknown key 'cors' (allowed: cors_origins, tx_end, "
-                              "tx_override_roles)"),
+                              "tx_override_roles, metrics_roles, metrics_token)"),
+    ("[rate_limits]\nipv6_prefix = 0\n",
+     "rate_limits.ipv6_prefix: 0 is not an integer >= 1"),
+    ("[http]\nmetrics_token = 'short'\n",
+     "http.metrics_token must be at least 16 characters long"),
+    ("[http]\nmetrics_token = 'env:HW_NOT_SET'\n",
+     "http.metrics_token names the environment variable HW_NOT_SET, which is not set"),
     # what a type cannot say, by hand: the messages as before
     ("[[policy]]\nrole = ''\ntable = 't'\nactions = ['select']\n", "policy[0].role is required"),
     ("[[policy]]\nrole = 'x'\n", "policy[0] needs a table (or rpc)"),

@@ -8,24 +8,32 @@ counters (each node then enforces the limit alone) and the Redis breaker keeps i
 until Redis answers again: a Redis failure never fails a request.
 
 The client address is the connection's peer, or, when that peer is a trusted proxy, the
-rightmost address in ``X-Forwarded-For`` that is not itself a trusted proxy.
+rightmost address in ``X-Forwarded-For`` that is not itself a trusted proxy. An IPv6 address
+is counted by its network (``rate_limits.ipv6_prefix``, /64 by default): a host is usually
+given a whole /64 and could otherwise take a fresh address, and a fresh budget, per request.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from limits import RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 
-from headwater.errors import BreakerOpen
+from headwater.errors import BreakerOpen, HeadwaterError
+from headwater.model import grammar
+from headwater.model.catalog import Catalog
+from headwater.model.principal import Action
+from headwater.model.request import Embed, SelectItem
 from headwater.resilience.breaker import CircuitBreaker, Guard
-from headwater.settings_file import Rate
+from headwater.service.plan import resolve_relationship
+from headwater.settings_file import Rate, RateOverride
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -66,6 +74,74 @@ def client_address(peer: str | None, forwarded_for: Sequence[str],
         if not any(hop_ip in net for net in trusted):
             return str(hop_ip)
     return address
+
+
+def address_key(address: str, ipv6_prefix: int = 64) -> str:
+    """What a client address is counted as: an IPv4 address itself (an IPv4-mapped IPv6
+    address as its IPv4 address), an IPv6 address as its network of ``ipv6_prefix`` bits."""
+    ip = _parse_ip(address)
+    if ip is None:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        if ipv6_prefix < 128:
+            return str(ipaddress.IPv6Network((ip, ipv6_prefix), strict=False))
+    return str(ip)
+
+
+Touch = tuple[str | None, Action | None]
+
+
+def override_applies(o: RateOverride, touched: Iterable[Touch], role: str) -> bool:
+    """Does the per-table/per-action override ``o`` count a request that touches these
+    (table, action) pairs? Once per request, however many of them it matches."""
+    if o.role != "*" and o.role != role:
+        return False
+    return any((o.table == "*" or o.table == t) and (o.action == "*" or o.action == a)
+               for t, a in touched)
+
+
+def touches(table: str, action: Action, method: str, query: bytes, prefer: Sequence[str],
+            catalog: Callable[[], Catalog]) -> list[Touch]:
+    """Every (table, action) a table request touches, beyond its own: a write that may
+    update (``PUT``, or ``POST`` with ``resolution=merge-duplicates``) is also an update, and
+    every table embedded in ``select=`` is read. Only asked when an override could tell the
+    difference; a request that does not parse is refused later, so it counts only as
+    itself here."""
+    out: list[Touch] = [(table, action)]
+    if method == "PUT" or (method == "POST" and any(
+            p.strip().lower() == "resolution=merge-duplicates"
+            for header in prefer for p in header.split(","))):
+        out.append((table, "update"))
+    if b"select" not in query and b"%" not in query:  # (a key may be percent-encoded)
+        return out
+    try:
+        select = [grammar.parse_select(v) for k, v in
+                  grammar.split_query_string(query.decode("latin-1")) if k == "select"]
+    except HeadwaterError:
+        return out
+    try:
+        known: Catalog | None = catalog()
+    except HeadwaterError:
+        known = None  # not loaded yet: embeds count by the names they are written with
+    for items in select:
+        _embedded(known, table, items, out)
+    return out
+
+
+def _embedded(catalog: Catalog | None, source: str, items: Sequence[SelectItem],
+              out: list[Touch]) -> None:
+    for item in items:
+        if not isinstance(item, Embed):
+            continue
+        target = item.name
+        if catalog is not None:
+            # Unresolvable: the planner answers for it; counted by the name as written.
+            with contextlib.suppress(HeadwaterError):
+                target = resolve_relationship(catalog, source, item).target
+        out.append((target, "select"))
+        _embedded(catalog, target, item.select, out)
 
 
 class RateLimiter:

@@ -297,9 +297,11 @@ def build_routes(s: Services) -> Routes:
         return JSONResponse(report, status_code=503 if report["status"] == "unavailable" else 200)
 
     async def metrics(request: Request) -> Response:
+        await security.admit_operator(request)
         return Response(s.metrics(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def stats(request: Request) -> Response:
+        await security.admit_operator(request)
         return JSONResponse(s.stats())
 
     def g(fn: Endpoint) -> Endpoint:

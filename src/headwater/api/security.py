@@ -2,11 +2,14 @@
 API request; security headers on every response; the OpenAPI document as each role sees it.
 
 Order, per request (``Security.admit``):
-1. the client address's limit (before authentication, so it also bounds failed logins), and
-   the address's failed-authentication limit, if any;
-2. authentication (``api.auth``), whose failures are counted against the address;
+1. the client address's limit (before authentication, so it also bounds failed logins; an
+   IPv6 address counts as its /64), and whether the address is past its failed-authentication
+   limit;
+2. authentication (``api.auth``), whose failures are counted against the address; past that
+   limit a request whose credentials fail gets 429, one whose credentials are valid is served;
 3. the principal's limit (its role's, or ``principal``), the role's shared limit, and any
-   per-table/per-action override;
+   per-table/per-action override, counted once for every table and action the request
+   touches (tables embedded in ``select=``, the update of an upsert);
 4. the caller's ``Access`` (``service.policy``), which carries the cache access context.
 
 The tightest window answered ``RateLimit-Limit``/``-Remaining``/``-Reset``; a 429 carries
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,7 +33,15 @@ from starlette.types import Scope
 
 from headwater.api.auth import Authenticator, Identity
 from headwater.api.openapi import OpenApi
-from headwater.api.ratelimit import RateLimiter, Window, client_address
+from headwater.api.ratelimit import (
+    RateLimiter,
+    Touch,
+    Window,
+    address_key,
+    client_address,
+    override_applies,
+    touches,
+)
 from headwater.config import Settings
 from headwater.db.database import Database
 from headwater.errors import RateLimited, Unauthorized
@@ -147,19 +159,16 @@ class Security:
         limiter, rates = self.limiter, self.rates
         windows: list[Window] = []
         address = ""
+        locked: Window | None = None
         if limiter is not None:
-            client = scope.get("client")
-            address = client_address(client[0] if client else None,
-                                     request.headers.getlist("x-forwarded-for"),
-                                     rates.trusted_proxies)
-            if rates.address is not None:
-                windows.append(await limiter.hit(rates.address, "address", address))
-                self._check(scope, windows)
+            address = await self._address(request, windows)
             if rates.failed_auth is not None and _has_credentials(request):
                 w = await limiter.peek(rates.failed_auth, "failed_auth", address)
                 if w.remaining <= 0:
-                    self._check(scope, [*windows, Window(w.limit, -1, w.reset, w.scope)])
-        identity = await self._identify(request, address)
+                    # Not refused yet: valid credentials from this address are still served
+                    # (a brute force must not lock its victims out); failing ones get 429.
+                    locked = Window(w.limit, -1, w.reset, w.scope)
+        identity = await self._identify(request, address, locked, windows)
         principal = identity.principal
         if limiter is not None:
             ident = identity.subject or f"addr:{address}"
@@ -170,17 +179,66 @@ class Security:
             total = rates.roles_total.get(role)
             if total is not None:
                 windows.append(await limiter.hit(total, f"role:{role}", role))
-            for i, o in enumerate(rates.overrides):
-                if ((o.table == "*" or o.table == table) and (o.action == "*" or o.action == action)
-                        and (o.role == "*" or o.role == role)):
-                    windows.append(await limiter.hit(o.limit, f"override:{i}", ident))
+            if rates.overrides:
+                await self._overrides(request, table, action, role, ident, windows)
             self._check(scope, windows)
         self._count(identity)
         if not self.settings.enforced:
             return self._open
         return self.policies.access(principal, anonymous=identity.anonymous)
 
-    async def _identify(self, request: Request, address: str) -> Identity:
+    async def admit_operator(self, request: Request) -> None:
+        """``/-/metrics`` and ``/-/stats``: rate-limited like any request, and, once
+        authentication is configured, only for ``http.metrics_roles`` or a request bearing
+        ``http.metrics_token`` (they name roles and API keys)."""
+        if self._trivial:
+            return
+        http = self.settings.http
+        if self.settings.enforced and http.metrics_token:
+            presented = _bearer(request)
+            if presented is not None and hmac.compare_digest(
+                    presented.encode(), http.metrics_token.encode()):
+                if self.limiter is not None:
+                    windows: list[Window] = []
+                    await self._address(request, windows)
+                    self._check(request.scope, windows)
+                return
+        access = await self.admit(request)
+        if self.settings.enforced and access.principal.role not in http.metrics_roles:
+            raise access.forbidden(f"permission denied for {request.url.path}",
+                                   hint="roles in [http] metrics_roles, or the "
+                                        "[http] metrics_token, may read it")
+
+    async def _address(self, request: Request, windows: list[Window]) -> str:
+        """The client address's key, counted against the address limit (429 past it)."""
+        assert self.limiter is not None
+        client = request.scope.get("client")
+        rates = self.rates
+        address = address_key(client_address(client[0] if client else None,
+                                              request.headers.getlist("x-forwarded-for"),
+                                              rates.trusted_proxies), rates.ipv6_prefix)
+        if rates.address is not None:
+            windows.append(await self.limiter.hit(rates.address, "address", address))
+            self._check(request.scope, windows)
+        return address
+
+    async def _overrides(self, request: Request, table: str | None, action: Action | None,
+                         role: str, ident: str, windows: list[Window]) -> None:
+        """Per-table/per-action overrides count every table and action the request touches
+        (embedded reads, upserts that update), found only when one could tell."""
+        assert self.limiter is not None
+        touched: list[Touch] = [(table, action)]
+        if table is not None and action is not None and any(
+                o.table not in ("*", table) or o.action not in ("*", action)
+                for o in self.rates.overrides):
+            touched = touches(table, action, request.method, request.scope["query_string"],
+                              request.headers.getlist("prefer"), self.documents.catalog)
+        for i, o in enumerate(self.rates.overrides):
+            if override_applies(o, touched, role):
+                windows.append(await self.limiter.hit(o.limit, f"override:{i}", ident))
+
+    async def _identify(self, request: Request, address: str, locked: Window | None,
+                        windows: list[Window]) -> Identity:
         if self.auth is None:
             return Identity(self._open.principal, True)
         try:
@@ -190,6 +248,8 @@ class Security:
             if (self.limiter is not None and self.rates.failed_auth is not None
                     and _has_credentials(request)):
                 await self.limiter.hit(self.rates.failed_auth, "failed_auth", address)
+            if locked is not None:
+                self._check(request.scope, [*windows, locked])
             raise
 
     def _check(self, scope: Scope, windows: list[Window]) -> None:
@@ -228,6 +288,11 @@ class Security:
         body = msgspec.json.encode(visible_document(doc, access, catalog))
         self._openapi[role] = (catalog, body)
         return body
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, value = request.headers.get("authorization", "").strip().partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
 def _has_credentials(request: Request) -> bool:

@@ -91,6 +91,9 @@ columns = ["orders.note"]
 
 [rate_limits]
 address = "100000/minute"
+
+[http]
+metrics_roles = ["admin"]
 """
 
 SECRET_ENV = {"HW_TEST_JWT_SECRET": JWT_SECRET, "HW_TEST_KEY1": KEY1, "HW_TEST_KEY2": KEY2}

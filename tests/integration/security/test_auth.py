@@ -146,7 +146,7 @@ def test_api_keys_create_use_list_revoke(client: httpx.Client, secure: Secure) -
     bad = key[:-3] + ("AAA" if not key.endswith("AAA") else "BBB")
     assert client.get("/customers", headers={"apikey": bad}).status_code == 401
     # usage: per key in /-/metrics, and in `keys list` with the last use
-    metrics = client.get("/-/metrics").text
+    metrics = client.get("/-/metrics", headers=secure.keys.bearer("admin")).text
     assert re.search(rf'headwater_requests_by_api_key_total{{key="{key_id}"}} 2\.0', metrics)
     assert re.search(r'headwater_requests_by_role_total{role="admin"} \d', metrics)
     deadline = time.monotonic() + 10

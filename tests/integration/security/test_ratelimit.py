@@ -50,7 +50,13 @@ trusted_proxies = ["127.0.0.1/32", "::1"]
 table = "orders"
 action = "insert"
 limit = "3/day"
+
+[http]
+metrics_token = "env:HW_TEST_METRICS_TOKEN"
 """
+
+METRICS_TOKEN = "metrics-" + secrets.token_hex(12)
+ENV = {**SECRET_ENV, "HW_TEST_METRICS_TOKEN": METRICS_TOKEN}
 
 SHARED = """
 [rate_limits]
@@ -70,7 +76,7 @@ def address() -> dict[str, str]:
 def server(tmp_path_factory: pytest.TempPathFactory, demo_sqlite: str) -> Iterator[str]:
     config = tmp_path_factory.mktemp("rl") / "headwater.toml"
     config.write_text(CONFIG)
-    with ServerProcess(demo_sqlite, env=SECRET_ENV, args=("--config", str(config))) as s:
+    with ServerProcess(demo_sqlite, env=ENV, args=("--config", str(config))) as s:
         yield s.url
 
 
@@ -138,19 +144,122 @@ def test_failed_logins_count_against_the_address(client: httpx.Client,
     for _ in range(5):
         r = client.get("/products", headers={**who, "Authorization": "Bearer x.y.z"})
         assert r.status_code == 401
-    # brute force is stopped before any verification, even with a valid token now
-    r = client.get("/products", headers={**who, **jwt_keys.bearer("customer", 9)})
-    assert r.status_code == 429
-    assert "failed_auth" in r.json()["details"]
-    # the same token from another address works
+    # past the limit, failing credentials get 429 (not another 401)...
+    for bad in ("Bearer x.y.z", "Bearer " + jwt_keys.token({"role": "customer"}, key="k" * 40)):
+        r = client.get("/products", headers={**who, "Authorization": bad})
+        assert r.status_code == 429
+        assert "failed_auth" in r.json()["details"]
+    # ...but valid ones from the same address are served: a brute force must not lock the
+    # address's real users out
+    r = client.get("/products?limit=1", headers={**who, **jwt_keys.bearer("customer", 9)})
+    assert r.status_code == 200
+    # the same token from another address works too
     r = client.get("/products", headers={**address(), **jwt_keys.bearer("customer", 9)})
     assert r.status_code == 200
 
 
+def test_ipv6_clients_count_by_their_64(client: httpx.Client) -> None:
+    """Through the trusted proxy: two addresses of one /64 share the anonymous budget (10),
+    another /64 has its own."""
+    n = next(_addresses)
+
+    def v6(host: str) -> dict[str, str]:
+        return {"X-Forwarded-For": f"2001:db8:{n:x}:{host}"}
+
+    for _ in range(4):
+        assert client.get("/products?limit=1", headers=v6("1::1")).status_code == 200
+    r = client.get("/products?limit=1", headers=v6("1:ffff::9"))
+    assert r.status_code == 200
+    assert r.headers["ratelimit-remaining"] == "5"
+    r = client.get("/products?limit=1", headers=v6("2::1"))  # another /64
+    assert r.headers["ratelimit-remaining"] == "9"
+
+
 def test_metrics_count_rejections(client: httpx.Client) -> None:
-    metrics = client.get("/-/metrics").text
+    scraper = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+    metrics = client.get("/-/metrics", headers=scraper).text
     assert re.search(r'headwater_rate_limited_total\{scope="principal"\} [1-9]', metrics)
-    assert client.get("/-/stats").json()["rate_limit_rejections"] >= 1
+    assert client.get("/-/stats", headers=scraper).json()["rate_limit_rejections"] >= 1
+
+
+OVERRIDES = """
+[auth]
+jwt_secret = "env:HW_TEST_JWT_SECRET"
+audience = "headwater-test"
+
+[[policy]]
+role = "admin"
+table = "*"
+actions = ["*"]
+
+[http]
+tx_end = "commit-allow-override"
+
+[[rate_limits.override]]
+table = "customers"
+limit = "3/day"
+
+[[rate_limits.override]]
+table = "products"
+action = "update"
+limit = "2/day"
+"""
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def overrides(request: pytest.FixtureRequest,
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    db_url = request.getfixturevalue(f"demo_{request.param}")
+    config = tmp_path_factory.mktemp("rlo") / "headwater.toml"
+    config.write_text(OVERRIDES)
+    with ServerProcess(db_url, env=SECRET_ENV, args=("--config", str(config))) as s, \
+            httpx.Client(base_url=s.url, timeout=30) as c:
+        yield c
+
+
+def test_embedded_reads_count_against_the_embedded_table(overrides: httpx.Client,
+                                                         jwt_keys: Keys) -> None:
+    admin = jwt_keys.bearer("admin", "embed-" + secrets.token_hex(4))
+    # orders embedding customers, by the table's name and by the foreign key's column, and
+    # nested below order_items: each is a read of customers (3/day)
+    for select in ("id,customers(id)", "id,buyer:customer_id(name)",
+                   "id,orders(id,customers(id))"):
+        table = "order_items" if select.startswith("id,orders") else "orders"
+        r = overrides.get(f"/{table}?select={select}&limit=1", headers=admin)
+        assert r.status_code == 200, r.text
+        assert r.headers["ratelimit-limit"] == "3"
+    r = overrides.get("/orders?select=id,customers(id)&limit=1", headers=admin)
+    assert r.status_code == 429
+    assert "override" in r.json()["details"]
+    r = overrides.get("/customers?limit=1", headers=admin)
+    assert r.status_code == 429
+    # reads that do not touch customers go on
+    assert overrides.get("/orders?select=id&limit=1", headers=admin).status_code == 200
+
+
+def test_upserts_count_against_the_update_limit(overrides: httpx.Client,
+                                                jwt_keys: Keys) -> None:
+    admin = jwt_keys.bearer("admin", "upsert-" + secrets.token_hex(4))
+    row = overrides.get("/products?select=id,name,sku,price&id=eq.1",
+                        headers=admin).json()[0]
+    merge = {**admin, "Prefer": "resolution=merge-duplicates, tx=rollback"}
+    ignore = {**admin, "Prefer": "resolution=ignore-duplicates, tx=rollback"}
+    # an upsert that ignores duplicates never updates: not counted as an update
+    for _ in range(3):
+        assert overrides.post("/products", json=[row], headers=ignore).status_code < 300
+    # one PUT and one merging upsert are the two updates the day allows
+    r = overrides.put("/products?id=eq.1", json=row, headers={**admin, "Prefer": "tx=rollback"})
+    assert r.status_code < 300, r.text
+    assert r.headers["ratelimit-limit"] == "2"
+    r = overrides.post("/products", json=[row], headers=merge)
+    assert r.status_code < 300, r.text
+    r = overrides.post("/products", json=[row], headers=merge)
+    assert r.status_code == 429
+    assert overrides.put("/products?id=eq.1", json=row, headers=admin).status_code == 429
+    # plain inserts are not updates
+    r = overrides.post("/products", json=[{**row, "id": 999999, "sku": "rl-x"}],
+                       headers={**admin, "Prefer": "tx=rollback"})
+    assert r.status_code == 201, r.text
 
 
 @pytest.fixture(scope="module")
