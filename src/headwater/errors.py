@@ -101,6 +101,13 @@ class AmbiguousRelationship(RequestError):
     code = "PGRST201"
 
 
+class UnsupportedFilter(RequestError):
+    """An operator the column's type or the database cannot answer (``<<`` on an integer,
+    a range operator on SQLite, full text on a SQLite table without an FTS5 index)."""
+
+    code = "42883"
+
+
 class InvalidValue(RequestError):
     """A literal that is not valid for its column's type."""
 

@@ -30,7 +30,11 @@ from headwater.model.plan import (
 def _cond(c: Cond, params: Sequence[Value]) -> str:
     neg = "!" if c.negated else ""
     if isinstance(c, Compare):
-        return f"{neg}{c.column}:{c.op}:{params[c.param]!r}"
+        # every part of the shape that changes the SQL or its values: the quantifier, the
+        # full-text configuration and the cast (arrays and ranges) besides the operator
+        config = params[c.config] if c.config is not None else None
+        return (f"{neg}{c.column}:{c.op}:{c.quantifier}:{config!r}:{c.cast}:"
+                f"{params[c.param]!r}")
     if isinstance(c, IsTest):
         return f"{neg}{c.column}:is:{c.value}"
     if isinstance(c, BoolExpr):

@@ -37,6 +37,14 @@ from headwater.model.plan import (
 Dialect = Literal["postgresql", "sqlite"]
 
 _CMP = {"eq": "=", "neq": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+_TEXT_OPS = frozenset({"like", "ilike", "match", "imatch"})
+_FTS = {"fts": "to_tsquery", "plfts": "plainto_tsquery", "phfts": "phraseto_tsquery",
+        "wfts": "websearch_to_tsquery"}
+_CONTAINS = {"cs": "@>", "cd": "<@", "ov": "&&", "sl": "<<", "sr": ">>", "nxl": "&<",
+             "nxr": "&>", "adj": "-|-"}
+#: The SQLite function behind ``imatch`` (``match`` is SQLite's own ``REGEXP`` operator,
+#: which calls the ``regexp`` function Headwater registers on every connection).
+IREGEXP = "headwater_iregexp"
 # Kinds whose PostgreSQL values we compare as text (no usable operator or codec for str).
 _TEXT_CAST = frozenset({"json", "other", "bytes"})
 # SQLite kinds whose columns hold BLOBs in practice (declared BLOB, or no type at all). JSON
@@ -113,20 +121,78 @@ class _Builder:
 
     def compare(self, alias: str, c: Compare) -> str:
         col = self.col(alias, c.column)
-        if self.pg and (c.kind in _TEXT_CAST or (c.op in ("like", "ilike") and c.kind != "text")):
-            col += "::text"
         p = self.p(c.param)
+        if c.op in _FTS:
+            return self.full_text(col, c, p)
+        if c.op in _CONTAINS:
+            return self.contains(col, c, p)
+        if self.pg and (c.kind in _TEXT_CAST or (c.op in _TEXT_OPS and c.kind != "text")):
+            col += "::text"
+        if c.quantifier is not None:
+            return self.quantified(col, c, p)
         if c.op in _CMP:
             return f"{col} {_CMP[c.op]} {p}"
-        if c.op == "like":
-            return f"{col} LIKE {p}"
-        if c.op == "ilike":
-            return f"{col} ILIKE {p}" if self.pg else f"lower({col}) LIKE lower({p})"
+        if c.op in _TEXT_OPS:
+            return self.text_op(c.op, col, p)
         if c.op == "isdistinct":
             return f"{col} IS DISTINCT FROM {p}" if self.pg else f"{col} IS NOT {p}"
         if c.op == "in":
             return f"{col} = ANY({p})" if self.pg else f"{col} IN (SELECT value FROM json_each({p}))"
         raise AssertionError(c.op)
+
+    def text_op(self, op: str, col: str, p: str) -> str:
+        """LIKE, ILIKE and the POSIX regular expressions (SQLite: Headwater's functions)."""
+        if op == "like":
+            return f"{col} LIKE {p}"
+        if op == "ilike":
+            return f"{col} ILIKE {p}" if self.pg else f"lower({col}) LIKE lower({p})"
+        if op == "match":
+            return f"{col} ~ {p}" if self.pg else f"{col} REGEXP {p}"
+        assert op == "imatch"
+        return f"{col} ~* {p}" if self.pg else f"{IREGEXP}({p}, {col})"
+
+    def quantified(self, col: str, c: Compare, p: str) -> str:
+        """``op(any)`` / ``op(all)`` over a list: PostgreSQL's ``= ANY($1)``; on SQLite the
+        same three-valued answer from the list's members (json_each)."""
+        word = "ANY" if c.quantifier == "any" else "ALL"
+        if self.pg:
+            sql_op = {"like": "LIKE", "ilike": "ILIKE", "match": "~", "imatch": "~*"}.get(
+                c.op) or _CMP[c.op]
+            return f"{col} {sql_op} {word}({p})"
+        test = (f"{col} {_CMP[c.op]} _q.value" if c.op in _CMP
+                else self.text_op(c.op, col, "_q.value"))
+        members = f"SELECT 1 FROM json_each({p}) AS _q WHERE "
+        unknown = f"WHEN EXISTS ({members}({test}) IS NULL) THEN NULL"
+        if c.quantifier == "any":
+            return f"(CASE WHEN EXISTS ({members}{test}) THEN 1 {unknown} ELSE 0 END)"
+        return f"(CASE WHEN EXISTS ({members}NOT ({test})) THEN 0 {unknown} ELSE 1 END)"
+
+    def full_text(self, col: str, c: Compare, p: str) -> str:
+        """As PostgREST writes it: ``to_tsvector([config,] col) @@ to_tsquery([config,] $n)``
+        (no to_tsvector when the column already is a tsvector). PostgreSQL only."""
+        fn = _FTS[c.op]
+        config = "" if c.config is None else f"{self.p(c.config)}::regconfig, "
+        vector = col if c.cast == "tsvector" else f"to_tsvector({config}{col})"
+        return f"{vector} @@ {fn}({config}{p}::text)"
+
+    def contains(self, col: str, c: Compare, p: str) -> str:
+        """Arrays and ranges on PostgreSQL (the literal read as the column's type); JSON
+        arrays on SQLite, compared member by member."""
+        if self.pg:
+            assert c.cast is not None
+            return f"{col} {_CONTAINS[c.op]} ({p}::text)::{c.cast}"
+        # NULL (unknown, as PostgreSQL answers for NULL) when the column holds no JSON
+        mine = f"json_each({col}) AS _m"
+        theirs = f"(SELECT value FROM json_each({p}))"
+        if c.op == "cs":
+            test = (f"NOT EXISTS (SELECT 1 FROM json_each({p}) AS _q "
+                    f"WHERE _q.value NOT IN (SELECT _m.value FROM {mine}))")
+        elif c.op == "cd":
+            test = f"NOT EXISTS (SELECT 1 FROM {mine} WHERE _m.value NOT IN {theirs})"
+        else:
+            assert c.op == "ov"
+            test = f"EXISTS (SELECT 1 FROM {mine} WHERE _m.value IN {theirs})"
+        return f"(CASE WHEN json_valid({col}) THEN {test} END)"
 
     def where(self, node: ReadNode) -> str:
         parts = [f"{node.alias}.{ident(mine)} = {node.parent_alias}.{ident(theirs)}"

@@ -18,7 +18,7 @@ from typing import Any
 
 from headwater.config import Settings
 from headwater.db.database import Database, QueryHook, Row, Snapshot, Statement, Tag, Transaction
-from headwater.db.sqlite_connection import SqliteConn, sqlite_error
+from headwater.db.sqlite_connection import SqliteConn, add_functions, sqlite_error
 from headwater.db.sqlite_writer import WriterThread, WriteSide
 from headwater.errors import DatabaseUnavailable, HeadwaterError
 from headwater.resilience.bulkhead import acquire_within
@@ -46,6 +46,7 @@ class _InlineReader:
         self.conn.execute("PRAGMA query_only=ON")
         self.conn.execute("PRAGMA case_sensitive_like=ON")
         self.conn.set_progress_handler(self._over, 1000)
+        add_functions(self.conn)
         self.deadline = 0.0
         self.slow: dict[str, None] = {}
 

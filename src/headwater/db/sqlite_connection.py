@@ -3,6 +3,7 @@ errors become ``headwater.errors`` here."""
 
 from __future__ import annotations
 
+import functools
 import re
 import sqlite3
 import time
@@ -11,6 +12,7 @@ from typing import Any
 
 from headwater.config import Settings
 from headwater.db.database import TAG_TABLE, Row, Statement, Tag
+from headwater.db.sql import IREGEXP
 from headwater.errors import (
     Conflict,
     ConstraintViolation,
@@ -71,6 +73,32 @@ _SQLITE_TOO_COMPLEX = frozenset({"parser stack overflow", "Expression tree is to
                                  "(maximum depth 1000)", "too many terms in compound SELECT"})
 
 
+@functools.lru_cache(maxsize=256)
+def _regex(pattern: str, flags: int) -> re.Pattern[str] | None:
+    try:
+        return re.compile(pattern, flags)
+    except (re.error, RecursionError, OverflowError):
+        return None
+
+
+def _search(pattern: object, value: object, flags: int) -> int | None:
+    if not isinstance(pattern, str) or value is None or isinstance(value, bytes):
+        return None
+    compiled = _regex(pattern, flags)
+    if compiled is None:
+        return None
+    return 1 if compiled.search(value if isinstance(value, str) else str(value)) else 0
+
+
+def add_functions(conn: sqlite3.Connection) -> None:
+    """``match``/``imatch`` on SQLite: ``x REGEXP p`` calls ``regexp(p, x)``. Patterns from
+    requests were checked (``headwater.model.pattern``) before they get here: one call of
+    Python's ``re`` cannot be interrupted by the statement deadline."""
+    conn.create_function("regexp", 2, lambda p, v: _search(p, v, 0), deterministic=True)
+    conn.create_function(IREGEXP, 2, lambda p, v: _search(p, v, re.IGNORECASE),
+                         deterministic=True)
+
+
 class SqliteConn:
     """One sqlite3 connection, used by one thread at a time, with a statement deadline."""
 
@@ -87,6 +115,7 @@ class SqliteConn:
         # PostgreSQL's LIKE is case-sensitive; SQLite's is not unless told.
         c.execute("PRAGMA case_sensitive_like=ON")
         c.set_progress_handler(self._check_deadline, 10_000)
+        add_functions(c)
         #: What ``TAG_TABLE`` holds (the writer connection only): set when a statement needs
         #: another, so a stream of writes costs one small statement each, not two. Unknown
         #: after any failure or rollback, since the table is transactional like any other.

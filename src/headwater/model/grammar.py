@@ -27,9 +27,19 @@ from headwater.model.request import (
 )
 
 #: Binary operators whose value is a single literal.
-SCALAR_OPS = frozenset({"eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike", "isdistinct"})
+SCALAR_OPS = frozenset({"eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike", "isdistinct",
+                        "match", "imatch"})
+#: Full-text search (``fts(english).word``): the parentheses name a text search configuration.
+FTS_OPS = frozenset({"fts", "plfts", "phfts", "wfts"})
+#: Containment and overlap: arrays (``{1,2}``), ranges (``[1,2)``) and, on SQLite, JSON arrays.
+ARRAY_OPS = frozenset({"cs", "cd", "ov"})
+#: Range positions (PostgreSQL ranges only).
+RANGE_OPS = frozenset({"sl", "sr", "nxl", "nxr", "adj"})
+#: Operators that take ``(any)`` or ``(all)`` and then a ``{a,b}`` list, as in PostgREST.
+QUANTIFIABLE = frozenset({"eq", "gt", "gte", "lt", "lte", "like", "ilike", "match", "imatch"})
+QUANTIFIERS = frozenset({"any", "all"})
 IS_VALUES = frozenset({"null", "not_null", "true", "false", "unknown"})
-OPS = SCALAR_OPS | {"in", "is"}
+OPS = SCALAR_OPS | FTS_OPS | ARRAY_OPS | RANGE_OPS | {"in", "is"}
 RESERVED = frozenset({"select", "order", "limit", "offset", "on_conflict", "columns", "or", "and",
                       "not.or", "not.and"})
 #: Bounds on what one request may ask for, so hostile input gets a 400 rather than deep
@@ -237,30 +247,78 @@ def _render_item(item: SelectItem) -> str:
 
 # --- filters ----------------------------------------------------------------------------------
 
+def _unknown_op(column: str, text: str) -> ParseError:
+    return ParseError(
+        f'"failed to parse filter ({text})" (line 1, column 1)',
+        details=f"unknown or missing operator in {column}={text}",
+        hint="operators: " + ", ".join(sorted(OPS)) + "; like(any), fts(english) and the "
+             "like take a modifier in parentheses")
+
+
+def split_op(token: str) -> tuple[str, str | None] | None:
+    """``like(any)`` → (``like``, ``any``); ``fts(english)`` → (``fts``, ``english``);
+    ``eq`` → (``eq``, None); None when the token is no operator."""
+    op, paren, rest = token.partition("(")
+    if op not in OPS:
+        return None
+    if not paren:
+        return op, None
+    if not rest.endswith(")") or not rest[:-1] or set(rest[:-1]) & set('(),."'):
+        return None
+    modifier = rest[:-1]
+    if op in FTS_OPS:
+        check_name(modifier, "filter")
+        return op, modifier
+    if op in QUANTIFIABLE and modifier in QUANTIFIERS:
+        return op, modifier
+    return None
+
+
 def parse_filter(column: str, text: str) -> Condition:
     """``col=[not.]op.value`` as in the query string (the value is taken literally)."""
     negated = False
     rest = text
     if rest.startswith("not."):
         negated, rest = True, rest[4:]
-    op, dot, value = rest.partition(".")
-    if not dot or op not in OPS:
-        raise ParseError(
-            f'"failed to parse filter ({text})" (line 1, column 1)',
-            details=f"unknown or missing operator in {column}={text}",
-            hint="operators: " + ", ".join(sorted(OPS)),
-        )
-    return _condition(column, op, value, negated, _Scanner(value, "filter"))
+    token, dot, value = rest.partition(".")
+    split = split_op(token) if dot else None
+    if split is None:
+        raise _unknown_op(column, text)
+    op, modifier = split
+    return _condition(column, op, value, negated, modifier)
 
 
-def _condition(column: str, op: str, value: str, negated: bool, sc: _Scanner) -> Condition:
+def _condition(column: str, op: str, value: str, negated: bool,
+               modifier: str | None = None) -> Condition:
     if op == "in":
         return Condition(column, op, _parse_list(value), negated)
     if op == "is" and value not in IS_VALUES:
         raise ParseError(
             f'"failed to parse filter (is.{value})" (line 1, column 4)',
             details="is. takes null, not_null, true, false or unknown")
-    return Condition(column, op, value, negated)
+    if modifier in QUANTIFIERS:
+        return Condition(column, op, parse_array(value), negated, modifier)
+    return Condition(column, op, value, negated, modifier)
+
+
+def parse_array(text: str) -> tuple[str, ...]:
+    """``{a,"b,c",d}``: the list a quantified operator (``like(any)``) takes, as PostgreSQL
+    writes an array literal (double quotes around an element with a comma or brace)."""
+    sc = _Scanner(text, "array")
+    sc.expect("{")
+    out: list[str] = []
+    if sc.eat("}"):
+        if not sc.done:
+            raise sc.error("end of input")
+        return ()
+    while True:
+        out.append(sc.value(",}"))
+        if sc.eat("}"):
+            break
+        sc.expect(",")
+    if not sc.done:
+        raise sc.error("end of input")
+    return tuple(out)
 
 
 def _parse_list(text: str) -> tuple[str, ...]:
@@ -317,35 +375,56 @@ def _logic_item(sc: _Scanner) -> Predicate:
     sc.expect(".")
     neg = sc.eat("not.")
     start = sc.pos
-    op = sc.name()
-    if op not in OPS:
+    word = sc.name()
+    token = word
+    if sc.peek("("):
+        close = sc.text.find(")", sc.pos)
+        if close < 0:
+            raise sc.error('")"')
+        token = word + sc.text[sc.pos:close + 1]
+        sc.pos = close + 1
+    split = split_op(token)
+    if split is None:
         sc.pos = start
         raise sc.error("an operator (" + ", ".join(sorted(OPS)) + ")")
+    op, modifier = split
     sc.expect(".")
     if op == "in":
         vstart = sc.pos
         sc.expect("(")
-        depth = 1
-        in_quote = False
-        while not sc.done and depth:
-            ch = sc.text[sc.pos]
-            if in_quote:
-                if ch == "\\":
-                    sc.pos += 1
-                elif ch == '"':
-                    in_quote = False
-            elif ch == '"':
-                in_quote = True
-            elif ch == "(":
-                depth += 1
-            elif ch == ")":
-                depth -= 1
-            sc.pos += 1
-        if depth:
-            raise sc.error('")"')
+        _skip_balanced(sc, "(", ")")
         return Condition(column, op, _parse_list(sc.text[vstart:sc.pos]), neg)
-    value = sc.value(",)")
-    return _condition(column, op, value, neg, sc)
+    if sc.peek("{"):
+        # an array literal (``cs.{1,2}``, ``like(any).{a,b}``) holds commas of its own
+        vstart = sc.pos
+        sc.pos += 1
+        _skip_balanced(sc, "{", "}")
+        value = sc.text[vstart:sc.pos]
+    else:
+        value = sc.value(",)")
+    return _condition(column, op, value, neg, modifier)
+
+
+def _skip_balanced(sc: _Scanner, left: str, right: str) -> None:
+    """Past the ``right`` that closes an already opened ``left``, skipping quoted text."""
+    depth = 1
+    in_quote = False
+    while not sc.done and depth:
+        ch = sc.text[sc.pos]
+        if in_quote:
+            if ch == "\\":
+                sc.pos += 1
+            elif ch == '"':
+                in_quote = False
+        elif ch == '"':
+            in_quote = True
+        elif ch == left:
+            depth += 1
+        elif ch == right:
+            depth -= 1
+        sc.pos += 1
+    if depth:
+        raise sc.error(f'"{right}"')
 
 
 def _render_value(value: str, *, in_tree: bool) -> str:
@@ -356,13 +435,24 @@ def _render_value(value: str, *, in_tree: bool) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _render_element(value: str) -> str:
+    if value and not (set(value) & set(',{}()"\\ ')) and value.upper() != "NULL":
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def render_condition(cond: Condition, *, in_tree: bool = False) -> str:
     neg = "not." if cond.negated else ""
-    if isinstance(cond.value, tuple):
+    op = cond.op + (f"({cond.modifier})" if cond.modifier else "")
+    if isinstance(cond.value, tuple) and cond.op == "in":
         body = "(" + ",".join(_render_value(v, in_tree=True) for v in cond.value) + ")"
+    elif isinstance(cond.value, tuple):
+        body = "{" + ",".join(_render_element(v) for v in cond.value) + "}"
+    elif in_tree and cond.value.startswith("{"):
+        body = '"' + cond.value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     else:
         body = _render_value(cond.value, in_tree=in_tree)
-    return f"{neg}{cond.op}.{body}"
+    return f"{neg}{op}.{body}"
 
 
 def render_logic(logic: Logic, *, nested: bool = False) -> str:
@@ -385,31 +475,70 @@ def logic_key(logic: Logic) -> str:
 # --- order ------------------------------------------------------------------------------------
 
 _ORDER_TERM = re.compile(r"^(?P<col>[^.]+?)(?:\.(?P<dir>asc|desc))?(?:\.(?P<nulls>nullsfirst|nullslast))?$")
+_ORDER_MODIFIERS = re.compile(r"^(?:\.(?P<dir>asc|desc))?(?:\.(?P<nulls>nullsfirst|nullslast))?$")
 
 
 def parse_order(text: str) -> tuple[OrderTerm, ...]:
     terms: list[OrderTerm] = []
-    for raw in text.split(","):
-        m = _ORDER_TERM.match(raw.strip())
+    for raw in _order_terms(text):
+        term = raw.strip()
+        if term.startswith('"'):
+            # a quoted name (``"Company Name".desc``) may hold dots and commas of its own
+            sc = _Scanner(term, "order")
+            column = check_name(sc.quoted(), "order")
+            m = _ORDER_MODIFIERS.match(term[sc.pos:])
+        else:
+            m = _ORDER_TERM.match(term)
+            column = m["col"] if m is not None else ""
         if m is None:
             raise ParseError(f'"failed to parse order ({text})" (line 1, column 1)',
                              details=f"unexpected \"{raw}\" expecting column[.asc|.desc]"
                                      "[.nullsfirst|.nullslast]")
         nulls = m["nulls"]
-        terms.append(OrderTerm(check_name(m["col"], "order"), m["dir"] == "desc",
+        terms.append(OrderTerm(check_name(column, "order"), m["dir"] == "desc",
                                None if nulls is None else ("first" if nulls == "nullsfirst"
                                                            else "last")))
     return tuple(terms)
 
 
+def _order_terms(text: str) -> list[str]:
+    """``order=`` split at its commas, except those inside a quoted name."""
+    if '"' not in text:
+        return text.split(",")
+    out: list[str] = []
+    start = 0
+    in_quote = False
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if in_quote and ch == "\\":
+            i += 1
+        elif ch == '"' and (in_quote or not text[start:i].strip()):
+            in_quote = not in_quote
+        elif ch == "," and not in_quote:
+            out.append(text[start:i])
+            start = i + 1
+        i += 1
+    out.append(text[start:])
+    return out
+
+
 def render_order(terms: Iterable[OrderTerm]) -> str:
     out = []
     for t in terms:
-        s = t.column + (".desc" if t.desc else "")
+        s = _render_key_name(t.column) + (".desc" if t.desc else "")
         if t.nulls:
             s += ".nulls" + t.nulls
         out.append(s)
     return ",".join(out)
+
+
+def _render_key_name(name: str) -> str:
+    """A name in a parameter key or in ``order=``: bare unless it needs quotes there."""
+    if (name and not name.startswith('"') and "." not in name and "," not in name
+            and name == name.strip() and name not in RESERVED and name not in ("limit", "offset")):
+        return name
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 # --- the whole query string -------------------------------------------------------------------
@@ -433,8 +562,12 @@ def _non_negative(key: str, text: str) -> int:
 
 
 def _split_key(key: str) -> tuple[Path, str]:
-    """``customers.order_items.quantity`` → ((customers, order_items), quantity)."""
+    """``customers.order_items.quantity`` → ((customers, order_items), quantity); a quoted
+    part (``"Company Name"``, ``"a.b"``) is one name, quotes removed; a quoted last part
+    comes back with one leading ``"`` (a column, whatever its name)."""
     check_name(key, "parameter name")
+    if key.startswith('"') or '."' in key:
+        return _split_quoted_key(key)
     if "." not in key:
         if not key:
             raise ParseError("bad parameter name ''")
@@ -446,6 +579,32 @@ def _split_key(key: str) -> tuple[Path, str]:
     parts = key.split(".")
     if any(p == "" for p in parts):
         raise ParseError(f"bad parameter name {key!r}")
+    return tuple(parts[:-1]), parts[-1]
+
+
+def _split_quoted_key(key: str) -> tuple[Path, str]:
+    sc = _Scanner(key, "parameter name")
+    parts: list[str] = []
+    while True:
+        if sc.peek('"'):
+            parts.append(check_name(sc.quoted(), "parameter name"))
+        else:
+            start = sc.pos
+            while not sc.done and sc.text[sc.pos] != ".":
+                sc.pos += 1
+            part = key[start:sc.pos]
+            if not part:
+                raise ParseError(f"bad parameter name {key!r}",
+                                 hint='quote a whole name: "Company Name"=eq.x')
+            parts.append(part)
+        if sc.done:
+            break
+        sc.expect(".")
+    if key.endswith('"'):
+        # a quoted last name is always a column, even one called "order" or "or"
+        return tuple(parts[:-1]), '"' + parts[-1]
+    if len(parts) >= 2 and parts[-2:] in (["not", "or"], ["not", "and"]):
+        return tuple(parts[:-2]), "not." + parts[-1]
     return tuple(parts[:-1]), parts[-1]
 
 
@@ -469,9 +628,14 @@ def parse_query(pairs: Iterable[tuple[str, str]]) -> Query:
                 on_conflict = names
             continue
         path, last = _split_key(key)
-        if last == "order":
+        if last.startswith('"'):
+            where.setdefault(path, []).append(parse_filter(last[1:], value))
+        elif last == "order":
             order[path] = parse_order(value)
         elif last == "limit":
+            if value.startswith("-") and value[1:].isascii() and value[1:].isdigit():
+                raise InvalidRange("Requested range not satisfiable",
+                                   details="Limit should be greater than or equal to zero.")
             limit[path] = _non_negative("limit", value)
         elif last == "offset":
             offset[path] = _non_negative("offset", value)
@@ -501,23 +665,27 @@ def render_query(query: Query) -> list[tuple[str, str]]:
     if query.select != (Field("*"),):
         pairs.append(("select", render_select(query.select)))
     for path, preds in query.where.items():
-        prefix = "".join(p + "." for p in path)
+        prefix = _render_path(path)
         for pred in preds:
             if isinstance(pred, Logic):
                 pairs.append((prefix + logic_key(pred), render_logic(pred)))
             else:
-                pairs.append((prefix + pred.column, render_condition(pred)))
+                pairs.append((prefix + _render_key_name(pred.column), render_condition(pred)))
     for path, terms in query.order.items():
-        pairs.append(("".join(p + "." for p in path) + "order", render_order(terms)))
+        pairs.append((_render_path(path) + "order", render_order(terms)))
     for path, n in query.limit.items():
-        pairs.append(("".join(p + "." for p in path) + "limit", str(n)))
+        pairs.append((_render_path(path) + "limit", str(n)))
     for path, n in query.offset.items():
-        pairs.append(("".join(p + "." for p in path) + "offset", str(n)))
+        pairs.append((_render_path(path) + "offset", str(n)))
     if query.on_conflict:
         pairs.append(("on_conflict", ",".join(map(_render_name, query.on_conflict))))
     if query.columns:
         pairs.append(("columns", ",".join(map(_render_name, query.columns))))
     return pairs
+
+
+def _render_path(path: Path) -> str:
+    return "".join(_render_key_name(p) + "." for p in path)
 
 
 def split_query_string(raw: str) -> list[tuple[str, str]]:

@@ -29,6 +29,13 @@ class Compare:
     op: str
     param: int
     negated: bool = False
+    #: ``any``/``all`` for a quantified operator (``like(any)``): ``param`` holds a tuple.
+    quantifier: Literal["any", "all"] | None = None
+    #: Full-text search: the parameter slot of the configuration (``fts(english)``).
+    config: int | None = None
+    #: PostgreSQL: the column's type (from the catalog) that an array or range literal is
+    #: read as (``@>``, ``&&``, ``<<``...); ``tsvector`` for a column searched as it is.
+    cast: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

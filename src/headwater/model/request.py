@@ -40,9 +40,13 @@ SelectItem: TypeAlias = Field | Embed
 class Condition:
     column: str
     op: str
-    #: A tuple for ``in``, else the literal text exactly as sent.
+    #: A tuple for ``in`` and for a quantified operator (``like(any).{a,b}``), else the
+    #: literal text exactly as sent.
     value: str | tuple[str, ...]
     negated: bool = False
+    #: What the operator's parentheses held: ``any``/``all`` (a quantifier) or, for the
+    #: full-text operators, the text search configuration (``fts(english)``).
+    modifier: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,8 +25,11 @@ from headwater.errors import (
     UnknownColumn,
     UnknownRelationship,
     UnknownTable,
+    UnsupportedFilter,
 )
 from headwater.model.catalog import Catalog, Column, Dialect, Relationship, Table
+from headwater.model.grammar import ARRAY_OPS, FTS_OPS, RANGE_OPS, parse_array
+from headwater.model.pattern import sqlite_pattern
 from headwater.model.plan import (
     BoolExpr,
     Compare,
@@ -77,6 +80,9 @@ def _star(table: Table) -> tuple[OutputColumn, ...]:
 
 # --- value coercion ---------------------------------------------------------------------------
 
+#: A type name that may appear in a statement as a cast (``integer[]``, ``int4range``,
+#: ``character varying(20)[]``): what the catalog reports for built-in types.
+_TYPE_NAME = re.compile(r"^[a-z][a-z0-9_ ]*(?:\(\d+(?:,\s*\d+)?\))?(?:\[\])*$")
 _INT = re.compile(r"^\s*[+-]?\d{1,19}\s*$")
 _TRUE = frozenset({"t", "true", "y", "yes", "on", "1"})
 _FALSE = frozenset({"f", "false", "n", "no", "off", "0"})
@@ -287,12 +293,79 @@ class _Planner:
             assert isinstance(pred.value, tuple)
             values = tuple(coerce(col, v, self.catalog.dialect) for v in pred.value)
             return Compare(col.name, col.kind, "in", self.param(values), pred.negated)
+        if pred.modifier in ("any", "all"):
+            assert isinstance(pred.value, tuple)
+            values = tuple(self.literal(col, pred.op, v) for v in pred.value)
+            return Compare(col.name, col.kind, pred.op, self.param(values), pred.negated,
+                           quantifier="all" if pred.modifier == "all" else "any")
         assert isinstance(pred.value, str)
-        if pred.op in ("like", "ilike"):
-            return Compare(col.name, col.kind, pred.op,
-                           self.param(pred.value.replace("*", "%")), pred.negated)
-        value = coerce(col, pred.value, self.catalog.dialect)
+        if pred.op in FTS_OPS:
+            return self.full_text(table, col, pred)
+        if pred.op in ARRAY_OPS or pred.op in RANGE_OPS:
+            return self.containment(col, pred)
+        value = self.literal(col, pred.op, pred.value)
         return Compare(col.name, col.kind, pred.op, self.param(value), pred.negated)
+
+    def literal(self, col: Column, op: str, text: str) -> Value:
+        """One literal of a comparison: a LIKE pattern (``*`` for ``%``), a regular
+        expression (checked for SQLite's engine), or a value of the column's type."""
+        if op in ("like", "ilike"):
+            return text.replace("*", "%")
+        if op in ("match", "imatch"):
+            return sqlite_pattern(text) if self.catalog.dialect == "sqlite" else text
+        return coerce(col, text, self.catalog.dialect)
+
+    def full_text(self, table: Table, col: Column, pred: Condition) -> Compare:
+        assert isinstance(pred.value, str)
+        if self.catalog.dialect == "sqlite":
+            raise UnsupportedFilter(
+                f"full-text search ({pred.op}) is not available on {table.name}.{col.name}",
+                details="SQLite searches text only through an FTS5 index, and Headwater does "
+                        "not run full-text filters on SQLite yet",
+                hint="use like, ilike or match on SQLite")
+        if col.kind != "text":
+            raise UnsupportedFilter(
+                f"full-text search ({pred.op}) needs a text or tsvector column; "
+                f"{col.name} is {col.db_type}")
+        config = None if pred.modifier is None else self.param(pred.modifier)
+        return Compare(col.name, col.kind, pred.op, self.param(pred.value), pred.negated,
+                       config=config, cast="tsvector" if col.db_type == "tsvector" else None)
+
+    def containment(self, col: Column, pred: Condition) -> Compare:
+        """``cs``/``cd``/``ov`` and the range operators. PostgreSQL reads the literal as the
+        column's own type (its name comes from the catalog); SQLite answers ``cs``/``cd``/
+        ``ov`` on JSON arrays and has no ranges."""
+        assert isinstance(pred.value, str)
+        db_type = col.db_type.lower()
+        is_range = "range" in db_type
+        if self.catalog.dialect == "sqlite":
+            if pred.op in RANGE_OPS:
+                raise UnsupportedFilter(
+                    f"the range operator {pred.op} is not available on SQLite",
+                    details="SQLite has no range types",
+                    hint="cs, cd and ov work on JSON arrays on SQLite")
+            items = parse_array(pred.value) if pred.value.startswith("{") else None
+            if items is None:
+                raise InvalidValue(f'malformed array literal: "{pred.value}"',
+                                   details=f"{pred.op} on SQLite takes a list like {{1,2}}")
+            values = tuple(_json_item(v) for v in items)
+            return Compare(col.name, col.kind, pred.op, self.param(values), pred.negated)
+        if pred.op in RANGE_OPS and not is_range:
+            raise UnsupportedFilter(
+                f"operator does not exist: {col.db_type} {pred.op} (a range operator)",
+                details=f"{col.name} is {col.db_type}, not a range")
+        if not (is_range or db_type.endswith("]") or db_type in ("jsonb", "json")):
+            raise UnsupportedFilter(
+                f"operator does not exist: {col.db_type} {pred.op}",
+                details=f"{pred.op} compares arrays, ranges or jsonb; {col.name} is "
+                        f"{col.db_type}")
+        cast = "jsonb" if db_type == "json" else col.db_type
+        if not _TYPE_NAME.match(cast):
+            # the type's name goes into the statement: only plain catalog names do
+            raise UnsupportedFilter(f"{pred.op} is not supported on a column of type "
+                                    f"{col.db_type}", details=f"column {col.name}")
+        return Compare(col.name, col.kind, pred.op, self.param(pred.value), pred.negated,
+                       cast=cast)
 
     def embed_null_filter(self, pred: Condition, child: ReadNode) -> Cond:
         if pred.op != "is" or pred.value not in ("null", "not_null"):
@@ -356,6 +429,13 @@ def _suggest(name: str, options: object) -> str | None:
     names = list(options)  # type: ignore[call-overload]
     close = difflib.get_close_matches(name, names, n=1)
     return f"Perhaps you meant to reference the column \"{close[0]}\"." if close else None
+
+
+def _json_item(text: str) -> Value:
+    """An element of a list compared with a JSON array's members: a number when it reads
+    as one (JSON ``1`` is SQLite's integer 1), else the text."""
+    number = sqlite_number(text)
+    return text if number is None else number
 
 
 def plan_read(catalog: Catalog, request: ApiRequest, *, max_rows: int = 0,

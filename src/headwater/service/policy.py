@@ -142,12 +142,12 @@ class _Substitution:
             return Logic(p.op, tuple(self.pred(i) for i in p.items), p.negated)
         if isinstance(p.value, tuple):
             return Condition(p.column, p.op, tuple(x for v in p.value for x in self.value(v)),
-                             p.negated)
+                             p.negated, p.modifier)
         values = self.value(p.value)
         if len(values) != 1:
             raise forbidden(self.anonymous, f"the policy's filter on {p.column} needs a single "
                                             "value but the claim is a list")
-        return Condition(p.column, p.op, values[0], p.negated)
+        return Condition(p.column, p.op, values[0], p.negated, p.modifier)
 
 
 def forbidden(anonymous: bool, message: str, *, hint: str | None = None) -> Forbidden:
