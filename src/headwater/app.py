@@ -271,9 +271,19 @@ class Headwater:
         if report is None and check is not None:
             report = await asyncio.shield(check)
         assert report is not None
-        # The breakers' states are in memory: always the current ones.
+        # The breakers' states are in memory: always the current ones, and an open one says
+        # its dependency is down before the next check does.
         breakers = {name: b.state.name.lower() for name, b in self.breakers.items()}
-        return {**report, "checks": {**report["checks"], "breakers": breakers}}
+        checks = {**report["checks"], "breakers": breakers}
+        status = report["status"]
+        for name, dep in (("database", "database"), ("redis", "redis")):
+            if breakers.get(name, "closed") == "open" and dep in checks:
+                checks[dep] = {**checks[dep], "status": "unavailable", "error": "circuit open"}
+                if dep == "database":
+                    status = "unavailable"
+                elif status == "ok":
+                    status = "degraded"
+        return {**report, "status": status, "checks": checks}
 
     async def _check_readiness(self) -> dict[str, Any]:
         report = await self._readiness()
