@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,8 @@ CREATE FUNCTION first_item() RETURNS items LANGUAGE sql STABLE
   AS $$ SELECT * FROM items WHERE id = 1 $$;
 CREATE FUNCTION add_note(body text) RETURNS void LANGUAGE sql VOLATILE
   AS $$ INSERT INTO notes (body) VALUES (body) $$;
+CREATE FUNCTION add_notes(bodies text[]) RETURNS SETOF notes LANGUAGE sql VOLATILE
+  AS $$ INSERT INTO notes (body) SELECT unnest(bodies) RETURNING * $$;
 CREATE FUNCTION echo_json(json) RETURNS json LANGUAGE sql IMMUTABLE AS $$ SELECT $1 $$;
 CREATE FUNCTION wrap(payload jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE
   AS $$ SELECT jsonb_build_object('got', payload) $$;
@@ -227,6 +231,58 @@ def test_policies_allow_or_deny_each_function(functions_db: str,
         assert r.status_code in (401, 403), r.text
         assert oracle.rows(functions_db, "SELECT count(*) FROM notes WHERE body = 'anon'") \
             == [(0,)]
+
+
+def test_object_accept_rolls_back_a_set_function(server: Served) -> None:
+    """``.single()`` on a function that writes two rows: 406, and neither row stays."""
+    with httpx.Client(base_url=server.url) as h:
+        r = h.post("/rpc/add_notes", json={"bodies": ["one", "two"]},
+                   headers={"Accept": "application/vnd.pgrst.object+json"})
+        assert r.status_code == 406 and r.json()["code"] == "PGRST116", r.text
+        assert oracle.rows(server.database_url,
+                           "SELECT count(*) FROM notes WHERE body IN ('one', 'two')") == [(0,)]
+        r = h.post("/rpc/add_notes?select=body", json={"bodies": ["three"]},
+                   headers={"Accept": "application/vnd.pgrst.object+json"})
+        assert (r.status_code, r.json()) == (200, {"body": "three"})
+
+
+def test_caller_mistakes_are_4xx(server: Served) -> None:
+    with httpx.Client(base_url=server.url) as h:
+        for method, path, body in [
+            ("POST", "/rpc/add", {"a": "x", "b": 1}),
+            ("POST", "/rpc/add", {"a": 1e40, "b": 1}),
+            ("POST", "/rpc/add", [1, 2]),
+            ("POST", "/rpc/add", {"a": 1, "b": 2, "c": 3}),
+            ("GET", "/rpc/add?a=1&b=2&c=3", None),
+            ("GET", "/rpc/items_cheaper?max_price=1&nope=eq.1", None),
+            ("GET", "/rpc/items_cheaper?max_price=1&select=nope", None),
+            ("GET", "/rpc/items_cheaper?max_price=abc", None),
+            ("POST", "/rpc/joined", {"parts": {"not": "an array"}}),
+        ]:
+            r = h.request(method, path, json=body)
+            assert 400 <= r.status_code < 500, (path, body, r.status_code, r.text)
+            assert set(r.json()) == {"code", "message", "details", "hint"}
+
+
+def test_python_function_shadows_a_database_function(functions_db: str) -> None:
+    with ServerProcess(functions_db, args=("--app", "tests.integration.rpc_shadow_app:app")) \
+            as s, httpx.Client(base_url=s.url) as h:
+        assert h.post("/rpc/describe", json={"x": 1}).json() == "python 1"
+        assert h.post("/rpc/add", json={"a": 1, "b": 1}).json() == 2
+
+
+def test_functions_reload_with_the_catalog(functions_db: str) -> None:
+    """A function created after start is served once the catalog is reloaded (SIGHUP)."""
+    with ServerProcess(functions_db) as s, httpx.Client(base_url=s.url) as h:
+        assert h.post("/rpc/late_one", json={}).status_code == 404
+        oracle.execute(functions_db, "CREATE FUNCTION late_one() RETURNS int LANGUAGE sql "
+                                     "IMMUTABLE AS $$ SELECT 1 $$")
+        s.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while h.post("/rpc/late_one", json={}).status_code == 404:
+            assert time.monotonic() < deadline, "not reloaded"
+            time.sleep(0.1)
+        assert h.post("/rpc/late_one", json={}).json() == 1
 
 
 def test_unknown_function_is_404(served: Served) -> None:
