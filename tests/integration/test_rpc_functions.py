@@ -227,6 +227,8 @@ def test_policies_allow_or_deny_each_function(functions_db: str,
     with ServerProcess(functions_db, args=("--config", str(config))) as s, \
             httpx.Client(base_url=s.url) as h:
         assert h.post("/rpc/add", json={"a": 1, "b": 1}).json() == 2
+        paths = h.get("/").json()["paths"]
+        assert "/rpc/add" in paths and "/rpc/add_note" not in paths
         r = h.post("/rpc/add_note", json={"body": "anon"})
         assert r.status_code in (401, 403), r.text
         assert oracle.rows(functions_db, "SELECT count(*) FROM notes WHERE body = 'anon'") \
