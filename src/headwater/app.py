@@ -203,7 +203,11 @@ class Headwater:
         except HeadwaterError as exc:  # writes then record events by a second statement
             self.log.error("event_triggers_failed", error=exc.message)
         self.metrics.catalog_reloads.labels("ok").inc()
-        self.log.info("catalog_loaded", tables=len(catalog.tables), dialect=catalog.dialect)
+        self.log.info("catalog_loaded", tables=len(catalog.tables), dialect=catalog.dialect,
+                      functions=len(catalog.functions))
+        for name in self.rpc.shadowed():
+            self.log.warning("rpc_shadows_database_function", function=name,
+                             hint="the Python function answers /rpc/" + name)
         _settle_heap()
         return True
 

@@ -146,6 +146,20 @@ class Rejected(RequestError):
         super().__init__(message, details=details, hint=hint, code=code, status=status)
 
 
+class Raised(RequestError):
+    """An error a database function or trigger raised on purpose (``RAISE EXCEPTION``, a
+    custom SQLSTATE, PostgREST's ``PGRST``): its code, message, details and hint are the
+    function's, its status PostgREST's for that code, ``headers`` the ones it asked for."""
+
+    code = "P0001"
+
+    def __init__(self, message: str, *, status: int = 400, code: str = "P0001",
+                 details: Any = None, hint: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message, details=details, hint=hint, code=code, status=status)
+        self.headers = headers or {}
+
+
 class InvalidField(InvalidValue):
     """One value of a write's body that does not fit its column. The write validator
     (``headwater.service.validation``) collects these per field into one ``InvalidBody``;
@@ -158,6 +172,13 @@ class InvalidField(InvalidValue):
 class MethodNotAllowed(RequestError):
     status = 405
     code = "PGRST117"
+
+
+class AmbiguousFunction(RequestError):
+    """Overloads of a database function that the arguments sent cannot tell apart."""
+
+    status = 300
+    code = "PGRST203"
 
 
 class NotFound(RequestError):

@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from headwater.model.catalog import Catalog, Column, ColumnKind, Table
+from headwater.model.catalog import Catalog, Column, ColumnKind, Function, Table
 from headwater.service.hooks import RpcSpec
 
 _TYPES: dict[ColumnKind, dict[str, str]] = {
@@ -159,6 +159,47 @@ def _rpc_op(spec: RpcSpec) -> dict[str, Any]:
     return op
 
 
+def _function_op(name: str, overloads: tuple[Function, ...]) -> dict[str, Any]:
+    """A database function's path: its overloads' parameters (by name) as one body, which
+    PostgREST documents the same way; GET when every overload is STABLE or IMMUTABLE."""
+    props: dict[str, Any] = {}
+    required: set[str] = set.intersection(*(set(f.required) for f in overloads))
+    for f in overloads:
+        for p in f.parameters:
+            if p.name:
+                kind = "other" if p.is_array else _db_kind(p.db_type)
+                props.setdefault(p.name, {**_TYPES.get(kind, {}), "format": p.db_type})
+    first = overloads[0]
+    summary = f"Call the database function {name} ({first.volatility})"
+    body: dict[str, Any] = {"type": "object", "properties": props,
+                            "required": sorted(required & set(props))}
+    if first.single_unnamed:
+        body = {}
+    ok = {"description": "OK", "content": {"application/json": {"schema": {}}}}
+    error = {"description": "Error",
+             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    op: dict[str, Any] = {
+        "post": {"tags": ["rpc"], "summary": summary,
+                 "requestBody": {"required": bool(required),
+                                 "content": {"application/json": {"schema": body}}},
+                 "responses": {"200": ok, "4XX": error}},
+    }
+    if all(f.read_only for f in overloads):
+        op["get"] = {"tags": ["rpc"], "summary": summary,
+                     "parameters": [{"name": n, "in": "query", "required": n in required,
+                                     "schema": sch} for n, sch in props.items()],
+                     "responses": {"200": ok, "4XX": error}}
+    return op
+
+
+def _db_kind(db_type: str) -> ColumnKind:
+    kinds: dict[str, ColumnKind] = {"integer": "integer", "bigint": "integer", "smallint": "integer",
+            "numeric": "numeric", "real": "float", "double precision": "float",
+            "boolean": "boolean", "text": "text", "character varying": "text",
+            "date": "date", "uuid": "uuid"}
+    return kinds.get(db_type, "other")
+
+
 def openapi_document(catalog: Catalog, *, title: str = "Headwater", version: str = "0.1.0",
                      rpcs: Mapping[str, RpcSpec] | None = None) -> dict[str, Any]:
     paths: dict[str, Any] = {"/": {"get": {"summary": "This document", "tags": ["Introspection"],
@@ -170,6 +211,9 @@ def openapi_document(catalog: Catalog, *, title: str = "Headwater", version: str
             ops.update(_write_ops(table))
         paths[f"/{table.name}"] = ops
         schemas[table.name] = _table_schema(table)
+    for fname, overloads in catalog.functions.items():
+        # A Python function of the same name shadows it (below).
+        paths[f"/rpc/{fname}"] = _function_op(fname, overloads)
     for spec in (rpcs or {}).values():
         op = _rpc_op(spec)
         schemas.update(op.pop("x-components"))

@@ -33,6 +33,7 @@ from headwater.errors import (
     HeadwaterError,
     InvalidBody,
     MethodNotAllowed,
+    Raised,
     RequestError,
     SingularityError,
     UnsupportedMediaType,
@@ -42,6 +43,7 @@ from headwater.model.principal import Principal
 from headwater.model.request import ApiRequest
 from headwater.observability.timing import SCOPE_KEY as TIMING
 from headwater.observability.timing import ServerTiming
+from headwater.service.functions import choose, query_args
 from headwater.service.policy import Access
 from headwater.service.reads import RawRead, Reads
 from headwater.service.rpc import Rpc, check_args
@@ -258,9 +260,59 @@ def build_routes(s: Services) -> Routes:
                               applied=_applied(api), media=api.media,
                               count=api.prefer.count in ("exact", "estimated"))
 
+    async def database_function(request: Request, name: str, access: Access) -> Response:
+        """``/rpc/{name}`` for a function of the database (no Python function has the name)."""
+        h = header_map(request.scope)
+        method = request.method
+        pairs = grammar.split_query_string(request.scope["query_string"].decode("latin-1"))
+        overloads = s.rpc.functions.overloads(name)
+        prefer_text = [v.decode("latin-1") for k, v in request.scope["headers"]
+                       if k == b"prefer"]
+        # PostgREST's params=single-object: the whole body is the one json argument.
+        whole = any(p.strip().lower() == "params=single-object"
+                    for text in prefer_text for p in text.split(","))
+        args: Any
+        if method in ("GET", "HEAD"):
+            args, pairs = query_args(overloads, pairs)
+            whole = False
+            is_object = True
+        else:
+            body, from_csv = await read_body(request, settings.max_body_bytes)
+            if from_csv:
+                raise InvalidBody("RPC arguments must be JSON", code="PGRST102")
+            args, is_object = body, isinstance(body, dict)
+        fn = choose(s.rpc.functions.schema, name, overloads,
+                    tuple(args) if is_object and not whole else (),
+                    whole_body=whole, body_is_object=is_object)
+        access.may_call(fn.name)
+        whole = whole or fn.single_unnamed
+        kept = [t for t in prefer_text
+                if not any(p.strip().lower().startswith("params=") for p in t.split(","))]
+        api = ApiRequest(method=method, target=name, query=grammar.parse_query(pairs),
+                         prefer=access.preferences(grammar.parse_prefer(kept)),
+                         media=grammar.parse_accept(request.headers.get("accept")),
+                         range=grammar.parse_range(request.headers.get("range"))
+                         if method in ("GET", "HEAD") else None)
+        out = await s.rpc.functions.call(fn, args, api, access, whole=whole,
+                                         rollback=api.prefer.tx == "rollback")
+        if out.read is not None:
+            request.scope["rows"] = out.read.rows
+            return read_response(out.read, ask=_negotiation(h, method), compressor=compressor,
+                                 log=s.log)
+        if out.value is None:
+            return Response(None, 204)
+        return Response(b"" if method == "HEAD" else out.value, 200,
+                        media_type=CONTENT_TYPES["json"])
+
     async def rpc(request: Request) -> Response:
         access = await security.admit(request, None, None)
-        spec = s.rpc.find(request.path_params["name"])
+        name = request.path_params["name"]
+        if name not in s.rpc.app.rpcs and s.rpc.functions.overloads(name):
+            try:
+                return await database_function(request, name, access)
+            except Raised as exc:
+                return error_response(exc, exc.headers)
+        spec = s.rpc.find(name)
         access.may_call(spec.name)
         if request.method in ("GET", "HEAD"):
             if not spec.read_only:

@@ -18,7 +18,16 @@ from sqlalchemy.engine.interfaces import (
     ReflectedIndex,
 )
 
-from headwater.model.catalog import Catalog, Column, ColumnKind, ForeignKey, Table
+from headwater.model.catalog import (
+    Catalog,
+    Column,
+    ColumnKind,
+    ForeignKey,
+    Function,
+    Parameter,
+    Table,
+    Volatility,
+)
 
 # --- introspection (I/O) ----------------------------------------------------------------------
 
@@ -262,6 +271,95 @@ async def introspect(url: str, schema: str = "public") -> Catalog:
     try:
         async with aengine.connect() as conn:
             tables = await conn.run_sync(lambda c: reflect(c, schema))
+            functions = await conn.run_sync(lambda c: reflect_functions(c, schema))
     finally:
         await aengine.dispose()
-    return Catalog.build(tables, "postgresql")
+    return Catalog.build(tables, "postgresql", functions)
+
+
+# --- database functions (PostgreSQL) ----------------------------------------------------------
+
+#: Every function of the schema the connecting role may execute, with its arguments (name,
+#: type, mode, is an array) and, for a row type, its columns and the table it is.
+_FUNCTIONS_SQL = """
+SELECT p.proname, p.provolatile::text, p.proretset, format_type(p.prorettype, NULL), rt.typtype::text,
+       p.pronargdefaults, p.prorettype = 'record'::regtype,
+       (SELECT json_agg(json_build_array(coalesce(p.proargnames[x.i], ''),
+                                         format_type(x.typ, NULL), coalesce(p.proargmodes[x.i], 'i'),
+                                         at.typcategory = 'A', at.typtype = 'p') ORDER BY x.i)
+          FROM unnest(coalesce(p.proallargtypes, p.proargtypes::oid[])) WITH ORDINALITY AS x(typ, i)
+          JOIN pg_type at ON at.oid = x.typ),
+       CASE WHEN rt.typrelid <> 0 THEN
+         (SELECT json_agg(json_build_array(a.attname, format_type(a.atttypid, a.atttypmod))
+                          ORDER BY a.attnum)
+            FROM pg_attribute a WHERE a.attrelid = rt.typrelid AND a.attnum > 0
+                                  AND NOT a.attisdropped) END,
+       (SELECT c.relname FROM pg_class c JOIN pg_namespace cn ON cn.oid = c.relnamespace
+         WHERE c.oid = rt.typrelid AND cn.nspname = :schema AND c.relkind IN ('r','v','m','p','f'))
+  FROM pg_proc p
+  JOIN pg_namespace n ON n.oid = p.pronamespace
+  JOIN pg_type rt ON rt.oid = p.prorettype
+ WHERE n.nspname = :schema AND p.prokind = 'f'
+   AND has_function_privilege(p.oid, 'EXECUTE')
+ ORDER BY p.proname, p.oid
+"""
+
+_VOLATILITY: dict[str, Volatility] = {"i": "immutable", "s": "stable", "v": "volatile"}
+_PG_KINDS: dict[str, ColumnKind] = {
+    "smallint": "integer", "integer": "integer", "bigint": "integer", "boolean": "boolean",
+    "real": "float", "double precision": "float", "numeric": "numeric", "text": "text",
+    "character varying": "text", "character": "text", "name": "text", "citext": "text",
+    "date": "date", "timestamp without time zone": "timestamp",
+    "timestamp with time zone": "timestamptz", "time without time zone": "time",
+    "uuid": "uuid", "json": "json", "jsonb": "json", "bytea": "bytes",
+}
+
+
+def pg_kind(db_type: str) -> ColumnKind:
+    """The kind of a type as ``format_type`` spells it (modifiers dropped)."""
+    base = db_type.split("(")[0].strip()
+    return _PG_KINDS.get(base, "other")
+
+
+def _pg_column(name: str, db_type: str) -> Column:
+    return Column(name=name, kind=pg_kind(db_type), db_type=db_type,
+                  int_bits={"smallint": 16, "integer": 32}.get(db_type, 64))
+
+
+def reflect_functions(conn: sa.Connection, schema: str | None) -> list[Function]:
+    """The functions of ``schema`` a caller can reach: those whose arguments and result
+    Headwater can pass and read (no pseudo-typed argument, no bare ``record`` result)."""
+    out: list[Function] = []
+    rows = conn.execute(sa.text(_FUNCTIONS_SQL), {"schema": schema or "public"}).fetchall()
+    for (name, volatility, retset, rettype, typtype, ndefaults, is_record, args, rowcols,
+         table) in rows:
+        args = args or []
+        inputs = [a for a in args if a[2] in ("i", "b", "v")]
+        outputs = [a for a in args if a[2] in ("o", "b", "t")]
+        if any(a[4] for a in inputs) or (typtype == "p" and rettype != "void"
+                                         and not (is_record and outputs)):
+            continue  # polymorphic or internal: no value from JSON can be bound to it
+        params = tuple(
+            Parameter(name=a[0], db_type=a[1], variadic=a[2] == "v", is_array=bool(a[3]),
+                      has_default=i >= len(inputs) - int(ndefaults or 0))
+            for i, a in enumerate(inputs))
+        if is_record and outputs:
+            columns = {a[0]: _pg_column(a[0], a[1]) for a in outputs}
+            if not retset and len(outputs) == 1:
+                columns = {}  # one OUT parameter returns that value, not a row
+        elif rowcols:
+            columns = {c[0]: _pg_column(c[0], c[1]) for c in rowcols}
+        else:
+            columns = {}
+        returns: Any
+        if rettype == "void":
+            returns = "void"
+        elif columns:
+            returns = "set" if retset else "composite"
+        else:
+            returns = "scalars" if retset else "scalar"
+        out.append(Function(name=name, parameters=params, returns=returns, return_type=rettype,
+                            volatility=_VOLATILITY.get(volatility, "volatile"),
+                            columns=MappingProxyType(columns),
+                            table=table if returns in ("set", "composite") else None))
+    return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -18,6 +19,7 @@ from headwater.errors import (
     DatabaseUnavailable,
     HeadwaterError,
     InvalidValue,
+    Raised,
     RequestError,
     Timeout,
     TransactionConflict,
@@ -34,8 +36,42 @@ _PG_ERRORS = (asyncpg.PostgresError, OSError, asyncpg.InterfaceError,
 _STATEMENT_ERRORS = (*_PG_ERRORS, TimeoutError)
 
 
+def _raised(exc: asyncpg.PostgresError, sqlstate: str) -> HeadwaterError | None:
+    """An error a function or trigger raised on purpose, mapped as PostgREST maps it:
+    ``P0001`` (plain ``RAISE EXCEPTION``) and codes PostgreSQL does not define are 400,
+    ``PTxyz`` is status xyz, and ``PGRST`` carries the whole error as JSON in its message
+    and the status and headers in its detail."""
+    message = exc.args[0] if exc.args else ""
+    detail, hint = getattr(exc, "detail", None), getattr(exc, "hint", None)
+    if sqlstate == "PGRST":
+        try:
+            body = json.loads(message)
+            meta = json.loads(detail) if detail else {}
+            status = int(meta.get("status", 400))
+            headers = {str(k): str(v) for k, v in (meta.get("headers") or {}).items()}
+            if not isinstance(body, dict) or "code" not in body or not 100 <= status <= 599:
+                raise ValueError("no code, or no HTTP status")
+        except (ValueError, TypeError, AttributeError):
+            return DatabaseError("The message and detail of a PGRST error must be JSON",
+                                 code="PGRST121", details=None,
+                                 hint="RAISE SQLSTATE 'PGRST' USING message = '{\"code\":…,"
+                                      "\"message\":…}', detail = '{\"status\":…}'")
+        return Raised(str(body.get("message", "")), status=status, code=str(body["code"]),
+                      details=body.get("details"), hint=body.get("hint"), headers=headers)
+    if sqlstate.startswith("PT") and sqlstate[2:].isdigit() and 100 <= int(sqlstate[2:]) <= 599:
+        return Raised(message, status=int(sqlstate[2:]), code=sqlstate, details=detail,
+                      hint=hint)
+    if sqlstate == "P0001" or isinstance(exc, asyncpg.exceptions.UnknownPostgresError):
+        return Raised(message, code=sqlstate, details=detail, hint=hint)
+    return None
+
+
 def _pg_error(exc: BaseException) -> HeadwaterError:
     sqlstate = getattr(exc, "sqlstate", None)
+    if isinstance(exc, asyncpg.PostgresError) and sqlstate:
+        raised = _raised(exc, sqlstate)
+        if raised is not None:
+            return raised
     if isinstance(exc, asyncpg.PostgresError) and sqlstate and sqlstate[:2] == "54":
         # statement too complex (e.g. max_stack_depth): the request's shape, not a failure
         return RequestError("statement too complex: nest fewer embeds or use fewer filters",

@@ -80,15 +80,66 @@ class Table:
         return keys + self.unique + self.unique_indexes
 
 
+Volatility: TypeAlias = Literal["immutable", "stable", "volatile"]
+
+
+@dataclass(frozen=True, slots=True)
+class Parameter:
+    """One input parameter of a database function; ``name`` is "" when it has none."""
+
+    name: str
+    #: The type as PostgreSQL spells it (``format_type``), used in the call's SQL.
+    db_type: str
+    has_default: bool = False
+    variadic: bool = False
+    is_array: bool = False
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Function:
+    """A database function of the served schema, callable as ``/rpc/{name}``.
+
+    ``returns`` is "scalar" (one value), "composite" (one row), "set" (rows: ``SETOF`` a
+    table or composite, ``RETURNS TABLE``), "scalars" (``SETOF`` a base type) or "void".
+    ``columns`` are the returned row's columns (composite and set); ``table`` names the
+    served table a ``SETOF`` returns, whose relationships and policies then apply."""
+
+    name: str
+    parameters: tuple[Parameter, ...]
+    returns: Literal["scalar", "composite", "set", "scalars", "void"]
+    return_type: str
+    volatility: Volatility
+    columns: Mapping[str, Column] = field(default_factory=lambda: MappingProxyType({}))
+    table: str | None = None
+
+    @property
+    def required(self) -> frozenset[str]:
+        return frozenset(p.name for p in self.parameters if not p.has_default)
+
+    @property
+    def read_only(self) -> bool:
+        return self.volatility != "volatile"
+
+    @property
+    def single_unnamed(self) -> bool:
+        """One parameter without a name, of a type that takes the whole body (PostgREST)."""
+        return (len(self.parameters) == 1 and not self.parameters[0].name
+                and self.parameters[0].db_type in ("json", "jsonb"))
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Catalog:
     tables: Mapping[str, Table]
     dialect: Literal["postgresql", "sqlite"]
     relationships: Mapping[str, tuple[Relationship, ...]] = field(
         default_factory=lambda: MappingProxyType({}))
+    #: Database functions by name; overloads share a name.
+    functions: Mapping[str, tuple[Function, ...]] = field(
+        default_factory=lambda: MappingProxyType({}))
 
     @classmethod
-    def build(cls, tables: list[Table], dialect: Literal["postgresql", "sqlite"]) -> Catalog:
+    def build(cls, tables: list[Table], dialect: Literal["postgresql", "sqlite"],
+              functions: list[Function] | None = None) -> Catalog:
         rels: dict[str, list[Relationship]] = {t.name: [] for t in tables}
         by_name = {t.name: t for t in tables}
         for t in tables:
@@ -106,7 +157,15 @@ class Catalog:
             tables=MappingProxyType(dict(by_name)),
             dialect=dialect,
             relationships=MappingProxyType({k: tuple(v) for k, v in rels.items()}),
+            functions=MappingProxyType(_by_name(functions or [])),
         )
 
     def table(self, name: str) -> Table | None:
         return self.tables.get(name)
+
+
+def _by_name(functions: list[Function]) -> dict[str, tuple[Function, ...]]:
+    out: dict[str, list[Function]] = {}
+    for f in functions:
+        out.setdefault(f.name, []).append(f)
+    return {k: tuple(v) for k, v in out.items()}

@@ -12,6 +12,7 @@ from headwater.errors import InvalidBody, NotFound
 from headwater.events.recording import EventBuffer, Recorder
 from headwater.model.catalog import Catalog
 from headwater.model.principal import Principal, principal_json
+from headwater.service.functions import DbFunctions
 from headwater.service.hooks import App, Context, RpcSpec
 
 _encode = msgspec.json.Encoder(decimal_format="number").encode
@@ -89,6 +90,13 @@ class Rpc:
         self.recorder = recorder
         self.catalog = catalog
         self.on_commit = on_commit
+        #: The database's own functions, served where no Python function has the name.
+        self.functions = DbFunctions(db, catalog, max_rows=db.settings.max_rows,
+                                     on_commit=on_commit)
+
+    def shadowed(self) -> list[str]:
+        """Database functions a Python function of the same name hides (warned at start)."""
+        return sorted(self.functions.names() & set(self.app.rpcs))
 
     def find(self, name: str) -> RpcSpec:
         return find_rpc(self.app, name)
