@@ -157,3 +157,27 @@ def test_connections_beyond_the_limit_get_503(demo_sqlite: str) -> None:
                 s.close()
         time.sleep(0.3)
         assert httpx.get(server.url + "/products?limit=1", timeout=5).status_code == 200
+
+
+def _read_response(s: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += s.recv(4096)
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:"))
+    while len(body) < length:
+        body += s.recv(4096)
+    return head
+
+
+def test_a_keep_alive_connection_outlives_the_header_timeout(limited: ServerProcess) -> None:
+    """The head deadline is per request: requests 0.7 s apart on one connection, for longer
+    than ``header_timeout`` (1 s) in all, are all answered."""
+    request = (f"GET /products?limit=1 HTTP/1.1\r\nHost: 127.0.0.1:{limited.port}\r\n"
+               "\r\n").encode()
+    with socket.create_connection(("127.0.0.1", limited.port), timeout=5) as s:
+        for _ in range(4):
+            s.sendall(request)
+            assert _read_response(s).startswith(b"HTTP/1.1 200")
+            time.sleep(0.7)
