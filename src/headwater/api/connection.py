@@ -15,7 +15,10 @@ it would cost more than these few checks per chunk. So this subclass adds, per c
 - ``header_timeout``: from the connection's opening, or the first byte of the next request,
   to the end of the head; past it 408 (silently when nothing was sent) and closed;
 - ``max_connections``: a request on a connection beyond the limit is answered 503
-  (PostgREST-shaped, with ``Retry-After``) and its connection closed.
+  (PostgREST-shaped, with ``Retry-After``) and its connection closed;
+- a request answered before its body was read (a 401, a 405): the rest of its body must
+  still come within ``body_timeout`` / ``body_min_rate``, else the connection is closed
+  (uvicorn would otherwise keep it open for as long as a byte comes now and then).
 
 The body's own deadline is the application's (``api.routes.read_body``), where the request
 can be answered 408 and its admission slot given back while it waits.
@@ -43,10 +46,13 @@ class ConnectionLimits:
     header_timeout: float
     #: 0 = no limit.
     max_connections: int
+    body_timeout: float
+    body_min_rate: int
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ConnectionLimits:
-        return cls(settings.max_header_bytes, settings.header_timeout, settings.max_connections)
+        return cls(settings.max_header_bytes, settings.header_timeout, settings.max_connections,
+                   settings.body_timeout, settings.body_min_rate)
 
 
 def protocol_factory(settings: Settings) -> type[asyncio.Protocol]:
@@ -77,6 +83,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._head_started = True
         self._head_deadline = 0.0
         self._head_timer: asyncio.TimerHandle | None = None
+        # A request answered before its body was read (a refusal): the rest of the body is
+        # discarded as it comes, under the body's deadline, then the connection is reused.
+        self._drain_timer: asyncio.TimerHandle | None = None
+        self._drain_began = 0.0
+        self._drained = 0
 
     # --- the head's deadline ------------------------------------------------------------------
     # One lazy timer per connection, not one per request: a head's start only sets the
@@ -107,6 +118,35 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                      "seconds")))
         self.transport.close()
 
+    # --- the rest of a body nobody reads ------------------------------------------------------
+
+    def _drain_deadline(self) -> float:
+        rate = self.limits.body_min_rate
+        return (self._drain_began + self.limits.body_timeout
+                + (self._drained / rate if rate > 0 else 0.0))
+
+    def _drain_timeout(self) -> None:
+        self._drain_timer = None
+        if self.transport.is_closing() or self._in_head:
+            return
+        left = self._drain_deadline() - self.loop.time()
+        if left > 0:
+            self._drain_timer = self.loop.call_later(left, self._drain_timeout)
+        else:
+            self.transport.close()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self._in_head and not self.transport.is_closing() and self._drain_timer is None:
+            self._drain_began = self.loop.time()
+            self._drained = 0
+            self._drain_timer = self.loop.call_at(self._drain_deadline(), self._drain_timeout)
+
+    def on_body(self, body: bytes) -> None:
+        if self._drain_timer is not None:
+            self._drained += len(body)
+        super().on_body(body)
+
     # --- asyncio.Protocol -----------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -117,6 +157,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
+            self._drain_timer = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -169,6 +212,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_complete()
         self._in_head = True
         self._head_bytes = 0
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
+            self._drain_timer = None
 
 
 _OVERLOADED = msgspec.json.encode(Overloaded(

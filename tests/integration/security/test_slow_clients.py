@@ -181,3 +181,28 @@ def test_a_keep_alive_connection_outlives_the_header_timeout(limited: ServerProc
             s.sendall(request)
             assert _read_response(s).startswith(b"HTTP/1.1 200")
             time.sleep(0.7)
+
+
+def test_an_unread_body_that_trickles_is_cut_off(limited: ServerProcess) -> None:
+    """A request answered before its body is read (405 here) must still send the rest of the
+    body in time: a byte every 0.5 s of 1,000 gets the connection closed after
+    ``body_timeout`` (1 s), not kept for as long as bytes come."""
+    with socket.create_connection(("127.0.0.1", limited.port), timeout=1.0 + SLACK) as s:
+        s.sendall(_head(limited.port, 1000, "/-/live"))
+        assert _read_response(s).startswith(b"HTTP/1.1 405")
+        began = time.monotonic()
+        closed = False
+        while time.monotonic() - began < 1.0 + SLACK and not closed:
+            time.sleep(0.5)
+            try:
+                s.sendall(b" ")
+                s.setblocking(False)
+                try:
+                    closed = s.recv(4096) == b""
+                except BlockingIOError:
+                    pass
+                finally:
+                    s.setblocking(True)
+            except ConnectionError:
+                closed = True
+        assert closed, "the server kept reading a body nobody wanted for ever"
