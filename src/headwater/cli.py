@@ -94,10 +94,14 @@ def serve(
     scheme = "https" if settings.tls_cert else "http"
     typer.echo(f"Headwater serving {settings.database_url} on "
                f"{scheme}://{settings.host}:{settings.port}/", err=True)
+    from headwater.api.connection import protocol_factory
+
     uvicorn.run("headwater.app:create_app_from_env", factory=True, host=settings.host,
                 port=settings.port, workers=settings.workers, log_level="warning",
                 # uvicorn's own lines go through Headwater's handler (one format).
-                log_config=None, access_log=False, loop="uvloop", http="httptools",
+                log_config=None, access_log=False, loop="uvloop",
+                # httptools with the limits it lacks: head size and deadline, connections.
+                http=protocol_factory(settings), timeout_keep_alive=settings.keep_alive_timeout,
                 timeout_graceful_shutdown=10, ssl_certfile=settings.tls_cert or None,
                 ssl_keyfile=settings.tls_key or None,
                 # X-Forwarded-For is honoured only from rate_limits.trusted_proxies (ours),

@@ -66,6 +66,24 @@ class Settings:
     #: Upper bound on rows any read returns (PostgREST's db-max-rows); 0 = unlimited.
     max_rows: int = 0
     max_body_bytes: int = 10 * 1024 * 1024
+    #: Seconds a request body may take to arrive, stretched by one second per
+    #: ``body_min_rate`` bytes received; past it, 408 and the connection is closed. While a
+    #: body is read the request holds no ``max_inflight`` slot.
+    body_timeout: float = 10.0
+    #: Bytes per second a body must keep up (on average) once ``body_timeout`` has passed.
+    body_min_rate: int = 1024
+
+    # --- HTTP server limits (headwater.api.connection) ------------------------------------
+    #: Bytes of a request's line and headers; beyond it, 431 and the connection is closed.
+    max_header_bytes: int = 64 * 1024
+    #: Seconds a connection may take to send a request's line and headers, from its opening
+    #: (or the first byte of the next request); past it the connection is closed.
+    header_timeout: float = 10.0
+    #: Seconds an idle keep-alive connection stays open between requests.
+    keep_alive_timeout: int = 5
+    #: Open connections per worker; a request on one beyond it gets 503 and a closed
+    #: connection. 0 = no limit.
+    max_connections: int = 1024
     #: Redis for the shared cache (L2) and table versions, e.g. redis://127.0.0.1:6379/0.
     redis_url: str = ""
     #: Seconds for every Redis call (connect and socket).

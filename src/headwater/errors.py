@@ -228,6 +228,21 @@ class EncryptedColumn(RequestError):
     code = "HW400"
 
 
+class RequestTimeout(RequestError):
+    """The client did not send its request's head within ``header_timeout``, or its body
+    within ``body_timeout`` at ``body_min_rate``: answered and the connection closed."""
+
+    status = 408
+    code = "HW408"
+
+
+class HeadersTooLarge(RequestError):
+    """A request line and headers longer than ``max_header_bytes``."""
+
+    status = 431
+    code = "HW431"
+
+
 class DemoTargetBusy(HeadwaterError):
     """The SQLite file the demo would replace is open elsewhere (a running server, a shell)."""
 
@@ -278,6 +293,13 @@ class Timeout(ServiceError):
 
 class BreakerOpen(ServiceError):
     """A dependency's circuit breaker is open: answered at once, without trying it."""
+
+    status = 503
+    code = "HW503"
+
+
+class Overloaded(ServiceError):
+    """This worker already has ``max_connections`` connections open."""
 
     status = 503
     code = "HW503"

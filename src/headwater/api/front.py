@@ -29,6 +29,9 @@ from headwater.resilience.admission import Admission
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 TABLE_METHODS = frozenset({"GET", "HEAD", "POST", "PATCH", "PUT", "DELETE"})
+#: The scope's ``Admission``: ``api.routes.read_body`` gives the request's slot back while it
+#: waits on the client.
+ADMISSION_KEY = "headwater.admission"
 
 _COMMON = ((b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
            (b"referrer-policy", b"no-referrer"),
@@ -118,6 +121,7 @@ class Front:
             await send(message)
 
         admission.inflight += 1
+        scope[ADMISSION_KEY] = admission
         try:
             if (method in TABLE_METHODS and is_table_path(path)
                     and not (origin and self.cors)):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import csv
 import io
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -17,7 +20,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import Scope
 
 from headwater.api.compression import Compressor
-from headwater.api.front import TABLE_METHODS
+from headwater.api.front import ADMISSION_KEY, TABLE_METHODS
 from headwater.api.responses import (
     CONTENT_TYPES,
     JSONResponse,
@@ -35,6 +38,7 @@ from headwater.errors import (
     MethodNotAllowed,
     Raised,
     RequestError,
+    RequestTimeout,
     SingularityError,
     UnsupportedMediaType,
 )
@@ -43,6 +47,7 @@ from headwater.model.principal import Principal
 from headwater.model.request import ApiRequest
 from headwater.observability.timing import SCOPE_KEY as TIMING
 from headwater.observability.timing import ServerTiming
+from headwater.resilience.admission import Admission
 from headwater.service.functions import choose, query_args
 from headwater.service.policy import Access
 from headwater.service.reads import RawRead, Reads
@@ -50,6 +55,7 @@ from headwater.service.rpc import Rpc, check_args
 from headwater.service.writes import Writer
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+_CLOSE = MappingProxyType({"Connection": "close"})
 
 
 def guarded(log: Any, fn: Endpoint) -> Endpoint:
@@ -63,7 +69,8 @@ def guarded(log: Any, fn: Endpoint) -> Endpoint:
                 log.error("request_failed", request_id=request.scope.get("request_id"),
                              code=exc.code, error=exc.message, details=str(exc.details),
                              cause=repr(exc.__cause__)[:300])
-            return error_response(exc)
+            # The rest of a body that came too slowly is not read: the connection is closed.
+            return error_response(exc, _CLOSE if isinstance(exc, RequestTimeout) else None)
         except ClientDisconnect:
             return Response(None, 499)
         except Exception:
@@ -95,8 +102,13 @@ def parse_request(request: Request, table: str, h: dict[bytes, bytes]) -> ApiReq
     )
 
 
-async def read_body(request: Request, limit: int) -> tuple[Any, bool]:
-    """The request body as JSON (any shape) or CSV rows; the bool says it was CSV."""
+async def read_body(request: Request, settings: Settings) -> tuple[Any, bool]:
+    """The request body as JSON (any shape) or CSV rows; the bool says it was CSV.
+
+    Reading waits on the client, so the request's admission slot is given back meanwhile; the
+    body must arrive within ``body_timeout`` seconds, one more per ``body_min_rate`` bytes
+    received (Apache's ``RequestReadTimeout body=…,MinRate=…``), else 408 (and closed)."""
+    limit = settings.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise RequestError(f"Request body larger than {limit} bytes", code="PGRST413",
@@ -104,19 +116,33 @@ async def read_body(request: Request, limit: int) -> tuple[Any, bool]:
     chunks: list[bytes] = []
     size = 0
     receive = request.receive
-    while True:
-        # Read from ASGI directly: Request.stream() is an async generator per request.
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnect()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise RequestError(f"Request body larger than {limit} bytes", code="PGRST413",
-                               status=413)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
+    grace, rate = settings.body_timeout, settings.body_min_rate
+    admission: Admission | None = request.scope.get(ADMISSION_KEY)
+    began = asyncio.get_running_loop().time()
+    try:
+        with admission.waiting() if admission is not None else contextlib.nullcontext():
+            async with asyncio.timeout_at(began + grace) as deadline:
+                while True:
+                    # Read from ASGI directly: Request.stream() is an async generator per
+                    # request.
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        raise ClientDisconnect()
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > limit:
+                        raise RequestError(f"Request body larger than {limit} bytes",
+                                           code="PGRST413", status=413)
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+                    if rate > 0:
+                        deadline.reschedule(began + grace + size / rate)
+    except TimeoutError:
+        raise RequestTimeout(
+            "Request body not received in time", details=f"{size} bytes received",
+            hint=f"send the body within {grace:g} seconds, or at least {rate} bytes a "
+                 "second") from None
     raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     ctype = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if ctype in ("application/json", "application/vnd.pgrst.object+json", ""):
@@ -241,7 +267,7 @@ def build_routes(s: Services) -> Routes:
             if method == "DELETE":
                 result_w = await w.delete(api)
             else:
-                body, from_csv = await read_body(request, settings.max_body_bytes)
+                body, from_csv = await read_body(request, settings)
                 if method == "PATCH":
                     result_w = await w.update(api, body)
                 else:
@@ -277,7 +303,7 @@ def build_routes(s: Services) -> Routes:
             whole = False
             is_object = True
         else:
-            body, from_csv = await read_body(request, settings.max_body_bytes)
+            body, from_csv = await read_body(request, settings)
             if from_csv:
                 raise InvalidBody("RPC arguments must be JSON", code="PGRST102")
             args, is_object = body, isinstance(body, dict)
@@ -322,7 +348,7 @@ def build_routes(s: Services) -> Routes:
                                                   keep_blank_values=True))
             from_text = True
         else:
-            body, from_csv = await read_body(request, settings.max_body_bytes)
+            body, from_csv = await read_body(request, settings)
             if from_csv or not isinstance(body, dict):
                 raise InvalidBody("RPC arguments must be one JSON object", code="PGRST102")
             args, from_text = body, False

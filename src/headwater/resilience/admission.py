@@ -5,6 +5,10 @@ Two signals, either of which rejects a request with 503 and ``Retry-After``:
 - event-loop lag above ``max_loop_lag_ms``: the loop is CPU-bound, so every admitted request
   already waits behind others; accepting more would grow every latency without bound
   (the technique of Node's ``toobusy``).
+
+A request that waits on its client (reading a slow body) gives its slot back while it waits
+(``waiting``): otherwise a few hundred clients trickling bodies hold every slot and everyone
+else gets 503.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Iterator
 
 
 class LoopLag:
@@ -56,3 +61,13 @@ class Admission:
             self.rejected += 1
             return False
         return True
+
+    @contextlib.contextmanager
+    def waiting(self) -> Iterator[None]:
+        """Around a wait on the client: the request's slot is given back, and taken again
+        when the wait is over (never refused then: the request was admitted)."""
+        self.inflight -= 1
+        try:
+            yield
+        finally:
+            self.inflight += 1
