@@ -6,6 +6,8 @@ Each scenario restores what it stops in a ``finally``.
 
 from __future__ import annotations
 
+import asyncio
+import secrets
 import time
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from tests.faults.conftest import (
     summarize,
 )
 from tests.integration import oracle
+from tests.integration.events_rabbit import ProbeQueue, start_broker, stop_broker
 
 READ = "/products?select=id,name,price&id=eq.3"
 
@@ -188,3 +191,49 @@ def test_postgres_down_then_redis_down(server: ServerProcess, tmp_path: Path, fa
             [(4, "pg-stop", pg_stop), (7, "redis-stop", redis_stop),
              (13, "pg-start", pg_start), (15, "redis-start", redis_start)],
             fault_table, ("redis-stop:done", "pg-start:begin"))
+
+
+def test_rabbitmq_down_while_postgres_restarts(fault_db: str, redis_url: str, amqp_url: str,
+                                               tmp_path: Path, fault_table: list[Row]) -> None:
+    """Events wait in the outbox through both outages: every acknowledged write is stored and
+    its event published once RabbitMQ is back, none lost."""
+    queue = ProbeQueue(amqp_url, "hwfault-" + secrets.token_hex(4), ["customers.insert"])
+    asyncio.run(queue.declare())
+    env = {"HEADWATER_REDIS_URL": redis_url, "HEADWATER_CACHE_NAMESPACE":
+           "f" + secrets.token_hex(4), "HEADWATER_STATEMENT_TIMEOUT": "1",
+           "HEADWATER_CONNECT_TIMEOUT": "1", "HEADWATER_POOL_TIMEOUT": "2",
+           "HEADWATER_AMQP_URL": amqp_url, "HEADWATER_AMQP_RECONNECT_MAX_DELAY": "1.0"}
+    try:
+        with ServerProcess(fault_db, env=env) as server:
+            try:
+                run = load(server.url, tmp_path / "rabbit.jsonl", rate=100, duration=20,
+                           mix="cached=5,uncached=2,write=3",
+                           timeline=[(3, "mq-stop", stop_broker), (6, "pg-stop", pg_stop),
+                                     (11, "pg-start", pg_start),
+                                     (14, "mq-start", start_broker)])
+            finally:
+                pg_start()
+                start_broker()
+            acked = [s.marker for s in run.samples if s.kind == "write" and s.status == 201]
+            got = asyncio.run(queue.drain(len(acked), idle=15))
+    finally:
+        asyncio.run(queue.delete())
+    published = {str(r.event["new"]["email"]) for r in got
+                 if str(r.event.get("new", {}).get("email", "")).endswith("@load.example")}
+    stored = {r[0] for r in oracle.rows(fault_db, "SELECT email FROM customers WHERE "
+                                        "email LIKE '%@load.example'")}
+    lost_rows = [m for m in acked if f"{m}@load.example" not in stored]
+    lost_events = [m for m in acked if f"{m}@load.example" not in published]
+    during = run.between(run.offset("pg-stop:done") + 0.5, run.offset("pg-start:begin"))
+    cached = [s for s in during if s.kind == "cached"]
+    odd = [(s.status, s.kind) for s in run.samples if s.status not in (200, 201, 503)]
+    fault_table.append(summarize(
+        "9. RabbitMQ down while PostgreSQL restarts", run.samples, _recovered(run),
+        f"cached {len(cached)} all 200 while PostgreSQL was down; acked writes {len(acked)}, "
+        f"rows lost {len(lost_rows)}, events lost {len(lost_events)}"
+        + (f"; other statuses {odd[:3]}" if odd else "")))
+    assert cached and all(s.status == 200 for s in cached)
+    assert acked
+    assert lost_rows == []
+    assert lost_events == []
+    assert odd == []
