@@ -153,6 +153,13 @@ class MethodNotAllowed(RequestError):
     code = "PGRST117"
 
 
+class ReadOnly(MethodNotAllowed):
+    """A write to a database served read-only (``--read-only``, an unwritable file, or a
+    PostgreSQL read-only transaction): PostgREST's answer to SQLSTATE 25006."""
+
+    code = "25006"
+
+
 class NotFound(RequestError):
     status = 404
     code = "PGRST125"
@@ -291,6 +298,10 @@ class ConfigError(HeadwaterError, ValueError):
 
     status = 500
     code = "HWC00"
+
+
+class DemoTargetExists(ConfigError):
+    """``headwater demo`` was pointed at an existing file or tables (``--force`` replaces)."""
 
 
 class InvalidSetting(ConfigError):
