@@ -29,7 +29,13 @@ from headwater.db.catalog import introspect
 from headwater.db.connect import open_database
 from headwater.db.database import Database
 from headwater.db.postgres import PostgresDatabase
-from headwater.errors import DatabaseUnavailable, HeadwaterError, MethodNotAllowed, NotFound
+from headwater.errors import (
+    DatabaseUnavailable,
+    HeadwaterError,
+    MethodNotAllowed,
+    NotFound,
+    ReadOnly,
+)
 from headwater.events.outbox import Outbox
 from headwater.events.recording import Recorder
 from headwater.events.runtime import Events, start_events
@@ -164,29 +170,21 @@ class Headwater:
             if not self._db_started:
                 await self.db.start()
                 self._db_started = True
-            await self._migrate()
+            # Headwater's own tables are not made here: the features that need them make
+            # them on first use (the outbox: the first write with events; API keys: the
+            # first `headwater keys create`), so serving leaves a database as it was.
             return await self.reload_catalog()
         except HeadwaterError as exc:
             self.log.error("database_unavailable", error=exc.message, details=str(exc.details))
             return False
 
-    async def _migrate(self) -> None:
-        """Bring Headwater's own tables up to date (``headwater.db.migrations``). A database
-        this process may not change (read-only, no CREATE privilege) still serves reads:
-        what needs the tables tries again, and fails, when it needs them."""
-        if self.outbox.ready:
-            return
-        try:
-            await self.outbox.ensure(self.db)
-        except HeadwaterError as exc:
-            if isinstance(exc, DatabaseUnavailable):
-                raise
-            self.log.warning("schema_not_migrated", error=exc.message)
-
     async def _reconnect_loop(self) -> None:
-        # Polling a remote database: there is no event to wait on.
-        while not await self._connect():  # noqa: ASYNC110
-            await asyncio.sleep(2.0)
+        # Polling a remote database: there is no event to wait on. Backing off to 30 s, so
+        # a long outage logs one line per attempt, not one every two seconds.
+        delay = 1.0
+        while not await self._connect():
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
         self.log.info("database_connected")
 
     async def reload_catalog(self) -> bool:
@@ -245,6 +243,10 @@ class Headwater:
     def writer(self, access: Access, request_id: str | None) -> Writer:
         """The writer for one request, with the caller's policy and encryption in front."""
         catalog = self.require_catalog()
+        if self.settings.read_only:
+            raise ReadOnly("cannot write: this server is read-only (--read-only, or the "
+                           "database file is not writable)",
+                           hint="Serve the database without --read-only to write")
         cipher = self.security.cipher
         guard = (WriteGuard(access if access.restricted else None, cipher, catalog, self.db)
                  if access.restricted or cipher else None)

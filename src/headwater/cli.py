@@ -3,27 +3,47 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import socket
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from headwater.config import Settings
-from headwater.errors import ConfigError
+from headwater.errors import ConfigError, DemoTargetBusy, InvalidSetting
 from headwater.keys_cli import check_serving, keys_cli
 
-cli = typer.Typer(add_completion=False, no_args_is_help=True,
+cli = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Serve any SQLite or PostgreSQL database as a PostgREST-style REST API.")
 
 DEMO_FILE = "headwater-demo.db"
+#: How the database argument is documented, everywhere it is taken.
+DATABASE_HELP = ("A SQLite file (my.db, sqlite:///relative/path.db, sqlite:////absolute/path.db) "
+                 "or postgresql://user@host:port/dbname  [env: HEADWATER_DATABASE_URL]")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from headwater import __version__
+
+        typer.echo(f"headwater {__version__}")
+        raise typer.Exit()
+
+
+@cli.callback()
+def _main(version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True,
+        help="Print the version and exit")] = False) -> None:
+    """Serve any SQLite or PostgreSQL database as a PostgREST-style REST API."""
 
 
 def _sqlite_url(path: Path) -> str:
     return f"sqlite:///{path.resolve()}"
 
 
-def _build_demo(url: str, scale: float) -> None:
+def _build_demo(url: str, scale: float, *, force: bool) -> None:
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -44,59 +64,145 @@ def _build_demo(url: str, scale: float) -> None:
                 tasks[table] = bar.add_task(table, total=total)
             bar.update(tasks[table], completed=done, total=total)
 
-        asyncio.run(build_demo(url, scale=scale, progress=progress))
+        asyncio.run(build_demo(url, scale=scale, progress=progress, force=force))
+
+
+def _check_serving_settings(settings: Settings, flags: dict[str, object]) -> Settings:
+    """What uvicorn or a worker process would otherwise fail on, late and with a traceback:
+    each a one-line ``InvalidSetting``. Returns the settings to serve with."""
+    from headwater.db.location import probe_postgres, sqlite_file_state, sqlite_path
+
+    def source(name: str) -> str:
+        return f"--{name.replace('_', '-')}" if flags.get(name) is not None else \
+            f"HEADWATER_{name.upper()}"
+
+    if not 1 <= settings.port <= 65535:
+        raise InvalidSetting(f"{source('port')}: {settings.port} is not a port (1-65535)")
+    if settings.workers < 1:
+        raise InvalidSetting(f"{source('workers')}: {settings.workers} is not a number of "
+                             "worker processes (1 or more)")
+    if settings.app:
+        from headwater.service.hooks import load_app
+
+        try:
+            load_app(settings.app)
+        except Exception as exc:  # whatever importing the user's module raised
+            text = str(exc).splitlines()[0] if str(exc) else ""
+            reason = f"{type(exc).__name__}: {text}"
+            raise InvalidSetting(f"{source('app')}: cannot load {settings.app!r} ({reason}); "
+                                 "give package.module:app naming a headwater.App") from None
+    if settings.database_url.startswith(("postgresql:", "postgres:")):
+        down = asyncio.run(probe_postgres(settings.database_url, settings.connect_timeout))
+        if down is not None:
+            typer.echo(f"PostgreSQL is not reachable now ({down}); serving degraded and "
+                       "retrying in the background.", err=True)
+        return settings
+    path = sqlite_path(settings.database_url)
+    state = sqlite_file_state(path)
+    if settings.read_only:
+        typer.echo(f"Serving {path} read-only: nothing in it will change; writes answer 405.",
+                   err=True)
+    elif state.unwritable:
+        typer.echo(f"Warning: {path} (or its directory) is not writable: serving it read-only; "
+                   "writes answer 405.", err=True)
+        settings = settings.replace(read_only=True)
+    else:
+        changes = (["switches it to WAL journal mode (faster concurrent reads)"]
+                   if state.needs_wal else [])
+        changes.append("creates Headwater's own _headwater_* tables when events are first "
+                       "recorded or an API key is made")
+        typer.echo(f"Serving {path}: Headwater {' and '.join(changes)}. --read-only changes "
+                   "nothing.", err=True)
+    return settings
 
 
 @cli.command()
 def serve(
     database_url: Annotated[str | None, typer.Argument(
-        help="sqlite:///absolute/path.db or postgresql://user@host:port/db "
-             "[env: HEADWATER_DATABASE_URL]", show_default=False)] = None,
+        help=DATABASE_HELP, show_default=False, metavar="DATABASE")] = None,
     demo: Annotated[bool, typer.Option("--demo", help=f"Build ./{DEMO_FILE} if missing and serve "
                                                       "it")] = False,
-    host: Annotated[str | None, typer.Option(help="[env: HEADWATER_HOST] default 127.0.0.1")] = None,
-    port: Annotated[int | None, typer.Option(help="[env: HEADWATER_PORT] default 3000")] = None,
-    workers: Annotated[int | None, typer.Option(help="[env: HEADWATER_WORKERS] default 1")] = None,
+    host: Annotated[str | None, typer.Option(
+        metavar="HOST", help="Address to listen on; default 127.0.0.1  [env: HEADWATER_HOST]")]
+    = None,
+    port: Annotated[str | None, typer.Option(
+        metavar="PORT", help="1-65535; default 3000  [env: HEADWATER_PORT]")] = None,
+    workers: Annotated[str | None, typer.Option(
+        metavar="N", help="Worker processes; default 1  [env: HEADWATER_WORKERS]")] = None,
     log_level: Annotated[str | None, typer.Option(
-        help="[env: HEADWATER_LOG_LEVEL] debug|info|warning|error")] = None,
+        metavar="LEVEL", help="debug|info|warning|error  [env: HEADWATER_LOG_LEVEL]")] = None,
     app: Annotated[str | None, typer.Option(
-        "--app", help="package.module:app with hooks and RPC [env: HEADWATER_APP]")] = None,
+        "--app", metavar="MODULE:APP",
+        help="package.module:app with hooks and RPC  [env: HEADWATER_APP]")] = None,
     config: Annotated[str | None, typer.Option(
-        "--config", help="Settings file: auth, policies, rate limits, encryption "
-                         "[env: HEADWATER_CONFIG]")] = None,
+        "--config", metavar="FILE", help="Settings file: auth, policies, rate limits, "
+                                         "encryption  [env: HEADWATER_CONFIG]")] = None,
     insecure: Annotated[bool, typer.Option(
-        "--insecure", help="Listen on a non-loopback address without authentication")] = False,
-    tls_cert: Annotated[str | None, typer.Option("--tls-cert", help="PEM certificate")] = None,
-    tls_key: Annotated[str | None, typer.Option("--tls-key", help="PEM private key")] = None,
+        "--insecure", help="Listen on a non-loopback address without authentication  "
+                           "[env: HEADWATER_INSECURE]")] = False,
+    tls_cert: Annotated[str | None, typer.Option(
+        "--tls-cert", metavar="FILE", help="PEM certificate  [env: HEADWATER_TLS_CERT]")]
+    = None,
+    tls_key: Annotated[str | None, typer.Option(
+        "--tls-key", metavar="FILE", help="PEM private key  [env: HEADWATER_TLS_KEY]")] = None,
+    read_only: Annotated[bool, typer.Option(
+        "--read-only", help="Change nothing in the database: SQLite opened read-only (no WAL "
+                            "switch, no Headwater tables), PostgreSQL in read-only "
+                            "transactions; writes answer 405  [env: HEADWATER_READ_ONLY]")]
+    = False,
 ) -> None:
-    """Serve a database over HTTP."""
-    import uvicorn
+    """Serve a database over HTTP. Every setting can also be given as a HEADWATER_*
+    environment variable (see the README's Settings)."""
+    from headwater.db.location import given_database_url
 
     if demo and database_url is None:
         path = Path(DEMO_FILE)
         if not path.exists():
             typer.echo(f"Building the demo database {path} ...", err=True)
-            _build_demo(_sqlite_url(path), 1.0)
+            _build_demo(_sqlite_url(path), 1.0, force=False)
         database_url = _sqlite_url(path)
-    settings = Settings.from_env(database_url=database_url, host=host, port=port,
-                                 workers=workers, log_level=log_level, app=app,
-                                 config=config, insecure=insecure or None,
-                                 tls_cert=tls_cert, tls_key=tls_key)
-    _security, notes = check_serving(settings)
+    flags: dict[str, Any] = {"host": host, "port": port, "workers": workers,
+                                "log_level": log_level, "app": app, "config": config,
+                                "insecure": insecure or None, "tls_cert": tls_cert,
+                                "tls_key": tls_key, "read_only": read_only or None}
+    # A bad variable, flag or settings file is named first.
+    _security, notes = check_serving(Settings.from_env(None, **flags))
+    url = given_database_url(database_url, os.environ)
+    settings = Settings.from_env(None, database_url=url, **flags)
+    settings = _check_serving_settings(settings, flags)
     for note in notes:
         typer.echo(note, err=True)
-    if settings.database_url.startswith("sqlite:///"):
-        file = Path(settings.database_url.removeprefix("sqlite:///"))
-        if not file.exists():
-            raise typer.BadParameter(f"no SQLite database at {file}", param_hint="DATABASE_URL")
     # Worker processes rebuild the same settings from the environment.
     os.environ.update(settings.to_env())
+    _run(settings)
+
+
+def _run(settings: Settings) -> None:
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    from headwater.db.location import redacted
+
     scheme = "https" if settings.tls_cert else "http"
-    typer.echo(f"Headwater serving {settings.database_url} on "
-               f"{scheme}://{settings.host}:{settings.port}/", err=True)
     from headwater.api.connection import protocol_factory
 
-    uvicorn.run("headwater.app:create_app_from_env", factory=True, host=settings.host,
+    def announce(port: int) -> None:
+        typer.echo(f"Headwater serving {redacted(settings.database_url)} on "
+                   f"{scheme}://{settings.host}:{port}/", err=True)
+
+    class _Config(uvicorn.Config):
+        def bind_socket(self) -> socket.socket:  # several workers: bound here, once
+            sock = super().bind_socket()
+            announce(sock.getsockname()[1])
+            return sock
+
+    class _Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started and sockets is None:  # one process: announced once it listens
+                announce(self.servers[0].sockets[0].getsockname()[1])
+
+    config = _Config("headwater.app:create_app_from_env", factory=True, host=settings.host,
                 port=settings.port, workers=settings.workers, log_level="warning",
                 # uvicorn's own lines go through Headwater's handler (one format).
                 log_config=None, access_log=False, loop="uvloop",
@@ -107,24 +213,58 @@ def serve(
                 # X-Forwarded-For is honoured only from rate_limits.trusted_proxies (ours),
                 # never by uvicorn's default trust of 127.0.0.1.
                 proxy_headers=False)
+    if config.workers > 1:
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        return
+    server = _Server(config)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:
+        raise SystemExit(1)  # uvicorn logged why (e.g. the address is in use)
 
 
 @cli.command()
 def demo(
-    path: Annotated[str, typer.Argument(help="A SQLite file path, or a postgresql:// URL")],
-    scale: Annotated[float, typer.Option(help="1 ≈ 10k order items; 100 ≈ 1 million")] = 1.0,
+    path: Annotated[str, typer.Argument(
+        metavar="TARGET", help="A SQLite file to create (my.db), or a postgresql:// URL")],
+    scale: Annotated[str, typer.Option(
+        metavar="SCALE", help="Size: 1 ≈ 10k order items; 100 ≈ 1 million")] = "1",
+    force: Annotated[bool, typer.Option(
+        "--force", help="Replace an existing file, or existing demo tables on PostgreSQL")]
+    = False,
 ) -> None:
     """Write the deterministic demo shop (customers, products, orders, order_items)."""
-    url = path if "://" in path else _sqlite_url(Path(path))
-    _build_demo(url, scale)
+    from headwater.config import parse_value
+
+    size = parse_value(float, scale, "--scale")
+    if size <= 0:
+        raise InvalidSetting(f"--scale: {scale!r} must be more than 0 (1 ≈ 10k order items)")
+    if "://" in path or path.startswith("sqlite:"):
+        url = path
+        if url.startswith(("postgresql:", "postgres:")):
+            from headwater.db.location import probe_postgres
+
+            reason = asyncio.run(probe_postgres(url, 5.0))
+            if reason is not None:
+                raise InvalidSetting(f"TARGET: cannot reach PostgreSQL: {reason}")
+    else:
+        url = _sqlite_url(Path(path))
+    _build_demo(url, size, force=force)
     typer.echo(f"Demo data written to {url}", err=True)
+
+
+def _given(database_url: str | None) -> str:
+    from headwater.db.location import given_database_url
+
+    Settings.from_env()  # a bad variable is named first
+    return given_database_url(database_url, os.environ)
 
 
 # --- events -----------------------------------------------------------------------------------
 
 _DB_ARG = typer.Argument(help="The database of the processed-ids (and, without a broker, "
-                              "dead-letter) tables [env: HEADWATER_DATABASE_URL]",
-                         show_default=False)
+                              "dead-letter) tables: " + DATABASE_HELP,
+                         show_default=False, metavar="DATABASE")
 _AMQP = typer.Option("--amqp-url", help="amqp://user:pass@host:5672/ [env: HEADWATER_AMQP_URL]")
 _APP = typer.Option("--app", help="package.module:app with @app.on handlers [env: HEADWATER_APP]")
 
@@ -134,14 +274,15 @@ def worker(
     database_url: Annotated[str | None, _DB_ARG] = None,
     app: Annotated[str | None, _APP] = None,
     amqp_url: Annotated[str | None, _AMQP] = None,
-    log_level: Annotated[str | None, typer.Option(help="[env: HEADWATER_LOG_LEVEL]")] = None,
+    log_level: Annotated[str | None, typer.Option(
+        metavar="LEVEL", help="debug|info|warning|error  [env: HEADWATER_LOG_LEVEL]")] = None,
 ) -> None:
     """Run the app's @app.on handlers and the webhooks on RabbitMQ until stopped."""
     from headwater.events.worker import run_worker
     from headwater.service.hooks import load_app
 
-    settings = Settings.from_env(database_url=database_url, app=app, amqp_url=amqp_url,
-                                 log_level=log_level)
+    settings = Settings.from_env(database_url=_given(database_url), app=app,
+                                 amqp_url=amqp_url, log_level=log_level)
     if not settings.amqp_url:
         raise typer.BadParameter("a worker needs RabbitMQ (without one, `headwater serve` runs "
                                  "the handlers itself)", param_hint="--amqp-url")
@@ -154,27 +295,29 @@ def worker(
 @cli.command()
 def relay(
     database_url: Annotated[str | None, typer.Argument(
-        help="The database whose outbox to publish [env: HEADWATER_DATABASE_URL]",
-        show_default=False)] = None,
+        help="The database whose outbox to publish: " + DATABASE_HELP,
+        show_default=False, metavar="DATABASE")] = None,
     amqp_url: Annotated[str | None, _AMQP] = None,
     poll_interval: Annotated[float | None, typer.Option(
         help="Seconds between polls of an idle outbox [env: HEADWATER_RELAY_POLL_INTERVAL]")]
     = None,
-    log_level: Annotated[str | None, typer.Option(help="[env: HEADWATER_LOG_LEVEL]")] = None,
+    log_level: Annotated[str | None, typer.Option(
+        metavar="LEVEL", help="debug|info|warning|error  [env: HEADWATER_LOG_LEVEL]")] = None,
 ) -> None:
     """Publish the outbox to RabbitMQ until stopped, for servers run with
     HEADWATER_RELAY_IN_SERVER=false (their event loops then only serve requests)."""
     from headwater.events.runtime import run_relay
 
-    settings = Settings.from_env(database_url=database_url, amqp_url=amqp_url,
+    settings = Settings.from_env(database_url=_given(database_url), amqp_url=amqp_url,
                                  relay_poll_interval=poll_interval, log_level=log_level)
     if not settings.amqp_url:
         raise typer.BadParameter("the relay publishes to RabbitMQ", param_hint="--amqp-url")
     asyncio.run(run_relay(settings))
 
 
-events_cli = typer.Typer(no_args_is_help=True, help="Events: the dead-letter queues.")
-dlq_cli = typer.Typer(no_args_is_help=True,
+events_cli = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                         help="Events: the dead-letter queues.")
+dlq_cli = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                       help="Events that failed every attempt: list them, or send them back.")
 events_cli.add_typer(dlq_cli, name="dlq")
 cli.add_typer(events_cli, name="events")
@@ -186,7 +329,8 @@ def _dlq_settings(database_url: str | None, app: str | None, amqp_url: str | Non
     from headwater.events.worker import queue_names
     from headwater.service.hooks import load_app
 
-    settings = Settings.from_env(database_url=database_url, app=app, amqp_url=amqp_url)
+    settings = Settings.from_env(database_url=_given(database_url), app=app,
+                                 amqp_url=amqp_url)
     subs = list(load_app(settings.app).subscriptions.values()) if settings.app else []
     queues = queue_names(settings, subs, handler or ())
     if settings.amqp_url and not queues:
@@ -248,7 +392,7 @@ def dlq_replay(
 def main() -> None:
     try:
         cli()
-    except ConfigError as exc:
+    except (ConfigError, DemoTargetBusy) as exc:
         # A setting (variable, flag or settings file) is wrong: the one line that names it,
         # never a traceback, and the exit status of a usage error.
         typer.echo(exc.message, err=True)

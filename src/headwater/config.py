@@ -170,6 +170,12 @@ class Settings:
     webhook_secret: str = ""
     webhook_timeout: float = 10.0
 
+    # --- serving without changing the database (issue 17) ------------------------------------
+    #: Open the database read-only: SQLite with ``mode=ro`` (no WAL switch, no Headwater
+    #: tables, nothing on disk changes), PostgreSQL with read-only transactions. Every write
+    #: answers 405.
+    read_only: bool = False
+
     def unfiltered_write_tables(self) -> frozenset[str]:
         return frozenset(t.strip() for t in self.unfiltered_writes.split(",") if t.strip())
 

@@ -181,6 +181,13 @@ class AmbiguousFunction(RequestError):
     code = "PGRST203"
 
 
+class ReadOnly(MethodNotAllowed):
+    """A write to a database served read-only (``--read-only``, an unwritable file, or a
+    PostgreSQL read-only transaction): PostgREST's answer to SQLSTATE 25006."""
+
+    code = "25006"
+
+
 class NotFound(RequestError):
     status = 404
     code = "PGRST125"
@@ -341,6 +348,10 @@ class ConfigError(HeadwaterError, ValueError):
 
     status = 500
     code = "HWC00"
+
+
+class DemoTargetExists(ConfigError):
+    """``headwater demo`` was pointed at an existing file or tables (``--force`` replaces)."""
 
 
 class InvalidSetting(ConfigError):

@@ -13,11 +13,12 @@ from headwater.config import Settings
 from headwater.errors import HeadwaterError, SettingsError
 from headwater.settings_file import SecuritySettings, load_security
 
-keys_cli = typer.Typer(no_args_is_help=True, help="API keys, and re-encrypting encrypted "
-                                                  "columns under the current data key.")
+keys_cli = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                       help="API keys, and re-encrypting encrypted columns under the current "
+                            "data key.")
 
-_DB = typer.Argument(help="The served database [env: HEADWATER_DATABASE_URL]",
-                     show_default=False)
+_DB = typer.Argument(help="The served database: a SQLite file or postgresql:// URL  "
+                          "[env: HEADWATER_DATABASE_URL]", show_default=False, metavar="DATABASE")
 _CONFIG = typer.Option("--config", help="The settings file [env: HEADWATER_CONFIG]")
 
 
@@ -67,7 +68,12 @@ def check_serving(settings: Settings) -> tuple[SecuritySettings, list[str]]:
 
 
 def _settings(database_url: str | None, config: str | None) -> Settings:
-    return Settings.from_env(database_url=database_url, config=config)
+    import os
+
+    from headwater.db.location import given_database_url
+
+    return Settings.from_env(database_url=given_database_url(database_url, os.environ),
+                             config=config)
 
 
 async def _with_store(settings: Settings, work: Any) -> Any:

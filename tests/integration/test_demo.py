@@ -203,7 +203,7 @@ def test_counts_reject_impossible_scales(scale: float) -> None:
                                  "demo.db"])
 async def test_rejects_unsupported_urls(url: str) -> None:
     with pytest.raises(ValueError, match="sqlite:///") as info:
-        await build_demo(url, scale=SCALE)
+        await build_demo(url, scale=SCALE, force=True)
     assert "s3cret" not in str(info.value)
 
 
@@ -213,7 +213,7 @@ async def test_sqlite_build(tmp_path: Path) -> None:
     path = tmp_path / "demo.db"
     calls: list[ProgressCall] = []
 
-    counts = await build_demo(f"sqlite:///{path}", scale=SCALE,
+    counts = await build_demo(f"sqlite:///{path}", scale=SCALE, force=True,
                               progress=lambda *call: calls.append(call))
 
     assert counts == counts_for_scale(SCALE)
@@ -243,17 +243,17 @@ async def test_sqlite_build(tmp_path: Path) -> None:
 
 async def test_sqlite_rebuild_is_identical_and_seed_matters(tmp_path: Path) -> None:
     path = tmp_path / "demo.db"
-    await build_demo(f"sqlite:///{path}", scale=SCALE)
+    await build_demo(f"sqlite:///{path}", scale=SCALE, force=True)
     first = sqlite_dump(path)
     with contextlib.closing(sqlite3.connect(path)) as conn:
         conn.execute("DELETE FROM order_items WHERE id > 10")
         conn.commit()
 
-    await build_demo(f"sqlite:///{path}", scale=SCALE)
+    await build_demo(f"sqlite:///{path}", scale=SCALE, force=True)
     assert sqlite_dump(path) == first
     assert leftovers(tmp_path, keep="demo.db") == []
 
-    await build_demo(f"sqlite:///{path}", scale=SCALE, seed=8)
+    await build_demo(f"sqlite:///{path}", scale=SCALE, force=True, seed=8)
     assert sqlite_dump(path) != first
 
 
@@ -262,20 +262,20 @@ async def test_sqlite_relative_url_and_non_database_target(
     monkeypatch.chdir(tmp_path)
     (tmp_path / "demo.db").write_bytes(b"not a database" * 100)
 
-    await build_demo("sqlite:///demo.db", scale=SCALE)
+    await build_demo("sqlite:///demo.db", scale=SCALE, force=True)
 
     check_consistent(sqlite_dump(tmp_path / "demo.db"), counts_for_scale(SCALE))
 
 
 async def test_sqlite_refuses_a_file_in_use(tmp_path: Path) -> None:
     path = tmp_path / "demo.db"
-    await build_demo(f"sqlite:///{path}", scale=SCALE)
+    await build_demo(f"sqlite:///{path}", scale=SCALE, force=True)
     before = sqlite_dump(path)
 
     with contextlib.closing(sqlite3.connect(path)) as reader:
         reader.execute("SELECT count(*) FROM orders").fetchone()
         with pytest.raises(DemoTargetBusy):
-            await build_demo(f"sqlite:///{path}", scale=SCALE, seed=8)
+            await build_demo(f"sqlite:///{path}", scale=SCALE, force=True, seed=8)
 
     assert sqlite_dump(path) == before
     assert leftovers(tmp_path, keep="demo.db") == []
@@ -294,11 +294,11 @@ def explode_on(table: str) -> Callable[[str, int, int], None]:
 
 async def test_sqlite_failed_build_leaves_the_old_file(tmp_path: Path) -> None:
     path = tmp_path / "demo.db"
-    await build_demo(f"sqlite:///{path}", scale=SCALE)
+    await build_demo(f"sqlite:///{path}", scale=SCALE, force=True)
     before = sqlite_dump(path)
 
     with pytest.raises(Boom):
-        await build_demo(f"sqlite:///{path}", scale=SCALE, seed=8,
+        await build_demo(f"sqlite:///{path}", scale=SCALE, force=True, seed=8,
                          progress=explode_on("order_items"))
 
     assert sqlite_dump(path) == before
@@ -307,7 +307,7 @@ async def test_sqlite_failed_build_leaves_the_old_file(tmp_path: Path) -> None:
 
 async def test_sqlite_scale_1_has_the_promised_shape(tmp_path: Path) -> None:
     path = tmp_path / "demo.db"
-    counts = await build_demo(f"sqlite:///{path}", scale=1)
+    counts = await build_demo(f"sqlite:///{path}", scale=1, force=True)
     dump = sqlite_dump(path)
     check_consistent(dump, counts)
 
@@ -339,8 +339,8 @@ async def test_postgres_has_the_same_rows_as_sqlite(
     url = await pg_database_factory(DB_PREFIX)
     calls: list[ProgressCall] = []
 
-    counts = await build_demo(url, scale=SCALE, progress=lambda *call: calls.append(call))
-    await build_demo(f"sqlite:///{tmp_path / 'demo.db'}", scale=SCALE)
+    counts = await build_demo(url, scale=SCALE, force=True, progress=lambda *call: calls.append(call))
+    await build_demo(f"sqlite:///{tmp_path / 'demo.db'}", scale=SCALE, force=True)
 
     check_progress(calls, counts)
     dump = await pg_dump(url)
@@ -352,7 +352,7 @@ async def test_postgres_has_the_same_rows_as_sqlite(
 async def test_postgres_constraints_sequences_and_rebuild(
         pg_database_factory: PgDatabaseFactory) -> None:
     url = await pg_database_factory(DB_PREFIX)
-    counts = await build_demo(url, scale=SCALE)
+    counts = await build_demo(url, scale=SCALE, force=True)
     first = await pg_dump(url)
 
     conn = await asyncpg.connect(url, timeout=5)
@@ -386,11 +386,11 @@ async def test_postgres_constraints_sequences_and_rebuild(
     finally:
         await conn.close()
 
-    await build_demo(url, scale=SCALE)
+    await build_demo(url, scale=SCALE, force=True)
 
     assert await pg_dump(url) == first
     with pytest.raises(Boom):
-        await build_demo(url, scale=SCALE, seed=8, progress=explode_on("order_items"))
+        await build_demo(url, scale=SCALE, force=True, seed=8, progress=explode_on("order_items"))
     assert await pg_dump(url) == first, "a failed build changes nothing"
     conn = await asyncpg.connect(url, timeout=5)
     try:
@@ -450,8 +450,8 @@ async def test_sqlalchemy_reflects_the_same_schema_on_both(
         sqlite_engine: tuple[Path, sa.Engine]) -> None:
     path, engine = sqlite_engine
     url = await pg_database_factory(DB_PREFIX)
-    await build_demo(f"sqlite:///{path}", scale=SCALE)
-    await build_demo(url, scale=SCALE)
+    await build_demo(f"sqlite:///{path}", scale=SCALE, force=True)
+    await build_demo(url, scale=SCALE, force=True)
 
     with engine.connect() as conn:
         on_sqlite = reflect(conn)

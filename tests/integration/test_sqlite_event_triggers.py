@@ -65,6 +65,7 @@ async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
     await db.start()
     catalog = await introspect(settings.database_url, settings.db_schema)
     recorder = Recorder(Outbox(settings, "sqlite", None))
+    await recorder.outbox.ensure(db)  # made by the first write when serving
     await recorder.install_triggers(db, catalog)
     yield Setup(db, recorder, catalog)
     await db.close()

@@ -119,6 +119,23 @@ async def _applied(tx: Transaction, db: Database) -> set[int]:
     return {int(r[0]) for r in await tx.fetch(f"SELECT version FROM {table}", ())}
 
 
+async def is_current(db: Database) -> bool:
+    """Has ``db`` every migration? Only reads: serving a database creates Headwater's tables
+    when a feature first needs them (``migrate``), never merely to look."""
+    async with db.transaction() as tx:
+        if db.dialect == "postgresql":
+            found = await tx.fetch("SELECT to_regclass($1) IS NOT NULL",
+                                   (_prefix(db) + f'"{SCHEMA}"',))
+        else:
+            found = await tx.fetch("SELECT count(*) > 0 FROM sqlite_master WHERE type = "
+                                   "'table' AND name = ?", (SCHEMA,))
+        if not found[0][0]:
+            return False
+        applied = {int(r[0]) for r in
+                   await tx.fetch(f"SELECT version FROM {_prefix(db)}\"{SCHEMA}\"", ())}
+    return all(m.version in applied for m in MIGRATIONS)
+
+
 async def migrate(db: Database) -> list[int]:
     """Apply the migrations ``db`` lacks, in order, each in a transaction of its own; returns
     the versions this call applied (none when the database is up to date). Another process

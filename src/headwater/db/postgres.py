@@ -20,6 +20,7 @@ from headwater.errors import (
     HeadwaterError,
     InvalidValue,
     Raised,
+    ReadOnly,
     RequestError,
     Timeout,
     TransactionConflict,
@@ -90,6 +91,8 @@ def _pg_error(exc: BaseException) -> HeadwaterError:
                                                                "22P02", "22023"):
         return ConstraintViolation(exc.args[0] if exc.args else "invalid value", code=sqlstate,
                                    details=getattr(exc, "detail", None))
+    if sqlstate == "25006":  # read-only transaction (--read-only), as PostgREST answers it
+        return ReadOnly(exc.args[0] if exc.args else "read-only transaction", code=sqlstate)
     if sqlstate in ("40001", "40P01"):
         return TransactionConflict("could not serialize access: the transaction was retried "
                                    "and conflicted again", code=sqlstate)
@@ -233,15 +236,19 @@ class PostgresDatabase(Database):
                 min_size=s.pool_min_size, max_size=s.pool_max_size, timeout=s.connect_timeout,
                 command_timeout=s.statement_timeout + 1.0,
                 server_settings={"statement_timeout": str(int(s.statement_timeout * 1000)),
-                                 "application_name": "headwater"},
+                                 "application_name": "headwater",
+                                 **({"default_transaction_read_only": "on"}
+                                    if s.read_only else {})},
                 # asyncpg's default reset is one more round trip per checkout; Headwater never
                 # leaves session state behind (no SET, LISTEN or advisory locks), and aborted
                 # transactions are rolled back by their own context managers.
                 reset=_no_reset,
             )
         except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+            # The server's (or the network's) own words: 'database "x" does not exist'.
             raise DatabaseUnavailable("Could not connect to the database",
-                                      details=type(exc).__name__) from exc
+                                      details=str(exc).split("\n")[0] or type(exc).__name__,
+                                      ) from exc
 
     @property
     def pool(self) -> asyncpg.Pool[Any]:

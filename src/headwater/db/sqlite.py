@@ -18,6 +18,7 @@ from typing import Any
 
 from headwater.config import Settings
 from headwater.db.database import Database, QueryHook, Row, Snapshot, Statement, Tag, Transaction
+from headwater.db.location import sqlite_open_target
 from headwater.db.sqlite_connection import SqliteConn, add_functions, sqlite_error
 from headwater.db.sqlite_writer import WriterThread, WriteSide
 from headwater.errors import DatabaseUnavailable, HeadwaterError
@@ -40,9 +41,10 @@ class _InlineReader:
     budget. Each statement in autocommit mode reads the latest committed data, as on the pool.
     """
 
-    def __init__(self, path: str) -> None:
-        self.conn = sqlite3.connect(path, timeout=0, check_same_thread=False,
-                                    isolation_level=None, cached_statements=512)
+    def __init__(self, path: str, read_only: bool) -> None:
+        target, uri = sqlite_open_target(path, read_only)
+        self.conn = sqlite3.connect(target, timeout=0, check_same_thread=False,
+                                    isolation_level=None, cached_statements=512, uri=uri)
         self.conn.execute("PRAGMA query_only=ON")
         self.conn.execute("PRAGMA case_sensitive_like=ON")
         self.conn.set_progress_handler(self._over, 1000)
@@ -211,7 +213,7 @@ class SqliteDatabase(Database):
                 conn = await self._run(SqliteConn, self.path, self.settings)
                 self._conns.append(conn)
                 self._idle.put(conn)
-            self._inline = _InlineReader(self.path)
+            self._inline = _InlineReader(self.path, self.settings.read_only)
             side = self._side
             if self._owns_writer:
                 side.thread = WriterThread()

@@ -12,6 +12,7 @@ from typing import Any
 
 from headwater.config import Settings
 from headwater.db.database import TAG_TABLE, Row, Statement, Tag
+from headwater.db.location import sqlite_open_target
 from headwater.db.sql import IREGEXP
 from headwater.errors import (
     Conflict,
@@ -19,6 +20,7 @@ from headwater.errors import (
     DatabaseError,
     DatabaseUnavailable,
     HeadwaterError,
+    ReadOnly,
     RequestError,
     Timeout,
 )
@@ -45,6 +47,9 @@ def sqlite_error(exc: sqlite3.Error) -> HeadwaterError:
             out.columns = tuple(dict.fromkeys(_NAME.findall(expression)))
             return out
         return cls(text, code=code)
+    if getattr(exc, "sqlite_errorname", "").startswith("SQLITE_READONLY"):
+        return ReadOnly("cannot write: the database file is read-only",
+                        hint="Serve a writable file, without --read-only, to write")
     if "interrupted" in text:
         return Timeout("canceling statement due to statement timeout")
     if "locked" in text or "busy" in text or "unable to open" in text:
@@ -103,13 +108,15 @@ class SqliteConn:
     """One sqlite3 connection, used by one thread at a time, with a statement deadline."""
 
     def __init__(self, path: str, settings: Settings) -> None:
-        self.conn = sqlite3.connect(path, timeout=settings.sqlite_busy_timeout_ms / 1000,
+        target, uri = sqlite_open_target(path, settings.read_only)
+        self.conn = sqlite3.connect(target, timeout=settings.sqlite_busy_timeout_ms / 1000,
                                     check_same_thread=False, isolation_level=None,
-                                    cached_statements=512)
+                                    cached_statements=512, uri=uri)
         self.deadline = 0.0
         self.timeout = settings.statement_timeout
         c = self.conn
-        c.execute("PRAGMA journal_mode=WAL")
+        if not settings.read_only:  # --read-only: the file stays as it is, byte for byte
+            c.execute("PRAGMA journal_mode=WAL")
         c.execute("PRAGMA foreign_keys=ON")
         c.execute(f"PRAGMA busy_timeout={int(settings.sqlite_busy_timeout_ms)}")
         # PostgreSQL's LIKE is case-sensitive; SQLite's is not unless told.

@@ -27,7 +27,7 @@ from typing import Literal, Protocol, TypeVar
 
 import asyncpg
 
-from headwater.errors import DemoTargetBusy
+from headwater.errors import DemoTargetBusy, DemoTargetExists, InvalidSetting
 
 ProgressFn = Callable[[str, int, int], None]
 """Called as ``(table, rows_done, rows_total)`` after each batch; the last call per table has
@@ -471,9 +471,17 @@ class _PostgresSink:
 
 
 async def _build_postgres(dsn: str, counts: DemoCounts, seed: int,
-                          progress: ProgressFn | None) -> None:
+                          progress: ProgressFn | None, *, force: bool) -> None:
     conn = await asyncpg.connect(dsn, timeout=_PG_CONNECT_TIMEOUT)
     try:
+        names = [t.name for t in _TABLES] + ["customer_totals"]
+        existing = [r[0] for r in await conn.fetch(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'public' AND c.relname = ANY($1::text[]) ORDER BY 1", names)]
+        if existing and not force:
+            raise DemoTargetExists(
+                f"the database already has {', '.join(existing)}: the demo writes new tables; "
+                "give an empty database, or --force to drop and replace those")
         # One transaction: readers see the old demo until the new one is complete.
         async with conn.transaction():
             await conn.execute("SET LOCAL search_path TO public")
@@ -654,6 +662,18 @@ async def _build_sqlite(path: str, counts: DemoCounts, seed: int,
 
 # --- entry point ----------------------------------------------------------------------------
 
+def _refuse_existing_file(path: str) -> None:
+    directory = os.path.dirname(path) or "."
+    if not os.path.isdir(directory):
+        raise DemoTargetExists(f"cannot write the demo to {path}: no directory {directory}")
+    if os.path.isdir(path):
+        raise DemoTargetExists(f"cannot write the demo to {path}: it is a directory; give a "
+                               "new file's path")
+    if os.path.lexists(path):
+        raise DemoTargetExists(f"{path} exists: the demo writes a new file; give another path, "
+                               "or --force to replace it")
+
+
 def _target(url: str) -> tuple[Literal["sqlite", "postgresql"], str]:
     for prefix in ("sqlite:///", "sqlite+aiosqlite:///"):
         if url.startswith(prefix):
@@ -662,13 +682,15 @@ def _target(url: str) -> tuple[Literal["sqlite", "postgresql"], str]:
     if sep and scheme in ("postgresql", "postgres", "postgresql+asyncpg"):
         return "postgresql", f"postgresql://{rest}"
     # Only the scheme: the rest of a URL may hold a password.
-    raise ValueError(f"unsupported database URL scheme {scheme!r}; "
+    raise InvalidSetting(f"unsupported database URL scheme {scheme!r}; "
                      "use sqlite:///path.db or postgresql://user@host:port/dbname")
 
 
 async def build_demo(url: str, *, scale: float = 1.0, seed: int = 7,
-                     progress: ProgressFn | None = None) -> DemoCounts:
-    """Replace the demo tables at ``url`` with freshly generated ones and return their counts.
+                     progress: ProgressFn | None = None, force: bool = False) -> DemoCounts:
+    """Write the demo tables at ``url`` and return their counts. An existing file, or on
+    PostgreSQL any of the demo's tables, is a ``DemoTargetExists`` unless ``force``: then
+    the file, or those tables, are replaced with freshly generated ones.
 
     ``url`` is ``sqlite:///path.db`` (relative to the working directory; ``sqlite:////abs``
     for an absolute path) or ``postgresql://user@host:port/dbname``. The same ``seed`` and
@@ -677,7 +699,9 @@ async def build_demo(url: str, *, scale: float = 1.0, seed: int = 7,
     counts = counts_for_scale(scale)
     kind, target = _target(url)
     if kind == "sqlite":
+        if not force:
+            _refuse_existing_file(target)
         await _build_sqlite(target, counts, seed, progress)
     else:
-        await _build_postgres(target, counts, seed, progress)
+        await _build_postgres(target, counts, seed, progress, force=force)
     return counts

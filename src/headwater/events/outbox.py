@@ -20,7 +20,7 @@ import msgspec
 from headwater.config import Settings
 from headwater.db.database import Database, Transaction
 from headwater.db.migrations import LOCK_SPACE as _LOCK_SPACE
-from headwater.db.migrations import migrate
+from headwater.db.migrations import is_current, migrate
 
 OUTBOX = "_headwater_outbox"
 PROCESSED = "_headwater_processed"
@@ -77,11 +77,15 @@ class Outbox:
 
     # --- schema -------------------------------------------------------------------------------
 
-    async def ensure(self, db: Database) -> None:
+    async def ensure(self, db: Database, *, create: bool = True) -> None:
         """Create the tables if missing, through Headwater's migrations (idempotent, safe
-        from several nodes at once)."""
-        await migrate(db)
-        self.ready = True
+        from several nodes at once). ``create=False`` only looks: ``ready`` says whether a
+        write has made them yet (serving never creates them before they are needed)."""
+        if create:
+            await migrate(db)
+            self.ready = True
+        elif not self.ready:
+            self.ready = await is_current(db)
 
     # --- relay --------------------------------------------------------------------------------
 

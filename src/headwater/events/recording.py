@@ -145,8 +145,10 @@ class Recorder:
         again with each catalog load: a trigger names the table's columns."""
         if self.pg or not self.enabled:
             return
-        if not self.outbox.ready:
-            await self.outbox.ensure(db)
+        if self.outbox.settings.read_only:
+            return  # nothing is written, so there are no events to record
+        # TEMP triggers: nothing on disk. The outbox they insert into is made by the first
+        # write (``Writer._transaction``), before any trigger can fire.
         ddl: list[str] = []
         pairs: set[tuple[str, str]] = set()
         for table in catalog.tables.values():

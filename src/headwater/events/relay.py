@@ -120,7 +120,10 @@ class Relay:
         if not self._ready:
             if self.db.pool_stats()[0] == 0:  # the database was down when we started
                 await self.db.start()
-            await self.outbox.ensure(self.db)
+            # The first write with events creates the outbox; until then nothing to publish.
+            await self.outbox.ensure(self.db, create=False)
+            if not self.outbox.ready:
+                return 0
             self._ready = True
         failure: BrokerUnavailable | None = None
         if not self.eager:
@@ -174,7 +177,7 @@ class Relay:
         return len(rows), None
 
     async def _maybe_prune(self) -> None:
-        if time.monotonic() - self._pruned < PRUNE_INTERVAL:
+        if not self._ready or time.monotonic() - self._pruned < PRUNE_INTERVAL:
             return
         self._pruned = time.monotonic()
         try:

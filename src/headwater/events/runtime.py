@@ -101,7 +101,7 @@ async def start_events(settings: Settings, outbox: Outbox,
           else open_database(own))
     try:
         await db.start()
-        await outbox.ensure(db)
+        await outbox.ensure(db, create=False)  # made by the first write that records events
     except HeadwaterError as exc:  # the database is down: the relay tries again
         log.warning("outbox_not_ready", error=exc.message)
     http: httpx.AsyncClient | None = None

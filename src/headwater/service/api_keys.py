@@ -8,7 +8,6 @@ memory and written every few seconds, so a request never waits on that write.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import hmac
@@ -19,7 +18,7 @@ from typing import Any
 
 from headwater.db.database import Database
 from headwater.db.migrations import migrate
-from headwater.errors import DatabaseError
+from headwater.errors import DatabaseError, RequestError
 
 TABLE = "_headwater_api_keys"
 _KEY = re.compile(r"^hw_([0-9a-f]{8})_([A-Za-z0-9_\-]{43})$")
@@ -109,13 +108,10 @@ class KeyStore:
         m = _KEY.match(text)
         if m is None:
             return None
-        if not self._ready:
-            with contextlib.suppress(Exception):  # a read-only database: no keys at all
-                await self.ensure()
         try:
             rows = await self._fetch("SELECT id, name, role, key_hash, created_at, "
                                      "revoked_at FROM {table} WHERE id = $1", m[1])
-        except DatabaseError:  # no key table (a read-only database): no keys at all
+        except (DatabaseError, RequestError):  # no key table (no key made yet): no keys
             return None
         if not rows:
             return None
