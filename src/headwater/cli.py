@@ -6,10 +6,12 @@ import asyncio
 import contextlib
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import uvicorn
 
 from headwater.config import Settings
 from headwater.errors import ConfigError, DemoTargetBusy, InvalidSetting
@@ -109,7 +111,7 @@ def _check_serving_settings(settings: Settings, flags: dict[str, object]) -> Set
     else:
         changes = (["switches it to WAL journal mode (faster concurrent reads)"]
                    if state.needs_wal else [])
-        changes.append("creates Headwater's own _headwater_* tables when events are first "
+        changes.append("creates its own _headwater_* tables when events are first "
                        "recorded or an API key is made")
         typer.echo(f"Serving {path}: Headwater {' and '.join(changes)}. --read-only changes "
                    "nothing.", err=True)
@@ -177,8 +179,18 @@ def serve(
     _run(settings)
 
 
+class _AnnouncingServer(uvicorn.Server):
+    """Says where it serves once it listens, with the port actually bound."""
+
+    announce: Callable[[int], None] | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and sockets is None and self.announce is not None:
+            self.announce(self.servers[0].sockets[0].getsockname()[1])
+
+
 def _run(settings: Settings) -> None:
-    import uvicorn
     from uvicorn.supervisors import Multiprocess
 
     from headwater.db.location import redacted
@@ -190,33 +202,27 @@ def _run(settings: Settings) -> None:
         typer.echo(f"Headwater serving {redacted(settings.database_url)} on "
                    f"{scheme}://{settings.host}:{port}/", err=True)
 
-    class _Config(uvicorn.Config):
-        def bind_socket(self) -> socket.socket:  # several workers: bound here, once
-            sock = super().bind_socket()
-            announce(sock.getsockname()[1])
-            return sock
-
-    class _Server(uvicorn.Server):
-        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-            await super().startup(sockets)
-            if self.started and sockets is None:  # one process: announced once it listens
-                announce(self.servers[0].sockets[0].getsockname()[1])
-
-    config = _Config("headwater.app:create_app_from_env", factory=True, host=settings.host,
-                port=settings.port, workers=settings.workers, log_level="warning",
-                # uvicorn's own lines go through Headwater's handler (one format).
-                log_config=None, access_log=False, loop="uvloop",
-                # httptools with the limits it lacks: head size and deadline, connections.
-                http=protocol_factory(settings), timeout_keep_alive=settings.keep_alive_timeout,
-                timeout_graceful_shutdown=10, ssl_certfile=settings.tls_cert or None,
-                ssl_keyfile=settings.tls_key or None,
-                # X-Forwarded-For is honoured only from rate_limits.trusted_proxies (ours),
-                # never by uvicorn's default trust of 127.0.0.1.
-                proxy_headers=False)
+    config = uvicorn.Config(
+        "headwater.app:create_app_from_env", factory=True, host=settings.host,
+        port=settings.port, workers=settings.workers, log_level="warning",
+        # uvicorn's own lines go through Headwater's handler (one format).
+        log_config=None, access_log=False, loop="uvloop",
+        # httptools with the limits it lacks: head size and deadline, connections.
+        http=protocol_factory(settings), timeout_keep_alive=settings.keep_alive_timeout,
+        timeout_graceful_shutdown=10, ssl_certfile=settings.tls_cert or None,
+        ssl_keyfile=settings.tls_key or None,
+        # X-Forwarded-For is honoured only from rate_limits.trusted_proxies (ours),
+        # never by uvicorn's default trust of 127.0.0.1.
+        proxy_headers=False)
     if config.workers > 1:
-        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        # Several workers: the socket is bound here, once, and handed to each (the config is
+        # pickled to them, so it stays uvicorn's own class).
+        sock = config.bind_socket()
+        announce(sock.getsockname()[1])
+        Multiprocess(config, sockets=[sock]).run()
         return
-    server = _Server(config)
+    server = _AnnouncingServer(config)
+    server.announce = announce
     with contextlib.suppress(KeyboardInterrupt):
         server.run()
     if not server.started:
