@@ -243,7 +243,10 @@ def sqlite_object(pairs: Sequence[str]) -> str:
     return f"json('{{' || {inner} || '}}')"
 
 
-@functools.lru_cache(maxsize=2048)
+#: Bounded by count: an entry keeps its plan and SQL text alive, about 200 KB for a select of
+#: 800 columns, so 256 shapes cost at most some 50 MB even when every request is a new wide
+#: ``select=``; an application's own shapes are far fewer.
+@functools.lru_cache(maxsize=256)
 def compile_read(dialect: Dialect, schema: str | None, root: ReadNode, limit: int, offset: int,
                  count: bool) -> ReadSQL:
     """The SQL for one plan shape; memoised because shapes repeat and values do not matter."""
