@@ -174,3 +174,15 @@ def test_distinct_wide_selects_keep_memory_bounded(
             growth_mb = (_rss_kb(pid) - before) / 1024
     # 512 statements per connection (before): +300 MB here, about 1 MB per distinct select
     assert growth_mb < 200, growth_mb
+
+
+def test_streamed_read_past_the_budget_is_cut_off(limited: ServerProcess) -> None:
+    """2,000 top-level rows stream (past ``stream_threshold_rows``): the status line is sent
+    before the size is known, so past the budget the body ends without its final chunk and
+    no client can take it for a complete answer."""
+    url = limited.url + "/order_items?select=*,orders(*,order_items(*))"
+    with pytest.raises(httpx.RemoteProtocolError):
+        httpx.get(url, timeout=60)
+    # within the budget it streams to the end
+    r = httpx.get(limited.url + "/order_items?select=id", timeout=60)
+    assert r.status_code == 200 and len(r.json()) >= 2000
