@@ -84,6 +84,12 @@ class Settings:
     #: Open connections per worker; a request on one beyond it gets 503 and a closed
     #: connection. 0 = no limit.
     max_connections: int = 1024
+    #: Levels of embedding one read may nest (``a(b(c))`` is 3); deeper is a 400 (HW413)
+    #: before any SQL. PostgREST has no limit; 8 is past what clients ask for. 0 = unlimited.
+    max_embed_depth: int = 8
+    #: Size of one read's JSON body, embedded rows included (``max_rows`` counts only the
+    #: top level); larger is a 400 (HW413), and a streamed read past it is cut off. 0 = none.
+    max_response_bytes: int = 64 * 1024 * 1024
     #: Redis for the shared cache (L2) and table versions, e.g. redis://127.0.0.1:6379/0.
     redis_url: str = ""
     #: Seconds for every Redis call (connect and socket).

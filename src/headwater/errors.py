@@ -250,6 +250,15 @@ class HeadersTooLarge(RequestError):
     code = "HW431"
 
 
+class LimitExceeded(RequestError):
+    """A read over one of the operator's resource limits (``max_embed_depth``,
+    ``max_response_bytes``): PostgREST has no such limits, so the code is Headwater's. 400,
+    not 413, because the request itself may be small: it asks for too much. The message
+    names the limit and the hint the setting."""
+
+    code = "HW413"
+
+
 class DemoTargetBusy(HeadwaterError):
     """The SQLite file the demo would replace is open elsewhere (a running server, a shell)."""
 

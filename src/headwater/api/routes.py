@@ -102,6 +102,17 @@ def parse_request(request: Request, table: str, h: dict[bytes, bytes]) -> ApiReq
     )
 
 
+async def _require_objects(rows: list[Any]) -> None:
+    """Every row is a JSON object. By type and in C, a slice at a time with the loop served
+    between slices: a 10 MB body is millions of rows, and one pass over them takes 0.2 s."""
+    step = 100_000
+    for i in range(0, len(rows), step):
+        if i:
+            await asyncio.sleep(0)
+        if not {*map(type, rows[i:i + step])} <= {dict}:
+            raise InvalidBody("Expected a JSON object or an array of objects", code="PGRST102")
+
+
 async def read_body(request: Request, settings: Settings) -> tuple[Any, bool]:
     """The request body as JSON (any shape) or CSV rows; the bool says it was CSV.
 
@@ -272,9 +283,7 @@ def build_routes(s: Services) -> Routes:
                     result_w = await w.update(api, body)
                 else:
                     rows = body if isinstance(body, list) else [body]
-                    if not all(isinstance(r, dict) for r in rows):
-                        raise InvalidBody("Expected a JSON object or an array of objects",
-                                          code="PGRST102")
+                    await _require_objects(rows)
                     result_w = await w.insert(api, rows, from_csv=from_csv,
                                               put=method == "PUT")
         except SingularityError as exc:

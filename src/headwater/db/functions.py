@@ -75,5 +75,6 @@ def set_sql(schema: str, c: Call, plan: ReadPlan) -> ReadSQL:
     needle = f"{ident(schema)}.{ident(root.table)} AS {root.alias}"
     item = f"(SELECT _f.* FROM {_from(c, c.expr + ' AS _f')}) AS {root.alias}"
     return ReadSQL(aggregate=sql.aggregate.replace(needle, item),
+                   bounded=sql.bounded.replace(needle, item),
                    rows=sql.rows.replace(needle, item), count=sql.count.replace(needle, item),
                    count_params=sql.count_params)

@@ -57,6 +57,9 @@ _BLOB_KINDS = frozenset({"bytes", "other"})
 class ReadSQL:
     #: One row: (total count or NULL, rows in page, JSON array text).
     aggregate: str
+    #: ``aggregate`` with the text's size: (total, rows, text or NULL when it is larger than
+    #: the response budget, size). See ``compile_read``.
+    bounded: str
     #: One JSON object text per row, for streaming.
     rows: str
     #: One row: the total count, ignoring limit and offset.
@@ -272,7 +275,8 @@ class _Builder:
 
     # --- whole statements ---------------------------------------------------------------------
 
-    def read(self, root: ReadNode, limit: int, offset: int, count: bool) -> ReadSQL:
+    def read(self, root: ReadNode, limit: int, offset: int, count: bool,
+             max_bytes: int) -> ReadSQL:
         count_sql = f"SELECT count(*) FROM {self.table(root)}{self.where(root)}"
         total = f"({count_sql})" if count else "NULL"
         self.remap = {}
@@ -281,17 +285,34 @@ class _Builder:
         self.remap = None
         if self.pg:
             inner = self.pg_select(root, limit, offset, root=True)
+            aggregate = (f"SELECT {total} AS t, count(*) AS n, "
+                         f"coalesce(json_agg(_t), '[]')::text AS b FROM ({inner}) AS _t")
             return ReadSQL(
-                aggregate=f"SELECT {total}, count(*), coalesce(json_agg(_t), '[]')::text "
-                          f"FROM ({inner}) AS _t",
+                aggregate=aggregate, bounded=self.bounded(aggregate, max_bytes),
                 rows=f"SELECT row_to_json(_t)::text FROM ({inner}) AS _t",
                 count=standalone_count, count_params=count_params)
         rows = self.sqlite_rows(root, limit, offset, root=True)
+        body = "coalesce('[' || group_concat(_j, ',') || ']', '[]')"
+        aggregate = f"SELECT {total}, count(*), {body} FROM ({rows})"
+        # Not wrapped in a subquery as on PostgreSQL: SQLite's parser stack is shallow, and
+        # one more level would refuse reads that nest embeds four deep. SQLite computes the
+        # one group_concat once however often the expression names it.
+        size = f"length({body})"  # characters: 3.40 has no octet_length; JSON is mostly ASCII
+        checked = f"CASE WHEN {size} <= {int(max_bytes)} THEN {body} END" if max_bytes > 0 \
+            else body
         return ReadSQL(
-            aggregate=f"SELECT {total}, count(*), coalesce('[' || group_concat(_j, ',') || ']',"
-                      f" '[]') FROM ({rows})",
+            aggregate=aggregate,
+            bounded=f"SELECT {total}, count(*), {checked}, {size} FROM ({rows})",
             rows=rows,
             count=standalone_count, count_params=count_params)
+
+    def bounded(self, aggregate: str, max_bytes: int) -> str:
+        """PostgreSQL's aggregate, whose text leaves the database only when it fits the
+        budget: an answer too large costs the database its work (bounded by the statement
+        timeout), never a copy on the wire or in Python."""
+        body = f"CASE WHEN octet_length(_a.b) <= {int(max_bytes)} THEN _a.b END" \
+            if max_bytes > 0 else "_a.b"
+        return f"SELECT _a.t, _a.n, {body}, octet_length(_a.b) FROM ({aggregate}) AS _a"
 
 
 #: SQLite functions take at most 127 arguments (SQLITE_MAX_FUNCTION_ARG): 60 key/value pairs.
@@ -309,11 +330,15 @@ def sqlite_object(pairs: Sequence[str]) -> str:
     return f"json('{{' || {inner} || '}}')"
 
 
-@functools.lru_cache(maxsize=2048)
+#: Bounded by count: an entry keeps its plan and SQL text alive, about 200 KB for a select of
+#: 800 columns, so 256 shapes cost at most some 50 MB even when every request is a new wide
+#: ``select=``; an application's own shapes are far fewer.
+@functools.lru_cache(maxsize=256)
 def compile_read(dialect: Dialect, schema: str | None, root: ReadNode, limit: int, offset: int,
-                 count: bool) -> ReadSQL:
-    """The SQL for one plan shape; memoised because shapes repeat and values do not matter."""
-    return _Builder(dialect, schema).read(root, limit, offset, count)
+                 count: bool, max_bytes: int = 0) -> ReadSQL:
+    """The SQL for one plan shape; memoised because shapes repeat and values do not matter.
+    ``max_bytes``: the response budget of ``ReadSQL.bounded`` (0: none)."""
+    return _Builder(dialect, schema).read(root, limit, offset, count, max_bytes)
 
 
 # --- parameters -------------------------------------------------------------------------------

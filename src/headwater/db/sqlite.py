@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import queue
 import sqlite3
 import time
@@ -19,7 +20,7 @@ from typing import Any
 from headwater.config import Settings
 from headwater.db.database import Database, QueryHook, Row, Snapshot, Statement, Tag, Transaction
 from headwater.db.location import sqlite_open_target
-from headwater.db.sqlite_connection import SqliteConn, add_functions, sqlite_error
+from headwater.db.sqlite_connection import HOT_STATEMENTS, SqliteConn, add_functions, sqlite_error
 from headwater.db.sqlite_writer import WriterThread, WriteSide
 from headwater.errors import DatabaseUnavailable, HeadwaterError
 from headwater.resilience.bulkhead import acquire_within
@@ -44,20 +45,22 @@ class _InlineReader:
     def __init__(self, path: str, read_only: bool) -> None:
         target, uri = sqlite_open_target(path, read_only)
         self.conn = sqlite3.connect(target, timeout=0, check_same_thread=False,
-                                    isolation_level=None, cached_statements=512, uri=uri)
+                                    isolation_level=None, cached_statements=HOT_STATEMENTS, uri=uri)
         self.conn.execute("PRAGMA query_only=ON")
         self.conn.execute("PRAGMA case_sensitive_like=ON")
         self.conn.set_progress_handler(self._over, 1000)
         add_functions(self.conn)
         self.deadline = 0.0
-        self.slow: dict[str, None] = {}
+        #: Hashes of the statements that ran out of time (not their text, which can be large
+        #: and would outlive ``compile_read``'s cache; a collision only sends a read to the pool).
+        self.slow: dict[int, None] = {}
 
     def _over(self) -> int:
         return 1 if time.monotonic() > self.deadline else 0
 
     def fetchrow(self, sql: str, params: Sequence[object]) -> Row | None:
         """The first row, or None when the pool must answer instead."""
-        if sql in self.slow:
+        if hash(sql) in self.slow:
             return None
         self.deadline = time.monotonic() + INLINE_BUDGET_S
         try:
@@ -66,7 +69,7 @@ class _InlineReader:
             if "interrupted" in str(exc):
                 if len(self.slow) >= _SLOW_MEMORY:
                     self.slow.pop(next(iter(self.slow)))
-                self.slow[sql] = None
+                self.slow[hash(sql)] = None
             return None
         return None if row is None else tuple(row)
 
@@ -217,8 +220,9 @@ class SqliteDatabase(Database):
             side = self._side
             if self._owns_writer:
                 side.thread = WriterThread()
-                writer = side.thread.conn = await self._write(SqliteConn, self.path,
-                                                              self.settings)
+                writer = side.thread.conn = await self._write(
+                    functools.partial(SqliteConn, cached_statements=HOT_STATEMENTS),
+                    self.path, self.settings)
                 if side.session is not None:
                     await self._write(writer.install, side.session)
         except (sqlite3.Error, HeadwaterError) as exc:

@@ -104,14 +104,26 @@ def add_functions(conn: sqlite3.Connection) -> None:
                          deterministic=True)
 
 
+#: Prepared statements each connection keeps. sqlite3 bounds its cache by count, not by
+#: memory, and a statement for a wide ``select=`` holds about as much memory as hundreds of
+#: plain ones (0.4 MB for 800 columns): so the counts are small, and smallest on the pool's
+#: connections, whose reads are the slow ones (past the inline budget, or streamed) where
+#: preparing again costs nothing that shows. The worst case is
+#: ``(HOT_STATEMENTS * 2 + POOL_STATEMENTS * pool_max_size)`` statements of the largest size
+#: a URL allows, instead of 512 per connection (300 distinct wide selects: +600 MB).
+HOT_STATEMENTS = 64
+POOL_STATEMENTS = 4
+
+
 class SqliteConn:
     """One sqlite3 connection, used by one thread at a time, with a statement deadline."""
 
-    def __init__(self, path: str, settings: Settings) -> None:
+    def __init__(self, path: str, settings: Settings, *,
+                 cached_statements: int = POOL_STATEMENTS) -> None:
         target, uri = sqlite_open_target(path, settings.read_only)
         self.conn = sqlite3.connect(target, timeout=settings.sqlite_busy_timeout_ms / 1000,
                                     check_same_thread=False, isolation_level=None,
-                                    cached_statements=512, uri=uri)
+                                    cached_statements=cached_statements, uri=uri)
         self.deadline = 0.0
         self.timeout = settings.statement_timeout
         c = self.conn

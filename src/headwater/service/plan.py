@@ -20,6 +20,7 @@ from headwater.errors import (
     AmbiguousRelationship,
     EncryptedColumn,
     InvalidValue,
+    LimitExceeded,
     ParseError,
     RequestError,
     UnknownColumn,
@@ -173,6 +174,8 @@ class _Planner:
         self.action: Action = action
         #: True while planning a policy's own filter (it may name any column).
         self.trusted = False
+        #: Levels of embedding allowed (reads: the ``max_embed_depth`` setting); 0 = any.
+        self.max_embed_depth = 0
 
     def policy_cond(self, table: Table, pred: Predicate | None) -> list[Cond]:
         if pred is None:
@@ -264,11 +267,31 @@ class _Planner:
                         join, to_many, inner, parent_alias)
 
     def embed(self, parent: Table, item: Embed, path: Path, parent_alias: str) -> ReadNode:
+        if self.max_embed_depth and len(path) > self.max_embed_depth:
+            # Each level multiplies the rows (a cycle such as products → order_items →
+            # products → ... grows a response by the fan-out at every step), so depth is
+            # refused here, before any SQL; the size of what is left is the reader's budget.
+            raise LimitExceeded(
+                f"Embedding is nested {self._depth(path)} levels deep, more than the limit "
+                f"of {self.max_embed_depth}",
+                details=f"at {'.'.join(path)}",
+                hint="The limit is the max_embed_depth setting (HEADWATER_MAX_EMBED_DEPTH)")
         rel = resolve_relationship(self.catalog, parent.name, item)
         target = self.catalog.tables[rel.target]
         join = tuple(zip(rel.target_columns, rel.source_columns, strict=True))
         return self.node(target, item.select or (Field("*"),), path, join=join,
                          to_many=rel.to_many, inner=item.inner, parent_alias=parent_alias)
+
+    def _depth(self, path: Path) -> int:
+        """How deep the select nests below ``path``'s parent: all of it is refused at once."""
+        depth = len(path)
+        items: Sequence[SelectItem] = self.request.query.select
+        for key in path:
+            embed = next((i for i in items if isinstance(i, Embed) and i.key == key), None)
+            if embed is None:
+                return depth
+            items = embed.select
+        return depth + _nesting(items)
 
     def order_by(self, table: Table, term: OrderTerm) -> OrderBy:
         self.column(table, term.column)
@@ -438,8 +461,12 @@ def _json_item(text: str) -> Value:
     return text if number is None else number
 
 
+def _nesting(items: Sequence[SelectItem]) -> int:
+    return max((1 + _nesting(i.select) for i in items if isinstance(i, Embed)), default=0)
+
+
 def plan_read(catalog: Catalog, request: ApiRequest, *, max_rows: int = 0,
-              access: Access | None = None) -> ReadPlan:
+              access: Access | None = None, max_embed_depth: int = 0) -> ReadPlan:
     table = catalog.table(request.target)
     if table is None:
         hint = _suggest(request.target, catalog.tables)
@@ -447,6 +474,7 @@ def plan_read(catalog: Catalog, request: ApiRequest, *, max_rows: int = 0,
             f"Could not find the table 'public.{request.target}' in the schema cache",
             hint=hint.replace("the column", "the table") if hint else None)
     p = _Planner(catalog, request, access)
+    p.max_embed_depth = max_embed_depth
     root = p.node(table, request.query.select, (), root=True)
     p.check_paths()
     q = request.query

@@ -71,7 +71,8 @@ class Reads:
         began = time.perf_counter()
         api = parse()
         began = timing.since("parse", began)
-        plan = plan_read(self.catalog(), api, max_rows=self.settings.max_rows, access=access)
+        plan = plan_read(self.catalog(), api, max_rows=self.settings.max_rows, access=access,
+                         max_embed_depth=self.settings.max_embed_depth)
         timing.since("plan", began)
         return await self._planned(plan, key, access, timing)
 

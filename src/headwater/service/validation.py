@@ -1,11 +1,14 @@
-"""Write validation (pure): JSON values from a request body checked against the catalog.
+"""Write validation: JSON values from a request body checked against the catalog.
 
-Every problem in a request is collected and reported at once, each naming its field, before
-any SQL runs.
+The problems in a request are reported at once, each naming its field, before any SQL runs:
+the first ``MAX_PROBLEMS`` of them, and how many more there were (a body of a million empty
+objects must not become an error response of hundreds of megabytes). Pure, but for the
+worker thread ``check_rows_off_loop`` moves a large body's validation to.
 """
 
 from __future__ import annotations
 
+import asyncio
 import decimal
 import functools
 import math
@@ -22,6 +25,16 @@ from headwater.model.plan import Value
 from headwater.model.values import TEXT_FORMS, from_hex, from_text, is_hex, sqlite_overflows
 
 Mode = Literal["insert", "update"]
+#: Problems listed in an error's details; the rest are only counted.
+MAX_PROBLEMS = 100
+#: Fields (rows times keys of the first row) from which a body is validated on a worker thread.
+#: Validation costs about 1 µs a field, so below this it takes under ~5 ms and the hop to a
+#: thread (~0.1 ms) would be most of the cost; above, the event loop keeps serving while it
+#: runs (a 3 MB body took it 4 s on the loop's thread). Measured against validating chunks of
+#: 5,000 rows on the loop with a yield between them, for a million empty objects (and 200,000
+#: valid rows): the thread took 0.52 s (0.31 s) with the loop never stalled over 11 ms (15 ms),
+#: the chunks 0.63 s (0.36 s) with stalls of 27 ms (45 ms) and a merge of partial results.
+THREAD_FIELDS = 5000
 _FLOAT_MAX = decimal.Decimal("1.7976931348623157e308")
 
 
@@ -207,6 +220,7 @@ def check_rows(table: Table, body: Sequence[Mapping[str, Any]], *, mode: Mode,
     written separately so absent columns take their defaults.
     """
     errors: list[FieldError] = []
+    more = 0  # problems past MAX_PROBLEMS: counted, not described
     many = len(body) > 1
     wanted = tuple(columns) if columns else None
     if wanted:
@@ -232,6 +246,9 @@ def check_rows(table: Table, body: Sequence[Mapping[str, Any]], *, mode: Mode,
             keys = tuple(row)
         else:
             keys = tuple(union)
+        if len(errors) >= MAX_PROBLEMS:
+            more += _count_problems(table, row, keys, plans, mode, wanted)
+            continue
         if not wanted:
             for k in row:
                 if k not in table.columns:
@@ -253,10 +270,44 @@ def check_rows(table: Table, body: Sequence[Mapping[str, Any]], *, mode: Mode,
             errors.append(FieldError(
                 prefix + name, f'null value in column "{name}" violates not-null constraint',
                 "23502"))
-        groups.setdefault(known, []).append(tuple(values))
+        if not errors:  # once one row is wrong, the rows are never written: keep none
+            groups.setdefault(known, []).append(tuple(values))
     if errors:
-        raise_errors(table.name, errors)
+        more += max(0, len(errors) - MAX_PROBLEMS)
+        raise_errors(table.name, errors[:MAX_PROBLEMS], more=more)
     return [CheckedRows(cols, tuple(rows)) for cols, rows in groups.items()]
+
+
+def _count_problems(table: Table, row: Mapping[str, Any], keys: tuple[str, ...],
+                    plans: dict[tuple[str, ...], _RowPlan], mode: Mode,
+                    wanted: tuple[str, ...] | None) -> int:
+    """The problems of one row, counted as ``check_rows`` would find them, with no message
+    built for any of them."""
+    n = 0 if wanted else sum(1 for k in row if k not in table.columns)
+    plan = plans.get(keys)
+    if plan is None:
+        plan = plans[keys] = _row_plan(table, keys, mode)
+    checks, required, _ = plan
+    get = row.get
+    for k, check in checks:
+        try:
+            check(get(k))
+        except _Bad:
+            n += 1
+    return n + len(required)
+
+
+async def check_rows_off_loop(table: Table, body: Sequence[Mapping[str, Any]], *, mode: Mode,
+                              columns: Sequence[str] | None = None,
+                              missing_default: bool = False) -> list[CheckedRows]:
+    """``check_rows``, on a worker thread when the body is large (``THREAD_FIELDS``). The
+    body is only read there; the caller waits for it before using it again."""
+    fields = len(body) * max(1, len(body[0]) if body else 0)
+    if fields < THREAD_FIELDS:
+        return check_rows(table, body, mode=mode, columns=columns,
+                          missing_default=missing_default)
+    return await asyncio.to_thread(check_rows, table, body, mode=mode, columns=columns,
+                                   missing_default=missing_default)
 
 
 #: Per distinct key set: (key, checker) for the known columns, the required columns it lacks
@@ -275,10 +326,14 @@ def _row_plan(table: Table, keys: tuple[str, ...], mode: Mode) -> _RowPlan:
     return checks, required, tuple(k for k in keys if k in cols)
 
 
-def raise_errors(table: str, errors: Sequence[FieldError]) -> None:
+def raise_errors(table: str, errors: Sequence[FieldError], *, more: int = 0) -> None:
+    """One ``InvalidBody`` for the problems listed in ``errors`` and ``more`` not listed."""
     first = errors[0]
-    if len(errors) == 1:
+    if len(errors) == 1 and not more:
         message = f"{first.field}: {first.message}"
+    elif more:
+        message = (f"{len(errors) + more} invalid values for {table}: the first "
+                   f"{len(errors)} are in details, and {more} more")
     else:
         message = f"{len(errors)} invalid values for {table}"
     raise InvalidBody(message, code=first.code,

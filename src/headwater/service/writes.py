@@ -50,7 +50,7 @@ from headwater.service.plan import (
     require_table,
 )
 from headwater.service.policy import Rule
-from headwater.service.validation import CheckedRows, check_rows
+from headwater.service.validation import CheckedRows, check_rows, check_rows_off_loop
 from headwater.service.write_guard import WriteGuard
 
 _decode_row = msgspec.json.Decoder(dict[str, Any]).decode
@@ -126,8 +126,8 @@ class Writer:
             self._check_put(table, request, rows)
         # A wrong on_conflict is refused before any SQL (so before any row can matter).
         conflict = conflict_target(table, q.on_conflict) if resolution else None
-        groups = check_rows(table, rows, mode="insert", columns=q.columns,
-                            missing_default=missing_default)
+        groups = await check_rows_off_loop(table, rows, mode="insert", columns=q.columns,
+                                           missing_default=missing_default)
         guard = self.guard
         if guard is not None:
             guard.require_columns(table, "insert", sorted({c for g in groups for c in g.columns}))
@@ -140,8 +140,9 @@ class Writer:
             hooks = self.app.before("insert", table.name)
             if hooks:
                 rows = [await _apply(hooks, ctx, dict(r)) for r in rows]
-                groups = check_rows(table, rows, mode="insert", columns=q.columns,
-                                    missing_default=missing_default)
+                groups = await check_rows_off_loop(table, rows, mode="insert",
+                                                   columns=q.columns,
+                                                   missing_default=missing_default)
             update = None
             existing = 0
             if resolution == "merge":

@@ -8,6 +8,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
+from headwater.errors import InvalidBody
 from headwater.errors import InvalidField as _Bad
 from headwater.model.catalog import Column
 from headwater.service.validation import check_value, checker
@@ -44,3 +45,30 @@ def test_numeric_fast_path_keeps_exact_decimals() -> None:
     n = checker(COLUMNS[2])
     assert n(0.1) == decimal.Decimal("0.1")
     assert n(10**30) == decimal.Decimal(10**30)
+
+
+def _bad_body(rows: int) -> InvalidBody:
+    from types import MappingProxyType
+
+    from headwater.model.catalog import Table
+    from headwater.service.validation import check_rows
+    cols = {"id": Column("id", "integer", "int4", nullable=False, has_default=True),
+            "a": Column("a", "integer", "int4", nullable=False),
+            "b": Column("b", "text", "text", nullable=False)}
+    table = Table("t", MappingProxyType(cols), ("id",), ())
+    try:
+        check_rows(table, [{} for _ in range(rows)], mode="insert")
+    except InvalidBody as exc:
+        return exc
+    raise AssertionError("no error")
+
+
+def test_the_first_hundred_problems_are_listed_and_the_rest_counted() -> None:
+    err = _bad_body(1000)
+    assert len(err.details.split("; ")) == 100
+    assert err.message == ("2000 invalid values for t: the first 100 are in details, "
+                           "and 1900 more")
+    err = _bad_body(50)
+    assert len(err.details.split("; ")) == 100 and "more" not in err.message
+    err = _bad_body(51)
+    assert err.message.endswith("and 2 more")
