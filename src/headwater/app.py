@@ -265,63 +265,55 @@ class Headwater:
             console_dir=self.console_dir())
 
     async def readiness(self) -> dict[str, Any]:
-        """The last report on the dependencies (``/-/ready``). One older than
-        ``READY_SECONDS`` starts a new check in the background, one at a time, so probes
-        (however many, from anyone) never cost a database round trip each; only the very
-        first waits for its check."""
+        """``/-/ready``. The probes that cost a round trip (the database's ``SELECT 1``,
+        Redis's ``PING``) are answered from the last check; one older than ``READY_SECONDS``
+        starts a new check in the background, one at a time, so probes (however many, from
+        anyone) never cost a round trip each; only the very first waits. What is known in
+        memory (the catalog, the broker's connection, the breakers) is always current, and an
+        open breaker reports its dependency down before the next check does."""
         check = self._ready_check
         if (time.monotonic() - self._ready_at >= READY_SECONDS
                 and (check is None or check.done())):
             check = self._ready_check = asyncio.create_task(self._check_readiness())
-        report = self._ready
-        if report is None and check is not None:
-            report = await asyncio.shield(check)
-        assert report is not None
-        # The breakers' states are in memory: always the current ones, and an open one says
-        # its dependency is down before the next check does.
-        breakers = {name: b.state.name.lower() for name, b in self.breakers.items()}
-        checks = {**report["checks"], "breakers": breakers}
-        status = report["status"]
-        for name, dep in (("database", "database"), ("redis", "redis")):
-            if breakers.get(name, "closed") == "open" and dep in checks:
-                checks[dep] = {**checks[dep], "status": "unavailable", "error": "circuit open"}
-                if dep == "database":
-                    status = "unavailable"
-                elif status == "ok":
-                    status = "degraded"
-        return {**report, "status": status, "checks": checks}
-
-    async def _check_readiness(self) -> dict[str, Any]:
-        report = await self._readiness()
-        self._ready, self._ready_at = report, time.monotonic()
-        return report
-
-    async def _readiness(self) -> dict[str, Any]:
-        checks: dict[str, Any] = {}
-        try:
-            await asyncio.wait_for(self.db.ping(), self.settings.connect_timeout)
-            checks["database"] = {"status": "ok", "dialect": self.db.dialect}
-        except (TimeoutError, HeadwaterError) as exc:
-            checks["database"] = {"status": "unavailable", "error": type(exc).__name__}
+        probed = self._ready
+        if probed is None and check is not None:
+            probed = await asyncio.shield(check)
+        assert probed is not None
+        checks: dict[str, Any] = {"database": probed["database"]}
         checks["catalog"] = {"status": "ok" if self.catalog is not None else "unavailable",
                              "tables": len(self.catalog.tables) if self.catalog else 0}
-        ok = all(c["status"] == "ok" for c in checks.values())
-        degraded = False
-        if self.redis is not None:
-            try:
-                await asyncio.wait_for(self.redis.client.ping(), self.settings.redis_timeout * 4)
-                checks["redis"] = {"status": "ok"}
-            except Exception as exc:  # any failure means: degraded, cache bypassed
-                checks["redis"] = {"status": "unavailable", "error": type(exc).__name__,
-                                   "effect": "cache bypassed"}
-                degraded = True
+        if "redis" in probed:
+            checks["redis"] = probed["redis"]
         broker = self.events.readiness() if self.events is not None else None
         if broker is not None:  # down: writes go on, their events wait in the outbox
             checks["broker"] = broker
-            degraded = degraded or broker["status"] != "ok"
-        checks["breakers"] = {name: b.state.name.lower() for name, b in self.breakers.items()}
+        breakers = {name: b.state.name.lower() for name, b in self.breakers.items()}
+        for dep in ("database", "redis"):
+            if breakers.get(dep, "closed") == "open" and dep in checks:
+                checks[dep] = {**checks[dep], "status": "unavailable", "error": "circuit open"}
+        checks["breakers"] = breakers
+        ok = checks["database"]["status"] == "ok" and checks["catalog"]["status"] == "ok"
+        degraded = (checks.get("redis", {"status": "ok"})["status"] != "ok"
+                    or (broker is not None and broker["status"] != "ok"))
         status = "unavailable" if not ok else ("degraded" if degraded else "ok")
         return {"status": status, "checks": checks}
+
+    async def _check_readiness(self) -> dict[str, Any]:
+        probed: dict[str, Any] = {}
+        try:
+            await asyncio.wait_for(self.db.ping(), self.settings.connect_timeout)
+            probed["database"] = {"status": "ok", "dialect": self.db.dialect}
+        except (TimeoutError, HeadwaterError) as exc:
+            probed["database"] = {"status": "unavailable", "error": type(exc).__name__}
+        if self.redis is not None:
+            try:
+                await asyncio.wait_for(self.redis.client.ping(), self.settings.redis_timeout * 4)
+                probed["redis"] = {"status": "ok"}
+            except Exception as exc:  # any failure means: degraded, cache bypassed
+                probed["redis"] = {"status": "unavailable", "error": type(exc).__name__,
+                                   "effect": "cache bypassed"}
+        self._ready, self._ready_at = probed, time.monotonic()
+        return probed
 
     def console_dir(self) -> str | None:
         path = Path(__file__).parent / "console"

@@ -80,6 +80,13 @@ def addresses(server: Served) -> list[tuple[Any, ...]]:
 
 
 def events(server: Served, table: str) -> int:
+    """Events recorded for ``table``; none while the outbox does not exist yet (Headwater
+    creates it with the first event it records, issue 17)."""
+    exists = ("SELECT count(*) FROM sqlite_master WHERE name = '_headwater_outbox'"
+              if server.dialect == "sqlite" else
+              "SELECT count(*) FROM pg_class WHERE relname = '_headwater_outbox'")
+    if not oracle.rows(server.database_url, exists)[0][0]:
+        return 0
     return int(oracle.rows(server.database_url,
                            f"SELECT count(*) FROM _headwater_outbox WHERE tbl = '{table}'")[0][0])
 
