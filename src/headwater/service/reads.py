@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from headwater.cache.keys import etag, raw_key
 from headwater.cache.tiered import Cached, ReadCache
@@ -30,9 +30,9 @@ from headwater.service.plan import plan_read
 from headwater.service.policy import Access
 
 
-@dataclass(frozen=True, slots=True)
-class RawRead:
-    """A read as sent, before parsing: what the cache's repeated-request lookup keys on."""
+class RawRead(NamedTuple):
+    """A read as sent, before parsing: what the cache's repeated-request lookup keys on.
+    (A tuple: built on every read, and a frozen dataclass costs a ``__setattr__`` a field.)"""
 
     target: str
     query: bytes
