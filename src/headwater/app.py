@@ -48,6 +48,7 @@ from headwater.resilience.admission import Admission
 from headwater.resilience.breaker import BreakerPolicy, BreakerState, CircuitBreaker
 from headwater.resilience.bulkhead import Bulkhead
 from headwater.resilience.recovery import Recovery
+from headwater.service.api_keys import KeyStore
 from headwater.service.hooks import App, load_app
 from headwater.service.policy import Access
 from headwater.service.reads import Reads
@@ -104,7 +105,7 @@ class Headwater:
         self.documents = OpenApi(self.require_catalog, self.app.rpcs)
         # Authentication, policies, rate limits, encryption (headwater.api.security).
         self.security = Security(load_security(settings.config), app_settings=settings,
-                                 db=self.db, metrics=self.metrics, log=self.log,
+                                 keys=KeyStore(self.db), metrics=self.metrics, log=self.log,
                                  redis_breaker=self.breakers.get("redis"),
                                  openapi=self.documents)
         self.reads = Reads(db=self.db, settings=settings, cache=self.cache,

@@ -43,7 +43,6 @@ from headwater.api.ratelimit import (
     touches,
 )
 from headwater.config import Settings
-from headwater.db.database import Database
 from headwater.errors import RateLimited, Unauthorized
 from headwater.model.principal import ACTIONS, Action, Principal
 from headwater.observability.metrics import Metrics
@@ -66,7 +65,7 @@ def method_action(method: str) -> Action:
 
 
 class Security:
-    def __init__(self, settings: SecuritySettings, *, app_settings: Settings, db: Database,
+    def __init__(self, settings: SecuritySettings, *, app_settings: Settings, keys: KeyStore,
                  metrics: Metrics, log: Any, redis_breaker: CircuitBreaker | None,
                  openapi: OpenApi) -> None:
         self.settings = settings
@@ -74,7 +73,7 @@ class Security:
         self.log = log
         self.documents = openapi
         self.policies = PolicySet(settings)
-        self.keys = KeyStore(db)
+        self.keys = keys
         self.auth = Authenticator(settings.auth, self.keys) if settings.enforced else None
         self.rates = settings.rate_limits
         self.limiter: RateLimiter | None = None

@@ -174,15 +174,23 @@ class ReadCache:
         try:
             result = await execute()
         except _DB_DOWN:
-            stale = stale or self.l1.get(key)
-            if stale is not None and time.time() < stale.stale_until:
-                self.metrics.cache_result("l1", "stale")
-                return Cached(stale, "STALE")
-            raise
+            fallback = self._stale(key, stale)
+            if fallback is None:
+                raise
+            return fallback
         e = self._entry(result, tables, STALE_ONLY)
         if e is not None:
             self.l1.set(key, e)
         return result
+
+    def _stale(self, key: str, seen: Entry | None) -> Cached | None:
+        """Stale-if-error: the newest copy held of ``key`` (the one the lookup saw, else
+        L1's), while its ``cache_stale_if_error`` window lasts."""
+        e = seen or self.l1.get(key)
+        if e is None or time.time() >= e.stale_until:
+            return None
+        self.metrics.cache_result("l1", "stale")
+        return Cached(e, "STALE")
 
     async def _l2(self, l2: RedisStore, key: str, tables: Sequence[str],
                   ) -> tuple[tuple[int, ...] | None, Entry | None]:
@@ -217,11 +225,10 @@ class ReadCache:
                 result = await execute()
             except _DB_DOWN:
                 future.set_result(None)
-                stale = stale or self.l1.get(key)
-                if stale is not None and time.time() < stale.stale_until:
-                    self.metrics.cache_result("l1", "stale")
-                    return Cached(stale, "STALE")
-                raise
+                fallback = self._stale(key, stale)
+                if fallback is None:
+                    raise
+                return fallback
             e = self._entry(result, tables, versions)
             future.set_result(e)
             if e is not None:

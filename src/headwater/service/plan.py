@@ -66,7 +66,6 @@ from headwater.model.values import TEXT_FORMS, from_hex, from_text, is_hex, sqli
 from headwater.service.policy import unknown_column
 
 if TYPE_CHECKING:
-    from headwater.model.principal import Action
     from headwater.service.policy import Access, Rule
 
 #: PostgreSQL's NAMEDATALEN - 1: longer identifiers (aliases too) are truncated.
@@ -161,8 +160,8 @@ def _affinity(column: Column, text: str) -> Value:
 # --- the planner ------------------------------------------------------------------------------
 
 class _Planner:
-    def __init__(self, catalog: Catalog, request: ApiRequest, access: Access | None = None,
-                 action: Action = "select") -> None:
+    def __init__(self, catalog: Catalog, request: ApiRequest,
+                 access: Access | None = None) -> None:
         self.catalog = catalog
         self.request = request
         self.params: list[Value] = []
@@ -171,7 +170,6 @@ class _Planner:
         # Policies (service.policy): None when every caller may do everything.
         self.access = access if access is not None and access.restricted else None
         self.encrypted = access.encrypted if access is not None else frozenset()
-        self.action: Action = action
         #: True while planning a policy's own filter (it may name any column).
         self.trusted = False
         #: Levels of embedding allowed (reads: the ``max_embed_depth`` setting); 0 = any.
@@ -560,7 +558,7 @@ def plan_mutation(catalog: Catalog, request: ApiRequest, action: Literal["update
     """The filters, order and limit of a PATCH or DELETE, planned like a read's root; the
     caller's policy for ``action`` limits the rows it can touch and the columns it sets."""
     table = require_table(catalog, request.target)
-    p = _Planner(catalog, request, access, action)
+    p = _Planner(catalog, request, access)
     p.used_paths.add(())
     q = request.query
     where = tuple(p.cond(table, pred, {}) for pred in q.where.get((), ()))

@@ -384,14 +384,5 @@ def key_filter(primary_key: Sequence[str], rows: Sequence[Mapping[str, Any]]) ->
                                                 for c in primary_key)) for r in rows))
 
 
-def values_text(value: Any) -> str:
-    """A checked Python value as filter text (for keys of rows about to be written)."""
-    import datetime as dt
-
-    if isinstance(value, (dt.date, dt.datetime, dt.time)):
-        return value.isoformat()
-    return _text(value)
-
-
 __all__ = ["ACTIONS", "Access", "PolicySet", "Rule", "claim", "forbidden", "key_filter",
            "parse_rows", "unknown_column"]
