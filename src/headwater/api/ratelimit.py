@@ -28,6 +28,7 @@ from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 
 from headwater.errors import BreakerOpen, HeadwaterError
 from headwater.model import grammar
+from headwater.model import select as select_grammar
 from headwater.model.catalog import Catalog
 from headwater.model.principal import Action
 from headwater.model.request import Embed, SelectItem
@@ -117,7 +118,7 @@ def touches(table: str, action: Action, method: str, query: bytes, prefer: Seque
     if b"select" not in query and b"%" not in query:  # (a key may be percent-encoded)
         return out
     try:
-        select = [grammar.parse_select(v) for k, v in
+        select = [select_grammar.parse_select(v) for k, v in
                   grammar.split_query_string(query.decode("latin-1")) if k == "select"]
     except HeadwaterError:
         return out

@@ -42,7 +42,7 @@ from headwater.errors import (
     SingularityError,
     UnsupportedMediaType,
 )
-from headwater.model import grammar
+from headwater.model import grammar, headers
 from headwater.model.principal import Principal
 from headwater.model.request import ApiRequest
 from headwater.observability.timing import SCOPE_KEY as TIMING
@@ -96,9 +96,9 @@ def parse_request(request: Request, table: str, h: dict[bytes, bytes]) -> ApiReq
         method=method,
         target=table,
         query=query,
-        prefer=grammar.parse_prefer([prefer] if prefer else []),
-        media=grammar.parse_accept(text(b"accept")),
-        range=grammar.parse_range(text(b"range")) if method in ("GET", "HEAD") else None,
+        prefer=headers.parse_prefer([prefer] if prefer else []),
+        media=headers.parse_accept(text(b"accept")),
+        range=headers.parse_range(text(b"range")) if method in ("GET", "HEAD") else None,
     )
 
 
@@ -324,9 +324,9 @@ def build_routes(s: Services) -> Routes:
         kept = [t for t in prefer_text
                 if not any(p.strip().lower().startswith("params=") for p in t.split(","))]
         api = ApiRequest(method=method, target=name, query=grammar.parse_query(pairs),
-                         prefer=access.preferences(grammar.parse_prefer(kept)),
-                         media=grammar.parse_accept(request.headers.get("accept")),
-                         range=grammar.parse_range(request.headers.get("range"))
+                         prefer=access.preferences(headers.parse_prefer(kept)),
+                         media=headers.parse_accept(request.headers.get("accept")),
+                         range=headers.parse_range(request.headers.get("range"))
                          if method in ("GET", "HEAD") else None)
         out = await s.rpc.functions.call(fn, args, api, access, whole=whole,
                                          rollback=api.prefer.tx == "rollback")
@@ -362,7 +362,7 @@ def build_routes(s: Services) -> Routes:
                 raise InvalidBody("RPC arguments must be one JSON object", code="PGRST102")
             args, from_text = body, False
         checked = check_args(spec, args, from_text=from_text)
-        prefer = access.preferences(grammar.parse_prefer(request.headers.getlist("prefer")))
+        prefer = access.preferences(headers.parse_prefer(request.headers.getlist("prefer")))
         out = await s.rpc.call(spec, checked,
                                principal=access.principal if access.restricted else Principal(),
                                request_id=request.scope.get("request_id"),

@@ -1,4 +1,4 @@
-"""PostgREST's query grammar: query string and headers → a typed ``ApiRequest`` (pure).
+"""PostgREST's query grammar: the query string → a typed ``Query`` (pure).
 
 Every function here is total: any input either parses or raises ``ParseError`` (or one of
 its siblings from ``headwater.errors``), never anything else. ``render_*`` functions are the
@@ -8,23 +8,22 @@ inverse, used by the client and by the property tests (``parse(render(x)) == x``
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from urllib.parse import unquote_plus
 
-from headwater.errors import InvalidRange, NotAcceptable, ParseError
+from headwater.errors import InvalidRange, ParseError
 from headwater.model.request import (
     Condition,
-    Embed,
     Field,
     Logic,
-    MediaType,
     OrderTerm,
     Path,
     Predicate,
-    Preferences,
     Query,
     SelectItem,
 )
+from headwater.model.scanner import Scanner, check_name, render_name
+from headwater.model.select import parse_select, render_select
 
 #: Binary operators whose value is a single literal.
 SCALAR_OPS = frozenset({"eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike", "isdistinct",
@@ -42,208 +41,12 @@ IS_VALUES = frozenset({"null", "not_null", "true", "false", "unknown"})
 OPS = SCALAR_OPS | FTS_OPS | ARRAY_OPS | RANGE_OPS | {"in", "is"}
 RESERVED = frozenset({"select", "order", "limit", "offset", "on_conflict", "columns", "or", "and",
                       "not.or", "not.and"})
-#: Bounds on what one request may ask for, so hostile input gets a 400 rather than deep
-#: recursion here or an expression too large for the database.
-MAX_DEPTH = 32
+#: Conditions in one request, so hostile input gets a 400 rather than an expression too large
+#: for the database.
 MAX_CONDITIONS = 500
 #: Order terms in one request, all paths together (SQLite refuses more than 2,000 in one
 #: statement; nobody sorts by more than a handful of columns).
 MAX_ORDER_TERMS = 100
-
-#: Characters no identifier may hold: C0 and C1 controls (PostgreSQL cannot take a NUL in a
-#: statement's text at all) and lone surrogates (not encodable as UTF-8).
-_BAD_NAME_CHAR = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-
-# Characters that end a bare name inside select/logic expressions.
-_NAME_STOP = set(",()!:.\"")
-
-
-# --- the scanner ------------------------------------------------------------------------------
-
-def check_name(name: str, what: str) -> str:
-    """``name`` as given, or a ``ParseError`` when it holds a character no database takes in
-    an identifier; such a name must never reach the database (a NUL there is a protocol
-    error on PostgreSQL and a 500 on SQLite)."""
-    bad = _BAD_NAME_CHAR.search(name)
-    if bad is not None:
-        raise ParseError(
-            f'"failed to parse {what}": a name may not contain control characters',
-            details=f"{name[:40]!r} holds U+{ord(bad[0]):04X} at position {bad.start() + 1}",
-            hint="names are printable text; percent-encode only printable characters")
-    return name
-
-
-class _Scanner:
-    """A cursor over one parameter value, with errors that point at the offending spot."""
-
-    __slots__ = ("depth", "pos", "text", "what")
-
-    def __init__(self, text: str, what: str) -> None:
-        self.text = text
-        self.pos = 0
-        self.what = what
-        self.depth = 0
-
-    def enter(self) -> None:
-        """One level deeper into ``(...)``; refuses nesting past ``MAX_DEPTH``."""
-        self.depth += 1
-        if self.depth > MAX_DEPTH:
-            raise ParseError(f'"failed to parse {self.what}": nested more than {MAX_DEPTH} '
-                             "levels deep", details=f"at column {self.pos + 1}")
-
-    def error(self, expected: str) -> ParseError:
-        found = self.text[self.pos:self.pos + 10] or "end of input"
-        return ParseError(
-            f'"failed to parse {self.what} ({self.text})" (line 1, column {self.pos + 1})',
-            details=f"unexpected \"{found}\" expecting {expected}",
-        )
-
-    def peek(self, s: str) -> bool:
-        return self.text.startswith(s, self.pos)
-
-    def eat(self, s: str) -> bool:
-        if self.text.startswith(s, self.pos):
-            self.pos += len(s)
-            return True
-        return False
-
-    def expect(self, s: str) -> None:
-        if not self.eat(s):
-            raise self.error(f'"{s}"')
-
-    @property
-    def done(self) -> bool:
-        return self.pos >= len(self.text)
-
-    def name(self) -> str:
-        """A bare identifier, or a double-quoted one (``""`` not allowed); never one with a
-        control character in it (``check_name``)."""
-        if self.peek('"'):
-            return check_name(self.quoted(), self.what)
-        start = self.pos
-        text = self.text
-        while self.pos < len(text) and text[self.pos] not in _NAME_STOP:
-            self.pos += 1
-        out = text[start:self.pos].strip()
-        if not out:
-            raise self.error("a name")
-        return check_name(out, self.what)
-
-    def quoted(self) -> str:
-        self.expect('"')
-        out: list[str] = []
-        text = self.text
-        while self.pos < len(text):
-            ch = text[self.pos]
-            if ch == "\\" and self.pos + 1 < len(text):
-                out.append(text[self.pos + 1])
-                self.pos += 2
-                continue
-            if ch == '"':
-                self.pos += 1
-                return "".join(out)
-            out.append(ch)
-            self.pos += 1
-        raise self.error('closing "')
-
-    def value(self, stops: str) -> str:
-        """A literal inside a list or logic tree: quoted, or bare up to a stop character."""
-        if self.peek('"'):
-            return self.quoted()
-        start = self.pos
-        text = self.text
-        depth = 0
-        while self.pos < len(text):
-            ch = text[self.pos]
-            if ch == "(":
-                depth += 1
-            elif ch == ")":
-                if depth == 0 and ")" in stops:
-                    break
-                depth -= 1
-            elif ch in stops and depth == 0:
-                break
-            self.pos += 1
-        return text[start:self.pos]
-
-
-# --- select -----------------------------------------------------------------------------------
-
-def parse_select(text: str) -> tuple[SelectItem, ...]:
-    sc = _Scanner(text, "select")
-    items = _select_list(sc, top=True)
-    if not sc.done:
-        raise sc.error('"," or end of input')
-    return items
-
-
-def _select_list(sc: _Scanner, *, top: bool) -> tuple[SelectItem, ...]:
-    items: list[SelectItem] = []
-    if (top and sc.done) or sc.peek(")"):
-        return ()
-    while True:
-        items.append(_select_item(sc))
-        if not sc.eat(","):
-            return tuple(items)
-
-
-def _select_item(sc: _Scanner) -> SelectItem:
-    if sc.eat("*"):
-        return Field("*")
-    first = sc.name()
-    alias: str | None = None
-    if sc.peek(":") and not sc.peek("::"):
-        sc.pos += 1
-        alias, first = first, sc.name()
-    if sc.peek("::"):
-        raise ParseError("casts in select are not supported", details=f"column {first}")
-    hint: str | None = None
-    inner = False
-    while sc.eat("!"):
-        word = sc.name()
-        if word == "inner":
-            inner = True
-        elif word == "left":
-            inner = False
-        elif hint is None:
-            hint = word
-        else:
-            raise sc.error('"(" after the embedding hint')
-    if sc.eat("("):
-        sc.enter()
-        sub = _select_list(sc, top=False)
-        sc.depth -= 1
-        sc.expect(")")
-        return Embed(first, sub, alias=alias, hint=hint, inner=inner)
-    if hint is not None or inner:
-        raise sc.error('"(" after the embedding hint')
-    if first == "*":
-        raise sc.error("a column name")
-    return Field(first, alias)
-
-
-def render_select(items: Sequence[SelectItem]) -> str:
-    return ",".join(_render_item(i) for i in items)
-
-
-def _render_name(name: str) -> str:
-    if (name and not (set(name) & (_NAME_STOP | {"*", "\\"})) and name == name.strip()
-            and name != "not"):
-        return name
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _render_item(item: SelectItem) -> str:
-    if isinstance(item, Field):
-        if item.name == "*":
-            return "*"
-        prefix = f"{_render_name(item.alias)}:" if item.alias else ""
-        return prefix + _render_name(item.name)
-    prefix = f"{_render_name(item.alias)}:" if item.alias else ""
-    hint = f"!{_render_name(item.hint)}" if item.hint else ""
-    inner = "!inner" if item.inner else ""
-    return f"{prefix}{_render_name(item.name)}{hint}{inner}({render_select(item.select)})"
-
 
 # --- filters ----------------------------------------------------------------------------------
 
@@ -304,7 +107,7 @@ def _condition(column: str, op: str, value: str, negated: bool,
 def parse_array(text: str) -> tuple[str, ...]:
     """``{a,"b,c",d}``: the list a quantified operator (``like(any)``) takes, as PostgreSQL
     writes an array literal (double quotes around an element with a comma or brace)."""
-    sc = _Scanner(text, "array")
+    sc = Scanner(text, "array")
     sc.expect("{")
     out: list[str] = []
     if sc.eat("}"):
@@ -322,7 +125,7 @@ def parse_array(text: str) -> tuple[str, ...]:
 
 
 def _parse_list(text: str) -> tuple[str, ...]:
-    sc = _Scanner(text, "in list")
+    sc = Scanner(text, "in list")
     sc.expect("(")
     out: list[str] = []
     if sc.eat(")"):
@@ -343,7 +146,7 @@ def parse_logic(key: str, text: str) -> Logic:
     """``or=(a.eq.1,and(b.gt.2,c.is.null))``; ``key`` is ``or``/``and``/``not.or``/``not.and``."""
     negated = key.startswith("not.")
     op = key[4:] if negated else key
-    sc = _Scanner(text, "logic tree")
+    sc = Scanner(text, "logic tree")
     sc.expect("(")
     items = _logic_items(sc)
     if not sc.done:
@@ -351,7 +154,7 @@ def parse_logic(key: str, text: str) -> Logic:
     return Logic("or" if op == "or" else "and", items, negated)
 
 
-def _logic_items(sc: _Scanner) -> tuple[Predicate, ...]:
+def _logic_items(sc: Scanner) -> tuple[Predicate, ...]:
     items: list[Predicate] = []
     while True:
         items.append(_logic_item(sc))
@@ -360,7 +163,7 @@ def _logic_items(sc: _Scanner) -> tuple[Predicate, ...]:
         sc.expect(",")
 
 
-def _logic_item(sc: _Scanner) -> Predicate:
+def _logic_item(sc: Scanner) -> Predicate:
     negated = sc.eat("not.")
     for op in ("and", "or"):
         if sc.eat(op + "("):
@@ -405,7 +208,7 @@ def _logic_item(sc: _Scanner) -> Predicate:
     return _condition(column, op, value, neg, modifier)
 
 
-def _skip_balanced(sc: _Scanner, left: str, right: str) -> None:
+def _skip_balanced(sc: Scanner, left: str, right: str) -> None:
     """Past the ``right`` that closes an already opened ``left``, skipping quoted text."""
     depth = 1
     in_quote = False
@@ -461,7 +264,7 @@ def render_logic(logic: Logic, *, nested: bool = False) -> str:
         if isinstance(item, Logic):
             parts.append(render_logic(item, nested=True))
         else:
-            parts.append(f"{_render_name(item.column)}.{render_condition(item, in_tree=True)}")
+            parts.append(f"{render_name(item.column)}.{render_condition(item, in_tree=True)}")
     body = "(" + ",".join(parts) + ")"
     if nested:
         return ("not." if logic.negated else "") + logic.op + body
@@ -484,7 +287,7 @@ def parse_order(text: str) -> tuple[OrderTerm, ...]:
         term = raw.strip()
         if term.startswith('"'):
             # a quoted name (``"Company Name".desc``) may hold dots and commas of its own
-            sc = _Scanner(term, "order")
+            sc = Scanner(term, "order")
             column = check_name(sc.quoted(), "order")
             m = _ORDER_MODIFIERS.match(term[sc.pos:])
         else:
@@ -545,7 +348,7 @@ def _render_key_name(name: str) -> str:
 
 def parse_names(key: str, text: str) -> tuple[str, ...]:
     """``a,"b c",d``: the column lists of ``columns=`` and ``on_conflict=``."""
-    sc = _Scanner(text, key)
+    sc = Scanner(text, key)
     names: list[str] = []
     while True:
         names.append(sc.name())
@@ -583,7 +386,7 @@ def _split_key(key: str) -> tuple[Path, str]:
 
 
 def _split_quoted_key(key: str) -> tuple[Path, str]:
-    sc = _Scanner(key, "parameter name")
+    sc = Scanner(key, "parameter name")
     parts: list[str] = []
     while True:
         if sc.peek('"'):
@@ -678,9 +481,9 @@ def render_query(query: Query) -> list[tuple[str, str]]:
     for path, n in query.offset.items():
         pairs.append((_render_path(path) + "offset", str(n)))
     if query.on_conflict:
-        pairs.append(("on_conflict", ",".join(map(_render_name, query.on_conflict))))
+        pairs.append(("on_conflict", ",".join(map(render_name, query.on_conflict))))
     if query.columns:
-        pairs.append(("columns", ",".join(map(_render_name, query.columns))))
+        pairs.append(("columns", ",".join(map(render_name, query.columns))))
     return pairs
 
 
@@ -703,99 +506,3 @@ def split_query_string(raw: str) -> list[tuple[str, str]]:
             value = unquote_plus(value)
         pairs.append((key, value))
     return pairs
-
-
-# --- headers ----------------------------------------------------------------------------------
-
-_PREFER_VALUES: dict[str, frozenset[str]] = {
-    "count": frozenset({"exact", "planned", "estimated"}),
-    "return": frozenset({"minimal", "headers-only", "representation"}),
-    "resolution": frozenset({"merge-duplicates", "ignore-duplicates"}),
-    "missing": frozenset({"default", "null"}),
-    "handling": frozenset({"lenient", "strict"}),
-    "tx": frozenset({"commit", "rollback"}),
-}
-
-
-def parse_prefer(headers: Iterable[str]) -> Preferences:
-    found: dict[str, str] = {}
-    invalid: list[str] = []
-    for header in headers:
-        for part in header.split(","):
-            name, _, val = part.strip().partition("=")
-            name, val = name.strip().lower(), val.strip()
-            if not name:
-                continue
-            if name == "max-affected":
-                if val.isascii() and val.isdigit() and len(val) < 12:
-                    found[name] = val
-                else:
-                    invalid.append(part.strip())
-            elif name in _PREFER_VALUES and val in _PREFER_VALUES[name]:
-                found[name] = val
-            else:
-                invalid.append(part.strip())
-    prefs = Preferences(
-        count=found.get("count"),  # type: ignore[arg-type]
-        returning=found.get("return"),  # type: ignore[arg-type]
-        resolution=found.get("resolution"),  # type: ignore[arg-type]
-        missing=found.get("missing"),  # type: ignore[arg-type]
-        handling=found.get("handling"),  # type: ignore[arg-type]
-        max_affected=int(found["max-affected"]) if "max-affected" in found else None,
-        tx=found.get("tx"),  # type: ignore[arg-type]
-    )
-    if invalid and prefs.handling == "strict":
-        raise ParseError("Invalid preferences given with handling=strict",
-                         details="Invalid preferences: " + ", ".join(invalid), code="PGRST122")
-    return prefs
-
-
-_MEDIA: dict[str, MediaType] = {
-    "application/json": "json",
-    "application/*": "json",
-    "*/*": "json",
-    "application/vnd.pgrst.object+json": "object",
-    "application/vnd.pgrst.object": "object",
-    "text/csv": "csv",
-}
-
-
-def parse_accept(header: str | None) -> MediaType:
-    """The first acceptable media type by q-value; 406 when none is one we produce."""
-    if not header or not header.strip():
-        return "json"
-    ranked: list[tuple[float, int, str]] = []
-    for i, part in enumerate(header.split(",")):
-        media, *params = (p.strip() for p in part.split(";"))
-        q = 1.0
-        for p in params:
-            k, _, v = p.partition("=")
-            if k.strip().lower() == "q":
-                try:
-                    q = float(v)
-                except ValueError:
-                    q = 0.0
-        if media:
-            ranked.append((-q, i, media.lower()))
-    for negq, _, media in sorted(ranked):
-        if negq < 0 and media in _MEDIA:
-            return _MEDIA[media]
-    raise NotAcceptable(f"None of these media types are available: {header}")
-
-
-_RANGE = re.compile(r"^\s*(?:items=)?(\d{1,18})-(\d{0,18})\s*$")
-
-
-def parse_range(header: str | None) -> tuple[int, int | None] | None:
-    """``Range: 0-9`` (items); a malformed header is ignored, as HTTP asks."""
-    if not header:
-        return None
-    m = _RANGE.match(header)
-    if m is None:
-        return None
-    first = int(m[1])
-    last = int(m[2]) if m[2] else None
-    if last is not None and last < first:
-        raise InvalidRange("Requested range not satisfiable",
-                           details=f"the range {header!r} ends before it starts")
-    return first, last

@@ -20,7 +20,7 @@ from headwater.db.database import Database
 from headwater.db.reader import execute_read
 from headwater.errors import RequestError
 from headwater.model.catalog import Catalog
-from headwater.model.grammar import parse_accept
+from headwater.model.headers import parse_accept
 from headwater.model.plan import ReadPlan
 from headwater.model.request import ApiRequest, MediaType
 from headwater.model.result import ReadAnswer, ReadResult
