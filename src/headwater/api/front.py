@@ -102,6 +102,9 @@ class Front:
             await _overloaded(send, [*self._api, rid_header])
             return
         extra = self._console if system and path.startswith("/-/console") else self._api
+        # The table endpoint's responses are Headwater's own and never carry the common
+        # headers themselves, so they need no check for ones already present.
+        own = method in TABLE_METHODS and is_table_path(path) and not (origin and self.cors)
         status = 500
 
         async def wrapped(message: Message) -> None:
@@ -109,8 +112,11 @@ class Front:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = message["headers"] = list(message.get("headers", ()))
-                present = {k for k, _ in headers}
-                headers.extend(h for h in extra if h[0] not in present)
+                if own:
+                    headers.extend(extra)
+                else:
+                    present = {k for k, _ in headers}
+                    headers.extend(h for h in extra if h[0] not in present)
                 w: Window | None = scope.get(WINDOW_KEY)
                 if w is not None:
                     headers += [(b"ratelimit-limit", str(w.limit).encode()),
@@ -123,8 +129,7 @@ class Front:
         admission.inflight += 1
         scope[ADMISSION_KEY] = admission
         try:
-            if (method in TABLE_METHODS and is_table_path(path)
-                    and not (origin and self.cors)):
+            if own:
                 scope["path_params"] = {"table": path[1:]}
                 response = await self.table(Request(scope, receive))
                 await response(scope, receive, wrapped)
@@ -132,8 +137,9 @@ class Front:
                 await self.app(scope, receive, wrapped)
         finally:
             admission.inflight -= 1
-            seconds = time.perf_counter() - start
-            self.metrics.observe(method, status, seconds)
+            now = time.perf_counter()
+            seconds = now - start
+            self.metrics.observe(method, status, seconds, now)
             access_log = self.access_log
             if access_log is not None:
                 access_log.write(request_id, method, path, scope["query_string"].decode("latin-1"),

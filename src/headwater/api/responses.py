@@ -205,7 +205,7 @@ class RawResponse(Response):
         self.status_code = status
         self.background = None
         if with_length:
-            headers.append((b"content-length", str(len(body)).encode()))
+            headers.append((b"content-length", b"%d" % len(body)))
         self.raw_headers = headers
 
 

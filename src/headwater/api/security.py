@@ -86,6 +86,9 @@ class Security:
         self.cipher = FieldCipher(settings.encryption) if settings.encryption.columns else None
         self._open = self.policies.access(Principal(), anonymous=True)
         self._trivial = not settings.enforced and self.limiter is None
+        #: Every request's ``Access`` when nothing is enforced or limited: the hot path then
+        #: skips ``admit``'s coroutine.
+        self.fixed: Access | None = self._open if self._trivial else None
         roles = set(self.policies.roles) | set(self.rates.roles) | set(self.rates.roles_total)
         if settings.auth.anonymous_role:
             roles.add(settings.auth.anonymous_role)

@@ -114,8 +114,11 @@ class ReadCache:
     def _fresh(self, e: Entry, versions: tuple[int, ...] | None, now: float) -> bool:
         return versions is not None and e.versions == versions and now < e.expires_at
 
-    async def fast(self, raw: str) -> Cached | None:
-        """The repeated-request path: raw key → normalized key → L1, before any parsing."""
+    def fast(self, raw: str) -> Cached | Entry | None:
+        """The repeated-request path: raw key → normalized key → L1, before any parsing, and
+        without a coroutine when this process knows the versions (the embedded mode, and
+        Redis's bounded mode while its copy is current). ``Cached``: a fresh hit; an ``Entry``:
+        held here, but its versions must be asked for (``confirm``); None: nothing to serve."""
         key = self.aliases.get(raw)
         if key is None:
             return None
@@ -124,8 +127,15 @@ class ReadCache:
             return None
         versions = self.versions.local(e.tables)
         if versions is None:
-            versions = await self._current(e.tables)
-        if self._fresh(e, versions, time.time()):
+            return e
+        if e.versions == versions and time.time() < e.expires_at:
+            self.metrics.cache_result("l1", "hit")
+            return Cached(e, "HIT")
+        return None
+
+    async def confirm(self, e: Entry) -> Cached | None:
+        """``fast``'s answer when the versions live elsewhere (Redis in strict mode)."""
+        if self._fresh(e, await self._current(e.tables), time.time()):
             self.metrics.cache_result("l1", "hit")
             return Cached(e, "HIT")
         return None

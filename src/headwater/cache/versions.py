@@ -105,7 +105,10 @@ class SharedVersions:
             offsets = self._offsets[tuple(tables)] = tuple(
                 self._offset(t) for t in (*tables, EPOCH))
         unpack = _SLOT.unpack_from
-        return tuple(unpack(mm, off)[0] for off in offsets)
+        if len(offsets) == 2:
+            # One table and the epoch, most reads: no generator.
+            return unpack(mm, offsets[0])[0], unpack(mm, offsets[1])[0]
+        return tuple([unpack(mm, off)[0] for off in offsets])
 
     async def current(self, tables: Sequence[str]) -> tuple[int, ...]:
         return self.local(tables)

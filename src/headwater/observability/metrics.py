@@ -68,13 +68,15 @@ class Metrics:
         self._window: deque[tuple[float, float]] = deque(maxlen=window_max)
         self.registry.register(_RequestCollector(self))
 
-    def observe(self, method: str, status: int, seconds: float) -> None:
+    def observe(self, method: str, status: int, seconds: float,
+                now: float | None = None) -> None:
+        """``now``: ``time.perf_counter()`` at the end of the request, when the caller has it."""
         key = (method, status)
         requests = self._requests
         requests[key] = requests.get(key, 0) + 1
         self._buckets[bisect.bisect_left(_BUCKETS, seconds)] += 1
         self._duration_sum += seconds
-        self._window.append((time.monotonic(), seconds))
+        self._window.append((time.perf_counter() if now is None else now, seconds))
 
     def _by_status(self) -> dict[int, int]:
         out: dict[int, int] = {}
@@ -106,7 +108,7 @@ class Metrics:
         return generate_latest(self.registry)
 
     def stats(self, pool: tuple[int, int]) -> dict[str, object]:
-        now = time.monotonic()
+        now = time.perf_counter()
         recent = sorted(d for t, d in self._window if now - t <= self.window_seconds)
 
         def pct(q: float) -> float | None:

@@ -9,10 +9,12 @@ response under a policy carries.
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Callable
-from typing import NamedTuple
+from collections.abc import Callable, Coroutine
+from typing import Any
 
+from headwater.cache.entry import Entry
 from headwater.cache.keys import etag, raw_key
 from headwater.cache.tiered import Cached, ReadCache
 from headwater.config import Settings
@@ -29,16 +31,18 @@ from headwater.service.crypto import FieldCipher
 from headwater.service.plan import plan_read
 from headwater.service.policy import Access
 
+#: A read as sent, before parsing, which is what the cache's repeated-request lookup keys on:
+#: (table, query string, Accept, Prefer, Range). A plain tuple: it is built on every read,
+#: and a named one costs a Python-level constructor call there.
+RawRead = tuple[str, bytes, bytes, bytes, bytes]
 
-class RawRead(NamedTuple):
-    """A read as sent, before parsing: what the cache's repeated-request lookup keys on.
-    (A tuple: built on every read, and a frozen dataclass costs a ``__setattr__`` a field.)"""
 
-    target: str
-    query: bytes
-    accept: bytes
-    prefer: bytes
-    range: bytes
+@functools.lru_cache(maxsize=64)
+def _accepted(accept: bytes) -> MediaType:
+    """The media type a cached answer is sent as. The entry was stored under this very Accept
+    header (it is part of the raw key), so it parsed before; a handful of distinct headers are
+    seen in practice, hence the memo."""
+    return parse_accept(accept.decode("latin-1"))
 
 
 class Reads:
@@ -54,20 +58,36 @@ class Reads:
         # Decrypted reads never stream: the body is decrypted whole before it is sent.
         self._unstreamed = settings.replace(stream_threshold_rows=1 << 62)
 
-    async def read(self, raw: RawRead, parse: Callable[[], ApiRequest], access: Access,
-                   timing: ServerTiming) -> ReadAnswer:
-        """``parse`` is called only when the cache cannot answer from the raw request."""
+    def read(self, raw: RawRead, parse: Callable[[], ApiRequest], access: Access,
+             timing: ServerTiming) -> ReadAnswer | Coroutine[Any, Any, ReadAnswer]:
+        """The answer itself when the cache holds it (no coroutine: a hit is most reads),
+        else a coroutine to await. ``parse`` is called only when the cache cannot answer from
+        the raw request."""
         cache = self.cache
-        key: str | None = None
-        if cache is not None:
-            began = time.perf_counter()
-            key = raw_key(raw.target, raw.query, raw.accept, raw.prefer, raw.range,
-                          access.context)
-            hit = await cache.fast(key)
+        if cache is None:
+            return self._parsed(None, parse, access, timing)
+        began = time.perf_counter()
+        key = raw_key(*raw, access.context)
+        found = cache.fast(key)
+        if found is None:
             timing.since("cache", began)
-            if hit is not None:
-                return self._cached(hit, parse_accept(raw.accept.decode("latin-1")
-                                                      if raw.accept else None), access)
+            return self._parsed(key, parse, access, timing)
+        if isinstance(found, Cached):
+            timing.since("cache", began)
+            return self._cached(found, (_accepted(raw[2]) if raw[2] else "json"), access)
+        return self._confirmed(cache, found, raw, key, parse, access, timing, began)
+
+    async def _confirmed(self, cache: ReadCache, e: Entry, raw: RawRead, key: str,
+                         parse: Callable[[], ApiRequest], access: Access,
+                         timing: ServerTiming, began: float) -> ReadAnswer:
+        hit = await cache.confirm(e)
+        timing.since("cache", began)
+        if hit is not None:
+            return self._cached(hit, (_accepted(raw[2]) if raw[2] else "json"), access)
+        return await self._parsed(key, parse, access, timing)
+
+    async def _parsed(self, key: str | None, parse: Callable[[], ApiRequest], access: Access,
+                      timing: ServerTiming) -> ReadAnswer:
         began = time.perf_counter()
         api = parse()
         began = timing.since("parse", began)
