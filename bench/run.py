@@ -79,7 +79,7 @@ VARIANTS: dict[str, dict[str, str]] = {
     "1 worker": {"HEADWATER_WORKERS": "1"},
     # An L1 that fills within a short run: the miss path with evictions (and admission).
     "L1 4 MiB": {"HEADWATER_CACHE_L1_BYTES": str(4 << 20)},
-    "L1 4 MiB, admission off": {"HEADWATER_CACHE_L1_BYTES": str(4 << 20),
+    "L1 4 MiB no admission": {"HEADWATER_CACHE_L1_BYTES": str(4 << 20),
                                 "HEADWATER_CACHE_ADMISSION": "false"},
 }
 
