@@ -66,10 +66,22 @@ RATIO_TARGET = 0.6
 C_OVER_B_TARGET = 2.0
 
 DbKind = Literal["postgres", "sqlite"]
-AppName = Literal["headwater", "baseline"]
+AppName = Literal["headwater", "baseline", "pocketbase"]
 ALL_DBS: tuple[DbKind, ...] = ("postgres", "sqlite")
 ALL_SERVERS = ("uvicorn", "granian")
-ALL_PARTS = ("reads", "export", "cache", "writes")
+ALL_PARTS = ("reads", "export", "cache", "big", "peer", "writes")
+#: Headwater configurations besides its defaults: each is an extra, labelled row.
+VARIANTS: dict[str, dict[str, str]] = {
+    "defaults": {},
+    "log off": {"HEADWATER_LOG_LEVEL": "warning"},
+    "cache off": {"HEADWATER_CACHE_ENABLED": "false"},
+    "admission off": {"HEADWATER_CACHE_ADMISSION": "false"},
+    "1 worker": {"HEADWATER_WORKERS": "1"},
+    # An L1 that fills within a short run: the miss path with evictions (and admission).
+    "L1 4 MiB": {"HEADWATER_CACHE_L1_BYTES": str(4 << 20)},
+    "L1 4 MiB no admission": {"HEADWATER_CACHE_L1_BYTES": str(4 << 20),
+                                "HEADWATER_CACHE_ADMISSION": "false"},
+}
 
 
 class BenchError(Exception):
@@ -97,7 +109,11 @@ class Options:
     headwater_env: tuple[tuple[str, str], ...] = ()
     wait_idle: float = 0.0
     retry_noisy: int = 0
-    cache: bool = False
+    variants: tuple[str, ...] = ("defaults",)
+    big_variants: tuple[str, ...] = ("defaults", "cache off", "log off")
+    rows: int = 1_000_000
+    peer_rows: int = 1_000_000
+    src: Path | None = None
     parts: tuple[str, ...] = ALL_PARTS
     part_duration: float = 5.0  # seconds per measured run in the cache and writes parts
     cache_db: DbKind = "postgres"
@@ -136,9 +152,17 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
     p.add_argument("--start-timeout", type=float, default=60.0, help="seconds to wait for a server")
     p.add_argument("--wait-idle", type=float, default=0.0, metavar="S",
                    help="wait up to S seconds for other work on the machine to stop first")
-    p.add_argument("--cache", action="store_true",
-                   help="leave Headwater's result cache on (default: HEADWATER_CACHE_ENABLED=false,\n"
-                        "so every request reaches the database, as the baseline's do)")
+    p.add_argument("--variants", default="defaults,cache off",
+                   help="Headwater configurations of the reads part, each a labelled row:\n"
+                        + ", ".join(VARIANTS) + " (defaults,cache off)")
+    p.add_argument("--big-variants", default="defaults,cache off,log off",
+                   help="the same for the big and peer parts (defaults,cache off,log off)")
+    p.add_argument("--rows", type=int, default=1_000_000,
+                   help="rows of the big part's products table (1,000,000)")
+    p.add_argument("--peer-rows", type=int, default=1_000_000,
+                   help="rows of the peer part's products (1,000,000; 100,000 if slow)")
+    p.add_argument("--src", type=Path, default=None,
+                   help="measure Headwater from another checkout's src/ (e.g. a 'before')")
     p.add_argument("--retry-noisy", type=int, default=0, metavar="N",
                    help="rerun a measured run up to N times while other work disturbs it\n"
                         f"(other CPU > {NOISY_OTHER_PCT:g}%%), keeping the quietest")
@@ -174,11 +198,23 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         headwater_env=tuple(_env_pair(e) for e in a.headwater_env),
         wait_idle=a.wait_idle,
         retry_noisy=max(0, a.retry_noisy),
-        cache=a.cache,
+        variants=_variants(a.variants),
+        big_variants=_variants(a.big_variants),
+        rows=a.rows,
+        peer_rows=a.peer_rows,
+        src=a.src.resolve() if a.src else None,
         parts=parts,
         part_duration=part_duration,
         cache_db=cache_db,
     )
+
+
+def _variants(raw: str) -> tuple[str, ...]:
+    items = tuple(dict.fromkeys(v.strip() for v in raw.split(",") if v.strip()))
+    bad = [v for v in items if v not in VARIANTS]
+    if bad or not items:
+        raise SystemExit(f"--variants: expected a comma list of {', '.join(VARIANTS)}, got {raw!r}")
+    return items
 
 
 def _env_pair(raw: str) -> tuple[str, str]:
@@ -188,13 +224,15 @@ def _env_pair(raw: str) -> tuple[str, str]:
     return name, value
 
 
-def use_working_tree() -> None:
+def use_working_tree(src: Path | None = None) -> None:
     """Import headwater from this checkout's src/ (here and in the servers we start), so the
-    bench measures the working tree even if the venv's editable install is missing or stale."""
-    if (SRC_DIR / "headwater").is_dir():
-        if str(SRC_DIR) not in sys.path:
-            sys.path.insert(0, str(SRC_DIR))
-        parts = [str(SRC_DIR), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]
+    bench measures the working tree even if the venv's editable install is missing or stale;
+    ``src``: another checkout's instead (``--src``, to measure a "before")."""
+    src = src or SRC_DIR
+    if (src / "headwater").is_dir():
+        if str(src) not in sys.path:
+            sys.path.insert(0, str(src))
+        parts = [str(src), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]
         os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in parts if p))
 
 
@@ -291,10 +329,14 @@ class Dataset:
     orders: IdRange
     customers: IdRange
     busiest_customer: int
+    database: str | None = None  # the PostgreSQL database, when not the demo's
+    probe: str = "/orders?limit=1"  # a read that answers once Headwater serves
 
     @property
     def pg_database(self) -> str | None:
-        return pg_db_name(self.scale) if self.kind == "postgres" else None
+        if self.kind != "postgres":
+            return None
+        return self.database or pg_db_name(self.scale)
 
     def ids(self, which: Literal["orders", "customers"]) -> IdRange:
         return self.orders if which == "orders" else self.customers
@@ -466,22 +508,53 @@ def free_port() -> int:
         return port
 
 
-def server_command(server: str, target: str, port: int) -> list[str]:
+def default_workers(env: Mapping[str, str] | None = None) -> int:
+    """The worker count ``headwater serve`` uses when not told: its setting's value from
+    ``env`` (HEADWATER_WORKERS) or default; a non-positive or non-number one ("auto") means
+    one per core."""
+    try:
+        from headwater.config import Settings
+
+        workers: object = Settings.from_env(dict(env or {})).workers
+    except Exception:  # an older or newer Settings: take the documented meaning of auto
+        workers = (env or {}).get("HEADWATER_WORKERS", "auto")
+    if isinstance(workers, int) and workers > 0:
+        return workers
+    if isinstance(workers, str) and workers.isdigit() and int(workers) > 0:
+        return int(workers)
+    return os.cpu_count() or 1
+
+
+def server_command(server: str, target: str, port: int, workers: int = 1,
+                   database_url: str | None = None) -> list[str]:
+    """Headwater on uvicorn is ``headwater serve URL`` itself (its defaults: server, loop,
+    workers, connection limits, access log); the baseline and granian get the same number of
+    workers."""
     py = sys.executable
+    if server == "uvicorn" and target == HEADWATER_TARGET and database_url is not None:
+        return [py, "-m", "headwater", "serve", database_url, "--host", HOST, "--port", str(port)]
     if server == "uvicorn":
         return [py, "-m", "uvicorn", "--factory", target, "--host", HOST, "--port", str(port),
                 "--loop", "uvloop", "--http", "httptools", "--no-access-log",
-                "--log-level", "warning", "--lifespan", "on"]
+                "--log-level", "warning", "--lifespan", "on", "--workers", str(workers)]
     if server == "granian":
         return [py, "-m", "granian", "--interface", "asgi", "--factory", "--host", HOST,
-                "--port", str(port), "--workers", "1", "--loop", "uvloop",
+                "--port", str(port), "--workers", str(workers), "--loop", "uvloop",
                 "--no-access-log", "--log-level", "warning", target]
     raise ValueError(f"unknown server {server!r}")
 
 
+def trim_log(path: Path, keep: int = 200) -> None:
+    """Headwater's access log (on by default) writes a line per request: keep the tail."""
+    with contextlib.suppress(OSError):
+        if path.stat().st_size > 1 << 20:
+            lines = path.read_bytes().splitlines(keepends=True)
+            path.write_bytes(b"".join([b"[... trimmed by the bench ...]\n", *lines[-keep:]]))
+
+
 @dataclass
 class Running:
-    app: AppName
+    app: str  # AppName, or a Headwater variant's label
     server: str
     proc: subprocess.Popen[bytes]
     base_url: str
@@ -555,7 +628,8 @@ def stop(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
 @contextlib.contextmanager
 def running(app: AppName, server: str, db: Dataset, opts: Options,
             extra_env: Mapping[str, str] | None = None, tag: str = "") -> Iterator[Running]:
-    """Start ``app`` on ``server``; ``extra_env`` goes last (over --cache/--headwater-env),
+    """Start ``app`` on ``server`` with its defaults (Headwater as ``headwater serve URL``
+    gives them); ``extra_env`` goes last (a variant's settings, over --headwater-env),
     ``tag`` names its log file."""
     port = free_port()
     timeout = opts.start_timeout
@@ -563,9 +637,6 @@ def running(app: AppName, server: str, db: Dataset, opts: Options,
     if app == "headwater":
         target, ready = HEADWATER_TARGET, "/-/live"
         env["HEADWATER_DATABASE_URL"] = db.url
-        env["HEADWATER_LOG_LEVEL"] = "warning"
-        if not opts.cache:
-            env["HEADWATER_CACHE_ENABLED"] = "false"
         env.update(opts.headwater_env)
     else:
         target, ready = BASELINE_TARGET, "/ceiling"
@@ -574,11 +645,13 @@ def running(app: AppName, server: str, db: Dataset, opts: Options,
             p for p in (str(BENCH_DIR), env.get("PYTHONPATH", "")) if p
         )
     env.update(extra_env or {})
+    workers = default_workers({k: v for k, v in env.items() if k.startswith("HEADWATER_")})
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     log_path = LOG_DIR / f"{db.kind}-s{db.scale:g}-{server}-{app}{'-' + tag if tag else ''}.log"
     with log_path.open("wb") as out:
         proc = subprocess.Popen(
-            server_command(server, target, port),
+            server_command(server, target, port, workers,
+                           db.url if app == "headwater" else None),
             cwd=REPO_DIR, env=env, stdin=subprocess.DEVNULL, stdout=out,
             stderr=subprocess.STDOUT, start_new_session=True,
         )
@@ -586,10 +659,11 @@ def running(app: AppName, server: str, db: Dataset, opts: Options,
     try:
         wait_ready(run, ready, timeout)
         if app == "headwater":
-            wait_serving(run, "/orders?limit=1", min(timeout, 15.0))
+            wait_serving(run, db.probe, min(timeout, 15.0))
         yield run
     finally:
         stop(proc)
+        trim_log(log_path)
 
 
 # --- RSS --------------------------------------------------------------------------------
@@ -792,6 +866,23 @@ class Measurement:
     socket_errors: int = 0
     other_cpu_pct: float | None = None  # CPU used by other work on the machine meanwhile
     error: str | None = None
+    #: CPU seconds of the server's process tree over the measured run (from /proc/<pid>/stat),
+    #: and the run's wall seconds.
+    server_cpu_s: float | None = None
+    wall_s: float | None = None
+
+    @property
+    def cpu_pct(self) -> float | None:
+        """The server's CPU as a share of one core (200% = both of two cores)."""
+        if self.server_cpu_s is None or not self.wall_s:
+            return None
+        return 100.0 * self.server_cpu_s / self.wall_s
+
+    @property
+    def cpu_ms_per_request(self) -> float | None:
+        if self.server_cpu_s is None or not self.requests:
+            return None
+        return 1000.0 * self.server_cpu_s / self.requests
 
 
 def fetch_json(base_url: str, path: str) -> Any:
@@ -803,7 +894,7 @@ def fetch_json(base_url: str, path: str) -> Any:
 
 def measure(run: Running, db: Dataset, scenario: Scenario, opts: Options) -> Measurement:
     """Warm up, then run wrk; with --retry-noisy, rerun a disturbed run and keep the quietest."""
-    template = scenario.headwater if run.app == "headwater" else scenario.baseline
+    template = scenario.headwater if run.app.startswith("headwater") else scenario.baseline
     ids = db.ids(scenario.ids)
     m = Measurement(db.kind, run.server, run.app, scenario.key, template)
 
@@ -828,18 +919,22 @@ def measure_load(run: Running, m: Measurement, load: Callable[[float], str], opt
     seconds = opts.duration if duration is None else duration
     warm = opts.warmup if warmup is None else warmup
     label = f"  {m.app:9} {m.scenario:7}"
-    best: tuple[float, WrkResult, str] | None = None
+    best: tuple[float, WrkResult, str, float, float] | None = None
     try:
         if warm > 0:
             load(warm)
         for attempt in range(1 + opts.retry_noisy):
-            ours = {os.getpid(), *process_tree(run.pid), *extra_pids}
+            tree = process_tree(run.pid)
+            ours = {os.getpid(), *tree, *extra_pids}
             before = cpu_snapshot()
             output = load(seconds)
-            other = other_cpu_pct(before, cpu_snapshot(), ours, database)
+            after = cpu_snapshot()
+            other = other_cpu_pct(before, after, ours, database)
+            server_cpu = sum(after.procs[p][1] - before.procs[p][1] for p in tree
+                             if p in after.procs and p in before.procs)
             result = parse_wrk(output)
             if best is None or other < best[0]:
-                best = (other, result, output)
+                best = (other, result, output, server_cpu, after.at - before.at)
             if other <= NOISY_OTHER_PCT:
                 break
             if attempt < opts.retry_noisy:
@@ -849,7 +944,7 @@ def measure_load(run: Running, m: Measurement, load: Callable[[float], str], opt
         log(f"{label} FAILED: {m.error}")
         return m
     assert best is not None
-    other, result, output = best
+    other, result, output, m.server_cpu_s, m.wall_s = best
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", f"wrk-{m.db}-{m.server}-{m.app}-{m.scenario}.txt")
     (LOG_DIR / safe).write_text(output)
@@ -860,7 +955,8 @@ def measure_load(run: Running, m: Measurement, load: Callable[[float], str], opt
     if result.non_2xx or result.socket_errors:
         flag = f"  (!) non-2xx {result.non_2xx}, socket errors {result.socket_errors}"
     log(f"{label} {result.rps:9.0f} req/s  p50 {result.p50_ms:7.2f} ms"
-        f"  p99 {result.p99_ms:7.2f} ms  other CPU {other:4.0f}%{flag}")
+        f"  p99 {result.p99_ms:7.2f} ms  server CPU {m.cpu_pct or 0:4.0f}%"
+        f"  other CPU {other:4.0f}%{flag}")
     return m
 
 
@@ -925,7 +1021,7 @@ def collect_answers(run: Running, db: Dataset, keys: Sequence[str]) -> dict[str,
     answers: dict[str, list[Any]] = {}
     for key in keys:
         sc = SCENARIOS[key]
-        template = sc.headwater if run.app == "headwater" else sc.baseline
+        template = sc.headwater if run.app.startswith("headwater") else sc.baseline
         try:
             answers[key] = [fetch_json(run.base_url, template.replace("{id}", str(i)))
                             for i in sample_ids(db, sc)]
@@ -1088,28 +1184,40 @@ def bench_pair(db: Dataset, server: str, opts: Options, results: Results) -> Non
         log("  " + msg)
         results.problems.append(msg)
         return
-    try:
-        with running("headwater", server, db, opts) as run:
-            hw_answers = collect_answers(run, db, keys)
-            cache = cache_status(run, db)
-            if cache and "HIT" in cache.upper():
-                msg = (f"{db.kind}/{server}: headwater answers a repeated read with "
-                       f"X-Cache: {cache}: ids repeat within a run, so its numbers include "
-                       f"cache hits")
-                log("  " + msg)
-                results.problems.append(msg)
-            check = compare_answers(hw_answers, base_answers)
-            for key, verdict in check.items():
-                if verdict != "same":
-                    log(f"  answer check {key}: headwater differs from baseline: {verdict}")
-                results.checks.append({"db": db.kind, "server": server, "scenario": key,
-                                       "verdict": verdict})
-            for key in keys:
-                record(results, measure(run, db, SCENARIOS[key], opts))
-    except (BenchError, OSError) as exc:
-        msg = f"{db.kind}/{server}: headwater did not start: {exc}"
-        log(msg)
-        results.problems.append(msg.splitlines()[0])
+    for variant in opts.variants:
+        app = hw_app(variant)
+        log(f"{db.kind} x {server}: {app}")
+        try:
+            with running("headwater", server, db, opts, VARIANTS[variant],
+                         tag=variant_tag(variant)) as run:
+                run.app = app  # the row's label
+                hw_answers = collect_answers(run, db, keys)
+                cache = cache_status(run, db)
+                if cache and "HIT" in cache.upper():
+                    log(f"  {app}: a repeated read answers X-Cache: {cache} (ids repeat within "
+                        f"a run: its numbers include cache hits, as a user's would)")
+                check = compare_answers(hw_answers, base_answers)
+                for key, verdict in check.items():
+                    if verdict != "same":
+                        log(f"  answer check {key}: {app} differs from baseline: {verdict}")
+                    if variant == opts.variants[0]:
+                        results.checks.append({"db": db.kind, "server": server,
+                                               "scenario": key, "verdict": verdict})
+                for key in keys:
+                    record(results, measure(run, db, SCENARIOS[key], opts))
+        except (BenchError, OSError) as exc:
+            msg = f"{db.kind}/{server}: {app} did not start: {exc}"
+            log(msg)
+            results.problems.append(msg.splitlines()[0])
+
+
+def hw_app(variant: str) -> str:
+    """A Headwater row's app label: ``headwater`` with its defaults, else the variant."""
+    return "headwater" if variant == "defaults" else f"headwater ({variant})"
+
+
+def variant_tag(variant: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", variant).strip("-")
 
 
 def package_version(name: str) -> str:
@@ -1153,7 +1261,13 @@ def make_meta(opts: Options) -> dict[str, Any]:
         "quick": opts.quick,
         "headwater_env": dict(opts.headwater_env),
         "retry_noisy": opts.retry_noisy,
-        "headwater_cache": opts.cache,
+        "variants": list(opts.variants),
+        "rows": opts.rows,
+        "peer_rows": opts.peer_rows,
+        "big_variants": list(opts.big_variants),
+        "headwater_workers": default_workers({k: v for k, v in os.environ.items()
+                                              if k.startswith("HEADWATER_")}),
+        "headwater_src": str(opts.src or SRC_DIR),
         "parts": list(opts.parts),
         "part_duration_s": opts.part_duration,
         "cache_db": opts.cache_db,
@@ -1168,7 +1282,9 @@ def run_all(opts: Options) -> Results:
     results = Results(meta=make_meta(opts))
     started = time.perf_counter()
     datasets: dict[DbKind, Dataset] = {}
-    for kind in opts.dbs:
+    # The big and peer parts bring their own data: the demo is built only for the others.
+    demo_dbs = opts.dbs if set(opts.parts) - {"big", "peer"} else ()
+    for kind in demo_dbs:
         try:
             datasets[kind] = asyncio.run(ensure_dataset(kind, opts.scale, rebuild=opts.rebuild))
         except Exception as exc:  # build_demo may raise anything; the other db still runs
@@ -1210,6 +1326,14 @@ def run_all(opts: Options) -> Results:
             cache_bench.bench_cache(datasets[opts.cache_db], opts.servers[0], opts, results)
         else:
             results.problems.append(f"cache skipped: no {opts.cache_db} data (see --dbs)")
+    if "big" in opts.parts and hw_missing is None:
+        import products_bench
+
+        products_bench.bench_big(opts.servers[0], opts, results)
+    if "peer" in opts.parts and hw_missing is None:
+        import products_bench
+
+        products_bench.bench_peer(opts.servers[0], opts, results)
     if "writes" in opts.parts and hw_missing is None:  # last: it adds (then deletes) rows
         import writes_bench
 
@@ -1249,8 +1373,9 @@ def summary_rows(res: Results, db: str) -> list[Row]:
     ms = res.measurements
     rows: list[Row] = []
     for key in res.meta["scenarios"]:
-        for server in res.meta["servers"]:
-            hw = _find(ms, db, server, "headwater", key)
+        for server, variant in ((s, v) for s in res.meta["servers"]
+                                for v in res.meta.get("variants", ["defaults"])):
+            hw = _find(ms, db, server, hw_app(variant), key)
             base = _find(ms, db, server, "baseline", key)
             ceil = _find(ms, db, server, "baseline", "ceiling")
             if hw is None and base is None:
@@ -1258,12 +1383,13 @@ def summary_rows(res: Results, db: str) -> list[Row]:
             ratio = hw.rps / base.rps if hw and base and hw.rps and base.rps else None
             c_over_b = None
             if key == "C":
-                hb = _find(ms, db, server, "headwater", "B")
+                hb = _find(ms, db, server, hw_app(variant), "B")
                 if hw and hb and hw.p50_ms and hb.p50_ms:
                     c_over_b = hw.p50_ms / hb.p50_ms
             check = next((c["verdict"] for c in res.checks
                           if (c["db"], c["server"], c["scenario"]) == (db, server, key)), None)
-            rows.append(Row(db, key, server, hw, base, ceil.rps if ceil else None, ratio,
+            label = server if variant == "defaults" else f"{server}, {variant}"
+            rows.append(Row(db, key, label, hw, base, ceil.rps if ceil else None, ratio,
                             c_over_b, check))
     return rows
 
@@ -1366,8 +1492,8 @@ def print_report(res: Results) -> None:
         console.print(f"[yellow]noisy:[/] other work used up to {worst:.0f}% of the machine's "
                       f"CPU during a run (column 'other CPU'): rerun on a quiet machine before "
                       f"trusting small differences")
-    cache = "ON (--cache)" if res.meta["headwater_cache"] else "off"
-    console.print(f"Headwater's result cache: {cache}")
+    console.print(f"Headwater: `headwater serve URL` defaults ({res.meta['headwater_workers']} "
+                  f"worker(s), access log on, cache on); labelled rows turn something off")
     console.print(f"targets: headwater/baseline >= {RATIO_TARGET} on A and B; "
                   f"C p50 <= {C_OVER_B_TARGET:g} x B p50.  elapsed {res.meta['elapsed_s']}s")
 
@@ -1384,6 +1510,10 @@ def extra_tables(res: Results) -> list[tuple[str, Sequence[str], list[list[str]]
             out.append((f"Result cache on {m['cache_db']} ({m['servers'][0]}, "
                         f"{m['part_duration_s']:g} s runs): requests/s, p50/p99 ms",
                         cb.CACHE_HEADERS, [cb.cache_cells(r, rows) for r in rows]))
+    if {"big", "peer"} & set(m.get("parts", [])):
+        import products_bench as pb
+
+        out.extend(pb.tables(res))
     if "writes" in m.get("parts", []):
         import writes_bench as wb
 
@@ -1400,6 +1530,10 @@ def extra_notes(res: Results) -> list[str]:
         import cache_bench as cb
 
         notes.append(cb.CACHE_NOTE)
+    if {"big", "peer"} & set(res.meta.get("parts", [])):
+        import products_bench as pb
+
+        notes.append(pb.NOTE)
     if "writes" in res.meta.get("parts", []):
         import writes_bench as wb
 
@@ -1420,8 +1554,10 @@ def markdown_report(res: Results) -> str:
     parts = [
         f"Measured {m['started_at']} on {m['cpus']} CPUs ({m['cpu_busy_pct_at_start']:.0f}% busy "
         f"with other work at start), Python {m['python']}, uvicorn {m['uvicorn']}, granian {m['granian']}, "
-        f"{m['wrk_version']}: `{m['wrk']}`; demo scale {m['scale']:g}; one worker per server, "
-        f"wrk on loopback; Headwater's result cache {'ON' if m['headwater_cache'] else 'off'}.",
+        f"{m['wrk_version']}: `{m['wrk']}`; demo scale {m['scale']:g}; "
+        f"{m['headwater_workers']} worker(s) per server, "
+        f"wrk on loopback; Headwater as `headwater serve URL` gives it ({m['headwater_workers']} "
+        f"worker(s), access log on, result cache on; rows labelled otherwise turn that off).",
         "",
         "Scenarios: "
         + "; ".join(f"**{k}** {v['title']} (`{v['headwater']}`)" for k, v in m["scenarios"].items())
@@ -1483,6 +1619,8 @@ def plot(res: Results, path: Path) -> None:
     for ax, (title, headers, cells) in zip(axes[0][len(dbs):], extra, strict=True):
         if headers[0] == "setup":
             _plot_cache(ax, cells)
+        elif "x ref" in headers:
+            _plot_products(ax, cells)
         else:
             _plot_writes(ax, cells)
         ax.set_title(title.split(":")[0], fontsize=10)
@@ -1521,6 +1659,20 @@ def _plot_cache(ax: Any, cells: Sequence[Sequence[str]]) -> None:
     ax.grid(axis="y", alpha=0.3)
 
 
+def _plot_products(ax: Any, cells: Sequence[Sequence[str]]) -> None:
+    """requests/s per row of a big/peer table: scenario, server and config."""
+    heights = [_num(c[3]) for c in cells]
+    colors = ["#1f77b4" if c[1].startswith("headwater") else "#ff7f0e" for c in cells]
+    bars = ax.bar(range(len(cells)), heights, color=colors)
+    ax.bar_label(bars, labels=[f"{h / 1000:.1f}k" if h else "" for h in heights], fontsize=6,
+                 padding=1)
+    ax.set_xticks(range(len(cells)), [f"{c[0]}\n{c[1].split(' (')[0]} {c[2]}" for c in cells],
+                  fontsize=6, rotation=90)
+    ax.set_ylim(0, max([*heights, 1.0]) * 1.2)
+    ax.set_ylabel("requests/s")
+    ax.grid(axis="y", alpha=0.3)
+
+
 def _plot_writes(ax: Any, cells: Sequence[Sequence[str]]) -> None:
     """rows/s per db x scenario (writes table cells): baseline, headwater, no events."""
     groups = list(dict.fromkeys((c[0], c[1]) for c in cells))
@@ -1554,6 +1706,7 @@ def save(res: Results, out: Path) -> None:
         "cache": _extra_json(res, "cache"),
         "cache_samples": res.cache_samples,
         "writes": _extra_json(res, "writes"),
+        "products": _extra_json(res, "products"),
         "write_checks": res.write_checks,
     }
     (out / "latest.json").write_text(json.dumps(data, indent=2) + "\n")
@@ -1563,12 +1716,17 @@ def save(res: Results, out: Path) -> None:
 
 
 def _extra_json(res: Results, part: str) -> list[dict[str, Any]]:
-    if part not in res.meta.get("parts", []):
+    if part not in res.meta.get("parts", []) and not (
+            part == "products" and {"big", "peer"} & set(res.meta.get("parts", []))):
         return []
     if part == "cache":
         import cache_bench as cb
 
         return cb.cache_json(res)
+    if part == "products":
+        import products_bench as pb
+
+        return pb.to_json(res)
     import writes_bench as wb
 
     return list(wb.writes_json(res))
@@ -1589,7 +1747,7 @@ def _row_json(r: Row) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     opts = parse_options(argv)
-    use_working_tree()
+    use_working_tree(opts.src)
     busy = wait_for_idle(opts.wait_idle)
     if busy > IDLE_BUSY_PCT:
         log(f"warning: the CPUs are {busy:.0f}% busy before the run (other work on the "

@@ -105,6 +105,9 @@ class Settings:
     cache_bounded_lag_ms: int = 100
     #: The in-process tier's budget, in bytes.
     cache_l1_bytes: int = 64 * 1024 * 1024
+    #: Once L1 is full, store a read only on its second miss within a window (TinyLFU's
+    #: doorkeeper), so reads that never repeat do not evict the hot entries; false: plain LRU.
+    cache_admission: bool = True
     #: Seconds an entry is fresh (bounds staleness from writes made outside Headwater).
     cache_ttl: float = 60.0
     #: Per-table TTLs, e.g. ``products=3600,orders=30``.

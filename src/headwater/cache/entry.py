@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import msgspec
 
+#: What an entry costs in the L1 budget beyond its body's bytes.
+OVERHEAD = 200
+
 
 class Entry(msgspec.Struct, frozen=True, array_like=True):
     body: bytes
@@ -21,7 +24,7 @@ class Entry(msgspec.Struct, frozen=True, array_like=True):
     cache_control: str
 
     def size(self) -> int:
-        return len(self.body) + 200
+        return len(self.body) + OVERHEAD
 
 
 _encoder = msgspec.msgpack.Encoder()

@@ -67,3 +67,7 @@ class MemoryLRU(Generic[V]):
 
     def __len__(self) -> int:
         return len(self._items)
+
+    def __contains__(self, key: str) -> bool:
+        """Held (expired or not), without touching its recency."""
+        return key in self._items

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from headwater.cache import entry as entries
+from headwater.cache.admission import Doorkeeper
 from headwater.cache.entry import Entry
 from headwater.cache.keys import etag, plan_key
 from headwater.cache.memory import MemoryLRU
@@ -32,6 +33,8 @@ from headwater.model.result import ReadResult
 from headwater.observability.metrics import Metrics
 
 Status = Literal["HIT", "MISS", "STALE"]
+#: The doorkeeper remembers at least this many first misses between its resets.
+MIN_WINDOW = 1024
 #: The versions of a copy taken while they could not be read: equal to no real versions, so
 #: it is never fresh and only ever served as stale-if-error.
 STALE_ONLY: tuple[int, ...] = ()
@@ -74,6 +77,8 @@ class ReadCache:
         self._ttls = _parse_ttls(settings.cache_table_ttls)
         self._excluded = frozenset(t.strip() for t in settings.cache_exclude.split(",")
                                    if t.strip())
+        #: Admission to a full L1 (None: every miss is stored, plain LRU).
+        self.doorkeeper = Doorkeeper(MIN_WINDOW) if settings.cache_admission else None
         self._inflight: dict[str, asyncio.Future[Entry | None]] = {}
         self._refreshing: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
@@ -146,7 +151,6 @@ class ReadCache:
     async def read(self, raw: str, plan: ReadPlan, context: str,
                    execute: Callable[[], Awaitable[ReadResult]]) -> Cached | ReadResult:
         key = plan_key(plan, context)
-        self.aliases.set(raw, key)
         tables = tuple(sorted(plan.root.tables()))
         now = time.time()
         e = self.l1.get(key)
@@ -163,6 +167,7 @@ class ReadCache:
             self.metrics.cache_result(tier, "hit")
             if tier == "l2":
                 self.l1.set(key, e)
+            self.aliases.set(raw, key)
             return Cached(e, "HIT")
         if (e is not None and versions is not None and e.versions == versions
                 and now < e.expires_at + self.settings.cache_stale_while_revalidate):
@@ -173,7 +178,7 @@ class ReadCache:
         self.metrics.cache_result(tier, "miss")
         if versions is None:
             return await self._bypass(key, tables, execute, stale=e)
-        return await self._fill(key, tables, versions, plan, execute, stale=e)
+        return await self._fill(raw, key, tables, versions, execute, stale=e)
 
     async def _bypass(self, key: str, tables: tuple[str, ...],
                       execute: Callable[[], Awaitable[ReadResult]],
@@ -214,8 +219,8 @@ class ReadCache:
             return None, None
         return versions, entries.load(data) if data else None
 
-    async def _fill(self, key: str, tables: tuple[str, ...], versions: tuple[int, ...],
-                    plan: ReadPlan, execute: Callable[[], Awaitable[ReadResult]],
+    async def _fill(self, raw: str, key: str, tables: tuple[str, ...],
+                    versions: tuple[int, ...], execute: Callable[[], Awaitable[ReadResult]],
                     stale: Entry | None) -> Cached | ReadResult:
         waiting = self._inflight.get(key)
         if waiting is None:
@@ -239,9 +244,12 @@ class ReadCache:
                 if fallback is None:
                     raise
                 return fallback
-            e = self._entry(result, tables, versions)
+            # Refused: no entry is built (no ETag hash, no store, no eviction); requests
+            # waiting on this one run their own read.
+            e = self._entry(result, tables, versions) if self._admit(key, result) else None
             future.set_result(e)
             if e is not None:
+                self.aliases.set(raw, key)
                 await self._store(key, e)
             return result
         except BaseException:
@@ -250,6 +258,19 @@ class ReadCache:
             raise
         finally:
             self._inflight.pop(key, None)
+
+    def _admit(self, key: str, result: ReadResult) -> bool:
+        """Whether a miss's answer may be stored: always while L1 has room for it or holds the
+        key already; once storing would evict, only on the key's second miss (doorkeeper)."""
+        keeper = self.doorkeeper
+        if keeper is None or result.body is None:
+            return True
+        l1 = self.l1
+        if l1.bytes + len(result.body) + entries.OVERHEAD <= l1.max_bytes or key in l1:
+            return True
+        # The window follows the number of entries a full L1 holds.
+        keeper.window = max(MIN_WINDOW, len(l1))
+        return keeper.admit(key)
 
     def _entry(self, result: ReadResult, tables: tuple[str, ...],
                versions: tuple[int, ...]) -> Entry | None:
