@@ -24,8 +24,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from limits import RateLimitItemPerSecond
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.storage import MemoryStorage, Storage
+from limits.storage import storage_from_string
 
+from headwater.cache.redis import RedisAddress
 from headwater.errors import BreakerOpen, HeadwaterError
 from headwater.model import grammar
 from headwater.model import select as select_grammar
@@ -151,9 +153,12 @@ class RateLimiter:
         self.memory: Storage = MemoryStorage()
         self.redis: Storage | None = None
         if redis_url:
-            self.redis = RedisStorage(
-                "async+" + redis_url, implementation="redispy", key_prefix=prefix + ":rl",
-                socket_timeout=timeout, socket_connect_timeout=timeout)
+            storage = storage_from_string(
+                RedisAddress.parse(redis_url).limits_uri(), implementation="redispy",
+                key_prefix=prefix + ":rl", socket_timeout=timeout,
+                socket_connect_timeout=timeout)
+            assert isinstance(storage, Storage)  # an async+ URI gives the asyncio storage
+            self.redis = storage
         self.breaker = breaker
         self.log = log
         self._items: dict[Rate, RateLimitItemPerSecond] = {}

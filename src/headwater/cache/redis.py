@@ -3,37 +3,125 @@ in; every call has a socket timeout and goes through the Redis breaker."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.sentinel import Sentinel
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from headwater.errors import RedisUnavailable
+from headwater.errors import InvalidSetting, RedisUnavailable
 from headwater.resilience.breaker import CircuitBreaker, Guard
 
+# The channel is the first argument, not a key: a cluster refuses a script whose keys live in
+# different slots, and a channel name is no key (PUBLISH reaches every node of a cluster).
 _BUMP = """
 local out = {}
 local parts = {}
-for i, f in ipairs(ARGV) do
-  out[i] = redis.call('HINCRBY', KEYS[1], f, 1)
-  parts[i] = f .. '=' .. out[i]
+for i = 2, #ARGV do
+  local f = ARGV[i]
+  out[i - 1] = redis.call('HINCRBY', KEYS[1], f, 1)
+  parts[i - 1] = f .. '=' .. out[i - 1]
 end
-redis.call('PUBLISH', KEYS[2], table.concat(parts, ','))
+redis.call('PUBLISH', ARGV[1], table.concat(parts, ','))
 return out
 """
+
+
+@dataclass(frozen=True)
+class RedisAddress:
+    """What ``HEADWATER_REDIS_URL`` names: one server (``redis://``, ``rediss://``,
+    ``unix://``), a Redis Cluster (``redis+cluster://host:port[,host:port…]``) or the master
+    that Sentinels watch (``redis+sentinel://host:port[,host:port…]/mastername[/db]``)."""
+
+    kind: Literal["single", "cluster", "sentinel"]
+    url: str
+    nodes: tuple[tuple[str, int], ...] = ()
+    master: str = ""
+    db: int = 0
+    password: str | None = None
+    tls: bool = False
+
+    @classmethod
+    def parse(cls, url: str) -> RedisAddress:
+        scheme, sep, rest = url.partition("://")
+        if not sep:
+            raise InvalidSetting(f"redis_url {url!r} is not a URL",
+                                 hint="redis://host:6379/0, redis+cluster://h1:7000,h2:7001 or "
+                                      "redis+sentinel://h1:26379/mymaster")
+        base, _, variant = scheme.lower().partition("+")
+        if base not in ("redis", "rediss", "unix") or variant not in ("", "cluster",
+                                                                      "sentinel"):
+            raise InvalidSetting(f"redis_url: unsupported scheme {scheme!r}",
+                                 hint="redis, rediss, unix, redis+cluster or redis+sentinel")
+        if not variant:
+            return cls("single", url)
+        auth, at, hosts_path = rest.rpartition("@")
+        password = auth.partition(":")[2] or auth or None if at else None
+        hosts, _, path = hosts_path.partition("/")
+        nodes: list[tuple[str, int]] = []
+        for item in filter(None, hosts.split(",")):
+            host, colon, port = item.rpartition(":")
+            if not colon or not port.isdigit() or not 0 < int(port) < 65536:
+                raise InvalidSetting(f"redis_url: {item!r} is not host:port")
+            nodes.append((host.strip("[]"), int(port)))
+        if not nodes:
+            raise InvalidSetting("redis_url names no host:port")
+        master, _, db = path.partition("/")
+        if variant == "sentinel" and not master:
+            raise InvalidSetting("redis_url: a sentinel URL ends with the master's name",
+                                 hint="redis+sentinel://h1:26379,h2:26379/mymaster")
+        if db and not db.isdigit():
+            raise InvalidSetting(f"redis_url: database {db!r} is not a number")
+        return cls(variant, url, tuple(nodes), master, int(db or 0), password,  # type: ignore[arg-type]
+                   base == "rediss")
+
+    def limits_uri(self) -> str:
+        """The same address in the ``limits`` library's terms (rate-limit counters)."""
+        if self.kind == "single":
+            return "async+" + self.url
+        hosts = ",".join(f"{h}:{p}" for h, p in self.nodes)
+        auth = f":{self.password}@" if self.password else ""
+        if self.kind == "cluster":
+            return f"async+redis+cluster://{auth}{hosts}"
+        return f"async+redis+sentinel://{auth}{hosts}/{self.master}"
+
+
+def redis_client(address: RedisAddress, *, timeout: float,
+                 max_connections: int) -> aioredis.Redis | RedisCluster:
+    """redis-py's own client for each kind: a cluster client follows slot moves and
+    failovers, a sentinel one asks the sentinels for the current master."""
+    common: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    if address.kind == "cluster":
+        # Slots on live nodes keep serving while one node is away; two attempts follow one
+        # MOVED after a failover without stacking timeouts (the breaker handles the rest).
+        return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in address.nodes],
+                            password=address.password, ssl=address.tls,
+                            require_full_coverage=False, cluster_error_retry_attempts=2,
+                            max_connections=max_connections, **common)
+    common["retry_on_timeout"] = False
+    if address.kind == "sentinel":
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            list(address.nodes), sentinel_kwargs=dict(common), **common)
+        master: aioredis.Redis = sentinel.master_for(
+            address.master, db=address.db, password=address.password, ssl=address.tls)
+        return master
+    # A bounded pool: a burst of requests waits briefly for a connection instead of
+    # opening hundreds (whose connects then time out and trip the breaker).
+    pool = aioredis.BlockingConnectionPool.from_url(
+        address.url, max_connections=max_connections, timeout=max(timeout, 1.0),
+        health_check_interval=0, **common)
+    return aioredis.Redis(connection_pool=pool)
 
 
 class RedisStore:
     def __init__(self, url: str, breaker: CircuitBreaker, *, timeout: float = 0.25,
                  max_connections: int = 32) -> None:
-        # A bounded pool: a burst of requests waits briefly for a connection instead of
-        # opening hundreds (whose connects then time out and trip the breaker).
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=max_connections, timeout=max(timeout, 1.0),
-            socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=0,
-            retry_on_timeout=False)
-        self.client: aioredis.Redis = aioredis.Redis(connection_pool=pool)
+        self.address = RedisAddress.parse(url)
+        self.client = redis_client(self.address, timeout=timeout,
+                                   max_connections=max_connections)
         self.breaker = breaker
         self.url = url
         self._bump = self.client.register_script(_BUMP)
@@ -86,7 +174,7 @@ class RedisStore:
 
     async def bump(self, hkey: str, fields: list[str], channel: str) -> list[int]:
         """Increment versions and announce them atomically, in one round trip."""
-        values = await self._run(self._bump(keys=[hkey, channel], args=fields))
+        values = await self._run(self._bump(keys=[hkey], args=[channel, *fields]))
         return [int(v) for v in values]
 
     async def ping(self) -> None:
@@ -94,5 +182,6 @@ class RedisStore:
 
     async def close(self) -> None:
         await self.client.aclose()
-        # A pool passed in explicitly is not closed by the client.
-        await self.client.connection_pool.disconnect()
+        if isinstance(self.client, aioredis.Redis):
+            # A pool passed in explicitly is not closed by the client.
+            await self.client.connection_pool.disconnect()
