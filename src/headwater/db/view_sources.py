@@ -198,16 +198,17 @@ def sqlite_view_sources(sql: str, columns_of: Callable[[str], Sequence[str] | No
     if body is None:
         return None
     depth = 0
+    from_at = None
     for i, t in enumerate(body):
         if t.kind == "punct" and t.text in "()":
             depth += 1 if t.text == "(" else -1
         elif depth == 0 and (t.word in _SET_OPS or t.word in ("values", "with")):
-            return None
-        elif depth == 0 and t.word == "from":
-            items, rest = body[:i], body[i + 1:]
-            break
-    else:
+            return None  # a compound SELECT: its columns are no one table's
+        elif depth == 0 and t.word == "from" and from_at is None:
+            from_at = i
+    if from_at is None:
         return None
+    items, rest = body[:from_at], body[from_at + 1:]
     if items and items[0].word in ("distinct", "all"):
         items = items[1:]
     sources = _from_clause(rest, columns_of)
