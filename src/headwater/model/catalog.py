@@ -233,13 +233,16 @@ def relationships(tables: Mapping[str, Table], functions: list[Function] | None 
                                                   "o2o" if one_to_one else "o2m", fk.name,
                                                   target_is_view=src_view))
                     forward.append(m2o)
-    for a in forward:
-        junction = tables[a.source]
-        if junction.is_view:
+    by_source: dict[str, list[Relationship]] = {}
+    for r in forward:
+        by_source.setdefault(r.source, []).append(r)
+    for name, outgoing in by_source.items():
+        junction = tables[name]
+        if junction.is_view or len(outgoing) < 2:
             continue
         keys = [set(k) for k in (junction.primary_key, *junction.unique) if k]
-        for b in forward:
-            if b.source != a.source or b.constraint == a.constraint:
+        for a, b in itertools.permutations(outgoing, 2):
+            if b.constraint == a.constraint:
                 continue
             if not any(set(a.source_columns) | set(b.source_columns) <= k for k in keys):
                 continue

@@ -131,3 +131,42 @@ def test_computed_fields_and_relationships() -> None:
     assert '"public"."cast_of"(' in sql
     with pytest.raises(UnknownColumn):
         plan_read(cat, request("films", "select=volatile_one"))
+
+
+JUNCTION_POLICY = """
+[[policy]]
+role = "fan"
+table = "films"
+actions = ["select"]
+[[policy]]
+role = "fan"
+table = "actors"
+actions = ["select"]
+[[policy]]
+role = "fan"
+table = "roles"
+actions = ["select"]
+rows = "film_id=lt.100"
+"""
+
+
+def test_the_junctions_row_policy_applies_and_a_hidden_junction_is_forbidden() -> None:
+    import tomllib
+
+    from headwater.errors import Forbidden
+    from headwater.model.principal import Principal
+    from headwater.service.policy import PolicySet
+    from headwater.settings_file import parse_security
+
+    def access(text: str) -> Any:
+        return PolicySet(parse_security(tomllib.loads(text), {})).access(
+            Principal("fan", {}), anonymous=False)
+
+    plan = plan_read(CAT, request("films", "select=id,actors(id)"),
+                     access=access(JUNCTION_POLICY))
+    sql = compile_read("postgresql", "public", plan.root, plan.limit_param, plan.offset_param,
+                       False).aggregate
+    assert 't1_j."film_id" < $' in sql
+    hidden = JUNCTION_POLICY[:JUNCTION_POLICY.index('table = "roles"')].rsplit("[[", 1)[0]
+    with pytest.raises(Forbidden):
+        plan_read(CAT, request("films", "select=id,actors(id)"), access=access(hidden))
