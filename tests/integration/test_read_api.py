@@ -314,7 +314,7 @@ def test_unsupported_accept_is_406(client: httpx.Client) -> None:
     ("/orders?select=id,(", 400, "PGRST100"),
     ("/orders?limit=-1", 416, "PGRST103"),  # as PostgREST (RangeSpec)
     ("/orders?select=*,nope(*)", 400, "PGRST200"),
-    ("/customers?select=*,customers(*)", 300, "PGRST201"),
+    ("/customers?select=*,customers!nope(*)", 400, "PGRST200"),
     ("/orders?nope.id=eq.1", 400, "PGRST200"),
     ("/orders/1/2", 404, "PGRST125"),
 ])

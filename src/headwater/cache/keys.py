@@ -56,6 +56,14 @@ def _node(n: ReadNode, params: Sequence[Value]) -> str:
     page = (params[n.limit] if n.limit is not None else None,
             params[n.offset] if n.offset is not None else None)
     join = ",".join(f"{a}={b}" for a, b in n.join)
+    if n.via is not None:
+        # a many-to-many embed: which junction, joined how, under which policy
+        v = n.via
+        join += (f"~{v.table}:" + ",".join(f"{a}={b}" for a, b in v.to_node) + ":"
+                 + ",".join(f"{a}={b}" for a, b in v.to_parent) + ":"
+                 + ",".join(sorted(_cond(c, params) for c in v.where)))
+    if n.function is not None:
+        join += f"~{n.function}()"
     return (f"{n.table}[{','.join(outs)}|{where}|{order}|{page}|{join}|{int(n.to_many)}"
             f"{int(n.inner)}]")
 

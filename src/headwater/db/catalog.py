@@ -18,6 +18,7 @@ from sqlalchemy.engine.interfaces import (
     ReflectedIndex,
 )
 
+from headwater.db.view_sources import follow, pg_target_origins, sqlite_view_sources
 from headwater.model.catalog import (
     Catalog,
     Column,
@@ -142,7 +143,64 @@ def reflect(conn: sa.Connection, schema: str | None) -> list[Table]:
         tables.append(Table(name=name, columns=MappingProxyType(columns), primary_key=pk,
                             foreign_keys=foreign, is_view=name in view_names,
                             unique=tuple(unique), unique_indexes=tuple(unique_indexes)))
-    return tables
+    return _with_view_sources(conn, schema, tables)
+
+
+#: The origin (relation, attribute) of each output column of the schema's views, as their
+#: stored rules keep it (``view_sources.pg_target_origins`` reads the node tree).
+_PG_VIEW_RULES_SQL = """
+SELECT c.relname, r.ev_action::text
+  FROM pg_rewrite r
+  JOIN pg_class c ON c.oid = r.ev_class
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = :schema AND c.relkind IN ('v', 'm') AND r.rulename = '_RETURN'
+"""
+_PG_RELATIONS_SQL = """
+SELECT c.oid::int8, c.relname, a.attnum, a.attname
+  FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+ WHERE n.nspname = :schema AND c.relkind IN ('r', 'v', 'm', 'p', 'f')
+"""
+
+
+def _with_view_sources(conn: sa.Connection, schema: str | None,
+                       tables: list[Table]) -> list[Table]:
+    """The tables, each view with the table columns its own columns are (``Table.sources``)."""
+    views = {t.name: t for t in tables if t.is_view}
+    if not views:
+        return tables
+    direct: dict[str, dict[str, tuple[str, str]]] = {}
+    if conn.dialect.name == "sqlite":
+        columns = {t.name.lower(): t for t in tables}
+
+        def columns_of(name: str) -> list[str] | None:
+            t = columns.get(name.lower())
+            return None if t is None else list(t.columns)
+
+        for name, sql in conn.exec_driver_sql(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'view'").fetchall():
+            view = views.get(str(name))
+            found = sqlite_view_sources(str(sql or ""), columns_of)
+            if view is None or found is None or len(found) != len(view.columns):
+                continue  # not followed: a column count that differs means a misreading
+            direct[view.name] = {col: src for col, src in zip(view.columns, found, strict=True)
+                                 if src is not None}
+    else:
+        params = {"schema": schema or "public"}
+        attrs: dict[tuple[int, int], tuple[str, str]] = {
+            (int(oid), int(num)): (str(rel), str(att)) for oid, rel, num, att in
+            conn.execute(sa.text(_PG_RELATIONS_SQL), params).fetchall()}
+        for name, action in conn.execute(sa.text(_PG_VIEW_RULES_SQL), params).fetchall():
+            if name not in views:
+                continue
+            direct[name] = {col: attrs[(oid, num)]
+                            for col, oid, num in pg_target_origins(str(action))
+                            if (oid, num) in attrs and col in views[name].columns}
+    base = frozenset(t.name for t in tables if not t.is_view)
+    sources = follow(direct, base)
+    return [dataclasses.replace(t, sources=MappingProxyType(sources[t.name]))
+            if t.name in sources else t for t in tables]
 
 
 def _strict_tables(conn: sa.Connection) -> frozenset[str]:
@@ -359,6 +417,7 @@ def reflect_functions(conn: sa.Connection, schema: str | None) -> list[Function]
         else:
             returns = "scalars" if retset else "scalar"
         out.append(Function(name=name, parameters=params, returns=returns, return_type=rettype,
+                            kind=pg_kind(rettype) if returns == "scalar" else "other",
                             volatility=_VOLATILITY.get(volatility, "volatile"),
                             columns=MappingProxyType(columns),
                             table=table if returns in ("set", "composite") else None))

@@ -32,6 +32,7 @@ from headwater.model.plan import (
     OutputEmbed,
     ReadNode,
     Value,
+    walk,
 )
 
 Dialect = Literal["postgresql", "sqlite"]
@@ -84,6 +85,24 @@ class _Builder:
         self.schema = schema
         # When set, parameters are renumbered densely in order of first use.
         self.remap: dict[int, int] | None = None
+        #: alias → the computed fields its table's columns may name (``ReadNode.computed``).
+        self.computed: dict[str, tuple[str, ...]] = {}
+
+    def register(self, node: ReadNode) -> None:
+        """Note each node's computed fields before any SQL names its columns."""
+        if node.computed:
+            self.computed[node.alias] = node.computed
+        for o in node.outputs:
+            if isinstance(o, OutputEmbed):
+                self.register(o.node)
+        for c in walk(node.where):
+            if isinstance(c, EmbedExists):
+                self.register(c.node)
+
+    def name(self, relation: str) -> str:
+        if self.pg and self.schema:
+            return f"{ident(self.schema)}.{ident(relation)}"
+        return ident(relation)
 
     def p(self, index: int) -> str:
         if self.remap is not None:
@@ -91,13 +110,22 @@ class _Builder:
         return f"${index + 1}" if self.pg else f"?{index + 1}"
 
     def table(self, node: ReadNode) -> str:
-        if self.pg and self.schema:
-            return f"{ident(self.schema)}.{ident(node.table)} AS {node.alias}"
-        return f"{ident(node.table)} AS {node.alias}"
+        if node.function is not None:
+            return f"{self.name(node.function)}({node.parent_alias}) AS {node.alias}"
+        out = f"{self.name(node.table)} AS {node.alias}"
+        if node.via is not None:
+            j = f"{node.alias}_j"
+            on = " AND ".join(f"{j}.{ident(mine)} = {node.alias}.{ident(theirs)}"
+                              for mine, theirs in node.via.to_node)
+            out += f" JOIN {self.name(node.via.table)} AS {j} ON {on}"
+        return out
 
     # --- conditions ---------------------------------------------------------------------------
 
     def col(self, alias: str, column: str) -> str:
+        if column in self.computed.get(alias, ()):
+            # a computed field: the function of the row, as PostgREST calls it
+            return f"{self.name(column)}({alias})"
         return f"{alias}.{ident(column)}"
 
     def cond(self, alias: str, c: Cond) -> str:
@@ -200,6 +228,11 @@ class _Builder:
     def where(self, node: ReadNode) -> str:
         parts = [f"{node.alias}.{ident(mine)} = {node.parent_alias}.{ident(theirs)}"
                  for mine, theirs in node.join]
+        if node.via is not None:
+            j = f"{node.alias}_j"
+            parts.extend(f"{j}.{ident(mine)} = {node.parent_alias}.{ident(theirs)}"
+                         for mine, theirs in node.via.to_parent)
+            parts.extend(self.cond(j, c) for c in node.via.where)
         parts.extend(self.cond(node.alias, c) for c in node.where)
         return (" WHERE " + " AND ".join(parts)) if parts else ""
 
@@ -277,6 +310,7 @@ class _Builder:
 
     def read(self, root: ReadNode, limit: int, offset: int, count: bool,
              max_bytes: int) -> ReadSQL:
+        self.register(root)
         count_sql = f"SELECT count(*) FROM {self.table(root)}{self.where(root)}"
         total = f"({count_sql})" if count else "NULL"
         self.remap = {}

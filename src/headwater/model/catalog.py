@@ -4,6 +4,8 @@ Pure data; ``headwater.db.catalog.introspect`` builds it from a live database.""
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -14,7 +16,7 @@ ColumnKind: TypeAlias = Literal[
     "time", "uuid", "json", "bytes", "other",
 ]
 Dialect: TypeAlias = Literal["postgresql", "sqlite"]
-Cardinality: TypeAlias = Literal["m2o", "o2m", "o2o"]
+Cardinality: TypeAlias = Literal["m2o", "o2m", "o2o", "m2m"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +46,22 @@ class ForeignKey:
 
 
 @dataclass(frozen=True, slots=True)
+class Junction:
+    """The table a many-to-many relationship goes through: its ``source_columns`` reference
+    the source's, its ``target_columns`` the target's (by the two named constraints)."""
+
+    table: str
+    source_constraint: str
+    target_constraint: str
+    source_columns: tuple[str, ...]
+    target_columns: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Relationship:
-    """A way to embed ``target`` from ``source`` (one direction of a foreign key)."""
+    """A way to embed ``target`` from ``source``: one direction of a foreign key (of a table,
+    or inherited by a view whose columns are the key's), two through a junction table
+    (``m2m``), or a function of the source's row (``function``: a computed relationship)."""
 
     source: str
     target: str
@@ -53,10 +69,19 @@ class Relationship:
     target_columns: tuple[str, ...]
     cardinality: Cardinality
     constraint: str
+    junction: Junction | None = None
+    #: A computed relationship: the function called with the source's row (PostgreSQL).
+    function: str | None = None
+    #: Is ``target`` a view (a column or constraint named as the target never picks one).
+    target_is_view: bool = False
 
     @property
     def to_many(self) -> bool:
-        return self.cardinality == "o2m"
+        return self.cardinality in ("o2m", "m2m")
+
+    @property
+    def is_self(self) -> bool:
+        return self.source == self.target and self.function is None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -71,6 +96,13 @@ class Table:
     #: Unique indexes that back no constraint (whole columns, no predicate): upsert
     #: conflict targets like the keys above, but not one-to-one evidence.
     unique_indexes: tuple[tuple[str, ...], ...] = ()
+    #: A view's columns that are a table's column as they are (no expression): view column
+    #: → (table, column), followed through views of views. Its relationships come from them.
+    sources: Mapping[str, tuple[str, str]] = field(
+        default_factory=lambda: MappingProxyType({}))
+    #: Computed fields (PostgreSQL functions of this table's row returning one value):
+    #: selectable and filterable like columns, never part of ``*``.
+    computed: Mapping[str, Column] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def conflict_keys(self) -> tuple[tuple[str, ...], ...]:
@@ -111,6 +143,8 @@ class Function:
     volatility: Volatility
     columns: Mapping[str, Column] = field(default_factory=lambda: MappingProxyType({}))
     table: str | None = None
+    #: The kind of a scalar result (a computed field's, when it takes a table's row).
+    kind: ColumnKind = "other"
 
     @property
     def required(self) -> frozenset[str]:
@@ -140,28 +174,114 @@ class Catalog:
     @classmethod
     def build(cls, tables: list[Table], dialect: Literal["postgresql", "sqlite"],
               functions: list[Function] | None = None) -> Catalog:
-        rels: dict[str, list[Relationship]] = {t.name: [] for t in tables}
         by_name = {t.name: t for t in tables}
-        for t in tables:
-            for fk in t.foreign_keys:
-                if fk.ref_table not in by_name:
-                    continue
-                one_to_one = set(fk.columns) == set(t.primary_key) or any(
-                    set(fk.columns) == set(u) for u in t.unique)
-                rels[t.name].append(Relationship(
-                    t.name, fk.ref_table, fk.columns, fk.ref_columns, "m2o", fk.name))
-                rels[fk.ref_table].append(Relationship(
-                    fk.ref_table, t.name, fk.ref_columns, fk.columns,
-                    "o2o" if one_to_one else "o2m", fk.name))
+        functions = functions or []
+        computed = computed_fields(by_name, functions)
+        if computed:
+            by_name = {n: dataclasses.replace(t, computed=MappingProxyType(computed[n]))
+                       if n in computed else t for n, t in by_name.items()}
         return cls(
-            tables=MappingProxyType(dict(by_name)),
+            tables=MappingProxyType(by_name),
             dialect=dialect,
-            relationships=MappingProxyType({k: tuple(v) for k, v in rels.items()}),
-            functions=MappingProxyType(_by_name(functions or [])),
+            relationships=MappingProxyType(relationships(by_name, functions)),
+            functions=MappingProxyType(_by_name(functions)),
         )
 
     def table(self, name: str) -> Table | None:
         return self.tables.get(name)
+
+
+def _endpoints(tables: Mapping[str, Table], table: str, columns: tuple[str, ...],
+               ) -> list[tuple[str, tuple[str, ...]]]:
+    """Where a key's ``columns`` of ``table`` can be seen: the table itself and every view
+    that has all of them as its own columns (once per way of naming them, as PostgREST)."""
+    out = [(table, columns)]
+    for view in tables.values():
+        if not view.sources:
+            continue
+        choices: list[list[str]] = []
+        for col in columns:
+            names = [v for v, src in view.sources.items() if src == (table, col)]
+            if not names:
+                break
+            choices.append(names)
+        else:
+            out.extend((view.name, tuple(combo)) for combo in itertools.product(*choices))
+    return out
+
+
+def relationships(tables: Mapping[str, Table], functions: list[Function] | None = None,
+                  ) -> dict[str, tuple[Relationship, ...]]:
+    """Every relationship PostgREST finds: both directions of each foreign key, between the
+    tables and the views that show the key's columns, many-to-many through junction tables,
+    and computed relationships (functions of a row)."""
+    rels: dict[str, list[Relationship]] = {t: [] for t in tables}
+    forward: list[Relationship] = []
+    for t in tables.values():
+        for fk in t.foreign_keys:
+            if fk.ref_table not in tables:
+                continue
+            one_to_one = set(fk.columns) == set(t.primary_key) or any(
+                set(fk.columns) == set(u) for u in t.unique)
+            for src, cols in _endpoints(tables, t.name, fk.columns):
+                for dst, ref in _endpoints(tables, fk.ref_table, fk.ref_columns):
+                    src_view, dst_view = tables[src].is_view, tables[dst].is_view
+                    m2o = Relationship(src, dst, cols, ref, "m2o", fk.name,
+                                       target_is_view=dst_view)
+                    rels[src].append(m2o)
+                    rels[dst].append(Relationship(dst, src, ref, cols,
+                                                  "o2o" if one_to_one else "o2m", fk.name,
+                                                  target_is_view=src_view))
+                    forward.append(m2o)
+    by_source: dict[str, list[Relationship]] = {}
+    for r in forward:
+        by_source.setdefault(r.source, []).append(r)
+    for name, outgoing in by_source.items():
+        junction = tables[name]
+        if junction.is_view or len(outgoing) < 2:
+            continue
+        keys = [set(k) for k in (junction.primary_key, *junction.unique) if k]
+        for a, b in itertools.permutations(outgoing, 2):
+            if b.constraint == a.constraint:
+                continue
+            if not any(set(a.source_columns) | set(b.source_columns) <= k for k in keys):
+                continue
+            rels[a.target].append(Relationship(
+                a.target, b.target, a.target_columns, b.target_columns, "m2m", junction.name,
+                junction=Junction(junction.name, a.constraint, b.constraint,
+                                  a.source_columns, b.source_columns),
+                target_is_view=b.target_is_view))
+    for f in functions or ():
+        target = f.table
+        source = _row_argument(tables, f)
+        if source is None or target is None or f.returns not in ("set", "composite"):
+            continue
+        rels[source].append(Relationship(
+            source, target, (), (), "o2m" if f.returns == "set" else "m2o", f.name,
+            function=f.name, target_is_view=tables[target].is_view))
+    return {k: tuple(v) for k, v in rels.items()}
+
+
+def _row_argument(tables: Mapping[str, Table], f: Function) -> str | None:
+    """The table whose row type is ``f``'s one argument (a computed field or relationship)."""
+    if len(f.parameters) != 1 or f.parameters[0].variadic:
+        return None
+    arg = f.parameters[0].db_type
+    name = arg.rsplit(".", 1)[-1].strip('"')
+    return name if name in tables and f.volatility != "volatile" else None
+
+
+def computed_fields(tables: Mapping[str, Table], functions: list[Function],
+                    ) -> dict[str, dict[str, Column]]:
+    """Functions of one table's row that return one value: that table's computed fields."""
+    out: dict[str, dict[str, Column]] = {}
+    for f in functions:
+        table = _row_argument(tables, f)
+        if table is None or f.returns != "scalar" or f.name in tables[table].columns:
+            continue
+        out.setdefault(table, {})[f.name] = Column(
+            f.name, f.kind, f.return_type, nullable=True)
+    return out
 
 
 def _by_name(functions: list[Function]) -> dict[str, tuple[Function, ...]]:

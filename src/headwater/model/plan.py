@@ -88,6 +88,18 @@ class OrderBy:
 
 
 @dataclass(frozen=True, slots=True)
+class Via:
+    """The junction table a many-to-many embed goes through: (junction column, node column)
+    pairs join it to the node, (junction column, parent column) pairs to the parent; ``where``
+    is the caller's row policy on it (its conditions name the junction's columns)."""
+
+    table: str
+    to_node: tuple[tuple[str, str], ...]
+    to_parent: tuple[tuple[str, str], ...]
+    where: tuple[Cond, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ReadNode:
     table: str
     alias: str
@@ -101,6 +113,11 @@ class ReadNode:
     to_many: bool = False
     inner: bool = False
     parent_alias: str = ""
+    via: Via | None = None
+    #: A computed relationship: rows come from this function of the parent's row.
+    function: str | None = None
+    #: The table's computed fields (functions of its row), which columns here may name.
+    computed: tuple[str, ...] = ()
 
     def embeds(self) -> tuple[ReadNode, ...]:
         return tuple(o.node for o in self.outputs if isinstance(o, OutputEmbed))
@@ -108,6 +125,8 @@ class ReadNode:
     def tables(self) -> frozenset[str]:
         """Every table this node reads, embeds and filters included."""
         out = {self.table}
+        if self.via is not None:
+            out.add(self.via.table)
         for o in self.outputs:
             if isinstance(o, OutputEmbed):
                 out |= o.node.tables()

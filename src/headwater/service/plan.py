@@ -48,6 +48,7 @@ from headwater.model.plan import (
     ReadNode,
     ReadPlan,
     Value,
+    Via,
     target_columns,
 )
 from headwater.model.request import (
@@ -174,6 +175,8 @@ class _Planner:
         self.trusted = False
         #: Levels of embedding allowed (reads: the ``max_embed_depth`` setting); 0 = any.
         self.max_embed_depth = 0
+        #: Reads may name computed fields (functions of a row); writes only columns.
+        self.reading = False
 
     def policy_cond(self, table: Table, pred: Predicate | None) -> list[Cond]:
         if pred is None:
@@ -215,6 +218,8 @@ class _Planner:
         an unknown one, suggestions included, so that neither its existence nor (through
         what a write's filter matches) its values can be learnt."""
         col = table.columns.get(name)
+        if col is None and self.reading:
+            col = table.computed.get(name)
         readable = None
         if self.access is not None and not self.trusted:
             readable = self.access.readable(table.name)
@@ -225,7 +230,8 @@ class _Planner:
 
     def node(self, table: Table, select: Sequence[SelectItem], path: Path, *,
              join: tuple[tuple[str, str], ...] = (), to_many: bool = False,
-             inner: bool = False, parent_alias: str = "", root: bool = False) -> ReadNode:
+             inner: bool = False, parent_alias: str = "", root: bool = False,
+             via: Via | None = None, function: str | None = None) -> ReadNode:
         self.used_paths.add(path)
         alias = self.alias()
         outputs: list[Output] = []
@@ -262,7 +268,7 @@ class _Planner:
             if path in q.offset:
                 offset = self.param(q.offset[path])
         return ReadNode(table.name, alias, tuple(outputs), tuple(where), order, limit, offset,
-                        join, to_many, inner, parent_alias)
+                        join, to_many, inner, parent_alias, via, function, tuple(table.computed))
 
     def embed(self, parent: Table, item: Embed, path: Path, parent_alias: str) -> ReadNode:
         if self.max_embed_depth and len(path) > self.max_embed_depth:
@@ -276,9 +282,20 @@ class _Planner:
                 hint="The limit is the max_embed_depth setting (HEADWATER_MAX_EMBED_DEPTH)")
         rel = resolve_relationship(self.catalog, parent.name, item)
         target = self.catalog.tables[rel.target]
+        select = item.select or (Field("*"),)
+        if rel.junction is not None:
+            j = rel.junction
+            where: tuple[Cond, ...] = ()
+            if self.access is not None:
+                where = tuple(self.policy_cond(self.catalog.tables[j.table],
+                                               self.access.rule(j.table, "select").rows))
+            via = Via(j.table, tuple(zip(j.target_columns, rel.target_columns, strict=True)),
+                      tuple(zip(j.source_columns, rel.source_columns, strict=True)), where)
+            return self.node(target, select, path, to_many=True, inner=item.inner,
+                             parent_alias=parent_alias, via=via)
         join = tuple(zip(rel.target_columns, rel.source_columns, strict=True))
-        return self.node(target, item.select or (Field("*"),), path, join=join,
-                         to_many=rel.to_many, inner=item.inner, parent_alias=parent_alias)
+        return self.node(target, select, path, join=join, to_many=rel.to_many,
+                         inner=item.inner, parent_alias=parent_alias, function=rel.function)
 
     def _depth(self, path: Path) -> int:
         """How deep the select nests below ``path``'s parent: all of it is refused at once."""
@@ -405,21 +422,56 @@ class _Planner:
                         hint="embed it in select= before filtering or ordering on it")
 
 
+_CARDINALITY = {"m2o": "many-to-one", "o2m": "one-to-many", "o2o": "one-to-one",
+                "m2m": "many-to-many"}
+
+
+def _matches(rel: Relationship, target: str, hint: str | None) -> bool:
+    """PostgREST's rules (its ``findRel``) for whether ``target!hint`` names ``rel``."""
+    if rel.function is not None:
+        return target == rel.function
+    single_src = rel.source_columns[0] if len(rel.source_columns) == 1 else None
+    single_dst = rel.target_columns[0] if len(rel.target_columns) == 1 else None
+    if rel.is_self:
+        # One key, two directions: the table's name gives the children, the key's column
+        # the parent (``parent_id(*)``, and here also ``tbl!parent_id(*)``, as issue 14
+        # asks: PostgREST itself reads that hint as the children); the constraint or the
+        # referenced column as a hint give the children.
+        if rel.cardinality == "m2o":
+            return (hint is None and target == single_src) or (
+                target == rel.target and hint is not None and hint == single_src)
+        if target != rel.target:
+            return False
+        if hint is None:
+            return rel.cardinality in ("o2m", "o2o")
+        if rel.junction is not None:
+            return hint == rel.junction.table
+        return hint in (rel.constraint, single_src)
+    if hint is None:
+        return target == rel.target or (not rel.target_is_view and rel.junction is None and (
+            target == rel.constraint or (rel.cardinality == "m2o" and target == single_src)))
+    if target != rel.target:
+        return False
+    if rel.junction is not None:
+        return hint == rel.junction.table
+    return hint in (rel.constraint, single_src, single_dst)
+
+
+def _describe(source: str, r: Relationship) -> dict[str, str]:
+    if r.junction is not None:
+        j = r.junction
+        how = (f"{j.table} using {j.source_constraint}({', '.join(j.source_columns)}) and "
+               f"{j.target_constraint}({', '.join(j.target_columns)})")
+    else:
+        how = (f"{r.constraint} using {source}({', '.join(r.source_columns)}) and "
+               f"{r.target}({', '.join(r.target_columns)})")
+    return {"cardinality": _CARDINALITY[r.cardinality], "embedding": f"{source} with {r.target}",
+            "relationship": how}
+
+
 def resolve_relationship(catalog: Catalog, source: str, item: Embed) -> Relationship:
     rels = catalog.relationships.get(source, ())
-    cands = [r for r in rels if r.target == item.name]
-    if not cands:
-        # PostgREST also accepts a foreign-key column or constraint name as the target.
-        cands = [r for r in rels if (r.cardinality == "m2o" and r.source_columns == (item.name,))
-                 or r.constraint == item.name]
-    if item.hint is not None:
-        hint = item.hint
-        # A column hint names a column of this table first (which also tells the two
-        # directions of a self-referencing key apart), else the other table's key column.
-        by_name = [r for r in cands if hint in (r.constraint, r.target)]
-        by_source = [r for r in cands if (hint,) == r.source_columns]
-        by_target = [r for r in cands if (hint,) == r.target_columns]
-        cands = by_name or by_source or by_target
+    cands = [r for r in rels if _matches(r, item.name, item.hint)]
     if not cands:
         raise UnknownRelationship(
             f"Could not find a relationship between '{source}' and '{item.name}' in the "
@@ -432,14 +484,11 @@ def resolve_relationship(catalog: Catalog, source: str, item: Embed) -> Relation
         raise AmbiguousRelationship(
             f"Could not embed because more than one relationship was found for '{source}' and "
             f"'{item.name}'",
-            details=[{"cardinality": {"m2o": "many-to-one", "o2m": "one-to-many",
-                                      "o2o": "one-to-one"}[r.cardinality],
-                      "embedding": f"{source} with {r.target}",
-                      "relationship": f"{r.constraint} using {source}({', '.join(r.source_columns)})"
-                                      f" and {r.target}({', '.join(r.target_columns)})"}
-                     for r in cands],
+            details=[_describe(source, r) for r in cands],
             hint=f"Try changing '{item.name}' to one of the following: "
-                 + ", ".join(f"'{item.name}!{r.constraint}'" for r in cands)
+                 + ", ".join(f"'{item.name}!"
+                             f"{r.junction.table if r.junction else r.constraint}'"
+                             for r in cands)
                  + ". Find the desired relationship in the 'details' key.")
     return cands[0]
 
@@ -473,6 +522,7 @@ def plan_read(catalog: Catalog, request: ApiRequest, *, max_rows: int = 0,
             hint=hint.replace("the column", "the table") if hint else None)
     p = _Planner(catalog, request, access)
     p.max_embed_depth = max_embed_depth
+    p.reading = True
     root = p.node(table, request.query.select, (), root=True)
     p.check_paths()
     q = request.query

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from headwater.errors import (
-    AmbiguousRelationship,
     InvalidValue,
     UnknownColumn,
     UnknownRelationship,
@@ -31,8 +30,8 @@ def test_unknown_things_are_refused() -> None:
         plan_read(CAT, request("orders", "select=*,items!nope(*)"))
     with pytest.raises(UnknownRelationship):
         plan_read(CAT, request("orders", "items.qty=eq.1"))
-    with pytest.raises(AmbiguousRelationship):
-        plan_read(CAT, request("customers", "select=*,customers(*)"))
+    with pytest.raises(UnknownRelationship):
+        plan_read(CAT, request("orders", "select=*,orders(*)"))
 
 
 def test_self_reference_is_told_apart_by_column_hint() -> None:
@@ -40,6 +39,12 @@ def test_self_reference_is_told_apart_by_column_hint() -> None:
     down = plan_read(CAT, request("customers", "select=id,customers!id(id)"))
     assert not up.root.embeds()[0].to_many
     assert down.root.embeds()[0].to_many
+    # PostgREST: a self-referencing table's own name gives the children, the key's column
+    # the parent
+    children = plan_read(CAT, request("customers", "select=id,customers(id)"))
+    parent = plan_read(CAT, request("customers", "select=id,referred_by(id)"))
+    assert children.root.embeds()[0].to_many
+    assert not parent.root.embeds()[0].to_many
 
 
 def test_values_are_coerced_by_column_type() -> None:
