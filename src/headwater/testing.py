@@ -176,7 +176,7 @@ class RedisClusterProcess:
         live = next(n for n in self.nodes if n.proc is not None)
         client = RedisCluster(host="127.0.0.1", port=live.port, socket_timeout=2)
         try:
-            port = client.get_node_from_key(key).port
+            port = client.get_node_from_key(key).port  # type: ignore[no-untyped-call]
         finally:
             client.close()
         return next(n for n in self.nodes if n.port == port)
