@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -99,12 +100,26 @@ async def queue_consumers(amqp_url: str, queue: str) -> int:
         await connection.close()
 
 
+def cluster_port() -> int:
+    """A free port whose cluster-bus companion (port + 10000) is free and exists too."""
+    for _ in range(200):
+        port = 20000 + secrets.randbelow(30000)
+        with socket.socket() as a, socket.socket() as b:
+            try:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+            return port
+    raise OSError("no free pair of ports for a Redis cluster node")
+
+
 @dataclass
 class RedisNode:
     """One ``redis-server`` child process in its own directory (cluster-enabled or not)."""
 
     directory: str
-    port: int = field(default_factory=free_port)
+    port: int = field(default_factory=cluster_port)
     cluster: bool = True
     extra: tuple[str, ...] = ()
     proc: subprocess.Popen[bytes] | None = None
@@ -151,8 +166,15 @@ class RedisClusterProcess:
         return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
 
     def start(self, timeout: float = 30.0) -> RedisClusterProcess:
-        self.nodes = [RedisNode(os.path.join(self.directory, str(i))).start()
-                      for i in range(self.size)]
+        try:
+            for i in range(self.size):
+                self.nodes.append(RedisNode(os.path.join(self.directory, str(i))).start())
+            return self._create(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _create(self, timeout: float) -> RedisClusterProcess:
         cli = shutil.which("redis-cli") or "redis-cli"
         subprocess.run(  # noqa: S603 - the machine's redis-cli
             [cli, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
