@@ -25,6 +25,7 @@ LogLevel: TypeAlias = Literal["debug", "info", "warning", "error", "critical"]
 #: ``strict``: no node serves data older than a write once its response is sent.
 #: ``bounded``: nodes trust pushed versions and may lag by ``cache_bounded_lag_ms``.
 CacheMode: TypeAlias = Literal["strict", "bounded"]
+QueueType: TypeAlias = Literal["classic", "quorum"]
 
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
@@ -141,7 +142,13 @@ class Settings:
 
     # --- events (headwater.events) ----------------------------------------------------------
     #: RabbitMQ, e.g. ``amqp://guest:guest@127.0.0.1:5672/``; empty = in-process dispatch.
+    #: Several URLs (comma-separated) name the nodes of one cluster: a relay or worker that
+    #: loses its node connects to the next.
     amqp_url: str = ""
+    #: The workers' queues and dead-letter queues: ``quorum`` (replicated across a cluster's
+    #: nodes; the choice for new clustered deployments) or ``classic``. A queue keeps the type
+    #: it was created with: changing this needs new queues (RabbitMQ refuses a redeclaration).
+    amqp_queue_type: QueueType = "classic"
     #: Write one outbox row per written row, in the write's transaction.
     events_enabled: bool = True
     #: Comma-separated topic patterns (``orders.*``, ``#``) of ``{table}.{op}`` to record ...

@@ -15,6 +15,7 @@ from headwater.errors import BrokerUnavailable
 from headwater.events.bus import Bus, Delivery, Envelope, QueueSpec
 from headwater.events.memory_bus import MemoryBus
 from headwater.events.rabbitmq_bus import RabbitBus, dead_letter_queue, delay_queue
+from headwater.testing import free_port
 
 
 @dataclass
@@ -43,14 +44,19 @@ async def delete_queues(url: str, specs: list[QueueSpec]) -> None:
         await connection.close()
 
 
-@pytest.fixture(params=["memory", "rabbitmq"])
+@pytest.fixture(params=["memory", "rabbitmq", "rabbitmq-quorum"])
 async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
     prefix = "hwtest-" + secrets.token_hex(4)
     if request.param == "memory":
         bus: Bus = MemoryBus()
     else:
         url = request.getfixturevalue("amqp_url")
-        bus = RabbitBus(url, reconnect_max_delay=0.5)
+        if request.param == "rabbitmq-quorum":
+            # Quorum queues, and a first node that is down: the bus goes on to the next.
+            bus = RabbitBus(f"amqp://guest:guest@127.0.0.1:{free_port()}/,{url}",
+                            reconnect_max_delay=0.5, queue_type="quorum")
+        else:
+            bus = RabbitBus(url, reconnect_max_delay=0.5)
     await bus.start()
     async with asyncio.timeout(10):
         await bus.wait_connected()
@@ -60,7 +66,7 @@ async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
     finally:
         await bus.close()
         if isinstance(bus, RabbitBus):
-            await delete_queues(bus.url, h.queues)
+            await delete_queues(bus.urls[-1], h.queues)
 
 
 def envelope(key: str, n: int) -> Envelope:

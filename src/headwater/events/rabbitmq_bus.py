@@ -129,10 +129,21 @@ class _RabbitDelivery(Delivery):
                             **{ERROR: error[:2000]})
 
 
+def broker_urls(url: str) -> list[str]:
+    """``amqp://a,amqp://b``: the nodes of one cluster, tried in turn."""
+    return [u for u in (part.strip() for part in url.split(",")) if u]
+
+
 class RabbitBus(Bus):
     def __init__(self, url: str, *, reconnect_max_delay: float = 10.0, timeout: float = 30.0,
-                 log: Any = None) -> None:
-        self.url = url
+                 queue_type: str = "classic", log: Any = None) -> None:
+        self.urls = broker_urls(url)
+        if not self.urls:
+            raise ValueError("no RabbitMQ URL")
+        #: The node connected to last: tried first again, then the others in turn.
+        self._node = 0
+        self._queue_args: dict[str, Any] = ({"x-queue-type": "quorum"}
+                                            if queue_type == "quorum" else {})
         self.reconnect_max_delay = reconnect_max_delay
         self.timeout = timeout
         self.log = log
@@ -190,7 +201,7 @@ class RabbitBus(Bus):
         await self._disconnect()
         self._lost.clear()
         try:
-            connection = await aio_pika.connect(self.url, timeout=self.timeout)
+            connection = await self._open()
             self._connection = connection
             connection.close_callbacks.add(self._on_close())
             channel = await connection.channel(publisher_confirms=True)
@@ -204,6 +215,23 @@ class RabbitBus(Bus):
             await self._disconnect()
             raise
         self._up.set()
+
+    async def _open(self) -> AbstractConnection:
+        """A connection to the first node that takes one, starting with the last good one."""
+        failure: BaseException | None = None
+        for step in range(len(self.urls)):
+            index = (self._node + step) % len(self.urls)
+            try:
+                connection = await aio_pika.connect(self.urls[index], timeout=self.timeout)
+            except _CONNECT_ERRORS as exc:
+                failure = exc
+                continue
+            if index != self._node and self.log is not None:
+                self.log.warning("broker_node_changed", node=index)
+            self._node = index
+            return connection
+        assert failure is not None
+        raise failure
 
     def _on_close(self) -> Callable[..., None]:
         generation = self._generation
@@ -271,16 +299,17 @@ class RabbitBus(Bus):
             await self._setup(self._connection, spec, on_delivery)
 
     async def _declare(self, channel: AbstractChannel, spec: QueueSpec) -> AbstractQueue:
-        queue = await channel.declare_queue(spec.name, durable=True)
+        args = self._queue_args
+        queue = await channel.declare_queue(spec.name, durable=True, arguments=args)
         exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC,
                                                   durable=True)
         for pattern in spec.patterns:
             await queue.bind(exchange, pattern)
         for seconds in sorted(set(spec.retry_delays)):
             await channel.declare_queue(delay_queue(spec.name, seconds), durable=True, arguments={
-                "x-message-ttl": max(1, round(seconds * 1000)),
+                **args, "x-message-ttl": max(1, round(seconds * 1000)),
                 "x-dead-letter-exchange": "", "x-dead-letter-routing-key": spec.name})
-        await channel.declare_queue(dead_letter_queue(spec.name), durable=True)
+        await channel.declare_queue(dead_letter_queue(spec.name), durable=True, arguments=args)
         return queue
 
     async def _setup(self, connection: AbstractConnection, spec: QueueSpec,
@@ -310,7 +339,8 @@ class RabbitBus(Bus):
         unacknowledged, then the channel closes and the broker puts them all back in order."""
         out: list[DeadLetter] = []
         async with self._side_channel() as channel:
-            dlq = await channel.declare_queue(dead_letter_queue(queue), durable=True)
+            dlq = await channel.declare_queue(dead_letter_queue(queue), durable=True,
+                                              arguments=self._queue_args)
             while (message := await dlq.get(no_ack=False, fail=False)) is not None:
                 e = _envelope(message)
                 error = (message.headers or {}).get(ERROR, "")
@@ -320,7 +350,8 @@ class RabbitBus(Bus):
     async def replay(self, queue: str) -> int:
         n = 0
         async with self._side_channel() as channel:
-            dlq = await channel.declare_queue(dead_letter_queue(queue), durable=True)
+            dlq = await channel.declare_queue(dead_letter_queue(queue), durable=True,
+                                              arguments=self._queue_args)
             while (message := await dlq.get(no_ack=False, fail=False)) is not None:
                 e = replace(_envelope(message), attempt=1)
                 await channel.default_exchange.publish(_message(e), queue, mandatory=False,

@@ -109,7 +109,7 @@ async def start_events(settings: Settings, outbox: Outbox,
     bus: Bus
     if settings.amqp_url:
         bus = RabbitBus(settings.amqp_url, reconnect_max_delay=settings.amqp_reconnect_max_delay,
-                        log=log)
+                        queue_type=settings.amqp_queue_type, log=log)
     else:
         memory = bus = MemoryBus(TableDeadLetters(db, outbox))
         subs = list(subscriptions)
@@ -140,7 +140,7 @@ async def run_relay(settings: Settings, stop: asyncio.Event | None = None) -> No
     db = open_database(settings.replace(pool_min_size=1, pool_max_size=2))
     outbox = Outbox(settings, db.dialect, db.schema)
     bus = RabbitBus(settings.amqp_url, reconnect_max_delay=settings.amqp_reconnect_max_delay,
-                    log=log)
+                    queue_type=settings.amqp_queue_type, log=log)
     await bus.start()
     relay = Relay(settings, db, outbox, bus, metrics=Metrics(), log=log)
     await relay.start()  # it opens the database when it can

@@ -162,7 +162,7 @@ async def run_worker(settings: Settings, app_subscriptions: Sequence[Subscriptio
     http = httpx.AsyncClient(timeout=settings.webhook_timeout) if settings.webhooks else None
     subs = all_subscriptions(settings, app_subscriptions, http)
     bus = RabbitBus(settings.amqp_url, reconnect_max_delay=settings.amqp_reconnect_max_delay,
-                    log=log)
+                    queue_type=settings.amqp_queue_type, log=log)
     worker = Worker(settings, bus, db, outbox, subs, log=log)
     await worker.start()
     await bus.start()
@@ -199,7 +199,8 @@ async def _dead_letter_access(settings: Settings) -> AsyncIterator[tuple[Bus | N
     bus: RabbitBus | None = None
     try:
         if settings.amqp_url:
-            bus = RabbitBus(settings.amqp_url, reconnect_max_delay=1.0)
+            bus = RabbitBus(settings.amqp_url, reconnect_max_delay=1.0,
+                            queue_type=settings.amqp_queue_type)
             await bus.start()
             try:
                 async with asyncio.timeout(settings.connect_timeout):
