@@ -66,6 +66,10 @@ class ReadSQL:
     count: str
     #: Which plan parameters ``count`` takes, in order (it numbers its own).
     count_params: tuple[int, ...]
+    #: PostgreSQL: ``bounded`` and ``rows`` with each row as its record text, what PostgREST's
+    #: CSV is made of (see ``csv_out``); SQLite: the same as ``bounded`` and ``rows``.
+    csv_bounded: str = ""
+    csv_rows: str = ""
 
 
 def ident(name: str) -> str:
@@ -287,10 +291,15 @@ class _Builder:
             inner = self.pg_select(root, limit, offset, root=True)
             aggregate = (f"SELECT {total} AS t, count(*) AS n, "
                          f"coalesce(json_agg(_t), '[]')::text AS b FROM ({inner}) AS _t")
+            record = "substring(_t::text, 2, length(_t::text) - 2)"
+            csv = (f"SELECT {total} AS t, count(*) AS n, "
+                   f"coalesce(string_agg({record}, E'\\n'), '') AS b FROM ({inner}) AS _t")
             return ReadSQL(
                 aggregate=aggregate, bounded=self.bounded(aggregate, max_bytes),
                 rows=f"SELECT row_to_json(_t)::text FROM ({inner}) AS _t",
-                count=standalone_count, count_params=count_params)
+                count=standalone_count, count_params=count_params,
+                csv_bounded=self.bounded(csv, max_bytes),
+                csv_rows=f"SELECT {record} FROM ({inner}) AS _t")
         rows = self.sqlite_rows(root, limit, offset, root=True)
         body = "coalesce('[' || group_concat(_j, ',') || ']', '[]')"
         aggregate = f"SELECT {total}, count(*), {body} FROM ({rows})"
@@ -300,11 +309,11 @@ class _Builder:
         size = f"length({body})"  # characters: 3.40 has no octet_length; JSON is mostly ASCII
         checked = f"CASE WHEN {size} <= {int(max_bytes)} THEN {body} END" if max_bytes > 0 \
             else body
+        bounded = f"SELECT {total}, count(*), {checked}, {size} FROM ({rows})"
         return ReadSQL(
-            aggregate=aggregate,
-            bounded=f"SELECT {total}, count(*), {checked}, {size} FROM ({rows})",
-            rows=rows,
-            count=standalone_count, count_params=count_params)
+            aggregate=aggregate, bounded=bounded, rows=rows,
+            count=standalone_count, count_params=count_params,
+            csv_bounded=bounded, csv_rows=rows)
 
     def bounded(self, aggregate: str, max_bytes: int) -> str:
         """PostgreSQL's aggregate, whose text leaves the database only when it fits the
