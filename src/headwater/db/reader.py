@@ -23,9 +23,43 @@ from headwater.model.result import ReadResult, RowStream
 from headwater.resilience.retry import read_retryable, retrying
 
 
+def _estimated(db: Database, plan: ReadPlan) -> bool:
+    """``count=planned|estimated`` on PostgreSQL: the total comes from ``_estimate``, not
+    from the read's own exact count (SQLite always counts exactly)."""
+    return plan.count and db.dialect == "postgresql" and plan.count_kind in (
+        "planned", "estimated")
+
+
 def _sql(db: Database, plan: ReadPlan, settings: Settings) -> ReadSQL:
     return compile_read(db.dialect, db.schema, plan.root, plan.limit_param, plan.offset_param,
-                        plan.count, settings.max_response_bytes)
+                        plan.count and not _estimated(db, plan), settings.max_response_bytes)
+
+
+async def _estimate(db: Database, plan: ReadPlan, sql: ReadSQL, params: list[object],
+                    settings: Settings) -> int:
+    """PostgREST's totals: ``planned`` is the planner's row estimate for the filtered table;
+    ``estimated`` counts exactly up to ``max_rows`` and past it takes the larger of the two
+    (with no ``max_rows`` it is exact)."""
+    args = [params[i] for i in sql.count_params]
+    source = sql.count.removeprefix("SELECT count(*) FROM ")
+
+    async def planned() -> int:
+        (doc,) = await db.fetchrow("EXPLAIN (FORMAT JSON) SELECT 1 FROM " + source, args)
+        tree = msgspec.json.decode(doc) if isinstance(doc, (str, bytes)) else doc
+        return int(tree[0]["Plan"]["Plan Rows"])
+
+    if plan.count_kind == "planned":
+        return await retrying(settings, planned, read_retryable)
+    if not settings.max_rows:
+        (total,) = await retrying(settings, lambda: db.fetchrow(sql.count, args),
+                                  read_retryable)
+        return int(total)
+    limited = (f"SELECT count(*) FROM (SELECT 1 FROM {source} "
+               f"LIMIT {int(settings.max_rows) + 1}) AS _c")
+    (total,) = await retrying(settings, lambda: db.fetchrow(limited, args), read_retryable)
+    if total <= settings.max_rows:
+        return int(total)
+    return max(int(total), await retrying(settings, planned, read_retryable))
 
 
 def too_large(settings: Settings, size: int) -> LimitExceeded:
@@ -39,6 +73,14 @@ def too_large(settings: Settings, size: int) -> LimitExceeded:
 
 
 async def execute_read(db: Database, plan: ReadPlan, settings: Settings) -> ReadResult:
+    result = await _read(db, plan, settings)
+    if _estimated(db, plan):
+        sql = _sql(db, plan, settings)
+        result.total = await _estimate(db, plan, sql, bind(db.dialect, plan.params), settings)
+    return result
+
+
+async def _read(db: Database, plan: ReadPlan, settings: Settings) -> ReadResult:
     sql = _sql(db, plan, settings)
     params = bind(db.dialect, plan.params)
     csv = plan.media == "csv"
@@ -86,7 +128,7 @@ async def _stream(db: Database, plan: ReadPlan, sql: ReadSQL, params: list[objec
     else:
         chunks = _json_chunks(snap, sql.rows, params, settings)
     return ReadResult(rows=rows, total=total if plan.count else None, first=plan.first,
-                      stream=RowStream(chunks, stack))
+                      stream=RowStream(chunks, stack))  # an estimate replaces it later
 
 
 async def _json_chunks(snap: Snapshot, sql: str, params: list[object],

@@ -137,6 +137,8 @@ class ReadPlan:
     offset_param: int
     #: Where the returned rows start, for ``Content-Range``.
     first: int
+    #: ``Prefer: count=`` as asked (``count`` says whether to count at all).
+    count_kind: Literal["exact", "planned", "estimated"] | None = None
 
 
 # --- writes -----------------------------------------------------------------------------------

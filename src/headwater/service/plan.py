@@ -490,7 +490,7 @@ def plan_read(catalog: Catalog, request: ApiRequest, *, max_rows: int = 0,
     offset_param = p.param(offset)
     return ReadPlan(root=root, params=tuple(p.params), count=request.prefer.count is not None,
                     media=request.media, limit_param=limit_param, offset_param=offset_param,
-                    first=offset)
+                    first=offset, count_kind=request.prefer.count)
 
 
 # --- writes -----------------------------------------------------------------------------------
