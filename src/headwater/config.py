@@ -42,6 +42,9 @@ class Settings:
     log_level: LogLevel = "info"
     #: Schema served on PostgreSQL.
     db_schema: str = "public"
+    #: ``Accept: application/vnd.pgrst.plan`` answers the read's EXPLAIN (PostgreSQL; off:
+    #: the media type is not offered, as PostgREST's ``db-plan-enabled``).
+    db_plan_enabled: bool = False
     pool_min_size: int = 1
     pool_max_size: int = 20
     #: Seconds to wait for a pooled connection before answering 503.

@@ -184,3 +184,52 @@ def test_estimated_count_is_exact_under_max_rows(server: Server) -> None:
         assert r.headers["content-range"] == f"0-99/{expected}"
         r = c.get("/many?grp=eq.1", headers={"Prefer": "count=exact"})
         assert r.headers["content-range"] == "0-99/200"
+
+
+# --- Accept: application/vnd.pgrst.plan -------------------------------------------------------
+
+PLAN_JSON = {"Accept": "application/vnd.pgrst.plan+json"}
+
+
+def test_plan_is_not_offered_by_default(client: httpx.Client) -> None:
+    r = client.get("/things?id=eq.1", headers={"Accept": "application/vnd.pgrst.plan"})
+    assert r.status_code == 406
+    assert r.json() == {"code": "PGRST107", "details": None, "hint": None,
+                        "message": "None of these media types are available: "
+                                   "application/vnd.pgrst.plan"}
+
+
+def test_plan_when_enabled(server: Server) -> None:
+    with ServerProcess(server.database_url, args=("--db-plan-enabled",)) as s, \
+            httpx.Client(base_url=s.url, timeout=30) as c:
+        if server.dialect == "sqlite":  # EXPLAIN is PostgreSQL's
+            r = c.get("/things", headers=PLAN_JSON)
+            assert r.status_code == 406 and r.json()["code"] == "PGRST107"
+            return
+        r = c.get("/things?id=in.(1,2,3)&select=id,owners(name)", headers=PLAN_JSON)
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"] == "application/vnd.pgrst.plan+json; charset=utf-8"
+        assert isinstance(r.json()[0]["Plan"]["Total Cost"], float)
+        r = c.get("/things?id=eq.1", headers={"Accept": "application/vnd.pgrst.plan"})
+        assert r.headers["content-type"] == "application/vnd.pgrst.plan+text; charset=utf-8"
+        assert "cost=" in r.text and "things" in r.text
+        r = c.get("/things?id=eq.1", headers={
+            "Accept": 'application/vnd.pgrst.plan+json; for="text/csv"; options=analyze|verbose'})
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"] == ('application/vnd.pgrst.plan+json; for="text/csv"; '
+                                             "options=analyze|verbose; charset=utf-8")
+        top = r.json()[0]["Plan"]
+        assert "Actual Rows" in top and "Output" in top
+        assert any("string_agg" in o for o in top["Output"]) or "string_agg" in r.text
+        # A better-ranked JSON is answered as JSON.
+        r = c.get("/things?id=eq.1",
+                  headers={"Accept": "application/json, application/vnd.pgrst.plan;q=0.5"})
+        assert r.json()[0]["id"] == 1
+        bad = c.get("/things", headers={"Accept": "application/vnd.pgrst.plan; options=drop"})
+        assert bad.status_code == 406
+        # Writes are not explained (nor run) with a plan Accept.
+        w = c.post("/owners", json={"id": 9, "name": "x"},
+                   headers={"Accept": "application/vnd.pgrst.plan+json; options=analyze"})
+        assert w.status_code == 406
+        assert oracle.rows(server.database_url, "SELECT count(*) FROM owners WHERE id = 9") \
+            == [(0,)]

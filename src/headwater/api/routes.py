@@ -252,6 +252,9 @@ def build_routes(s: Services) -> Routes:
         h = header_map(request.scope)
         timing: ServerTiming = request.scope[TIMING]
         if method in ("GET", "HEAD"):
+            accept = h.get(b"accept", b"")
+            if reads.plans and b"vnd.pgrst.plan" in accept and access.may_plan:
+                return await _plan(request, name, h, access, accept.decode("latin-1"))
             raw = RawRead(name, request.scope["query_string"], h.get(b"accept", b""),
                           h.get(b"prefer", b""), h.get(b"range", b""))
             answer = await reads.read(raw, lambda: parse_request(request, name, h), access,
@@ -294,6 +297,22 @@ def build_routes(s: Services) -> Routes:
         return write_response(result_w, method=method, returning=api.prefer.returning,
                               applied=_applied(api), media=api.media,
                               count=api.prefer.count in ("exact", "estimated"))
+
+    async def _plan(request: Request, name: str, h: dict[bytes, bytes], access: Access,
+                    accept: str) -> Response:
+        """PostgREST's ``application/vnd.pgrst.plan`` (``db_plan_enabled``); another media
+        type ranked first is negotiated as usual."""
+        ask = headers.parse_plan_accept(accept)
+        api = parse_request(request, name, {**h, b"accept": b""} if ask else h)
+        if ask is None:
+            raw = RawRead(name, request.scope["query_string"], h.get(b"accept", b""),
+                          h.get(b"prefer", b""), h.get(b"range", b""))
+            answer = await reads.read(raw, lambda: api, access, request.scope[TIMING])
+            return read_response(answer, ask=_negotiation(h, request.method),
+                                 compressor=compressor, log=s.log)
+        body = await reads.explain(api, access, ask)
+        return Response(b"" if request.method == "HEAD" else body, 200,
+                        {"Content-Type": ask.content_type})
 
     async def database_function(request: Request, name: str, access: Access) -> Response:
         """``/rpc/{name}`` for a function of the database (no Python function has the name)."""
