@@ -275,17 +275,20 @@ class Security:
 
     # --- the OpenAPI document, per role -------------------------------------------------------
 
-    def openapi(self, access: Access) -> bytes:
+    def openapi(self, access: Access, documents: OpenApi | None = None) -> bytes:
+        """``documents``: another exposed schema's (``Accept-Profile``); default: the first."""
+        docs = self.documents if documents is None else documents
         if not access.restricted:
-            return self.documents.body()
-        catalog = self.documents.catalog()
+            return docs.body()
+        catalog = docs.catalog()
         role = access.principal.role
-        cached = self._openapi.get(role)
+        cached = self._openapi.get(role) if documents is None else None
         if cached is not None and cached[0] is catalog:
             return cached[1]
-        doc = self.documents.document(catalog)
+        doc = docs.document(catalog)
         body = msgspec.json.encode(visible_document(doc, access, catalog))
-        self._openapi[role] = (catalog, body)
+        if documents is None:
+            self._openapi[role] = (catalog, body)
         return body
 
 

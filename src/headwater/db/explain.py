@@ -22,7 +22,9 @@ def explain_sql(statement: str, fmt: str, options: Sequence[str]) -> str:
 
 async def explain_read(db: Database, plan: ReadPlan, settings: Settings, fmt: str,
                        options: Sequence[str]) -> bytes:
-    sql = compile_read(db.dialect, db.schema, plan.root, plan.limit_param, plan.offset_param,
+    # settings.db_schema: the exposed schema read (another profile's settings name theirs)
+    schema = settings.db_schema if db.schema else None
+    sql = compile_read(db.dialect, schema, plan.root, plan.limit_param, plan.offset_param,
                        plan.count, settings.max_response_bytes)
     statement = sql.csv_bounded if plan.media == "csv" else sql.bounded
     params = bind(db.dialect, plan.params)

@@ -31,7 +31,9 @@ def _estimated(db: Database, plan: ReadPlan) -> bool:
 
 
 def _sql(db: Database, plan: ReadPlan, settings: Settings) -> ReadSQL:
-    return compile_read(db.dialect, db.schema, plan.root, plan.limit_param, plan.offset_param,
+    # settings.db_schema: the exposed schema read (another profile's settings name theirs)
+    schema = settings.db_schema if db.schema else None
+    return compile_read(db.dialect, schema, plan.root, plan.limit_param, plan.offset_param,
                         plan.count and not _estimated(db, plan), settings.max_response_bytes)
 
 
