@@ -130,7 +130,7 @@ class _Builder:
         col = self.col(alias, c.column)
         p = self.p(c.param)
         if c.op in _FTS:
-            return self.full_text(col, c, p)
+            return self.full_text(col, c, p) if self.pg else self.fts5(alias, col, c, p)
         if c.op in _CONTAINS:
             return self.contains(col, c, p)
         if self.pg and (c.kind in _TEXT_CAST or (c.op in _TEXT_OPS and c.kind != "text")):
@@ -181,6 +181,15 @@ class _Builder:
         config = "" if c.config is None else f"{self.p(c.config)}::regconfig, "
         vector = col if c.cast == "tsvector" else f"to_tsvector({config}{col})"
         return f"{vector} @@ {fn}({config}{p}::text)"
+
+    def fts5(self, alias: str, col: str, c: Compare, p: str) -> str:
+        """SQLite: the rows whose rowid the FTS5 table matches in that column; unknown
+        (NULL) for a NULL text, as ``to_tsvector(NULL) @@ q`` is on PostgreSQL."""
+        assert c.index is not None
+        fts, rowid = c.index
+        key = f"{alias}.rowid" if rowid.lower() == "rowid" else self.col(alias, rowid)
+        return (f"(CASE WHEN {col} IS NULL THEN NULL ELSE {key} IN (SELECT rowid FROM "
+                f"{ident(fts)} WHERE {ident(c.column)} MATCH {p}) END)")
 
     def contains(self, col: str, c: Compare, p: str) -> str:
         """Arrays and ranges on PostgreSQL (the literal read as the column's type); JSON

@@ -71,6 +71,9 @@ class Table:
     #: Unique indexes that back no constraint (whole columns, no predicate): upsert
     #: conflict targets like the keys above, but not one-to-one evidence.
     unique_indexes: tuple[tuple[str, ...], ...] = ()
+    #: SQLite: (column, FTS5 table, its content_rowid column) for each column an
+    #: external-content FTS5 table indexes (``db.fts``).
+    full_text: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def conflict_keys(self) -> tuple[tuple[str, ...], ...]:
