@@ -69,6 +69,7 @@ def test_reads_choose_the_schema(multi: httpx.Client) -> None:
         r = multi.get("/parents?order=id", headers={"Accept-Profile": "v2"})
         assert r.json() == [{"id": 3, "name": "parent v2-3"}, {"id": 4, "name": "parent v2-4"}]
         assert r.headers["content-profile"] == "v2"
+        assert r.headers["vary"].endswith(", Accept-Profile")
     r = multi.get("/another_table", headers={"Accept-Profile": "v2"})
     assert r.json() == [{"id": 5, "another_value": "value 5"}]
     assert multi.get("/another_table", headers={"Accept-Profile": "v1"}).status_code == 404

@@ -257,6 +257,8 @@ def build_routes(s: Services) -> Routes:
             response = await _table(request, h, other.reads if other else reads,
                                     other.name if other else None)
             if profiles.several:
+                response.raw_headers[:] = [(k, v + b", Accept-Profile" if k == b"vary" else v)
+                                           for k, v in response.raw_headers]
                 response.raw_headers.append((b"content-profile", chosen.encode()))
             return response
         return await _table(request, h, reads, None)

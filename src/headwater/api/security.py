@@ -118,7 +118,8 @@ class Security:
                                "if-none-match", "x-request-id"],
                 expose_headers=["content-range", "location", "etag", "x-cache",
                                 "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset",
-                                "retry-after", "x-request-id", "preference-applied"],
+                                "retry-after", "x-request-id", "preference-applied",
+                                "content-profile"],
                 max_age=600))
         return out
 

@@ -43,7 +43,12 @@ async def _estimate(db: Database, plan: ReadPlan, sql: ReadSQL, params: list[obj
     ``estimated`` counts exactly up to ``max_rows`` and past it takes the larger of the two
     (with no ``max_rows`` it is exact)."""
     args = [params[i] for i in sql.count_params]
-    source = sql.count.removeprefix("SELECT count(*) FROM ")
+    prefix = "SELECT count(*) FROM "
+    if not sql.count.startswith(prefix):  # a count of another shape: counted exactly
+        (exact,) = await retrying(settings, lambda: db.fetchrow(sql.count, args),
+                                  read_retryable)
+        return int(exact)
+    source = sql.count.removeprefix(prefix)
 
     async def planned() -> int:
         (doc,) = await db.fetchrow("EXPLAIN (FORMAT JSON) SELECT 1 FROM " + source, args)
