@@ -419,17 +419,17 @@ def build_routes(s: Services) -> Routes:
 
     async def root(request: Request) -> Response:
         access = await security.admit(request)
-        headers = {"Vary": "Authorization, apikey"} if access.restricted else {}
+        extra = {"Vary": "Authorization, apikey"} if access.restricted else {}
         documents = None
         if profiles.several or "accept-profile" in request.headers:
             chosen = profiles.choose(header_map(request.scope), request.method)
             other = profiles.others.get(chosen)
             documents = other.documents if other else None
             if profiles.several:
-                headers["Content-Profile"] = chosen
+                extra["Content-Profile"] = chosen
         return Response(security.openapi(access, documents),
                         media_type="application/openapi+json; charset=utf-8",
-                        headers=headers or None)
+                        headers=extra or None)
 
     async def live(request: Request) -> Response:
         return JSONResponse({"status": "ok"})

@@ -110,10 +110,11 @@ async def _read(db: Database, plan: ReadPlan, settings: Settings) -> ReadResult:
 
 
 def _csv_body(db: Database, plan: ReadPlan, rows: int, body: str) -> str:
-    head = csv_out.header([o.key for o in plan.root.outputs], rows)
     if db.dialect == "postgresql":
-        return head + body
+        return csv_out.header([o.key for o in plan.root.outputs], rows) + body
     decoded = msgspec.json.decode(body, type=list[dict[str, object]])
+    # As PostgREST: the header is the first row's keys
+    head = csv_out.header(list(decoded[0]) if decoded else [], len(decoded))
     return head + "\n".join(csv_out.render_rows(decoded, plan.root))
 
 
