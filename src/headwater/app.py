@@ -19,6 +19,7 @@ from starlette.responses import Response
 from headwater.api.compression import Compressor
 from headwater.api.front import Front
 from headwater.api.openapi import OpenApi
+from headwater.api.profiles import Profile, Profiles
 from headwater.api.responses import error_response
 from headwater.api.routes import Services, build_routes
 from headwater.api.security import Security
@@ -67,6 +68,9 @@ class Headwater:
     """The running service's parts. One per process; passed explicitly, never global."""
 
     def __init__(self, settings: Settings) -> None:
+        if settings.db_schemas and not settings.database_url.startswith("sqlite"):
+            # The first exposed schema is the database's schema (Headwater's tables too).
+            settings = settings.replace(db_schema=settings.exposed_schemas()[0])
         self.settings = settings
         self.log: Any = route_library_logs(settings.log_level)
         self.metrics = Metrics()
@@ -110,6 +114,9 @@ class Headwater:
                                  openapi=self.documents)
         self.reads = Reads(db=self.db, settings=settings, cache=self.cache,
                            cipher=self.security.cipher, catalog=self.require_catalog)
+        #: The other exposed schemas' catalogs (``db_schemas``), by name.
+        self.catalogs: dict[str, Catalog] = {}
+        self.profiles = self._profiles()
         self.rpc = Rpc(self.db, self.app, recorder=self.recorder, catalog=lambda: self.catalog,
                        on_commit=self.on_commit)
         self._retry: asyncio.Task[None] | None = None
@@ -118,6 +125,18 @@ class Headwater:
         self._ready: dict[str, Any] | None = None
         self._ready_at = -READY_SECONDS
         self._ready_check: asyncio.Task[dict[str, Any]] | None = None
+
+    def _profiles(self) -> Profiles:
+        names = self.settings.exposed_schemas() if self.db.dialect == "postgresql" else ()
+        others: dict[str, Profile] = {}
+        for name in names[1:]:
+            def catalog(name: str = name) -> Catalog:
+                return self.require_catalog(name)
+            # Uncached: the shared cache keys a read by its table names, not its schema.
+            reads = Reads(db=self.db, settings=self.settings.replace(db_schema=name),
+                          cache=None, cipher=self.security.cipher, catalog=catalog)
+            others[name] = Profile(name, reads, OpenApi(catalog, self.app.rpcs))
+        return Profiles(names or (self.settings.db_schema,), others)
 
     def breaker(self, name: str, policy: BreakerPolicy | None = None) -> CircuitBreaker:
         def changed(dep: str, old: BreakerState, new: BreakerState) -> None:
@@ -192,11 +211,14 @@ class Headwater:
         """Introspect again and swap the catalog atomically; on failure keep the old one."""
         try:
             catalog = await introspect(self.settings.database_url, self.settings.db_schema)
+            others = {name: await introspect(self.settings.database_url, name)
+                      for name in self.profiles.others}
         except Exception as exc:
             self.metrics.catalog_reloads.labels("error").inc()
             self.log.error("catalog_reload_failed", error=str(exc).split("\n")[0])
             return False
         self.catalog = catalog
+        self.catalogs = others
         try:
             await self.recorder.install_triggers(self.db, catalog)  # SQLite's, when events are on
         except HeadwaterError as exc:  # writes then record events by a second statement
@@ -235,31 +257,36 @@ class Headwater:
 
     # --- used by the routes -------------------------------------------------------------------
 
-    def require_catalog(self) -> Catalog:
-        if self.catalog is None:
+    def require_catalog(self, profile: str | None = None) -> Catalog:
+        """The default schema's catalog, or another exposed schema's (``profile``)."""
+        catalog = self.catalog if profile is None else self.catalogs.get(profile)
+        if catalog is None:
             raise DatabaseUnavailable("The schema cache is not loaded yet: the database is "
                                       "unreachable")
-        return self.catalog
+        return catalog
 
-    def writer(self, access: Access, request_id: str | None) -> Writer:
-        """The writer for one request, with the caller's policy and encryption in front."""
-        catalog = self.require_catalog()
+    def writer(self, access: Access, request_id: str | None,
+               profile: str | None = None) -> Writer:
+        """The writer for one request, with the caller's policy and encryption in front.
+        ``profile``: another exposed schema than the default (``Content-Profile``)."""
+        catalog = self.require_catalog(profile)
         if self.settings.read_only:
             raise ReadOnly("cannot write: this server is read-only (--read-only, or the "
                            "database file is not writable)",
                            hint="Serve the database without --read-only to write")
         cipher = self.security.cipher
-        guard = (WriteGuard(access if access.restricted else None, cipher, catalog, self.db)
-                 if access.restricted or cipher else None)
+        guard = (WriteGuard(access if access.restricted else None, cipher, catalog, self.db,
+                            profile) if access.restricted or cipher else None)
         return Writer(self.db, catalog, self.settings, self.app,
                       access.principal if access.restricted else Principal(), request_id,
                       on_commit=self.on_commit, recorder=self.recorder, bulkhead=self.bulkhead,
-                      guard=guard)
+                      guard=guard, profile=profile)
 
     def services(self) -> Services:
         return Services(
             settings=self.settings, security=self.security, reads=self.reads,
-            writer=self.writer, rpc=self.rpc, compressor=self.compressor, log=self.log,
+            writer=self.writer, rpc=self.rpc, profiles=self.profiles,
+            compressor=self.compressor, log=self.log,
             readiness=self.readiness,
             metrics=lambda: self.metrics.render(self.db.pool_stats()),
             stats=lambda: self.metrics.stats(self.db.pool_stats()),

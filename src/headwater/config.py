@@ -43,6 +43,12 @@ class Settings:
     log_level: LogLevel = "info"
     #: Schema served on PostgreSQL.
     db_schema: str = "public"
+    #: PostgreSQL: the schemas served, comma-separated; ``Accept-Profile`` (reads) and
+    #: ``Content-Profile`` (writes) choose one, the first by default. Empty: ``db_schema``.
+    db_schemas: str = ""
+    #: ``Accept: application/vnd.pgrst.plan`` answers the read's EXPLAIN (PostgreSQL; off:
+    #: the media type is not offered, as PostgREST's ``db-plan-enabled``).
+    db_plan_enabled: bool = False
     pool_min_size: int = 1
     pool_max_size: int = 20
     #: Seconds to wait for a pooled connection before answering 503.
@@ -191,6 +197,10 @@ class Settings:
     #: tables, nothing on disk changes), PostgreSQL with read-only transactions. Every write
     #: answers 405.
     read_only: bool = False
+
+    def exposed_schemas(self) -> tuple[str, ...]:
+        names = tuple(dict.fromkeys(s.strip() for s in self.db_schemas.split(",") if s.strip()))
+        return names or (self.db_schema,)
 
     def unfiltered_write_tables(self) -> frozenset[str]:
         return frozenset(t.strip() for t in self.unfiltered_writes.split(",") if t.strip())

@@ -76,6 +76,13 @@ class NotAcceptable(RequestError):
     code = "PGRST107"
 
 
+class SchemaNotExposed(RequestError):
+    """``Accept-Profile`` / ``Content-Profile`` names a schema that is not served."""
+
+    status = 406
+    code = "PGRST106"
+
+
 class SingularityError(RequestError):
     """``application/vnd.pgrst.object+json`` asked for, but not exactly one row."""
 

@@ -149,6 +149,9 @@ class HttpSettings:
     #: Once authentication is configured, ``/-/metrics`` and ``/-/stats`` answer only
     #: principals of these roles, or a request bearing ``metrics_token``.
     metrics_roles: tuple[str, ...] = ()
+    #: Once policies are enforced, only these roles get ``application/vnd.pgrst.plan``
+    #: (EXPLAIN shows estimates of rows a role's policy hides); needs ``db_plan_enabled``.
+    plan_roles: tuple[str, ...] = ()
     #: A bearer token for scrapers (``env:NAME`` allowed); "" = none.
     metrics_token: str = field(default="", repr=False)
 
@@ -217,6 +220,7 @@ class _Http(_Table, frozen=True):
     tx_end: TxEnd | None = None
     tx_override_roles: _Names = []
     metrics_roles: _Names = []
+    plan_roles: _Names = []
     metrics_token: str = ""
 
 
@@ -372,7 +376,8 @@ def _http(h: _Http, env: Mapping[str, str]) -> HttpSettings:
         raise SettingsError("http.metrics_token must be at least 16 characters long")
     return HttpSettings(cors_origins=_names(h.cors_origins), tx_end=h.tx_end,
                         tx_override_roles=_names(h.tx_override_roles),
-                        metrics_roles=_names(h.metrics_roles), metrics_token=token)
+                        metrics_roles=_names(h.metrics_roles), metrics_token=token,
+                        plan_roles=_names(h.plan_roles))
 
 
 def _encryption(e: _Encryption, env: Mapping[str, str]) -> EncryptionSettings:

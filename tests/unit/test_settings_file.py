@@ -202,7 +202,7 @@ def error(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> str:
     ("[[rate_limits.override]]\ntable = 'orders'\n", "rate_limits.override[0].limit is required"),
     ("[encryption]\nkeys = { k1 = 3 }\n", "encryption.keys.k1: 3 is not a string"),
     ("[http]\ncors = []\n", "http: unknown key 'cors' (allowed: cors_origins, tx_end, "
-                              "tx_override_roles, metrics_roles, metrics_token)"),
+                              "tx_override_roles, metrics_roles, plan_roles, metrics_token)"),
     ("[rate_limits]\nipv6_prefix = 0\n",
      "rate_limits.ipv6_prefix: 0 is not an integer >= 1"),
     ("[http]\nmetrics_token = 'short'\n",

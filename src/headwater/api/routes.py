@@ -21,6 +21,7 @@ from starlette.types import Scope
 
 from headwater.api.compression import Compressor
 from headwater.api.front import ADMISSION_KEY, TABLE_METHODS
+from headwater.api.profiles import Profiles
 from headwater.api.responses import (
     CONTENT_TYPES,
     JSONResponse,
@@ -39,6 +40,7 @@ from headwater.errors import (
     Raised,
     RequestError,
     RequestTimeout,
+    SchemaNotExposed,
     SingularityError,
     UnsupportedMediaType,
 )
@@ -235,8 +237,9 @@ class Services:
     settings: Settings
     security: Security
     reads: Reads
-    writer: Callable[[Access, str | None], Writer]
+    writer: Callable[[Access, str | None, str | None], Writer]
     rpc: Rpc
+    profiles: Profiles
     compressor: Compressor
     log: Any
     readiness: Callable[[], Awaitable[dict[str, Any]]]
@@ -249,19 +252,38 @@ def build_routes(s: Services) -> Routes:
     settings = s.settings
     security = s.security
     reads = s.reads
+    profiles = s.profiles
     compressor = s.compressor
 
     async def table(request: Request) -> Response:
+        h = header_map(request.scope)
+        if profiles.several or b"accept-profile" in h or b"content-profile" in h:
+            chosen = profiles.choose(h, request.method)
+            other = profiles.others.get(chosen)
+            response = await _table(request, h, other.reads if other else reads,
+                                    other.name if other else None)
+            if profiles.several:
+                response.raw_headers[:] = [(k, v + b", Accept-Profile" if k == b"vary" else v)
+                                           for k, v in response.raw_headers]
+                response.raw_headers.append((b"content-profile", chosen.encode()))
+            return response
+        return await _table(request, h, reads, None)
+
+    async def _table(request: Request, h: dict[bytes, bytes], reads: Reads,
+                     profile: str | None) -> Response:
+        """``reads`` and ``profile``: the exposed schema's (None: the default)."""
         name = request.path_params["table"]
         method = request.method
         access = security.fixed
         if access is None:
             access = await security.admit(request, name, method_action(method))
-        h = header_map(request.scope)
         timing: ServerTiming = request.scope[TIMING]
         if method in ("GET", "HEAD"):
-            raw: RawRead = (name, request.scope["query_string"], h.get(b"accept", b""),
-                            h.get(b"prefer", b""), h.get(b"range", b""))
+            accept = h.get(b"accept", b"")
+            if reads.plans and b"vnd.pgrst.plan" in accept and access.may_plan:
+                return await _plan(request, name, h, access, accept.decode("latin-1"), reads)
+            raw: RawRead = (name, request.scope["query_string"], accept, h.get(b"prefer", b""),
+                            h.get(b"range", b""))
             answer = reads.read(raw, lambda: parse_request(request, name, h), access, timing)
             if not isinstance(answer, ReadAnswer):
                 answer = await answer
@@ -282,7 +304,7 @@ def build_routes(s: Services) -> Routes:
                                code="PGRST107", status=406)
         if access.restricted:
             access.rule(name, method_action(method))  # refused before the body is read
-        w = s.writer(access, request.scope.get("request_id"))
+        w = s.writer(access, request.scope.get("request_id"), profile)
         try:
             if method == "DELETE":
                 result_w = await w.delete(api)
@@ -303,6 +325,24 @@ def build_routes(s: Services) -> Routes:
         return write_response(result_w, method=method, returning=api.prefer.returning,
                               applied=_applied(api), media=api.media,
                               count=api.prefer.count in ("exact", "estimated"))
+
+    async def _plan(request: Request, name: str, h: dict[bytes, bytes], access: Access,
+                    accept: str, reads: Reads) -> Response:
+        """PostgREST's ``application/vnd.pgrst.plan`` (``db_plan_enabled``); another media
+        type ranked first is negotiated as usual."""
+        ask = headers.parse_plan_accept(accept)
+        api = parse_request(request, name, {**h, b"accept": b""} if ask else h)
+        if ask is None:
+            raw: RawRead = (name, request.scope["query_string"], h.get(b"accept", b""),
+                            h.get(b"prefer", b""), h.get(b"range", b""))
+            answer = reads.read(raw, lambda: api, access, request.scope[TIMING])
+            if not isinstance(answer, ReadAnswer):
+                answer = await answer
+            return read_response(answer, ask=_negotiation(h, request.method),
+                                 compressor=compressor, log=s.log)
+        body = await reads.explain(api, access, ask)
+        return Response(b"" if request.method == "HEAD" else body, 200,
+                        {"Content-Type": ask.content_type})
 
     async def database_function(request: Request, name: str, access: Access) -> Response:
         """``/rpc/{name}`` for a function of the database (no Python function has the name)."""
@@ -349,6 +389,15 @@ def build_routes(s: Services) -> Routes:
                         media_type=CONTENT_TYPES["json"])
 
     async def rpc(request: Request) -> Response:
+        h = request.headers
+        if profiles.several or "accept-profile" in h or "content-profile" in h:
+            chosen = profiles.choose(header_map(request.scope), request.method)
+            if chosen != profiles.names[0]:
+                # Functions are served from the default schema only: never silently there.
+                raise SchemaNotExposed(f"Functions are served from the schema "
+                                       f"{profiles.names[0]} only",
+                                       hint=f"call /rpc without a profile, or with "
+                                            f"{profiles.names[0]!r}")
         access = await security.admit(request, None, None)
         name = request.path_params["name"]
         if name not in s.rpc.app.rpcs and s.rpc.functions.overloads(name):
@@ -381,9 +430,17 @@ def build_routes(s: Services) -> Routes:
 
     async def root(request: Request) -> Response:
         access = await security.admit(request)
-        return Response(security.openapi(access),
+        extra = {"Vary": "Authorization, apikey"} if access.restricted else {}
+        documents = None
+        if profiles.several or "accept-profile" in request.headers:
+            chosen = profiles.choose(header_map(request.scope), request.method)
+            other = profiles.others.get(chosen)
+            documents = other.documents if other else None
+            if profiles.several:
+                extra["Content-Profile"] = chosen
+        return Response(security.openapi(access, documents),
                         media_type="application/openapi+json; charset=utf-8",
-                        headers={"Vary": "Authorization, apikey"} if access.restricted else None)
+                        headers=extra or None)
 
     async def live(request: Request) -> Response:
         return JSONResponse({"status": "ok"})

@@ -121,7 +121,8 @@ class Security:
                                "if-none-match", "x-request-id"],
                 expose_headers=["content-range", "location", "etag", "x-cache",
                                 "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset",
-                                "retry-after", "x-request-id", "preference-applied"],
+                                "retry-after", "x-request-id", "preference-applied",
+                                "content-profile"],
                 max_age=600))
         return out
 
@@ -278,17 +279,20 @@ class Security:
 
     # --- the OpenAPI document, per role -------------------------------------------------------
 
-    def openapi(self, access: Access) -> bytes:
+    def openapi(self, access: Access, documents: OpenApi | None = None) -> bytes:
+        """``documents``: another exposed schema's (``Accept-Profile``); default: the first."""
+        docs = self.documents if documents is None else documents
         if not access.restricted:
-            return self.documents.body()
-        catalog = self.documents.catalog()
+            return docs.body()
+        catalog = docs.catalog()
         role = access.principal.role
-        cached = self._openapi.get(role)
+        cached = self._openapi.get(role) if documents is None else None
         if cached is not None and cached[0] is catalog:
             return cached[1]
-        doc = self.documents.document(catalog)
+        doc = docs.document(catalog)
         body = msgspec.json.encode(visible_document(doc, access, catalog))
-        self._openapi[role] = (catalog, body)
+        if documents is None:
+            self._openapi[role] = (catalog, body)
         return body
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.engine.interfaces import (
     ReflectedIndex,
 )
 
+from headwater.db.fts import with_full_text
 from headwater.db.view_sources import follow, pg_target_origins, sqlite_view_sources
 from headwater.model.catalog import (
     Catalog,
@@ -317,7 +318,7 @@ async def introspect(url: str, schema: str = "public") -> Catalog:
 
             def run() -> list[Table]:
                 with engine.connect() as conn:
-                    return reflect(conn, None)
+                    return with_full_text(conn, reflect(conn, None))
 
             tables = await asyncio.to_thread(run)
         finally:

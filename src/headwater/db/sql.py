@@ -67,6 +67,10 @@ class ReadSQL:
     count: str
     #: Which plan parameters ``count`` takes, in order (it numbers its own).
     count_params: tuple[int, ...]
+    #: PostgreSQL: ``bounded`` and ``rows`` with each row as its record text, what PostgREST's
+    #: CSV is made of (see ``csv_out``); SQLite: the same as ``bounded`` and ``rows``.
+    csv_bounded: str = ""
+    csv_rows: str = ""
 
 
 def ident(name: str) -> str:
@@ -154,7 +158,7 @@ class _Builder:
         col = self.col(alias, c.column)
         p = self.p(c.param)
         if c.op in _FTS:
-            return self.full_text(col, c, p)
+            return self.full_text(col, c, p) if self.pg else self.fts5(alias, col, c, p)
         if c.op in _CONTAINS:
             return self.contains(col, c, p)
         if self.pg and (c.kind in _TEXT_CAST or (c.op in _TEXT_OPS and c.kind != "text")):
@@ -205,6 +209,15 @@ class _Builder:
         config = "" if c.config is None else f"{self.p(c.config)}::regconfig, "
         vector = col if c.cast == "tsvector" else f"to_tsvector({config}{col})"
         return f"{vector} @@ {fn}({config}{p}::text)"
+
+    def fts5(self, alias: str, col: str, c: Compare, p: str) -> str:
+        """SQLite: the rows whose rowid the FTS5 table matches in that column; unknown
+        (NULL) for a NULL text, as ``to_tsvector(NULL) @@ q`` is on PostgreSQL."""
+        assert c.index is not None
+        fts, rowid = c.index
+        key = f"{alias}.rowid" if rowid.lower() == "rowid" else self.col(alias, rowid)
+        return (f"(CASE WHEN {col} IS NULL THEN NULL ELSE {key} IN (SELECT rowid FROM "
+                f"{ident(fts)} WHERE {ident(c.column)} MATCH {p}) END)")
 
     def contains(self, col: str, c: Compare, p: str) -> str:
         """Arrays and ranges on PostgreSQL (the literal read as the column's type); JSON
@@ -321,10 +334,15 @@ class _Builder:
             inner = self.pg_select(root, limit, offset, root=True)
             aggregate = (f"SELECT {total} AS t, count(*) AS n, "
                          f"coalesce(json_agg(_t), '[]')::text AS b FROM ({inner}) AS _t")
+            record = "substring(_t::text, 2, length(_t::text) - 2)"
+            csv = (f"SELECT {total} AS t, count(*) AS n, "
+                   f"coalesce(string_agg({record}, E'\\n'), '') AS b FROM ({inner}) AS _t")
             return ReadSQL(
                 aggregate=aggregate, bounded=self.bounded(aggregate, max_bytes),
                 rows=f"SELECT row_to_json(_t)::text FROM ({inner}) AS _t",
-                count=standalone_count, count_params=count_params)
+                count=standalone_count, count_params=count_params,
+                csv_bounded=self.bounded(csv, max_bytes),
+                csv_rows=f"SELECT {record} FROM ({inner}) AS _t")
         rows = self.sqlite_rows(root, limit, offset, root=True)
         body = "coalesce('[' || group_concat(_j, ',') || ']', '[]')"
         aggregate = f"SELECT {total}, count(*), {body} FROM ({rows})"
@@ -334,11 +352,11 @@ class _Builder:
         size = f"length({body})"  # characters: 3.40 has no octet_length; JSON is mostly ASCII
         checked = f"CASE WHEN {size} <= {int(max_bytes)} THEN {body} END" if max_bytes > 0 \
             else body
+        bounded = f"SELECT {total}, count(*), {checked}, {size} FROM ({rows})"
         return ReadSQL(
-            aggregate=aggregate,
-            bounded=f"SELECT {total}, count(*), {checked}, {size} FROM ({rows})",
-            rows=rows,
-            count=standalone_count, count_params=count_params)
+            aggregate=aggregate, bounded=bounded, rows=rows,
+            count=standalone_count, count_params=count_params,
+            csv_bounded=bounded, csv_rows=rows)
 
     def bounded(self, aggregate: str, max_bytes: int) -> str:
         """PostgreSQL's aggregate, whose text leaves the database only when it fits the

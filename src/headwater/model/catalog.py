@@ -103,6 +103,9 @@ class Table:
     #: Computed fields (PostgreSQL functions of this table's row returning one value):
     #: selectable and filterable like columns, never part of ``*``.
     computed: Mapping[str, Column] = field(default_factory=lambda: MappingProxyType({}))
+    #: SQLite: (column, FTS5 table, its content_rowid column) for each column an
+    #: external-content FTS5 table indexes (``db.fts``).
+    full_text: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def conflict_keys(self) -> tuple[tuple[str, ...], ...]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
 
 from headwater.errors import InvalidRange, NotAcceptable, ParseError
 from headwater.model.request import MediaType, Preferences
@@ -82,6 +84,72 @@ def parse_accept(header: str | None) -> MediaType:
         if negq < 0 and media in _MEDIA:
             return _MEDIA[media]
     raise NotAcceptable(f"None of these media types are available: {header}")
+
+
+_PLAN_TYPES = {"application/vnd.pgrst.plan": "text", "application/vnd.pgrst.plan+text": "text",
+               "application/vnd.pgrst.plan+json": "json"}
+_PLAN_FOR: dict[str, tuple[str, MediaType]] = {
+    "application/json": ("application/json", "json"),
+    "application/vnd.pgrst.object": ("application/vnd.pgrst.object+json", "object"),
+    "application/vnd.pgrst.object+json": ("application/vnd.pgrst.object+json", "object"),
+    "text/csv": ("text/csv", "csv"),
+}
+PLAN_OPTIONS = ("analyze", "verbose", "settings", "buffers", "wal")
+
+
+@dataclass(frozen=True, slots=True)
+class PlanAsk:
+    """``Accept: application/vnd.pgrst.plan[+json|+text]; for="…"; options=a|b``."""
+
+    format: Literal["json", "text"]
+    options: tuple[str, ...]
+    #: The media type whose query is explained.
+    target: MediaType
+    content_type: str
+
+
+def parse_plan_accept(header: str) -> PlanAsk | None:
+    """The plan media type when it ranks first among those Headwater produces, else None
+    (the caller then negotiates as usual). Unknown ``for=`` or options: 406, as a media
+    type nobody offers."""
+    best: tuple[float, int, str, list[str]] | None = None
+    for i, part in enumerate(header.split(",")):
+        media, *params = (p.strip() for p in part.split(";"))
+        media = media.lower()
+        if media not in _MEDIA and media not in _PLAN_TYPES:
+            continue
+        q = 1.0
+        for p in params:
+            k, _, v = p.partition("=")
+            if k.strip().lower() == "q":
+                try:
+                    q = float(v)
+                except ValueError:
+                    q = 0.0
+        if q > 0 and (best is None or (-q, i) < (-best[0], best[1])):
+            best = (q, i, media, params)
+    if best is None or best[2] not in _PLAN_TYPES:
+        return None
+    fmt: Literal["json", "text"] = "json" if _PLAN_TYPES[best[2]] == "json" else "text"
+    suffix = ""
+    target: MediaType = "json"
+    options: tuple[str, ...] = ()
+    for p in best[3]:
+        k, _, v = p.partition("=")
+        k, v = k.strip().lower(), v.strip()
+        if k == "for":
+            found = _PLAN_FOR.get(v.strip('"').lower())
+            if found is None:
+                raise NotAcceptable(f"None of these media types are available: {header}")
+            suffix += f'; for="{found[0]}"'
+            target = found[1]
+        elif k == "options":
+            options = tuple(o.strip().lower() for o in v.split("|") if o.strip())
+            if not options or any(o not in PLAN_OPTIONS for o in options):
+                raise NotAcceptable(f"None of these media types are available: {header}")
+            suffix += "; options=" + "|".join(options)
+    return PlanAsk(fmt, options, target,
+                   f"application/vnd.pgrst.plan+{fmt}{suffix}; charset=utf-8")
 
 
 _RANGE = re.compile(r"^\s*(?:items=)?(\d{1,18})-(\d{0,18})\s*$")

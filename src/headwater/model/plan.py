@@ -36,6 +36,8 @@ class Compare:
     #: PostgreSQL: the column's type (from the catalog) that an array or range literal is
     #: read as (``@>``, ``&&``, ``<<``...); ``tsvector`` for a column searched as it is.
     cast: str | None = None
+    #: SQLite full-text search: (FTS5 table, the table's column its rowids are).
+    index: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +158,8 @@ class ReadPlan:
     offset_param: int
     #: Where the returned rows start, for ``Content-Range``.
     first: int
+    #: ``Prefer: count=`` as asked (``count`` says whether to count at all).
+    count_kind: Literal["exact", "planned", "estimated"] | None = None
 
 
 # --- writes -----------------------------------------------------------------------------------

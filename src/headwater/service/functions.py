@@ -10,8 +10,6 @@ known.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -20,6 +18,7 @@ from typing import Any
 import msgspec
 
 from headwater.cache.keys import etag
+from headwater.db import csv_out
 from headwater.db import functions as sql
 from headwater.db.database import Database
 from headwater.db.sql import bind
@@ -31,6 +30,7 @@ from headwater.errors import (
     SingularityError,
 )
 from headwater.model.catalog import Catalog, Function, Table
+from headwater.model.plan import ReadPlan
 from headwater.model.request import ApiRequest
 from headwater.model.result import ReadAnswer
 from headwater.service.plan import plan_read
@@ -201,25 +201,14 @@ class DbFunctions:
                                        details=f"The result contains {rows} rows")
         data = str(body).encode()
         if plan.media == "csv":
-            data = _csv(data, [o.key for o in plan.root.outputs])
+            data = _csv(data, plan)
         return ReadAnswer(plan.media, rows, total, plan.first, body=data, etag=etag(data),
                           cache_control="no-cache")
 
 
-def _csv(body: bytes, keys: list[str]) -> bytes:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(keys)
-    for obj in msgspec.json.decode(body):
-        writer.writerow([_cell(obj.get(k)) for k in keys])
-    return out.getvalue().encode()
-
-
-def _cell(value: object) -> object:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (dict, list)):
-        return msgspec.json.encode(value).decode()
-    return value
+def _csv(body: bytes, plan: ReadPlan) -> bytes:
+    """PostgREST's CSV (see ``csv_out``), rebuilt from the function's JSON rows."""
+    keys = [o.key for o in plan.root.outputs]
+    rows = [{k: obj.get(k) for k in keys} for obj in msgspec.json.decode(body)]
+    text = csv_out.header(keys, len(rows)) + "\n".join(csv_out.render_rows(rows, plan.root))
+    return text.encode()

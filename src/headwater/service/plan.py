@@ -29,6 +29,7 @@ from headwater.errors import (
     UnsupportedFilter,
 )
 from headwater.model.catalog import Catalog, Column, Dialect, Relationship, Table
+from headwater.model.fts_query import fts5_query
 from headwater.model.grammar import ARRAY_OPS, FTS_OPS, RANGE_OPS, parse_array
 from headwater.model.pattern import sqlite_pattern
 from headwater.model.plan import (
@@ -356,11 +357,7 @@ class _Planner:
     def full_text(self, table: Table, col: Column, pred: Condition) -> Compare:
         assert isinstance(pred.value, str)
         if self.catalog.dialect == "sqlite":
-            raise UnsupportedFilter(
-                f"full-text search ({pred.op}) is not available on {table.name}.{col.name}",
-                details="SQLite searches text only through an FTS5 index, and Headwater does "
-                        "not run full-text filters on SQLite yet",
-                hint="use like, ilike or match on SQLite")
+            return self.sqlite_full_text(table, col, pred)
         if col.kind != "text":
             raise UnsupportedFilter(
                 f"full-text search ({pred.op}) needs a text or tsvector column; "
@@ -368,6 +365,28 @@ class _Planner:
         config = None if pred.modifier is None else self.param(pred.modifier)
         return Compare(col.name, col.kind, pred.op, self.param(pred.value), pred.negated,
                        config=config, cast="tsvector" if col.db_type == "tsvector" else None)
+
+    def sqlite_full_text(self, table: Table, col: Column, pred: Condition) -> Compare:
+        """Through an external-content FTS5 table that indexes the column (``db.fts``)."""
+        assert isinstance(pred.value, str)
+        index = next(((fts, rowid) for c, fts, rowid in table.full_text if c == col.name), None)
+        if index is None:
+            name = f"{table.name}_fts"
+            key = table.primary_key[0] if len(table.primary_key) == 1 else "rowid"
+            raise UnsupportedFilter(
+                f"full-text search ({pred.op}) on SQLite needs an FTS5 index covering "
+                f"{table.name}.{col.name}",
+                details="SQLite searches text through an external-content FTS5 table",
+                hint=f"CREATE VIRTUAL TABLE {name} USING fts5({col.name}, content='{table.name}', "
+                     f"content_rowid='{key}'); INSERT INTO {name}({name}) VALUES('rebuild'); "
+                     "then keep it current with triggers (see the README)")
+        if pred.modifier is not None:
+            raise UnsupportedFilter(
+                f"text search configurations ({pred.op}({pred.modifier})) are PostgreSQL's",
+                hint="on SQLite the FTS5 table's tokenizer applies: leave out the parentheses")
+        query = fts5_query(pred.op, pred.value) or '""'  # no words: matches nothing
+        return Compare(col.name, col.kind, pred.op, self.param(query), pred.negated,
+                       index=index)
 
     def containment(self, col: Column, pred: Condition) -> Compare:
         """``cs``/``cd``/``ov`` and the range operators. PostgreSQL reads the literal as the
@@ -540,7 +559,7 @@ def plan_read(catalog: Catalog, request: ApiRequest, *, max_rows: int = 0,
     offset_param = p.param(offset)
     return ReadPlan(root=root, params=tuple(p.params), count=request.prefer.count is not None,
                     media=request.media, limit_param=limit_param, offset_param=offset_param,
-                    first=offset)
+                    first=offset, count_kind=request.prefer.count)
 
 
 # --- writes -----------------------------------------------------------------------------------

@@ -205,6 +205,7 @@ class PolicySet:
         self.tx_override = (not self.enforced if http.tx_end is None
                             else http.tx_end == "commit-allow-override")
         self.tx_override_roles = frozenset(http.tx_override_roles)
+        self.plan_roles = frozenset(http.plan_roles)
         self._entries: dict[tuple[str, str, Action], list[_Entry]] = {}
         self._rpc: dict[str, set[str]] = {}
         self._claims: dict[str, frozenset[str]] = {}
@@ -362,6 +363,11 @@ class Access:
         """May this caller's ``Prefer: tx=rollback`` be honoured (``[http] tx_end``)?"""
         p = self.policies
         return p.tx_override or self.principal.role in p.tx_override_roles
+
+    @property
+    def may_plan(self) -> bool:
+        """May this caller see a read's EXPLAIN (``[http] plan_roles`` once enforced)?"""
+        return not self.policies.enforced or self.principal.role in self.policies.plan_roles
 
     def preferences(self, prefer: Preferences) -> Preferences:
         """``prefer`` without what the settings do not let this caller ask for; as in

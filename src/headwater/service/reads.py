@@ -9,6 +9,7 @@ response under a policy carries.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from collections.abc import Callable, Coroutine
@@ -19,10 +20,11 @@ from headwater.cache.keys import etag, raw_key
 from headwater.cache.tiered import Cached, ReadCache
 from headwater.config import Settings
 from headwater.db.database import Database
+from headwater.db.explain import explain_read
 from headwater.db.reader import execute_read
 from headwater.errors import RequestError
 from headwater.model.catalog import Catalog
-from headwater.model.headers import parse_accept
+from headwater.model.headers import PlanAsk, parse_accept
 from headwater.model.plan import ReadPlan
 from headwater.model.request import ApiRequest, MediaType
 from headwater.model.result import ReadAnswer, ReadResult
@@ -57,6 +59,16 @@ class Reads:
         self.catalog = catalog
         # Decrypted reads never stream: the body is decrypted whole before it is sent.
         self._unstreamed = settings.replace(stream_threshold_rows=1 << 62)
+        #: ``application/vnd.pgrst.plan`` is offered (else it is a media type nobody serves).
+        self.plans = settings.db_plan_enabled and db.dialect == "postgresql"
+
+    async def explain(self, api: ApiRequest, access: Access, ask: PlanAsk) -> bytes:
+        """The read's EXPLAIN, planned under the caller's policies like the read itself;
+        never cached."""
+        api = dataclasses.replace(api, media=ask.target)
+        plan = plan_read(self.catalog(), api, max_rows=self.settings.max_rows, access=access,
+                         max_embed_depth=self.settings.max_embed_depth)
+        return await explain_read(self.db, plan, self.settings, ask.format, ask.options)
 
     def read(self, raw: RawRead, parse: Callable[[], ApiRequest], access: Access,
              timing: ServerTiming) -> ReadAnswer | Coroutine[Any, Any, ReadAnswer]:

@@ -110,7 +110,9 @@ def _flexible(col: Column, value: Any) -> Value:
 def _typed(col: Column, value: Any) -> Value:
     kind = col.kind
     if kind == "integer":
-        if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        digits = value.strip().lstrip("+-") if isinstance(value, str) else ""
+        # ASCII only: "¹" is a digit to str.isdigit but not to int() (nor to PostgreSQL)
+        if digits.isascii() and digits.isdigit():
             value = int(value)
         if isinstance(value, float) and value.is_integer():
             value = int(value)

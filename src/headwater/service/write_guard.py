@@ -40,6 +40,8 @@ class WriteGuard:
     cipher: FieldCipher | None
     catalog: Catalog
     db: Database
+    #: The exposed schema written (``Content-Profile``); None: the database's own.
+    profile: str | None = None
 
     @property
     def restricted(self) -> bool:
@@ -112,7 +114,7 @@ class WriteGuard:
         request = ApiRequest("GET", table.name, Query(select=tuple(Field(k) for k in key),
                                                       where={(): where}))
         plan = plan_read(self.catalog, request)
-        sql = compile_read(self.db.dialect, self.db.schema, plan.root, plan.limit_param,
+        sql = compile_read(self.db.dialect, (self.profile or self.db.schema), plan.root, plan.limit_param,
                            plan.offset_param, False)
         row = await tx.fetchrow(sql.aggregate, bind(self.db.dialect, plan.params))
         assert row is not None

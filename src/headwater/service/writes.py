@@ -77,6 +77,8 @@ class Writer:
         default=lambda _table: contextlib.nullcontext())
     #: Policies and field encryption (None: every caller may do everything, nothing encrypted).
     guard: WriteGuard | None = None
+    #: The exposed schema written (``Content-Profile``); None: the database's own.
+    profile: str | None = None
     _contexts: list[Context] = field(default_factory=list)
     _events: EventBuffer | None = None
 
@@ -311,7 +313,7 @@ class Writer:
         if (self._events is None or not table.primary_key
                 or not self._events.recorder.wants_old(table.name)):
             return None
-        sql = compile_old_rows(self.db.dialect, self.db.schema, plan.shape)
+        sql = compile_old_rows(self.db.dialect, (self.profile or self.db.schema), plan.shape)
         params = mutation_params(self.db.dialect, plan)
         params = params[:len(params) - len(plan.shape.assignments)]
         rows = [_decode_row(r[0]) for r in await tx.fetch(sql, params)]
@@ -339,7 +341,7 @@ class Writer:
             return out
         inline = self._in_statement(table, "insert", resolution == "merge")
         wrapped = inline and self.db.dialect == "postgresql"  # see ``Recorder.with_events``
-        sql = compile_insert(self.db.dialect, self.db.schema, plan.shape, rows=wrapped,
+        sql = compile_insert(self.db.dialect, (self.profile or self.db.schema), plan.shape, rows=wrapped,
                              count=count and not wrapped)
         written = await self._write(tx, table, "insert", sql,
                                     insert_params(self.db.dialect, plan), inline, count=count)
@@ -354,7 +356,7 @@ class Writer:
         op: WriteAction = plan.shape.action
         inline = self._in_statement(table, op)
         old = await self._old_rows(tx, table, plan) if op == "update" and not inline else None
-        sql = compile_mutation(self.db.dialect, self.db.schema, plan.shape,
+        sql = compile_mutation(self.db.dialect, (self.profile or self.db.schema), plan.shape,
                                rows=inline and self.db.dialect == "postgresql")
         rows = await self._write(tx, table, op, sql, mutation_params(self.db.dialect, plan),
                                  inline, old)
@@ -407,7 +409,7 @@ class Writer:
                 select=tuple(Field(k) for k in key),
                 where={(): (_key_filter(key, rows[i:i + step]),)}))
             plan = plan_read(self.catalog, read)
-            sql = compile_read(self.db.dialect, self.db.schema, plan.root, plan.limit_param,
+            sql = compile_read(self.db.dialect, (self.profile or self.db.schema), plan.root, plan.limit_param,
                                plan.offset_param, False)
             params = bind(self.db.dialect, plan.params)
             row = await tx.fetchrow(sql.count, [params[j] for j in sql.count_params])
@@ -447,7 +449,7 @@ class Writer:
             order={(): tuple(_order_by_key(table))}))
         plan = plan_read(self.catalog, read,
                          access=self.guard.access if self.guard is not None else None)
-        sql = compile_read(self.db.dialect, self.db.schema, plan.root, plan.limit_param,
+        sql = compile_read(self.db.dialect, (self.profile or self.db.schema), plan.root, plan.limit_param,
                            plan.offset_param, False)
         row = await tx.fetchrow(sql.aggregate, bind(self.db.dialect, plan.params))
         assert row is not None

@@ -220,3 +220,13 @@ def test_tx_rollback_follows_tx_end(http: str, role: str, honoured: bool) -> Non
     assert policies("").access(Principal(), anonymous=True).may_roll_back
     with pytest.raises(SettingsError, match="tx_end"):
         policies('[http]\ntx_end = "rollback"\n')
+
+
+@pytest.mark.parametrize(("http", "role", "allowed"), [
+    ("", "clerk", False),
+    ('plan_roles = ["clerk"]', "clerk", True),
+    ('plan_roles = ["clerk"]', "deleter", False),
+])
+def test_plans_only_for_plan_roles_once_enforced(http: str, role: str, allowed: bool) -> None:
+    ps = policies(WRITER + "[http]\n" + http + "\n")
+    assert ps.access(Principal(role), anonymous=False).may_plan is allowed

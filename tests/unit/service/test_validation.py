@@ -41,6 +41,13 @@ def test_checker_agrees_with_check_value(col: Column, value: Any) -> None:
     assert outcome(checker(col), value) == outcome(lambda v: check_value(col, v), value)
 
 
+def test_non_ascii_digits_are_not_an_integer() -> None:
+    """``"¹".isdigit()`` is true, yet ``int("¹")`` fails: it was a ValueError (a 500)."""
+    col = next(c for c in COLUMNS if c.kind == "integer")
+    assert outcome(lambda v: check_value(col, v), "¹")[0] == "bad"
+    assert outcome(checker(col), "¹")[0] == "bad"
+
+
 def test_numeric_fast_path_keeps_exact_decimals() -> None:
     n = checker(COLUMNS[2])
     assert n(0.1) == decimal.Decimal("0.1")
