@@ -129,6 +129,10 @@ class _Builder:
             return self.full_text(col, c, p)
         if c.op in _CONTAINS:
             return self.contains(col, c, p)
+        if c.cast is not None and self.pg and c.op in _CMP:
+            return f"{col} {_CMP[c.op]} ({p}::text)::{c.cast}"
+        if c.cast is not None and self.pg and c.op == "isdistinct":
+            return f"{col} IS DISTINCT FROM ({p}::text)::{c.cast}"
         if self.pg and (c.kind in _TEXT_CAST or (c.op in _TEXT_OPS and c.kind != "text")):
             col += "::text"
         if c.quantifier is not None:

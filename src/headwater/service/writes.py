@@ -8,10 +8,11 @@ constraints, ``max-affected``) roll the transaction back.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
@@ -28,6 +29,7 @@ from headwater.db.sql import bind, compile_read
 from headwater.errors import (
     ConstraintViolation,
     InvalidBody,
+    InvalidValue,
     InvalidWrite,
     ParseError,
     RequestError,
@@ -87,15 +89,17 @@ class Writer:
         try:
             return await self._committed(request, lambda: self._insert(
                 request, body, from_csv=from_csv, put=put))
-        except ConstraintViolation as exc:
-            raise _on_fields(exc, {k for row in body for k in row}) from exc.__cause__
+        except (ConstraintViolation, InvalidValue) as exc:
+            raise _on_value(_on_fields(exc, {k for row in body for k in row}),
+                            self.catalog.table(request.target), body) from exc.__cause__
 
     async def update(self, request: ApiRequest, body: Any) -> WriteResult:
         try:
             return await self._committed(request, lambda: self._update(request, body))
-        except ConstraintViolation as exc:
-            raise _on_fields(exc, set(body) if isinstance(body, dict) else set()) from \
-                exc.__cause__
+        except (ConstraintViolation, InvalidValue) as exc:
+            rows = [body] if isinstance(body, dict) else []
+            raise _on_value(_on_fields(exc, set(rows[0]) if rows else set()),
+                            self.catalog.table(request.target), rows) from exc.__cause__
 
     async def delete(self, request: ApiRequest) -> WriteResult:
         return await self._committed(request, lambda: self._delete(request))
@@ -534,11 +538,38 @@ def _from_csv(table: Table, row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 
-def _on_fields(exc: ConstraintViolation, written: set[str]) -> ConstraintViolation:
+_Refused = TypeVar("_Refused", bound=RequestError)
+
+
+def _on_fields(exc: _Refused, written: set[str]) -> _Refused:
     """A failed CHECK names, in ``details``, the columns the caller wrote that its expression
     mentions (``price: violates a check constraint``), so a form can show the error on its
     field; columns it did not write, which it may not be allowed to read, stay unnamed."""
+    if not isinstance(exc, ConstraintViolation):
+        return exc
     named = [c for c in exc.columns if c in written]
     if named and exc.details is None:
         exc.details = "; ".join(f"{c}: violates a check constraint" for c in named)
+    return exc
+
+
+_QUOTED = re.compile(r'"(.*)"')
+
+
+def _on_value(exc: _Refused, table: Table | None,
+              rows: Sequence[Mapping[str, Any]]) -> _Refused:
+    """A value PostgreSQL could not read as its column's type (an enum label, a range's
+    bound…): its message quotes the value, which names, in ``details``, the column it was
+    written to and the type it must have."""
+    found = (_QUOTED.search(exc.message) if exc.code.startswith("22") and exc.details is None
+             and table is not None else None)
+    if found is None or table is None:
+        return exc
+    quoted = found.group(1)
+    for row in rows[:1000]:
+        for name, value in row.items():
+            col = table.columns.get(name)
+            if col is not None and isinstance(value, str) and quoted and quoted in value:
+                exc.details = f'{name}: expected a value of type {col.db_type}, got "{value}"'[:300]
+                return exc
     return exc
