@@ -13,7 +13,15 @@ from collections.abc import Sequence
 
 import msgspec
 
-from headwater.db.sql import Dialect, _Builder, bind, ident, literal, sqlite_object
+from headwater.db.sql import (
+    BLOB_FROM_HEX,
+    Dialect,
+    _Builder,
+    bind,
+    ident,
+    literal,
+    sqlite_object,
+)
 from headwater.model.plan import (
     InsertPlan,
     InsertShape,
@@ -73,8 +81,11 @@ class _UpsertBuilder(_UnqualifiedBuilder):
 
 
 _json = msgspec.json.Encoder().encode
+#: Kinds whose written values may be BLOBs (``service.validation``: hex forms).
+_BLOB_KINDS = frozenset({"bytes", "other"})
 
 
+@functools.lru_cache(maxsize=4096)
 def _parsed(c: TargetColumn) -> bool:
     return pg_parsed(c.kind, c.db_type)
 
@@ -144,7 +155,9 @@ def compile_insert(dialect: Dialect, schema: str | None, shape: InsertShape, *,
         else:
             source = f" ({names}) SELECT * FROM unnest({arrays})"
     else:
-        picks = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(cols)))
+        picks = ", ".join(f"{BLOB_FROM_HEX}(json_extract(value, '$[{i}]'))"
+                          if c.kind in _BLOB_KINDS else f"json_extract(value, '$[{i}]')"
+                          for i, c in enumerate(cols))
         # ``WHERE true`` keeps SQLite from reading ON CONFLICT as a join constraint.
         source = f" ({names}) SELECT {picks} FROM json_each({b.p(0)}) WHERE true"
     conflict = ""
@@ -188,17 +201,26 @@ def insert_params(dialect: Dialect, plan: InsertPlan) -> list[object]:
 
 def _rows_params(dialect: Dialect, plan: InsertPlan) -> list[object]:
     shape = plan.shape
+    parsed = _parsed_insert(shape) if dialect == "postgresql" else None
     if not shape.many:
-        if dialect == "postgresql" and plan.rows:
-            return [_json_param(v) if _parsed(c) else v
-                    for c, v in zip(shape.columns, plan.rows[0], strict=True)]
+        if parsed is not None and plan.rows:
+            return [_json_param(v) if p else v
+                    for p, v in zip(parsed, plan.rows[0], strict=True)]
         return bind(dialect, plan.rows[0]) if plan.rows else []
     if dialect == "postgresql":
         # Checked insert values are scalars, which asyncpg takes as they are (``bind`` only
         # turns ``in`` lists into arrays): transpose the rows into one array per column.
-        return [[_json_param(v) for v in col] if _parsed(c) else list(col)
-                for c, col in zip(shape.columns, zip(*plan.rows, strict=True), strict=True)]
+        columns = zip(*plan.rows, strict=True)
+        if parsed is None:
+            return [list(col) for col in columns]
+        return [[_json_param(v) for v in col] if p else list(col)
+                for p, col in zip(parsed, columns, strict=True)]
     rows = [bind(dialect, r) for r in plan.rows]
+    blobs = [i for i, c in enumerate(shape.columns) if c.kind in _BLOB_KINDS]
+    for r in rows if blobs else ():
+        for i in blobs:
+            if isinstance(v := r[i], bytes):
+                r[i] = "\\x" + v.hex()  # JSON cannot hold bytes: ``BLOB_FROM_HEX`` reads it
     # json columns arrive as JSON text; json_extract would hand SQLite that text back as is.
     return [msgspec.json.encode(rows).decode()]
 
@@ -250,6 +272,13 @@ def compile_old_rows(dialect: Dialect, schema: str | None, shape: MutateShape) -
     where = _mutation_where(b, schema, shape, alias)
     lock = " FOR UPDATE" if b.pg else ""
     return f"SELECT {_row_json(b, alias, shape.returning)} FROM {target}{where}{lock}"
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed_insert(shape: InsertShape) -> tuple[bool, ...] | None:
+    """Which of an insert's columns PostgreSQL reads from JSON (None: none of them)."""
+    parsed = tuple(_parsed(c) for c in shape.columns)
+    return parsed if any(parsed) else None
 
 
 @functools.lru_cache(maxsize=1024)

@@ -45,6 +45,9 @@ _CONTAINS = {"cs": "@>", "cd": "<@", "ov": "&&", "sl": "<<", "sr": ">>", "nxl": 
 #: The SQLite function behind ``imatch`` (``match`` is SQLite's own ``REGEXP`` operator,
 #: which calls the ``regexp`` function Headwater registers on every connection).
 IREGEXP = "headwater_iregexp"
+#: SQLite: ``\x…`` text → the BLOB it spells (other values as they are), for BLOBs that
+#: travel inside a JSON document (a bulk insert's rows), which cannot hold one.
+BLOB_FROM_HEX = "headwater_blob"
 # Kinds whose PostgreSQL values we compare as text (no usable operator or codec for str).
 _TEXT_CAST = frozenset({"json", "other", "bytes"})
 # SQLite kinds whose columns hold BLOBs in practice (declared BLOB, or no type at all). JSON

@@ -42,6 +42,7 @@ from headwater.model.plan import MutatePlan
 from headwater.model.principal import Principal, WriteAction, principal_json
 from headwater.model.request import ApiRequest, Condition, Embed, Field, Logic, Predicate, Query, SelectItem
 from headwater.model.result import WriteResult
+from headwater.model.values import pg_parsed
 from headwater.resilience.retry import retrying, write_retryable
 from headwater.service.hooks import App, Context
 from headwater.service.plan import (
@@ -569,7 +570,11 @@ def _on_value(exc: _Refused, table: Table | None,
     for row in rows[:1000]:
         for name, value in row.items():
             col = table.columns.get(name)
-            if col is not None and isinstance(value, str) and quoted and quoted in value:
-                exc.details = f'{name}: expected a value of type {col.db_type}, got "{value}"'[:300]
+            if col is None or value is None:
+                continue
+            shown = value if isinstance(value, str) else _encode(value).decode()
+            if (pg_parsed(col.kind, col.db_type) and quoted
+                    and quoted in shown):
+                exc.details = f"{name}: expected a value of type {col.db_type}, got {shown}"[:300]
                 return exc
     return exc
