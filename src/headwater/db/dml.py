@@ -167,6 +167,8 @@ def compile_insert(dialect: Dialect, schema: str | None, shape: InsertShape, *,
         # that the existing row comes back instead of nothing.
         updates = [c.name for c in cols if c.name not in shape.conflict] or [c.name
                                                                                for c in cols]
+        # ``excluded`` holds a column the statement does not insert at its default.
+        updates += shape.also_set
         if shape.resolution == "merge" and updates:
             sets = ", ".join(f"{ident(c)} = excluded.{ident(c)}" for c in updates)
             conflict = f" ON CONFLICT ({keys}) DO UPDATE SET {sets}"

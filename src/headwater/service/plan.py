@@ -544,7 +544,7 @@ def conflict_target(table: Table, conflict: tuple[str, ...] | None) -> tuple[str
 def plan_insert(table: Table, columns: tuple[str, ...], rows: tuple[tuple[Value, ...], ...], *,
                 conflict: tuple[str, ...] | None = None,
                 resolution: Literal["merge", "ignore"] | None = None,
-                update: Rule | None = None) -> InsertPlan:
+                update: Rule | None = None, also_set: tuple[str, ...] = ()) -> InsertPlan:
     """``update``: the caller's update policy, when a merge may overwrite rows; the rows it
     refuses are left alone by the statement itself (``InsertShape.overwrite``)."""
     key = conflict_target(table, conflict) if resolution is not None else None
@@ -559,7 +559,7 @@ def plan_insert(table: Table, columns: tuple[str, ...], rows: tuple[tuple[Value,
         check = tuple(p.policy_cond(table, update.check))
         params = tuple(p.params)
     shape = InsertShape(table.name, target_columns(table, columns), len(rows) > 1, key,
-                        resolution, target_columns(table), overwrite, check)
+                        resolution, target_columns(table), overwrite, check, also_set)
     return InsertPlan(shape, rows, params)
 
 

@@ -160,13 +160,25 @@ class Writer:
             written: list[dict[str, Any]] = []
             counted = 0
             count = self._counted(table, request, resolution == "merge")
+            # missing=default writes each set of keys apart (absent columns take their
+            # default); a merge still sets every column some row (or ``columns=``) names, as
+            # PostgREST's one statement does: to its default where the row lacks it.
+            named = (tuple(q.columns) if q.columns else tuple(dict.fromkeys(
+                c for g in groups for c in g.columns))) if len(groups) > 1 else ()
+            parts: list[list[dict[str, Any]]] = []
             for group in groups:
+                also = tuple(c for c in named if c not in group.columns
+                             and c in table.columns and c not in table.primary_key
+                             and c not in (conflict or ())) if resolution == "merge" else ()
                 out = await self._insert_group(tx, table, group, conflict, resolution,
-                                               count, update)
+                                               count, update, also)
                 if isinstance(out, int):
                     counted += out
                 else:
+                    parts.append(out)
                     written += out
+            if len(parts) > 1 and resolution != "ignore":
+                written = _in_body_order(table, rows, q.columns, groups, parts) or written
             if guard is not None:
                 await guard.check_written(tx, table, "insert", written)
             for row in written:
@@ -331,9 +343,10 @@ class Writer:
                             conflict: tuple[str, ...] | None,
                             resolution: Literal["merge", "ignore"] | None,
                             count: bool = False, update: Rule | None = None,
+                            also_set: tuple[str, ...] = (),
                             ) -> list[dict[str, Any]] | int:
         plan = plan_insert(table, group.columns, group.rows, conflict=conflict,
-                           resolution=resolution, update=update)
+                           resolution=resolution, update=update, also_set=also_set)
         if not group.columns and len(group.rows) > 1:
             out: list[dict[str, Any]] = []
             for _ in group.rows:  # DEFAULT VALUES has no multi-row form
@@ -493,6 +506,27 @@ def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def _in_body_order(table: Table, rows: Sequence[Mapping[str, Any]],
+                   columns: Sequence[str] | None, groups: Sequence[CheckedRows],
+                   parts: Sequence[list[dict[str, Any]]]) -> list[dict[str, Any]] | None:
+    """The rows written by groups (``missing=default``: one statement per set of keys) in
+    the order of the body, as one statement returns them; each row's group is found by its
+    keys as ``check_rows`` found it. None when the rows written are not one per row sent."""
+    if len(parts) != len(groups) or any(len(p) != len(g.rows)
+                                         for p, g in zip(parts, groups, strict=True)):
+        return None
+    index = {g.columns: iter(p) for g, p in zip(groups, parts, strict=True)}
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        keys = tuple(k for k in columns if k in row) if columns else tuple(row)
+        part = index.get(tuple(k for k in keys if k in table.columns))
+        found = next(part, None) if part is not None else None
+        if found is None:
+            return None
+        out.append(found)
+    return out
 
 
 def _checks_affected(request: ApiRequest) -> bool:
