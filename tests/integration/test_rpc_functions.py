@@ -314,11 +314,17 @@ def test_caller_mistakes_are_4xx(server: Served) -> None:
             assert set(r.json()) == {"code", "message", "details", "hint"}
 
 
-def test_python_function_shadows_a_database_function(functions_db: str) -> None:
-    with ServerProcess(functions_db, args=("--app", "tests.integration.rpc_shadow_app:app")) \
-            as s, httpx.Client(base_url=s.url) as h:
+def test_python_function_shadows_a_database_function(functions_db: str,
+                                                     tmp_path: Path) -> None:
+    log_file = tmp_path / "server.log"
+    with ServerProcess(functions_db, args=("--app", "tests.integration.rpc_shadow_app:app"),
+                       log_file=str(log_file)) as s, httpx.Client(base_url=s.url) as h:
         assert h.post("/rpc/describe", json={"x": 1}).json() == "python 1"
         assert h.post("/rpc/add", json={"a": 1, "b": 1}).json() == 2
+    log = log_file.read_text()
+    # The warning at start names the function (and only that one).
+    warnings = [line for line in log.splitlines() if "rpc_shadows_database_function" in line]
+    assert len(warnings) == 1 and "describe" in warnings[0], log
 
 
 def test_functions_reload_with_the_catalog(functions_db: str) -> None:
