@@ -38,6 +38,7 @@ CREATE TABLE vals (
   p pair,
   data bytea,
   dur interval,
+  codes text[] UNIQUE,
   n int DEFAULT 7
 );
 CREATE FUNCTION describe_values(r int4range, d bytea, t text[], p pair, m mood)
@@ -163,6 +164,19 @@ def test_upserts_of_such_values(h: httpx.Client, pg: Served) -> None:
     assert row(pg, "b", "span", "tags") == ("empty", "{v}")
 
 
+def test_upsert_on_an_array_key(h: httpx.Client, pg: Served) -> None:
+    """The conflict key itself an array, sent as a JSON array: 201 when inserted, 200 when
+    it existed (the key is looked up as an array literal)."""
+    head = {"Prefer": "return=representation, resolution=merge-duplicates"}
+    body = {"codes": ['a "q"', "b,c", None], "label": "one"}
+    r = h.post("/vals?on_conflict=codes&select=codes,label", json=body, headers=head)
+    assert (r.status_code, r.json()) == (201, [body]), r.text
+    r = h.post("/vals?on_conflict=codes&select=codes,label", json={**body, "label": "two"},
+               headers=head)
+    assert (r.status_code, r.json()) == (200, [{**body, "label": "two"}]), r.text
+    assert oracle.rows(pg.database_url, "SELECT label FROM vals") == [("two",)]
+
+
 @pytest.mark.parametrize(("body", "column", "code"), [
     ({"span": "[20,"}, "span", "22P02"),
     ({"span": 5}, "span", "22P02"),
@@ -250,3 +264,4 @@ def test_sqlite_blobs_in_hex_form(lite: Served) -> None:
         assert r.status_code == 400 and r.json()["code"] == "22P02", r.text
         assert "body" in r.json()["message"]
         assert oracle.rows(lite.database_url, "SELECT count(*) FROM files") == [(2,)]
+

@@ -42,7 +42,7 @@ from headwater.model.plan import MutatePlan
 from headwater.model.principal import Principal, WriteAction, principal_json
 from headwater.model.request import ApiRequest, Condition, Embed, Field, Logic, Predicate, Query, SelectItem
 from headwater.model.result import WriteResult
-from headwater.model.values import pg_parsed
+from headwater.model.values import JsonText, pg_parsed
 from headwater.resilience.retry import retrying, write_retryable
 from headwater.service.hooks import App, Context
 from headwater.service.plan import (
@@ -161,10 +161,11 @@ class Writer:
             counted = 0
             count = self._counted(table, request, resolution == "merge")
             # missing=default writes each set of keys apart (absent columns take their
-            # default); a merge still sets every column some row (or ``columns=``) names, as
-            # PostgREST's one statement does: to its default where the row lacks it.
-            named = (tuple(q.columns) if q.columns else tuple(dict.fromkeys(
-                c for g in groups for c in g.columns))) if len(groups) > 1 else ()
+            # default); a merge still sets every column some row names, as PostgREST's one
+            # statement does: to its default where the row lacks it. (Only columns some row
+            # names: those are the ones policies checked for the update.)
+            named = tuple(dict.fromkeys(c for g in groups for c in g.columns)
+                          ) if len(groups) > 1 else ()
             parts: list[list[dict[str, Any]]] = []
             for group in groups:
                 also = tuple(c for c in named if c not in group.columns
@@ -505,7 +506,19 @@ def _project(table: Table, select: Sequence[SelectItem], row: dict[str, Any]) ->
 def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, JsonText) and value.startswith("["):
+        # A key sent as a JSON array (``_existing``, ``_location``): its array literal.
+        return _array_literal(msgspec.json.decode(str(value)))
     return str(value)
+
+
+def _array_literal(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, list):
+        return "{" + ",".join(_array_literal(v) for v in value) + "}"
+    text = value if isinstance(value, str) else _encode(value).decode()
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _in_body_order(table: Table, rows: Sequence[Mapping[str, Any]],
