@@ -32,6 +32,8 @@ class ServerProcess:
     args: tuple[str, ...] = ()
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    #: Where the server's log (its stdout) goes; by default nowhere.
+    log_file: str | None = None
 
     @property
     def url(self) -> str:
@@ -39,10 +41,11 @@ class ServerProcess:
 
     def start(self, timeout: float = 30.0, *, ready: bool = True) -> ServerProcess:
         env = {**os.environ, "HEADWATER_LOG_LEVEL": "warning", **self.env}
-        self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-            [sys.executable, "-m", "headwater", "serve", self.database_url,
-             "--port", str(self.port), *self.args],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        with open(self.log_file or os.devnull, "ab") as log:
+            self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+                [sys.executable, "-m", "headwater", "serve", self.database_url,
+                 "--port", str(self.port), *self.args],
+                env=env, stdout=log, stderr=subprocess.PIPE, start_new_session=True)
         deadline = time.monotonic() + timeout
         path = "/-/ready" if ready else "/-/live"
         while time.monotonic() < deadline:

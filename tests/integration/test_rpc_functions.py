@@ -31,6 +31,13 @@ INSERT INTO items VALUES (1, 'apple', 1.5, 'fruit'), (2, 'banana', 0.5, 'fruit')
   (3, 'carrot', 0.8, 'veg'), (4, 'donut', 2.0, 'sweet'), (5, 'egg', 0.3, 'protein');
 CREATE TABLE notes (id serial PRIMARY KEY, body text NOT NULL);
 
+CREATE TABLE counters (id int PRIMARY KEY, n int NOT NULL);
+INSERT INTO counters VALUES (1, 0), (2, 0);
+CREATE FUNCTION bump(counter_id int) RETURNS int LANGUAGE sql VOLATILE
+  AS $$ UPDATE counters SET n = n + 1 WHERE id = counter_id RETURNING n $$;
+CREATE FUNCTION counter_value(counter_id int) RETURNS int LANGUAGE sql STABLE
+  AS $$ SELECT n FROM counters WHERE id = counter_id $$;
+
 CREATE FUNCTION add(a int, b int) RETURNS int LANGUAGE sql IMMUTABLE AS $$ SELECT a + b $$;
 CREATE FUNCTION items_cheaper(max_price numeric) RETURNS SETOF items LANGUAGE sql STABLE
   AS $$ SELECT * FROM items WHERE price <= max_price $$;
@@ -172,6 +179,30 @@ def test_volatile_function_writes_and_invalidates_the_cache(server: Served) -> N
         assert [n["body"] for n in after.json()] == ["hello"]
 
 
+def test_cached_reads_around_a_volatile_update(server: Served) -> None:
+    """A VOLATILE function that updates a row: the cached read of that row is not served
+    again after the call; a STABLE function's call leaves the cache alone."""
+    with httpx.Client(base_url=server.url) as h:
+        assert h.get("/counters?id=eq.1").json() == [{"id": 1, "n": 0}]
+        assert h.get("/counters?id=eq.1").headers.get("x-cache") == "HIT"
+        assert h.post("/rpc/counter_value", json={"counter_id": 1}).json() == 0
+        cached = h.get("/counters?id=eq.1")
+        assert cached.headers.get("x-cache") == "HIT" and cached.json() == [{"id": 1, "n": 0}]
+        r = h.post("/rpc/bump", json={"counter_id": 1})
+        assert (r.status_code, r.json()) == (200, 1), r.text
+        assert oracle.rows(server.database_url, "SELECT n FROM counters WHERE id = 1") == [(1,)]
+        after = h.get("/counters?id=eq.1")
+        assert after.headers.get("x-cache") != "HIT"
+        assert after.json() == [{"id": 1, "n": 1}]
+        # Rolled back (tx=rollback is allowed when no policies are configured): nothing
+        # written, and the cached read stays valid.
+        assert h.get("/counters?id=eq.1").headers.get("x-cache") == "HIT"
+        r = h.post("/rpc/bump", json={"counter_id": 1}, headers={"Prefer": "tx=rollback"})
+        assert (r.status_code, r.json()) == (200, 2), r.text
+        assert oracle.rows(server.database_url, "SELECT n FROM counters WHERE id = 1") == [(1,)]
+        assert h.get("/counters?id=eq.1").json() == [{"id": 1, "n": 1}]
+
+
 def test_single_json_parameter_and_single_object(server: Served) -> None:
     with httpx.Client(base_url=server.url) as h:
         r = h.post("/rpc/echo_json", json={"any": [1, 2], "shape": True})
@@ -235,6 +266,23 @@ def test_policies_allow_or_deny_each_function(functions_db: str,
             == [(0,)]
 
 
+def test_policies_refuse_a_function_by_name(functions_db: str, tmp_path: Path) -> None:
+    """``rpc = ["*", "!add_note"]``: every function but that one."""
+    config = tmp_path / "headwater.toml"
+    config.write_text(POLICY.format(secret="s" * 40).replace(
+        'rpc = ["add"]', 'rpc = ["*", "!add_note"]'))
+    with ServerProcess(functions_db, args=("--config", str(config))) as s, \
+            httpx.Client(base_url=s.url) as h:
+        assert h.post("/rpc/add", json={"a": 1, "b": 1}).json() == 2
+        assert h.post("/rpc/describe", json={"x": 1}).json() == "int"
+        r = h.post("/rpc/add_note", json={"body": "refused"})
+        assert r.status_code == 401 and r.json()["code"] == "42501", r.text
+        paths = h.get("/").json()["paths"]
+        assert "/rpc/describe" in paths and "/rpc/add_note" not in paths
+        assert oracle.rows(functions_db,
+                           "SELECT count(*) FROM notes WHERE body = 'refused'") == [(0,)]
+
+
 def test_object_accept_rolls_back_a_set_function(server: Served) -> None:
     """``.single()`` on a function that writes two rows: 406, and neither row stays."""
     with httpx.Client(base_url=server.url) as h:
@@ -266,11 +314,17 @@ def test_caller_mistakes_are_4xx(server: Served) -> None:
             assert set(r.json()) == {"code", "message", "details", "hint"}
 
 
-def test_python_function_shadows_a_database_function(functions_db: str) -> None:
-    with ServerProcess(functions_db, args=("--app", "tests.integration.rpc_shadow_app:app")) \
-            as s, httpx.Client(base_url=s.url) as h:
+def test_python_function_shadows_a_database_function(functions_db: str,
+                                                     tmp_path: Path) -> None:
+    log_file = tmp_path / "server.log"
+    with ServerProcess(functions_db, args=("--app", "tests.integration.rpc_shadow_app:app"),
+                       log_file=str(log_file)) as s, httpx.Client(base_url=s.url) as h:
         assert h.post("/rpc/describe", json={"x": 1}).json() == "python 1"
         assert h.post("/rpc/add", json={"a": 1, "b": 1}).json() == 2
+    log = log_file.read_text()
+    # The warning at start names the function (and only that one).
+    warnings = [line for line in log.splitlines() if "rpc_shadows_database_function" in line]
+    assert len(warnings) == 1 and "describe" in warnings[0], log
 
 
 def test_functions_reload_with_the_catalog(functions_db: str) -> None:

@@ -33,11 +33,15 @@ DDL = {
         CREATE TABLE users (id INTEGER PRIMARY KEY, username TEXT NOT NULL UNIQUE,
                             name TEXT);
         CREATE TABLE pairs (a INTEGER, b INTEGER, v TEXT, PRIMARY KEY (a, b));
+        CREATE TABLE surr (id INTEGER PRIMARY KEY, name TEXT, extra TEXT,
+                           kind TEXT DEFAULT 'plain');
     """,
     "postgresql": """
         CREATE TABLE addresses (id integer PRIMARY KEY, address text NOT NULL);
         CREATE TABLE users (id serial PRIMARY KEY, username text NOT NULL UNIQUE, name text);
         CREATE TABLE pairs (a integer, b integer, v text, PRIMARY KEY (a, b));
+        CREATE TABLE surr (id serial PRIMARY KEY, name text, extra text,
+                           kind text DEFAULT 'plain');
     """,
 }
 SEED = """
@@ -306,6 +310,98 @@ def test_upsert_of_only_the_conflict_key_returns_the_existing_row(client: httpx.
     assert (r.status_code, r.json()) == (200, [{"id": 1, "username": "dragarcia",
                                                 "name": "Dra Garcia"}])
     assert oracle.rows(server.database_url, "SELECT count(*) FROM users")[0][0] == 2
+
+
+# --- missing=default, columns= and bulk upserts of different keys (PostgREST's UpsertSpec) -----
+
+def _surr(server: Served) -> list[tuple[Any, ...]]:
+    """``surr`` seeded with one row, its key sequence (PostgreSQL) past it."""
+    oracle.execute(server.database_url,
+                   "DELETE FROM surr; INSERT INTO surr (id, name, extra, kind) "
+                   "VALUES (1, 'value', 'existing value', 'special')")
+    if server.dialect == "postgresql":
+        oracle.rows(server.database_url, "SELECT setval('surr_id_seq', 1)")
+    return oracle.rows(server.database_url, "SELECT * FROM surr ORDER BY id")
+
+
+def surr(server: Served) -> list[tuple[Any, ...]]:
+    return oracle.rows(server.database_url,
+                       "SELECT id, name, extra, kind FROM surr ORDER BY id")
+
+
+@pytest.mark.parametrize("resolution", ["merge-duplicates", "ignore-duplicates"])
+def test_upsert_with_missing_default_and_a_surrogate_key(client: httpx.Client, server: Served,
+                                                         resolution: str) -> None:
+    """PostgREST's "INSERTs and UPDATEs rows with SERIAL surrogate primary keys using Prefer:
+    missing=default": the row without ``id`` takes the next one."""
+    _surr(server)
+    r = client.post("/surr?columns=id,name&select=name,extra",
+                    json=[{"id": 1, "name": "updated value"}, {"name": "new value"}],
+                    headers={"Prefer": f"return=representation, resolution={resolution}, "
+                                       "missing=default"})
+    assert r.status_code == 201, r.text
+    assert r.headers["preference-applied"] == (f"return=representation, resolution="
+                                               f"{resolution}, missing=default")
+    merged = resolution == "merge-duplicates"
+    assert r.json() == ([{"name": "updated value", "extra": "existing value"}] if merged
+                        else []) + [{"name": "new value", "extra": None}]
+    assert surr(server) == [(1, "updated value" if merged else "value", "existing value",
+                             "special"), (2, "new value", None, "plain")]
+
+
+def test_bulk_insert_with_missing_default_keeps_the_body_order(client: httpx.Client,
+                                                               server: Served) -> None:
+    """Rows of different keys: each absent column takes its default (not NULL), and the
+    representation lists the rows as sent."""
+    _surr(server)
+    r = client.post("/surr?select=id,name,kind",
+                    json=[{"id": 10, "name": "a"}, {"id": 11, "kind": "k"},
+                          {"id": 12, "name": "c"}, {"id": 13}],
+                    headers={"Prefer": "return=representation, missing=default"})
+    assert r.status_code == 201, r.text
+    assert r.json() == [{"id": 10, "name": "a", "kind": "plain"},
+                        {"id": 11, "name": None, "kind": "k"},
+                        {"id": 12, "name": "c", "kind": "plain"},
+                        {"id": 13, "name": None, "kind": "plain"}]
+    # Without missing=default, a key some row lacks is NULL (PostgREST's bulk insert).
+    r = client.post("/surr", json=[{"id": 20, "name": "a"}, {"id": 21, "kind": "k"}])
+    assert r.status_code == 201, r.text
+    assert surr(server)[-2:] == [(20, "a", None, None), (21, None, None, "k")]
+
+
+def test_bulk_upsert_of_different_keys(client: httpx.Client, server: Served) -> None:
+    """As PostgREST's one statement: a merge sets every column some row names, to NULL
+    where a row lacks it, or with missing=default to the column's default."""
+    _surr(server)
+    head = {"Prefer": f"return=representation, {MERGE}"}
+    r = client.post("/surr?select=id,name,extra,kind",
+                    json=[{"id": 1, "name": "n1"}, {"id": 30, "kind": "k30"}], headers=head)
+    assert r.status_code == 201, r.text
+    assert r.json() == [{"id": 1, "name": "n1", "extra": "existing value", "kind": None},
+                        {"id": 30, "name": None, "extra": None, "kind": "k30"}]
+    _surr(server)
+    head = {"Prefer": f"return=representation, {MERGE}, missing=default"}
+    r = client.post("/surr?select=id,name,extra,kind",
+                    json=[{"id": 1, "name": "m1"}, {"id": 31, "kind": "k31"},
+                          {"id": 32, "name": "m32"}], headers=head)
+    assert r.status_code == 201, r.text
+    assert r.json() == [{"id": 1, "name": "m1", "extra": "existing value", "kind": "plain"},
+                        {"id": 31, "name": None, "extra": None, "kind": "k31"},
+                        {"id": 32, "name": "m32", "extra": None, "kind": "plain"}]
+    assert surr(server) == [(1, "m1", "existing value", "plain"), (31, None, None, "k31"),
+                            (32, "m32", None, "plain")]
+
+
+def test_upsert_with_columns(client: httpx.Client, server: Served) -> None:
+    """``columns=`` names what is written: other keys of the body are ignored, on the
+    inserted and on the updated rows."""
+    _surr(server)
+    r = client.post("/surr?columns=id,name",
+                    json=[{"id": 1, "name": "c1", "extra": "IGNORED"},
+                          {"id": 40, "name": "c40", "kind": "IGNORED"}],
+                    headers={"Prefer": f"return=minimal, {MERGE}"})
+    assert r.status_code == 201, r.text
+    assert surr(server) == [(1, "c1", "existing value", "special"), (40, "c40", None, "plain")]
 
 
 # --- the postgrest client from PyPI --------------------------------------------------------------

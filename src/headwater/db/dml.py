@@ -13,7 +13,15 @@ from collections.abc import Sequence
 
 import msgspec
 
-from headwater.db.sql import Dialect, _Builder, bind, ident, literal, sqlite_object
+from headwater.db.sql import (
+    BLOB_FROM_HEX,
+    Dialect,
+    _Builder,
+    bind,
+    ident,
+    literal,
+    sqlite_object,
+)
 from headwater.model.plan import (
     InsertPlan,
     InsertShape,
@@ -24,6 +32,7 @@ from headwater.model.plan import (
     ReadNode,
     TargetColumn,
 )
+from headwater.model.values import JsonText, pg_parsed
 
 
 def _target(dialect: Dialect, schema: str | None, table: str) -> str:
@@ -71,6 +80,32 @@ class _UpsertBuilder(_UnqualifiedBuilder):
         return f"t0.{ident(column)}" if self.pg else f"{ident(self.target)}.{ident(column)}"
 
 
+_json = msgspec.json.Encoder().encode
+#: Kinds whose written values may be BLOBs (``service.validation``: hex forms).
+_BLOB_KINDS = frozenset({"bytes", "other"})
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed(c: TargetColumn) -> bool:
+    return pg_parsed(c.kind, c.db_type)
+
+
+def _from_json(target: str, column: str, value: str) -> str:
+    """PostgreSQL: the value of ``column`` from its JSON (``value``), converted as PostgREST
+    converts a body (``json_populate_record``): a string by the type's own input function
+    (``[1,5)``, ``{a,b}``, ``(1,x)``, an enum label), an array into an array, an object
+    into a composite. Its errors are the type's own (22P02 ``malformed range literal``…)."""
+    return (f"(json_populate_record(NULL::{target}, json_build_object({literal(column)}, "
+            f"{value}::json))).{ident(column)}")
+
+
+def _json_param(v: object) -> object:
+    """A value for ``_from_json``: its JSON text."""
+    if v is None or isinstance(v, JsonText):
+        return v
+    return _json(v).decode()
+
+
 def _insert_param_count(dialect: Dialect, shape: InsertShape) -> int:
     """How many parameters ``insert_params`` gives for the rows themselves."""
     if not shape.columns:
@@ -101,12 +136,28 @@ def compile_insert(dialect: Dialect, schema: str | None, shape: InsertShape, *,
     if not cols:
         source = " DEFAULT VALUES"
     elif not shape.many:
-        source = f" ({names}) VALUES (" + ", ".join(b.p(i) for i in range(len(cols))) + ")"
+        plain = _target(dialect, schema, shape.table)
+        source = f" ({names}) VALUES (" + ", ".join(
+            _from_json(plain, c.name, b.p(i)) if b.pg and _parsed(c) else b.p(i)
+            for i, c in enumerate(cols)) + ")"
     elif b.pg:
-        arrays = ", ".join(f"{b.p(i)}::{c.db_type}[]" for i, c in enumerate(cols))
-        source = f" ({names}) SELECT * FROM unnest({arrays})"
+        parsed = [_parsed(c) for c in cols]
+        arrays = ", ".join(f"{b.p(i)}::{'json' if parsed[i] else c.db_type}[]"
+                           for i, c in enumerate(cols))
+        if any(parsed):
+            # Each value of those columns is converted from its JSON (``_from_json``); one
+            # array of a multidimensional array type would be unnested element by element.
+            plain = _target(dialect, schema, shape.table)
+            picks = ", ".join(_from_json(plain, c.name, f"_u.c{i}") if parsed[i]
+                              else f"_u.c{i}" for i, c in enumerate(cols))
+            aliases = ", ".join(f"c{i}" for i in range(len(cols)))
+            source = f" ({names}) SELECT {picks} FROM unnest({arrays}) AS _u({aliases})"
+        else:
+            source = f" ({names}) SELECT * FROM unnest({arrays})"
     else:
-        picks = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(cols)))
+        picks = ", ".join(f"{BLOB_FROM_HEX}(json_extract(value, '$[{i}]'))"
+                          if c.kind in _BLOB_KINDS else f"json_extract(value, '$[{i}]')"
+                          for i, c in enumerate(cols))
         # ``WHERE true`` keeps SQLite from reading ON CONFLICT as a join constraint.
         source = f" ({names}) SELECT {picks} FROM json_each({b.p(0)}) WHERE true"
     conflict = ""
@@ -116,6 +167,8 @@ def compile_insert(dialect: Dialect, schema: str | None, shape: InsertShape, *,
         # that the existing row comes back instead of nothing.
         updates = [c.name for c in cols if c.name not in shape.conflict] or [c.name
                                                                                for c in cols]
+        # ``excluded`` holds a column the statement does not insert at its default.
+        updates += shape.also_set
         if shape.resolution == "merge" and updates:
             sets = ", ".join(f"{ident(c)} = excluded.{ident(c)}" for c in updates)
             conflict = f" ON CONFLICT ({keys}) DO UPDATE SET {sets}"
@@ -150,13 +203,26 @@ def insert_params(dialect: Dialect, plan: InsertPlan) -> list[object]:
 
 def _rows_params(dialect: Dialect, plan: InsertPlan) -> list[object]:
     shape = plan.shape
+    parsed = _parsed_insert(shape) if dialect == "postgresql" else None
     if not shape.many:
+        if parsed is not None and plan.rows:
+            return [_json_param(v) if p else v
+                    for p, v in zip(parsed, plan.rows[0], strict=True)]
         return bind(dialect, plan.rows[0]) if plan.rows else []
     if dialect == "postgresql":
         # Checked insert values are scalars, which asyncpg takes as they are (``bind`` only
         # turns ``in`` lists into arrays): transpose the rows into one array per column.
-        return [list(col) for col in zip(*plan.rows, strict=True)]
+        columns = zip(*plan.rows, strict=True)
+        if parsed is None:
+            return [list(col) for col in columns]
+        return [[_json_param(v) for v in col] if p else list(col)
+                for p, col in zip(parsed, columns, strict=True)]
     rows = [bind(dialect, r) for r in plan.rows]
+    blobs = [i for i, c in enumerate(shape.columns) if c.kind in _BLOB_KINDS]
+    for r in rows if blobs else ():
+        for i in blobs:
+            if isinstance(v := r[i], bytes):
+                r[i] = "\\x" + v.hex()  # JSON cannot hold bytes: ``BLOB_FROM_HEX`` reads it
     # json columns arrive as JSON text; json_extract would hand SQLite that text back as is.
     return [msgspec.json.encode(rows).decode()]
 
@@ -189,7 +255,11 @@ def compile_mutation(dialect: Dialect, schema: str | None, shape: MutateShape, *
     returning = f"{alias}.*" if rows and b.pg else _row_json(b, alias, shape.returning)
     if shape.action == "delete":
         return f"DELETE FROM {target}{where} RETURNING {returning}"
-    sets = ", ".join(f"{ident(col)} = {b.p(param)}" for col, param in shape.assignments)
+    parsed = _parsed_columns(shape) if b.pg else frozenset()
+    plain = _target(dialect, schema, shape.table)
+    sets = ", ".join(f"{ident(col)} = "
+                     + (_from_json(plain, col, b.p(param)) if col in parsed else b.p(param))
+                     for col, param in shape.assignments)
     return f"UPDATE {target} SET {sets}{where} RETURNING {returning}"
 
 
@@ -206,5 +276,23 @@ def compile_old_rows(dialect: Dialect, schema: str | None, shape: MutateShape) -
     return f"SELECT {_row_json(b, alias, shape.returning)} FROM {target}{where}{lock}"
 
 
+@functools.lru_cache(maxsize=1024)
+def _parsed_insert(shape: InsertShape) -> tuple[bool, ...] | None:
+    """Which of an insert's columns PostgreSQL reads from JSON (None: none of them)."""
+    parsed = tuple(_parsed(c) for c in shape.columns)
+    return parsed if any(parsed) else None
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed_columns(shape: MutateShape) -> frozenset[str]:
+    return frozenset(c.name for c in shape.returning if _parsed(c))
+
+
 def mutation_params(dialect: Dialect, plan: MutatePlan) -> list[object]:
-    return bind(dialect, plan.params)
+    params = bind(dialect, plan.params)
+    if dialect == "postgresql" and plan.shape.assignments:
+        parsed = _parsed_columns(plan.shape)
+        for col, i in plan.shape.assignments:
+            if col in parsed:
+                params[i] = _json_param(params[i])
+    return params

@@ -46,6 +46,9 @@ _CONTAINS = {"cs": "@>", "cd": "<@", "ov": "&&", "sl": "<<", "sr": ">>", "nxl": 
 #: The SQLite function behind ``imatch`` (``match`` is SQLite's own ``REGEXP`` operator,
 #: which calls the ``regexp`` function Headwater registers on every connection).
 IREGEXP = "headwater_iregexp"
+#: SQLite: ``\x…`` text → the BLOB it spells (other values as they are), for BLOBs that
+#: travel inside a JSON document (a bulk insert's rows), which cannot hold one.
+BLOB_FROM_HEX = "headwater_blob"
 # Kinds whose PostgreSQL values we compare as text (no usable operator or codec for str).
 _TEXT_CAST = frozenset({"json", "other", "bytes"})
 # SQLite kinds whose columns hold BLOBs in practice (declared BLOB, or no type at all). JSON
@@ -161,6 +164,10 @@ class _Builder:
             return self.full_text(col, c, p) if self.pg else self.fts5(alias, col, c, p)
         if c.op in _CONTAINS:
             return self.contains(col, c, p)
+        if c.cast is not None and self.pg and c.op in _CMP:
+            return f"{col} {_CMP[c.op]} ({p}::text)::{c.cast}"
+        if c.cast is not None and self.pg and c.op == "isdistinct":
+            return f"{col} IS DISTINCT FROM ({p}::text)::{c.cast}"
         if self.pg and (c.kind in _TEXT_CAST or (c.op in _TEXT_OPS and c.kind != "text")):
             col += "::text"
         if c.quantifier is not None:

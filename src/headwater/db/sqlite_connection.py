@@ -13,7 +13,7 @@ from typing import Any
 from headwater.config import Settings
 from headwater.db.database import TAG_TABLE, Row, Statement, Tag
 from headwater.db.location import sqlite_open_target
-from headwater.db.sql import IREGEXP
+from headwater.db.sql import BLOB_FROM_HEX, IREGEXP
 from headwater.errors import (
     Conflict,
     ConstraintViolation,
@@ -24,6 +24,7 @@ from headwater.errors import (
     RequestError,
     Timeout,
 )
+from headwater.model.values import from_hex, is_hex
 
 _SQLITE_CONSTRAINT: dict[str, tuple[type[HeadwaterError], str]] = {
     "SQLITE_CONSTRAINT_UNIQUE": (Conflict, "23505"),
@@ -102,6 +103,13 @@ def add_functions(conn: sqlite3.Connection) -> None:
     conn.create_function("regexp", 2, lambda p, v: _search(p, v, 0), deterministic=True)
     conn.create_function(IREGEXP, 2, lambda p, v: _search(p, v, re.IGNORECASE),
                          deterministic=True)
+    conn.create_function(BLOB_FROM_HEX, 1, _blob, deterministic=True)
+
+
+def _blob(value: str | bytes | int | float | None) -> str | bytes | int | float | None:
+    if isinstance(value, str) and is_hex(value):
+        return from_hex(value)
+    return value
 
 
 #: Prepared statements each connection keeps. sqlite3 bounds its cache by count, not by

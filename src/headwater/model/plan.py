@@ -185,6 +185,9 @@ class InsertShape:
     #: parameters are ``InsertPlan.params``, numbered from 0 after the rows' own.
     overwrite: tuple[Cond, ...] = ()
     check: tuple[Cond, ...] = ()
+    #: A merge's columns the rows do not carry that it still sets, to the proposed row's value
+    #: (their default): ``Prefer: missing=default`` on rows of different keys (PostgREST).
+    also_set: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,27 @@ import uuid
 
 from headwater.model.catalog import ColumnKind
 
+#: Text types asyncpg binds as they are; any other type of kind "text" (an enum,
+#: ``interval``, ``inet``…) is parsed by PostgreSQL itself, as are the kind "other".
+_PLAIN_TEXT = frozenset({"text", "varchar", "character varying", "character", "char", "bpchar",
+                         "name", "citext"})
+
+
+class JsonText(str):
+    """A written value as the JSON text of what the caller sent (an array or object for a
+    column of a type PostgreSQL parses itself): PostgreSQL converts it as PostgREST has it
+    converted (``json_populate_record``), SQLite stores the text."""
+
+    __slots__ = ()
+
+
+def pg_parsed(kind: ColumnKind, db_type: str) -> bool:
+    """Does PostgreSQL parse this column's written values from JSON (ranges, arrays,
+    composites, enums, ``interval``… whatever asyncpg has no codec for that takes text)?"""
+    return kind == "other" or (kind == "text"
+                               and db_type.split("(")[0].strip() not in _PLAIN_TEXT)
+
+
 TEXT_FORMS: frozenset[ColumnKind] = frozenset({"date", "timestamp", "timestamptz", "time",
                                                 "uuid"})
 

@@ -85,6 +85,7 @@ def _star(table: Table) -> tuple[OutputColumn, ...]:
 #: A type name that may appear in a statement as a cast (``integer[]``, ``int4range``,
 #: ``character varying(20)[]``): what the catalog reports for built-in types.
 _TYPE_NAME = re.compile(r"^[a-z][a-z0-9_ ]*(?:\(\d+(?:,\s*\d+)?\))?(?:\[\])*$")
+_TYPED_OPS = frozenset({"eq", "neq", "gt", "gte", "lt", "lte", "isdistinct"})
 _INT = re.compile(r"^\s*[+-]?\d{1,19}\s*$")
 _TRUE = frozenset({"t", "true", "y", "yes", "on", "1"})
 _FALSE = frozenset({"f", "false", "n", "no", "off", "0"})
@@ -343,7 +344,17 @@ class _Planner:
         if pred.op in ARRAY_OPS or pred.op in RANGE_OPS:
             return self.containment(col, pred)
         value = self.literal(col, pred.op, pred.value)
-        return Compare(col.name, col.kind, pred.op, self.param(value), pred.negated)
+        return Compare(col.name, col.kind, pred.op, self.param(value), pred.negated,
+                       cast=self.typed(col, pred.op))
+
+    def typed(self, col: Column, op: str) -> str | None:
+        """PostgreSQL compares a range or an array with a literal of its own type (as
+        PostgREST: ``[1,2]`` equals ``[1,3)``, and a malformed literal is a 400)."""
+        t = col.db_type
+        if (self.catalog.dialect == "postgresql" and col.kind == "other" and op in _TYPED_OPS
+                and (t.endswith("[]") or t.endswith("range")) and _TYPE_NAME.match(t)):
+            return t
+        return None
 
     def literal(self, col: Column, op: str, text: str) -> Value:
         """One literal of a comparison: a LIKE pattern (``*`` for ``%``), a regular
@@ -602,7 +613,7 @@ def conflict_target(table: Table, conflict: tuple[str, ...] | None) -> tuple[str
 def plan_insert(table: Table, columns: tuple[str, ...], rows: tuple[tuple[Value, ...], ...], *,
                 conflict: tuple[str, ...] | None = None,
                 resolution: Literal["merge", "ignore"] | None = None,
-                update: Rule | None = None) -> InsertPlan:
+                update: Rule | None = None, also_set: tuple[str, ...] = ()) -> InsertPlan:
     """``update``: the caller's update policy, when a merge may overwrite rows; the rows it
     refuses are left alone by the statement itself (``InsertShape.overwrite``)."""
     key = conflict_target(table, conflict) if resolution is not None else None
@@ -617,7 +628,7 @@ def plan_insert(table: Table, columns: tuple[str, ...], rows: tuple[tuple[Value,
         check = tuple(p.policy_cond(table, update.check))
         params = tuple(p.params)
     shape = InsertShape(table.name, target_columns(table, columns), len(rows) > 1, key,
-                        resolution, target_columns(table), overwrite, check)
+                        resolution, target_columns(table), overwrite, check, also_set)
     return InsertPlan(shape, rows, params)
 
 

@@ -259,7 +259,11 @@ class PolicySet:
         return {t for (r, t, _a) in self._entries if r == role}
 
     def may_call(self, role: str, rpc: str) -> bool:
+        """``rpc`` lists of the role's policies: names it may call, ``*`` for all, and
+        ``!name`` for one it may not (``["*", "!reset_all"]``), whatever else is listed."""
         names = self._rpc.get(role, set())
+        if "!" + rpc in names:
+            return False
         return "*" in names or rpc in names
 
     def context(self, principal: Principal) -> str:

@@ -12,6 +12,7 @@ import asyncio
 import decimal
 import functools
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -22,7 +23,14 @@ from headwater.errors import InvalidBody
 from headwater.errors import InvalidField as _Bad
 from headwater.model.catalog import Column, ColumnKind, Table
 from headwater.model.plan import Value
-from headwater.model.values import TEXT_FORMS, from_hex, from_text, is_hex, sqlite_overflows
+from headwater.model.values import (
+    TEXT_FORMS,
+    JsonText,
+    from_hex,
+    from_text,
+    is_hex,
+    sqlite_overflows,
+)
 
 Mode = Literal["insert", "update"]
 #: Problems listed in an error's details; the rest are only counted.
@@ -152,7 +160,48 @@ def _typed(col: Column, value: Any) -> Value:
         return text
     if kind == "bytes":
         return _bytes(value)
+    if kind == "other":
+        return _parsed(col, value)
     return _text(value, col)
+
+
+# A range's text form, roughly: ``empty``, or bounds in brackets around a comma (PostgreSQL
+# reads the bounds themselves and names what is wrong with them).
+_RANGE = re.compile(r"^\s*(?:empty|[\[(].*,.*[\])])\s*$", re.IGNORECASE | re.DOTALL)
+_ENCODE = msgspec.json.Encoder().encode
+
+
+def _parsed(col: Column, value: Any) -> Value:
+    """A value of a type PostgreSQL reads itself (``headwater.model.values.pg_parsed``): the
+    forms of arrays and ranges are checked here, to name the column; the rest is left to
+    PostgreSQL (an array or object travels as its JSON: ``JsonText``)."""
+    t = col.db_type
+    if t.endswith("[]"):
+        if isinstance(value, list):
+            return _json_text(value)
+        if isinstance(value, str) and value.lstrip().startswith(("{", "[")):
+            return _text(value, col)
+        raise _Bad(f"malformed array literal: expected a JSON array or an array literal such "
+                   f'as "{{a,b}}" for type {t}, got {_shown(value)}')
+    if t.endswith("range") and not t.endswith("multirange"):
+        if isinstance(value, str) and _RANGE.match(value):
+            return _text(value, col)
+        raise _Bad(f'malformed range literal: expected "[lower,upper)" or "empty" for type '
+                   f"{t}, got {_shown(value)}")
+    if isinstance(value, (list, dict, bool)):
+        return _json_text(value)
+    return _text(value, col)
+
+
+def _json_text(value: Any) -> JsonText:
+    text = _ENCODE(value).decode()
+    if "\\u0000" in text:
+        raise _Bad("text may not contain the NUL character", "22021")
+    return JsonText(text)
+
+
+def _shown(value: Any) -> str:
+    return _ENCODE(value).decode()[:60]
 
 
 def _bytes(value: Any) -> bytes:

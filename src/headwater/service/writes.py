@@ -8,10 +8,11 @@ constraints, ``max-affected``) roll the transaction back.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
@@ -28,6 +29,7 @@ from headwater.db.sql import bind, compile_read
 from headwater.errors import (
     ConstraintViolation,
     InvalidBody,
+    InvalidValue,
     InvalidWrite,
     ParseError,
     RequestError,
@@ -40,6 +42,7 @@ from headwater.model.plan import MutatePlan
 from headwater.model.principal import Principal, WriteAction, principal_json
 from headwater.model.request import ApiRequest, Condition, Embed, Field, Logic, Predicate, Query, SelectItem
 from headwater.model.result import WriteResult
+from headwater.model.values import JsonText, pg_parsed
 from headwater.resilience.retry import retrying, write_retryable
 from headwater.service.hooks import App, Context
 from headwater.service.plan import (
@@ -89,15 +92,17 @@ class Writer:
         try:
             return await self._committed(request, lambda: self._insert(
                 request, body, from_csv=from_csv, put=put))
-        except ConstraintViolation as exc:
-            raise _on_fields(exc, {k for row in body for k in row}) from exc.__cause__
+        except (ConstraintViolation, InvalidValue) as exc:
+            raise _on_value(_on_fields(exc, {k for row in body for k in row}),
+                            self.catalog.table(request.target), body) from exc.__cause__
 
     async def update(self, request: ApiRequest, body: Any) -> WriteResult:
         try:
             return await self._committed(request, lambda: self._update(request, body))
-        except ConstraintViolation as exc:
-            raise _on_fields(exc, set(body) if isinstance(body, dict) else set()) from \
-                exc.__cause__
+        except (ConstraintViolation, InvalidValue) as exc:
+            rows = [body] if isinstance(body, dict) else []
+            raise _on_value(_on_fields(exc, set(rows[0]) if rows else set()),
+                            self.catalog.table(request.target), rows) from exc.__cause__
 
     async def delete(self, request: ApiRequest) -> WriteResult:
         return await self._committed(request, lambda: self._delete(request))
@@ -157,13 +162,26 @@ class Writer:
             written: list[dict[str, Any]] = []
             counted = 0
             count = self._counted(table, request, resolution == "merge")
+            # missing=default writes each set of keys apart (absent columns take their
+            # default); a merge still sets every column some row names, as PostgREST's one
+            # statement does: to its default where the row lacks it. (Only columns some row
+            # names: those are the ones policies checked for the update.)
+            named = tuple(dict.fromkeys(c for g in groups for c in g.columns)
+                          ) if len(groups) > 1 else ()
+            parts: list[list[dict[str, Any]]] = []
             for group in groups:
+                also = tuple(c for c in named if c not in group.columns
+                             and c in table.columns and c not in table.primary_key
+                             and c not in (conflict or ())) if resolution == "merge" else ()
                 out = await self._insert_group(tx, table, group, conflict, resolution,
-                                               count, update)
+                                               count, update, also)
                 if isinstance(out, int):
                     counted += out
                 else:
+                    parts.append(out)
                     written += out
+            if len(parts) > 1 and resolution != "ignore":
+                written = _in_body_order(table, rows, q.columns, groups, parts) or written
             if guard is not None:
                 await guard.check_written(tx, table, "insert", written)
             for row in written:
@@ -328,9 +346,10 @@ class Writer:
                             conflict: tuple[str, ...] | None,
                             resolution: Literal["merge", "ignore"] | None,
                             count: bool = False, update: Rule | None = None,
+                            also_set: tuple[str, ...] = (),
                             ) -> list[dict[str, Any]] | int:
         plan = plan_insert(table, group.columns, group.rows, conflict=conflict,
-                           resolution=resolution, update=update)
+                           resolution=resolution, update=update, also_set=also_set)
         if not group.columns and len(group.rows) > 1:
             out: list[dict[str, Any]] = []
             for _ in group.rows:  # DEFAULT VALUES has no multi-row form
@@ -489,7 +508,40 @@ def _project(table: Table, select: Sequence[SelectItem], row: dict[str, Any]) ->
 def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, JsonText) and value.startswith("["):
+        # A key sent as a JSON array (``_existing``, ``_location``): its array literal.
+        return _array_literal(msgspec.json.decode(str(value)))
     return str(value)
+
+
+def _array_literal(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, list):
+        return "{" + ",".join(_array_literal(v) for v in value) + "}"
+    text = value if isinstance(value, str) else _encode(value).decode()
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _in_body_order(table: Table, rows: Sequence[Mapping[str, Any]],
+                   columns: Sequence[str] | None, groups: Sequence[CheckedRows],
+                   parts: Sequence[list[dict[str, Any]]]) -> list[dict[str, Any]] | None:
+    """The rows written by groups (``missing=default``: one statement per set of keys) in
+    the order of the body, as one statement returns them; each row's group is found by its
+    keys as ``check_rows`` found it. None when the rows written are not one per row sent."""
+    if len(parts) != len(groups) or any(len(p) != len(g.rows)
+                                         for p, g in zip(parts, groups, strict=True)):
+        return None
+    index = {g.columns: iter(p) for g, p in zip(groups, parts, strict=True)}
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        keys = tuple(k for k in columns if k in row) if columns else tuple(row)
+        part = index.get(tuple(k for k in keys if k in table.columns))
+        found = next(part, None) if part is not None else None
+        if found is None:
+            return None
+        out.append(found)
+    return out
 
 
 def _checks_affected(request: ApiRequest) -> bool:
@@ -536,11 +588,42 @@ def _from_csv(table: Table, row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 
-def _on_fields(exc: ConstraintViolation, written: set[str]) -> ConstraintViolation:
+_Refused = TypeVar("_Refused", bound=RequestError)
+
+
+def _on_fields(exc: _Refused, written: set[str]) -> _Refused:
     """A failed CHECK names, in ``details``, the columns the caller wrote that its expression
     mentions (``price: violates a check constraint``), so a form can show the error on its
     field; columns it did not write, which it may not be allowed to read, stay unnamed."""
+    if not isinstance(exc, ConstraintViolation):
+        return exc
     named = [c for c in exc.columns if c in written]
     if named and exc.details is None:
         exc.details = "; ".join(f"{c}: violates a check constraint" for c in named)
+    return exc
+
+
+_QUOTED = re.compile(r'"(.*)"')
+
+
+def _on_value(exc: _Refused, table: Table | None,
+              rows: Sequence[Mapping[str, Any]]) -> _Refused:
+    """A value PostgreSQL could not read as its column's type (an enum label, a range's
+    bound…): its message quotes the value, which names, in ``details``, the column it was
+    written to and the type it must have."""
+    found = (_QUOTED.search(exc.message) if exc.code.startswith("22") and exc.details is None
+             and table is not None else None)
+    if found is None or table is None:
+        return exc
+    quoted = found.group(1)
+    for row in rows[:1000]:
+        for name, value in row.items():
+            col = table.columns.get(name)
+            if col is None or value is None:
+                continue
+            shown = value if isinstance(value, str) else _encode(value).decode()
+            if (pg_parsed(col.kind, col.db_type) and quoted
+                    and quoted in shown):
+                exc.details = f"{name}: expected a value of type {col.db_type}, got {shown}"[:300]
+                return exc
     return exc

@@ -524,3 +524,40 @@ def test_sqlite_limited_writes_touch_the_rows_postgrest_would(
     else:
         assert {i for i, r in after.items() if r[3] == 99} == expected
 
+
+
+VALS = _table("vals", [
+    Column("id", "integer", "int4", nullable=False, primary_key=True, int_bits=32),
+    Column("grid", "other", "integer[]"),
+    Column("m", "text", "mood"),
+    Column("body", "text", "text"),
+])
+
+
+def test_values_postgresql_reads_itself_travel_as_json() -> None:
+    """Arrays, ranges, enums…: each value's JSON, read by ``json_populate_record`` on the
+    table's row type; a bulk insert sends one JSON per value (one ``int[][]`` array per
+    column would be unnested element by element)."""
+    from headwater.model.values import JsonText
+
+    one = plan_insert(VALS, ("id", "grid", "m", "body"),
+                      ((1, JsonText("[[1,2],[3,4]]"), "ok", "t"),))
+    sql = compile_insert("postgresql", "public", one.shape)
+    assert ('VALUES ($1, (json_populate_record(NULL::"public"."vals", '
+            "json_build_object('grid', $2::json))).\"grid\", (json_populate_record("
+            "NULL::\"public\".\"vals\", json_build_object('m', $3::json))).\"m\", $4)") in sql
+    assert insert_params("postgresql", one) == [1, "[[1,2],[3,4]]", '"ok"', "t"]
+    many = plan_insert(VALS, ("id", "grid"), ((1, "{{1}}"), (2, None)))
+    sql = compile_insert("postgresql", "public", many.shape)
+    assert "FROM unnest($1::int4[], $2::json[]) AS _u(c0, c1)" in sql
+    assert insert_params("postgresql", many) == [[1, 2], ['"{{1}}"', None]]
+    # Tables of plain columns keep the plain statement.
+    assert "SELECT * FROM unnest(" in compile_insert(
+        "postgresql", "public", plan_insert(VALS, ("id", "body"), ((1, "a"), (2, "b"))).shape)
+
+
+def test_a_merge_sets_columns_it_does_not_insert_to_their_default() -> None:
+    shape = plan_insert(ITEMS, ("id", "sku"), ((1, "a"),), resolution="merge",
+                        also_set=("qty",)).shape
+    assert ('DO UPDATE SET "sku" = excluded."sku", "qty" = excluded."qty"'
+            in compile_insert("postgresql", None, shape))

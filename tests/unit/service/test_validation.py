@@ -5,6 +5,7 @@ from __future__ import annotations
 import decimal
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -79,3 +80,23 @@ def test_the_first_hundred_problems_are_listed_and_the_rest_counted() -> None:
     assert len(err.details.split("; ")) == 100 and "more" not in err.message
     err = _bad_body(51)
     assert err.message.endswith("and 2 more")
+
+
+def test_values_postgresql_reads_itself() -> None:
+    from headwater.model.values import JsonText
+
+    tags = Column("tags", "other", "text[]")
+    span = Column("span", "other", "int4range")
+    pair = Column("p", "other", "nulltype")
+    assert check_value(tags, ["a", None]) == JsonText('["a",null]')
+    assert isinstance(check_value(tags, ["a"]), JsonText)
+    assert check_value(tags, '{a,"b c"}') == '{a,"b c"}'
+    assert check_value(span, "[1,5)") == "[1,5)" and check_value(span, "EMPTY") == "EMPTY"
+    assert check_value(pair, {"a": 1}) == JsonText('{"a":1}')
+    assert check_value(pair, "(1,x)") == "(1,x)"
+    for col, bad in [(tags, "a,b"), (tags, 5), (tags, {"a": 1}), (span, "[1,"), (span, 5),
+                     (span, ["1", "2"])]:
+        with pytest.raises(_Bad) as info:
+            check_value(col, bad)
+        assert info.value.code == "22P02"
+        assert col.db_type in info.value.message
