@@ -255,23 +255,24 @@ def build_routes(s: Services) -> Routes:
     profiles = s.profiles
     compressor = s.compressor
 
-    async def table(request: Request) -> Response:
-        h = header_map(request.scope)
-        if profiles.several or b"accept-profile" in h or b"content-profile" in h:
-            chosen = profiles.choose(h, request.method)
-            other = profiles.others.get(chosen)
-            response = await _table(request, h, other.reads if other else reads,
-                                    other.name if other else None)
-            if profiles.several:
-                response.raw_headers[:] = [(k, v + b", Accept-Profile" if k == b"vary" else v)
-                                           for k, v in response.raw_headers]
-                response.raw_headers.append((b"content-profile", chosen.encode()))
-            return response
-        return await _table(request, h, reads, None)
-
-    async def _table(request: Request, h: dict[bytes, bytes], reads: Reads,
-                     profile: str | None) -> Response:
-        """``reads`` and ``profile``: the exposed schema's (None: the default)."""
+    async def table(request: Request, h: dict[bytes, bytes] | None = None,
+                    reads: Reads = reads, profile: str | None = None) -> Response:
+        """The table endpoint. Called with the request alone; it calls itself again with the
+        exposed schema's ``reads`` and ``profile`` when the request names a profile (one
+        coroutine per request on the usual path, not a wrapper and a body)."""
+        if h is None:
+            h = header_map(request.scope)
+            if profiles.several or b"accept-profile" in h or b"content-profile" in h:
+                chosen = profiles.choose(h, request.method)
+                other = profiles.others.get(chosen)
+                response = await table(request, h, other.reads if other else reads,
+                                       other.name if other else None)
+                if profiles.several:
+                    response.raw_headers[:] = [
+                        (k, v + b", Accept-Profile" if k == b"vary" else v)
+                        for k, v in response.raw_headers]
+                    response.raw_headers.append((b"content-profile", chosen.encode()))
+                return response
         name = request.path_params["table"]
         method = request.method
         access = security.fixed
