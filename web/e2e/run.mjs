@@ -316,6 +316,9 @@ step('operations page draws live charts from /-/stats', 'read', async (page) => 
   const deps = Object.entries(stats.breakers ?? {})
   if (deps.length === 0) assert.match(breakers, /No circuit breakers/)
   for (const [dep] of deps) assert.match(breakers, new RegExp(`${dep}: `), `breaker ${dep} shown`)
+  if (stats.cache && stats.cache.hit + stats.cache.miss > 0) {
+    assert.match(await page.locator('[data-panel=cache]').textContent(), /lifetime \d/, 'the lifetime hit ratio from the server’s hit/miss counters')
+  }
   // The error rate is the count it shows over the requests it shows (5xx; 4xx apart).
   const errorPanel = page.locator('[data-panel=error-rate]')
   const note = await errorPanel.locator('p.muted').textContent()

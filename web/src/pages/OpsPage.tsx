@@ -89,7 +89,7 @@ export function OpsPage() {
             ]}
           />
         </Panel>
-        <Panel title="Cache hit ratio" value={last(d.cacheHitPct)} unit="%" feature={has.cache} note={s.cache ? `lifetime ${pct(lifetimeHitRatio(s))} · ${s.cache.stale} stale served` : undefined}>
+        <Panel title="Cache hit ratio" value={last(d.cacheHitPct)} unit="%" feature={has.cache} testId="cache" note={s.cache ? `lifetime ${pct(lifetimeHitRatio(s))} · ${s.cache.stale} stale served` : undefined}>
           <Chart title="Cache hit ratio" t={d.t} unit="%" series={[{ label: 'hit %', values: d.cacheHitPct, color: COLORS.green }]} />
         </Panel>
         <Panel title="Circuit breakers" feature={has.breakers} value={last(d.breakersOpen)} unit=" open" testId="breakers">

@@ -48,6 +48,12 @@ describe('stats history', () => {
     expect(appendSample(h, sample(7, { uptime_s: 0.5 }))).toBe(h)
   })
 
+  it('reads the cache counters as Headwater names them (hit, miss)', () => {
+    const h = [sample(1, { uptime_s: 1, cache: { hit: 1, miss: 1, stale: 0 } }), sample(3, { uptime_s: 3, cache: { hit: 4, miss: 2, stale: 0 } })]
+    expect(derive(h).cacheHitPct).toEqual([75])
+    expect(lifetimeHitRatio(h[1]!.stats)).toBe(4 / 6)
+  })
+
   it('computes the lifetime hit ratio and validates payloads', () => {
     expect(lifetimeHitRatio(stats({ cache: { hits: 3, misses: 1, stale: 0 } }))).toBe(0.75)
     expect(lifetimeHitRatio(stats({}))).toBeNull()

@@ -10,10 +10,24 @@ export interface Stats {
   requests_by_status?: Record<string, number>
   latency_ms?: { p50: number | null; p99: number | null } | null
   db?: { pool_size: number | null; pool_in_use: number | null } | null
-  cache: { hits: number; misses: number; stale: number } | null
+  /** Headwater reports `{hit, miss, stale}`; `hits`/`misses` are read too. */
+  cache: CacheCounts | null
   breakers: Record<string, string> | null
   rate_limit_rejections: number | null
   outbox_pending: number | null
+}
+
+export interface CacheCounts {
+  hit?: number
+  miss?: number
+  hits?: number
+  misses?: number
+  stale: number
+}
+
+/** Cache lookups from either spelling of the counters. */
+export function cacheCounts(c: CacheCounts): { hits: number; misses: number } {
+  return { hits: c.hit ?? c.hits ?? 0, misses: c.miss ?? c.misses ?? 0 }
 }
 
 export interface Sample {
@@ -81,8 +95,9 @@ export function derive(history: Sample[]): Derived {
     d.p50.push(s.latency_ms?.p50 ?? null)
     d.p99.push(s.latency_ms?.p99 ?? null)
     if (s.cache && prev.cache) {
-      const hits = s.cache.hits - prev.cache.hits
-      const lookups = hits + (s.cache.misses - prev.cache.misses)
+      const [a, b] = [cacheCounts(prev.cache), cacheCounts(s.cache)]
+      const hits = b.hits - a.hits
+      const lookups = hits + (b.misses - a.misses)
       d.cacheHitPct.push(lookups > 0 ? (100 * hits) / lookups : null)
     } else d.cacheHitPct.push(null)
     const dRl = delta(prev.rate_limit_rejections, s.rate_limit_rejections)
@@ -187,8 +202,9 @@ export function features(s: Stats): Record<'cache' | 'breakers' | 'rateLimit' | 
 /** Lifetime cache hit ratio from the latest snapshot. */
 export function lifetimeHitRatio(s: Stats): number | null {
   if (!s.cache) return null
-  const total = s.cache.hits + s.cache.misses
-  return total > 0 ? s.cache.hits / total : null
+  const { hits, misses } = cacheCounts(s.cache)
+  const total = hits + misses
+  return total > 0 ? hits / total : null
 }
 
 export function isStats(v: unknown): v is Stats {
