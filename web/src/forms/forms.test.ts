@@ -144,6 +144,13 @@ describe('server errors → fields', () => {
     expect(mapFieldErrors(fk, cols).fields).toEqual({ customer_id: 'Key (customer_id)=(999) is not present in table "customers".' })
   })
 
+  it('finds the column of a PostgreSQL CHECK by the constraint’s default name', () => {
+    const check = new ApiError(400, 'new row for relation "orders" violates check constraint "orders_customer_id_check"', '23514')
+    expect(mapFieldErrors(check, cols).fields).toEqual({ customer_id: check.message })
+    const other = new ApiError(400, 'new row for relation "orders" violates check constraint "sane_dates"', '23514')
+    expect(mapFieldErrors(other, cols).fields).toEqual({})
+  })
+
   it('finds the column in SQLite messages', () => {
     expect(mapFieldErrors(new ApiError(409, 'UNIQUE constraint failed: orders.status', '23505'), cols).fields).toHaveProperty('status')
     expect(mapFieldErrors(new ApiError(400, 'CHECK constraint failed: total >= 0', '23514'), cols).fields).toHaveProperty('total')
