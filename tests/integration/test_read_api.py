@@ -374,6 +374,26 @@ def test_live_ready_metrics(client: httpx.Client, served: Served) -> None:
     assert re.search(r'headwater_requests_total\{method="GET",status="200"\} \d', text)
 
 
+def test_stats_count_server_and_client_errors_apart(client: httpx.Client,
+                                                   served: Served) -> None:
+    """The console's error rate and error count: errors are 5xx, a caller's 4xx are apart."""
+    before = client.get("/-/stats").json()
+    assert client.get("/no_such_table").status_code == 404
+    assert client.get("/orders?select=no_such_column").status_code == 400
+    after = client.get("/-/stats").json()
+    assert after["client_errors_total"] >= before["client_errors_total"] + 2
+    assert after["errors_total"] == before["errors_total"]
+    by_status = {int(k): v for k, v in after["requests_by_status"].items()}
+    assert after["errors_total"] == sum(n for s, n in by_status.items() if s >= 500)
+    assert after["client_errors_total"] == sum(n for s, n in by_status.items()
+                                               if 400 <= s < 500)
+    # Breakers and rate limits as configured, never "unknown": the demo server has no rate
+    # limit, and a breaker only where there is a remote dependency (PostgreSQL's pool).
+    assert after["rate_limit_rejections"] is None
+    assert after["breakers"] == ({"database": "closed"} if served.dialect == "postgresql"
+                                 else {})
+
+
 def test_openapi_document(client: httpx.Client) -> None:
     doc = client.get("/").json()
     assert doc["openapi"].startswith("3.")

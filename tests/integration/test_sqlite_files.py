@@ -38,6 +38,7 @@ CREATE VIEW totals AS
 CREATE TABLE files (id INTEGER PRIMARY KEY, name TEXT, data BLOB, anything);
 CREATE TABLE codes (code INTEGER, label TEXT, "Mixed Case" TEXT, "with space" INTEGER);
 CREATE TABLE strict_t (id INTEGER PRIMARY KEY, n INTEGER) STRICT;
+CREATE VIEW untyped AS SELECT id, NULL AS blank, anything FROM files;
 """
 
 
@@ -125,6 +126,18 @@ def test_view_columns_have_real_types(sqlite_file: tuple[str, Path]) -> None:
     assert "nulltype" not in text.lower(), props
     assert props["order_count"]["type"] == "integer", props["order_count"]
     assert props["spent"]["type"] == "number", props["spent"]
+
+
+def test_untyped_columns_are_named_any(sqlite_file: tuple[str, Path]) -> None:
+    """No declared type and no one type in the values: SQLite's ANY, not SQLAlchemy's
+    ``nulltype`` (the console shows the name)."""
+    url, _ = sqlite_file
+    schemas = _get(url, "/", Accept="application/openapi+json").json()["components"]["schemas"]
+    for table, column in (("files", "anything"), ("untyped", "blank"),
+                          ("untyped", "anything")):
+        prop = schemas[table]["properties"][column]
+        assert prop["x-db-type"] == "any", (table, column, prop)
+        assert "type" not in prop, prop  # any JSON value
 
 
 def test_demo_customer_totals_filters_match_sqlite3(served: Served) -> None:

@@ -71,6 +71,10 @@ def column_kind(sa_type: Any) -> ColumnKind:
 
 
 def _type_name(sa_type: Any, dialect: sa.Dialect) -> str:
+    if dialect.name == "sqlite" and isinstance(sa_type, sa.types.NullType):
+        # No declared type (``CREATE TABLE t (a)``, a view's NULL or mixed column): SQLite
+        # stores any value there, and ``ANY`` is its own name for that (STRICT tables).
+        return "any"
     try:
         return str(sa_type.compile(dialect=dialect)).lower()
     except Exception:  # some reflected types (NullType) cannot compile; any name will do

@@ -118,17 +118,22 @@ class Metrics:
 
         by_status = self._by_status()
         total = sum(by_status.values())
-        errors = sum(n for s, n in by_status.items() if s >= 400)
+        # Errors are what the server got wrong (5xx), as operators count them; a caller's own
+        # mistakes (4xx) are counted apart, so an error rate is never inflated by bad requests.
+        errors = sum(n for s, n in by_status.items() if s >= 500)
+        client_errors = sum(n for s, n in by_status.items() if 400 <= s < 500)
         return {
             "uptime_s": round(now - self.started, 3),
             "requests_total": total,
             "errors_total": errors,
+            "client_errors_total": client_errors,
             "requests_by_status": {str(k): v for k, v in sorted(by_status.items())},
             "latency_ms": {"p50": pct(0.50), "p99": pct(0.99)},
             "db": {"pool_size": pool[0], "pool_in_use": pool[1],
                    "queries_total": int(self.db_queries._value.get())},
             "cache": dict(self._cache_counts) if self.cache_enabled else None,
-            "breakers": dict(self.breakers) or None,
+            # {} when no dependency has a breaker (SQLite without Redis): nothing to guard.
+            "breakers": dict(self.breakers),
             "rate_limit_rejections": self.rate_limit_rejections,
             "outbox_pending": self.outbox_pending_count,
         }

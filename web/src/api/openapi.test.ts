@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { columnKind, findTable, parseForeignKey, parseOpenApi } from './openapi.ts'
 import { demoOpenApi } from '../test/fixtures.ts'
+import { headwaterDemoOpenApi } from '../test/headwater-demo.ts'
 
 describe('OpenAPI → schema', () => {
   const schema = parseOpenApi(demoOpenApi)
@@ -70,5 +71,43 @@ describe('OpenAPI → schema', () => {
 
   it('rejects a document that is not an object', () => {
     expect(() => parseOpenApi('nope')).toThrow()
+  })
+})
+
+describe('the document Headwater serves (demo, SQLite)', () => {
+  const schema = parseOpenApi(headwaterDemoOpenApi)
+  const col = (table: string, name: string) => findTable(schema, table)!.columns.find((c) => c.name === name)!
+
+  it('shows the view’s computed columns with their real types', () => {
+    const view = findTable(schema, 'customer_totals')!
+    expect(view.columns.map((c) => [c.name, c.format, c.kind])).toEqual([
+      ['customer_id', 'integer', 'integer'],
+      ['name', 'text', 'text'],
+      ['order_count', 'integer', 'integer'],
+      ['total_spent', 'real', 'number'],
+    ])
+    // Read-only: nothing about defaults is claimed for a view.
+    expect(view.columns.some((c) => c.hasDefault || c.required)).toBe(false)
+  })
+
+  it('reads which columns an insert needs from the POST body (not from the component schema)', () => {
+    expect(col('orders', 'customer_id')).toMatchObject({ required: true, hasDefault: false, nullable: false })
+    expect(col('orders', 'ordered_at')).toMatchObject({ required: true, hasDefault: false })
+    expect(col('orders', 'status')).toMatchObject({ required: false, hasDefault: true })
+    expect(col('orders', 'total')).toMatchObject({ required: false, hasDefault: true })
+    expect(col('orders', 'note')).toMatchObject({ required: false, hasDefault: false, nullable: true })
+    expect(col('customers', 'name')).toMatchObject({ required: true })
+    expect(col('order_items', 'unit_price')).toMatchObject({ required: true })
+  })
+
+  it('treats an identity/rowid key as generated: optional on insert', () => {
+    for (const t of ['customers', 'orders', 'order_items', 'products']) {
+      expect(col(t, 'id')).toMatchObject({ isPk: true, required: false, generated: true })
+    }
+    expect(col('orders', 'customer_id').generated).toBe(false)
+  })
+
+  it('takes a SQLite column without a type (ANY) as any JSON value', () => {
+    expect(columnKind({ 'x-db-type': 'any', format: 'any', nullable: true })).toBe('json')
   })
 })

@@ -27,6 +27,8 @@ export interface Column {
   /** NOT NULL without a default: must be given on insert. */
   required: boolean
   hasDefault: boolean
+  /** A key the database fills in on insert (identity, serial, rowid): optional there. */
+  generated: boolean
   defaultValue: unknown
   isPk: boolean
   fk: ForeignKey | null
@@ -90,7 +92,8 @@ const NUMBER_FORMATS = new Set([
 const TIMESTAMPTZ_FORMATS = new Set(['timestamp with time zone', 'timestamptz', 'date-time'])
 const TIMESTAMP_FORMATS = new Set(['timestamp', 'timestamp without time zone', 'datetime'])
 const TIME_FORMATS = new Set(['time', 'time without time zone', 'time with time zone', 'timetz'])
-const JSON_FORMATS = new Set(['json', 'jsonb'])
+// `any`: a SQLite column without a declared type holds any value (JSON Schema's "any value").
+const JSON_FORMATS = new Set(['json', 'jsonb', 'any'])
 
 function kindOfTypeName(name: string): ColumnKind | null {
   if (INTEGER_FORMATS.has(name)) return 'integer'
@@ -148,6 +151,35 @@ function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v)
 }
 
+/**
+ * The columns an insert must carry, from the POST operation's body schema. Headwater's
+ * component schemas list no `required` (a read's select= may leave any column out); its POST
+ * body is `oneOf: [allOf: [$ref, {required: [...]}], {items: ...}]`.
+ */
+function requiredOnInsert(ops: Record<string, unknown>): string[] | null {
+  const post = ops.post
+  if (!isRecord(post) || !isRecord(post.requestBody) || !isRecord(post.requestBody.content)) return null
+  const json = post.requestBody.content['application/json']
+  if (!isRecord(json)) return null
+  const found = new Set<string>()
+  let seen = false
+  const walk = (node: unknown, depth: number): void => {
+    if (!isRecord(node) || depth > 6) return
+    if (Array.isArray(node.required)) {
+      seen = true
+      for (const n of node.required) if (typeof n === 'string') found.add(n)
+    }
+    for (const key of ['oneOf', 'anyOf', 'allOf'] as const) {
+      const list = node[key]
+      if (Array.isArray(list)) for (const sub of list) walk(sub, depth + 1)
+    }
+    walk(node.items, depth + 1)
+  }
+  walk(json.schema, 0)
+  // A body that is only a $ref (no column is required) still tells: nothing is required.
+  return seen || isRecord(json.schema) ? [...found] : null
+}
+
 export function parseOpenApi(doc: unknown): Schema {
   if (!isRecord(doc)) throw new Error('The OpenAPI document is not a JSON object')
   const components = isRecord(doc.components) ? doc.components : {}
@@ -163,21 +195,29 @@ export function parseOpenApi(doc: unknown): Schema {
     if (!('get' in ops)) continue
     const name = decodeURIComponent(m[1])
     const raw = schemas[name]
-    const required = new Set(raw?.required ?? [])
+    const onInsert = requiredOnInsert(ops)
+    const required = new Set([...(raw?.required ?? []), ...(onInsert ?? [])])
+    // Whether the document says which columns an insert needs (else NOT NULL says nothing of defaults).
+    const knowsRequired = raw?.required !== undefined || onInsert !== null
     const columns: Column[] = Object.entries(raw?.properties ?? {}).map(([col, prop]) => {
       const isRequired = required.has(col)
       // OpenAPI 3 says `nullable: true`; Swagger 2 (PostgREST) only lists NOT NULL columns in `required`.
       const nullable = isOpenApi3 ? prop.nullable === true || (Array.isArray(prop.type) && prop.type.includes('null')) : !isRequired
+      // `required` lists NOT NULL columns without a default, so NOT NULL and not required means a default.
+      const hasDefault = prop.default !== undefined || (isOpenApi3 && knowsRequired && !nullable && !isRequired)
+      const isPk = PK_RE.test(prop.description ?? '')
+      const kind = columnKind(prop)
       return {
         name: col,
-        kind: columnKind(prop),
+        kind,
         format: prop['x-db-type'] ?? prop.format ?? (Array.isArray(prop.type) ? prop.type.join('|') : prop.type ?? 'json'),
         nullable,
         required: isRequired,
-        // `required` lists NOT NULL columns without a default, so NOT NULL and not required means a default.
-        hasDefault: prop.default !== undefined || (isOpenApi3 && !nullable && !isRequired),
+        hasDefault,
+        // SQLite's rowid key may be declared nullable; an insert without it still gets one.
+        generated: isPk && (hasDefault || (isOpenApi3 && knowsRequired && !isRequired && kind === 'integer')),
         defaultValue: prop.default ?? null,
-        isPk: PK_RE.test(prop.description ?? ''),
+        isPk,
         fk: parseForeignKey(prop.description),
         enumValues: Array.isArray(prop.enum) ? prop.enum.map(String) : null,
         maxLength: typeof prop.maxLength === 'number' ? prop.maxLength : null,

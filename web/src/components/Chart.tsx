@@ -3,6 +3,7 @@
 import { useEffect, useRef } from 'react'
 import uPlot from 'uplot'
 import 'uplot/dist/uPlot.min.css'
+import { fmt } from './format.ts'
 
 export interface ChartSeries {
   label: string
@@ -67,14 +68,4 @@ const pad = (n: number) => String(n).padStart(2, '0')
 export function clock(t: number): string {
   const d = new Date(t * 1000)
   return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`
-}
-
-export function fmt(v: number): string {
-  if (!Number.isFinite(v)) return '–'
-  const a = Math.abs(v)
-  if (a >= 1e6) return `${(v / 1e6).toFixed(1)}M`
-  if (a >= 1e4) return `${(v / 1e3).toFixed(0)}k`
-  if (a >= 100) return v.toFixed(0)
-  if (a >= 10) return v.toFixed(1)
-  return v.toFixed(2).replace(/\.?0+$/, '') || '0'
 }

@@ -12,6 +12,7 @@ import { AuthProvider } from '../auth/session.tsx'
 import { ToastProvider } from './Toasts.tsx'
 import { RowDialog } from './RowDialog.tsx'
 import { demoOpenApi } from '../test/fixtures.ts'
+import { headwaterDemoOpenApi } from '../test/headwater-demo.ts'
 
 beforeAll(() => {
   // jsdom has <dialog> but not its modal methods.
@@ -105,5 +106,53 @@ describe('RowDialog', () => {
     expect(screen.getByLabelText(/^status/).tagName).toBe('SELECT')
     expect(screen.getByLabelText(/^paid/).tagName).toBe('SELECT')
     expect(screen.getByRole('link', { name: 'customers where id = 1' }).getAttribute('href')).toBe('#/tables/customers?id=eq.1&limit=25')
+  })
+})
+
+describe('RowDialog: a new row on the document Headwater serves', () => {
+  const servedOrders = findTable(parseOpenApi(headwaterDemoOpenApi), 'orders')!
+
+  function create(respond: (url: string, init: RequestInit) => Promise<Response>) {
+    const calls: { url: string; init: RequestInit }[] = []
+    vi.stubGlobal('fetch', (url: string, init: RequestInit) => {
+      calls.push({ url, init })
+      return respond(url, init)
+    })
+    const qc = new QueryClient({ defaultOptions: { queries: { retry: false } } })
+    render(
+      <QueryClientProvider client={qc}>
+        <AuthProvider>
+          <ToastProvider>
+            <RowDialog table={servedOrders} state={{ mode: 'create' }} onClose={() => {}} onDelete={() => {}} />
+          </ToastProvider>
+        </AuthProvider>
+      </QueryClientProvider>,
+    )
+    return calls
+  }
+  const field = (name: string) => document.querySelector(`[data-field=${name}]`)!
+  const input = (name: string) => screen.getByLabelText(new RegExp(`^${name}`)) as HTMLInputElement
+
+  it('marks required fields, says which have a default, and leaves the key to the server', () => {
+    create(async () => json([]))
+    expect(field('customer_id').querySelector('.field-type')!.textContent).toBe('integer · required')
+    expect(input('customer_id').placeholder).toBe('')
+    expect(input('customer_id').getAttribute('aria-required')).toBe('true')
+    expect(field('ordered_at').querySelector('.field-type')!.textContent).toBe('timestamp · required')
+    expect(field('total').querySelector('.field-type')!.textContent).toBe('numeric(12, 2) · has default')
+    expect(input('total').placeholder).toBe('default')
+    expect(input('total').getAttribute('aria-required')).toBeNull()
+    expect(field('id').querySelector('.field-type')!.textContent).toBe('integer · key · generated')
+    expect(input('id').placeholder).toBe('generated')
+    expect(input('note').placeholder).toBe('NULL')
+  })
+
+  it('does not send an insert that lacks a required field', async () => {
+    const calls = create(async () => json([]))
+    fireEvent.change(input('ordered_at'), { target: { value: '2024-01-02T03:04' } })
+    fireEvent.click(screen.getByRole('button', { name: 'Insert row' }))
+    expect(await screen.findByText('is required')).toBeTruthy()
+    expect(input('customer_id').getAttribute('aria-invalid')).toBe('true')
+    expect(calls).toHaveLength(0)
   })
 })

@@ -7,6 +7,29 @@ export function typeLabel(c: Column): string {
   return c.format || c.kind
 }
 
+/** What the label says after the type: key, and what an insert needs (required, default, generated). */
+export function fieldNotes(c: Column, mode: 'create' | 'edit'): string[] {
+  const notes: string[] = []
+  if (c.isPk) notes.push('key')
+  if (c.generated) notes.push('generated')
+  else if (c.required) notes.push('required')
+  else if (mode === 'create' && c.hasDefault && !c.nullable) notes.push('has default')
+  return notes
+}
+
+/**
+ * The hint in an empty input: what leaving it blank means. On insert a blank column gets its
+ * default (or the generated key); on an update it is NULL or, for a NOT NULL column, an error,
+ * so "default" is only ever said on insert and never for a required column.
+ */
+export function placeholderOf(c: Column, mode: 'create' | 'edit'): string {
+  if (mode === 'create') {
+    if (c.generated) return 'generated'
+    if (c.hasDefault) return 'default'
+  }
+  return c.nullable ? 'NULL' : ''
+}
+
 export function Field({
   column,
   value,
@@ -31,8 +54,9 @@ export function Field({
     disabled,
     'aria-invalid': error ? true : undefined,
     'aria-describedby': error ? errId : undefined,
+    'aria-required': mode === 'create' && column.required ? true : undefined,
   }
-  const placeholder = column.nullable ? 'NULL' : column.hasDefault ? 'default' : ''
+  const placeholder = placeholderOf(column, mode)
   const text = typeof value === 'string' ? value : ''
 
   let input
@@ -52,7 +76,7 @@ export function Field({
     case 'enum':
       input = (
         <select {...common} value={text} onChange={(e) => onChange(e.target.value)}>
-          <option value="">{column.nullable ? 'NULL' : column.hasDefault ? '(default)' : '— choose —'}</option>
+          <option value="">{mode === 'create' && column.hasDefault ? '(default)' : column.nullable ? 'NULL' : '— choose —'}</option>
           {(column.enumValues ?? []).map((v) => (
             <option key={v} value={v}>
               {v}
@@ -111,9 +135,7 @@ export function Field({
       <label htmlFor={id}>
         <span className="field-name">{column.name}</span>
         <span className="field-type">
-          {typeLabel(column)}
-          {column.isPk ? ' · key' : ''}
-          {column.required ? ' · required' : ''}
+          {[typeLabel(column), ...fieldNotes(column, mode)].join(' · ')}
         </span>
       </label>
       {input}

@@ -37,8 +37,19 @@ const COLUMN_PATTERNS: RegExp[] = [
   /CHECK constraint failed: ([A-Za-z_][A-Za-z0-9_]*)/, // SQLite: the expression's first name
 ]
 
+/** PostgreSQL names a column's CHECK `<table>_<column>_check` (the longest matching column wins). */
+function checkConstraintColumn(text: string, columns: ReadonlySet<string>): string | null {
+  const m = /violates check constraint "([^"]+)"/.exec(text)
+  if (!m || !m[1]) return null
+  const name = m[1]
+  const hits = [...columns].filter((c) => name.endsWith(`_${c}_check`) || name === `${c}_check`)
+  return hits.sort((a, b) => b.length - a.length)[0] ?? null
+}
+
 function columnsMentioned(text: string, columns: ReadonlySet<string>): string[] {
   const found: string[] = []
+  const checked = checkConstraintColumn(text, columns)
+  if (checked) found.push(checked)
   for (const re of COLUMN_PATTERNS) {
     const m = re.exec(text)
     if (m && m[1] && columns.has(m[1].trim()) && !found.includes(m[1].trim())) found.push(m[1].trim())

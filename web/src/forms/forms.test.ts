@@ -2,6 +2,8 @@ import { describe, expect, it } from 'vitest'
 import { findTable, parseOpenApi, type Column } from '../api/openapi.ts'
 import { ApiError } from '../api/errors.ts'
 import { demoOpenApi } from '../test/fixtures.ts'
+import { headwaterDemoOpenApi } from '../test/headwater-demo.ts'
+import { fieldNotes, placeholderOf } from './Field.tsx'
 import { fromInput, inputKind, toInput, toLocalDateTime } from './fields.ts'
 import { buildPayload, changedFields, initialValues } from './payload.ts'
 import { mapFieldErrors, parseDetailsString } from './errors.ts'
@@ -142,6 +144,13 @@ describe('server errors → fields', () => {
     expect(mapFieldErrors(fk, cols).fields).toEqual({ customer_id: 'Key (customer_id)=(999) is not present in table "customers".' })
   })
 
+  it('finds the column of a PostgreSQL CHECK by the constraint’s default name', () => {
+    const check = new ApiError(400, 'new row for relation "orders" violates check constraint "orders_customer_id_check"', '23514')
+    expect(mapFieldErrors(check, cols).fields).toEqual({ customer_id: check.message })
+    const other = new ApiError(400, 'new row for relation "orders" violates check constraint "sane_dates"', '23514')
+    expect(mapFieldErrors(other, cols).fields).toEqual({})
+  })
+
   it('finds the column in SQLite messages', () => {
     expect(mapFieldErrors(new ApiError(409, 'UNIQUE constraint failed: orders.status', '23505'), cols).fields).toHaveProperty('status')
     expect(mapFieldErrors(new ApiError(400, 'CHECK constraint failed: total >= 0', '23514'), cols).fields).toHaveProperty('total')
@@ -156,5 +165,38 @@ describe('server errors → fields', () => {
 
   it('ignores names that are not columns', () => {
     expect(parseDetailsString('nope: x; total: y', new Set(['total']))).toEqual({ fields: { total: 'y' }, rest: ['nope: x'] })
+  })
+})
+
+describe('insert form on the document Headwater serves', () => {
+  const served = parseOpenApi(headwaterDemoOpenApi)
+  const servedOrders = findTable(served, 'orders')!
+  const c = (name: string) => col(servedOrders, name)
+
+  it('marks NOT NULL columns without a default required, and says which have a default', () => {
+    expect(fieldNotes(c('customer_id'), 'create')).toEqual(['required'])
+    expect(placeholderOf(c('customer_id'), 'create')).toBe('')
+    expect(placeholderOf(c('ordered_at'), 'create')).toBe('')
+    expect(fieldNotes(c('status'), 'create')).toEqual(['has default'])
+    expect(placeholderOf(c('status'), 'create')).toBe('default')
+    expect(placeholderOf(c('total'), 'create')).toBe('default')
+    expect(placeholderOf(c('note'), 'create')).toBe('NULL')
+  })
+
+  it('offers the key as generated on insert, and never says "default" on an update', () => {
+    expect(fieldNotes(c('id'), 'create')).toEqual(['key', 'generated'])
+    expect(placeholderOf(c('id'), 'create')).toBe('generated')
+    expect(placeholderOf(c('status'), 'edit')).toBe('')
+    expect(placeholderOf(c('total'), 'edit')).toBe('')
+    expect(placeholderOf(c('note'), 'edit')).toBe('NULL')
+  })
+
+  it('refuses an insert without the required columns, and leaves defaults and the key to the server', () => {
+    const initial = initialValues(servedOrders.columns, null)
+    const { body, errors } = buildPayload(servedOrders.columns, { ...initial, note: 'hi' }, initial, 'create')
+    expect(errors).toEqual({ customer_id: 'is required', ordered_at: 'is required' })
+    expect(body).toEqual({ note: 'hi' })
+    const ok = buildPayload(servedOrders.columns, { ...initial, customer_id: '4', ordered_at: '2024-01-02T03:04' }, initial, 'create')
+    expect(ok).toEqual({ body: { customer_id: 4, ordered_at: '2024-01-02T03:04:00' }, errors: {} })
   })
 })
