@@ -72,7 +72,7 @@ async def _stream(db: Database, plan: ReadPlan, sql: ReadSQL, params: list[objec
     if isinstance(limit, int):
         rows = min(rows, limit)
     if plan.media == "csv":
-        keys = [o.key for o in plan.root.outputs]
+        keys = plan.root.output_keys()
         chunks = _csv_chunks(snap, sql.rows, params, keys, settings)
     else:
         chunks = _json_chunks(snap, sql.rows, params, settings)

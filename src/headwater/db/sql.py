@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import functools
+import sqlite3
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from headwater.model.plan import (
     Cond,
     EmbedExists,
     IsTest,
+    JsonSteps,
     OrderBy,
     OutputColumn,
     OutputEmbed,
@@ -51,6 +53,8 @@ _TEXT_CAST = frozenset({"json", "other", "bytes"})
 # cannot carry a BLOB, so these render one as PostgreSQL renders bytea: ``\x`` and lowercase
 # hex. Only these pay for the test: on every column it costs about a fifth of a read.
 _BLOB_KINDS = frozenset({"bytes", "other"})
+#: SQLite 3.38 has PostgreSQL's ``->`` (JSON text out); before it, json_extract and json_quote.
+_SQLITE_ARROW = sqlite3.sqlite_version_info >= (3, 38, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +104,54 @@ class _Builder:
     def col(self, alias: str, column: str) -> str:
         return f"{alias}.{ident(column)}"
 
+    def expr(self, alias: str, column: str, json: JsonSteps | None) -> str:
+        """A column, or the value at a JSON path in it: PostgreSQL's ``->``/``->>``; on
+        SQLite the same answers (``->>``: text, as PostgreSQL gives it; ``->``: JSON text),
+        NULL for a value that is no JSON document."""
+        col = self.col(alias, column)
+        if json is None:
+            return col
+        if self.pg:
+            steps = []
+            last = len(json.params) - 1
+            for i, (param, index) in enumerate(zip(json.params, json.indexes, strict=True)):
+                arrow = "->>" if json.text and i == last else "->"
+                steps.append(f" {arrow} {self.p(param)}::{'int' if index else 'text'}")
+            return f"({col}{''.join(steps)})"
+        path = self.p(json.params[0])
+        if json.text:
+            kind = f"json_type({col}, {path})"
+            body = (f"CASE {kind} WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' "
+                    f"ELSE CAST(json_extract({col}, {path}) AS TEXT) END")
+        else:
+            body = sqlite_arrow(col, path)
+        return f"(CASE WHEN json_valid({col}) THEN {body} END)"
+
+    def output(self, alias: str, o: OutputColumn) -> str:
+        """A select's value: column or JSON path, cast, aggregate, cast of the aggregate."""
+        if o.aggregate == "count" and not o.column:
+            value = "count(*)"
+        else:
+            value = self.expr(alias, o.column, o.json)
+            if o.cast:
+                value = self.cast(value, o.cast)
+            if o.aggregate:
+                value = f"{o.aggregate}({value})"
+        if o.agg_cast:
+            value = self.cast(value, o.agg_cast)
+        return value
+
+    def cast(self, value: str, type_name: str) -> str:
+        # the planner's name: a plain PostgreSQL type, or SQLite's TEXT/INTEGER/REAL/NUMERIC
+        return f"CAST({value} AS {type_name})"
+
+    def group_by(self, node: ReadNode) -> str:
+        if not node.grouped:
+            return ""
+        keys = [self.output(node.alias, o) for o in node.outputs
+                if isinstance(o, OutputColumn) and o.aggregate is None]
+        return (" GROUP BY " + ", ".join(keys)) if keys else ""
+
     def cond(self, alias: str, c: Cond) -> str:
         if isinstance(c, BoolExpr):
             joiner = " OR " if c.op == "or" else " AND "
@@ -113,7 +165,7 @@ class _Builder:
         return f"NOT ({body})" if c.negated else body
 
     def is_test(self, alias: str, c: IsTest) -> str:
-        col = self.col(alias, c.column)
+        col = self.expr(alias, c.column, c.json)
         if c.value == "null":
             return f"{col} IS NULL"
         if c.value == "not_null":
@@ -123,7 +175,7 @@ class _Builder:
         return f"{col} IS {c.value.upper()}"
 
     def compare(self, alias: str, c: Compare) -> str:
-        col = self.col(alias, c.column)
+        col = self.expr(alias, c.column, c.json)
         p = self.p(c.param)
         if c.op in _FTS:
             return self.full_text(col, c, p)
@@ -212,7 +264,7 @@ class _Builder:
         return " ORDER BY " + ", ".join(self.order_term(node.alias, o) for o in node.order)
 
     def order_term(self, alias: str, o: OrderBy) -> str:
-        s = self.col(alias, o.column) + (" DESC" if o.desc else " ASC")
+        s = self.expr(alias, o.column, o.json) + (" DESC" if o.desc else " ASC")
         nulls = o.nulls or (None if self.pg else ("first" if o.desc else "last"))
         return s + (f" NULLS {nulls.upper()}" if nulls else "")
 
@@ -235,16 +287,30 @@ class _Builder:
         joins: list[str] = []
         for o in node.outputs:
             if isinstance(o, OutputColumn):
-                cols.append(f"{self.col(node.alias, o.column)} AS {ident(o.key)}")
+                cols.append(f"{self.output(node.alias, o)} AS {ident(o.key)}")
+                continue
+            child = o.node
+            inner = self.pg_select(child, child.limit, child.offset)
+            lateral = f"{child.alias}_e"
+            if o.spread and child.to_many:
+                # PostgREST 13: each spread column of a to-many embed is an array
+                keys = child.output_keys()
+                aggs = ", ".join(f"coalesce(json_agg(_s.{ident(k)}), '[]') AS {ident(k)}"
+                                 for k in keys)
+                joins.append(f" LEFT JOIN LATERAL (SELECT {aggs} FROM ({inner}) AS _s)"
+                             f" AS {lateral} ON TRUE")
+                cols.extend(f"{lateral}.{ident(k)} AS {ident(k)}" for k in keys)
+            elif o.spread:
+                joins.append(f" LEFT JOIN LATERAL ({inner}) AS {lateral} ON TRUE")
+                cols.extend(f"{lateral}.{ident(k)} AS {ident(k)}"
+                            for k in child.output_keys())
             else:
-                child = o.node
-                inner = self.pg_select(child, child.limit, child.offset)
                 agg = ("coalesce(json_agg(_s), '[]')" if child.to_many else "row_to_json(_s)")
                 joins.append(f" LEFT JOIN LATERAL (SELECT {agg} AS body FROM ({inner}) AS _s)"
-                             f" AS {child.alias}_e ON TRUE")
-                cols.append(f"{child.alias}_e.body AS {ident(o.key)}")
+                             f" AS {lateral} ON TRUE")
+                cols.append(f"{lateral}.body AS {ident(o.key)}")
         return (f"SELECT {', '.join(cols) or 'NULL AS _'} FROM {self.table(node)}"
-                + "".join(joins) + self.where(node) + self.order(node)
+                + "".join(joins) + self.where(node) + self.group_by(node) + self.order(node)
                 + self.page(limit, offset, root=root))
 
     # --- SQLite: json_object per row, correlated subqueries -----------------------------------
@@ -257,7 +323,7 @@ class _Builder:
                 return f"json(coalesce((SELECT '[' || group_concat(_j, ',') || ']' FROM ({rows}))," \
                        " '[]'))"
             return f"json(({rows}))"
-        col = self.col(node.alias, o.column)
+        col = self.output(node.alias, o)
         if o.kind == "boolean":
             # SQLite has no boolean type; the declared type decides what JSON says.
             return f"json(CASE WHEN {col} IS NULL THEN NULL WHEN {col} THEN 'true' ELSE 'false' END)"
@@ -269,18 +335,45 @@ class _Builder:
 
     def sqlite_rows(self, node: ReadNode, limit: int | None, offset: int | None,
                     root: bool = False) -> str:
-        pairs = [f"{literal(o.key)}, {self.sqlite_value(node, o)}" for o in node.outputs]
+        pairs: list[str] = []
+        for o in node.outputs:
+            if isinstance(o, OutputEmbed) and o.spread:
+                pairs.extend(self.sqlite_spread(o.node))
+            else:
+                pairs.append(f"{literal(o.key)}, {self.sqlite_value(node, o)}")
         return (f"SELECT {sqlite_object(pairs)} AS _j FROM {self.table(node)}" + self.where(node)
-                + self.order(node) + self.page(limit, offset, root=root))
+                + self.group_by(node) + self.order(node) + self.page(limit, offset, root=root))
+
+    def sqlite_spread(self, child: ReadNode) -> list[str]:
+        """A spread embed's pairs, each read from the child's object (to-many: an array of
+        them); the keys were checked to hold no double quote (``$."key"``)."""
+        rows = self.sqlite_rows(child, child.limit, child.offset)
+        out = []
+        for key in child.output_keys():
+            path = literal(f'$."{key}"')
+            if child.to_many:
+                value = (f"json(coalesce((SELECT json_group_array(json({sqlite_arrow('_j', path)}))"
+                         f" FROM ({rows})), '[]'))")
+            else:
+                value = f"json({sqlite_arrow(f'({rows})', path)})"
+            out.append(f"{literal(key)}, {value}")
+        return out
 
     # --- whole statements ---------------------------------------------------------------------
 
+    def count_sql(self, root: ReadNode) -> str:
+        """Rows, or with an aggregate the groups (one when nothing is grouped by)."""
+        rows = f"SELECT count(*) FROM {self.table(root)}{self.where(root)}"
+        if not root.grouped:
+            return rows
+        return f"SELECT count(*) FROM ({rows}{self.group_by(root)}) AS _g"
+
     def read(self, root: ReadNode, limit: int, offset: int, count: bool,
              max_bytes: int) -> ReadSQL:
-        count_sql = f"SELECT count(*) FROM {self.table(root)}{self.where(root)}"
+        count_sql = self.count_sql(root)
         total = f"({count_sql})" if count else "NULL"
         self.remap = {}
-        standalone_count = f"SELECT count(*) FROM {self.table(root)}{self.where(root)}"
+        standalone_count = self.count_sql(root)
         count_params = tuple(self.remap)
         self.remap = None
         if self.pg:
@@ -313,6 +406,16 @@ class _Builder:
         body = f"CASE WHEN octet_length(_a.b) <= {int(max_bytes)} THEN _a.b END" \
             if max_bytes > 0 else "_a.b"
         return f"SELECT _a.t, _a.n, {body}, octet_length(_a.b) FROM ({aggregate}) AS _a"
+
+
+def sqlite_arrow(doc: str, path: str) -> str:
+    """SQLite: the JSON text at ``path`` in ``doc`` (NULL when absent), as ``->`` gives it."""
+    if _SQLITE_ARROW:
+        return f"{doc} -> {path}"
+    value = f"json_extract({doc}, {path})"
+    return (f"(CASE json_type({doc}, {path}) WHEN 'object' THEN {value} WHEN 'array' THEN "
+            f"{value} WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' WHEN 'null' THEN 'null' "
+            f"WHEN 'text' THEN json_quote({value}) ELSE CAST({value} AS TEXT) END)")
 
 
 #: SQLite functions take at most 127 arguments (SQLITE_MAX_FUNCTION_ARG): 60 key/value pairs.

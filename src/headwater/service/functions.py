@@ -201,7 +201,7 @@ class DbFunctions:
                                        details=f"The result contains {rows} rows")
         data = str(body).encode()
         if plan.media == "csv":
-            data = _csv(data, [o.key for o in plan.root.outputs])
+            data = _csv(data, plan.root.output_keys())
         return ReadAnswer(plan.media, rows, total, plan.first, body=data, etag=etag(data),
                           cache_control="no-cache")
 

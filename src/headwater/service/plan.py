@@ -28,7 +28,7 @@ from headwater.errors import (
     UnknownTable,
     UnsupportedFilter,
 )
-from headwater.model.catalog import Catalog, Column, Dialect, Relationship, Table
+from headwater.model.catalog import Catalog, Column, ColumnKind, Dialect, Relationship, Table
 from headwater.model.grammar import ARRAY_OPS, FTS_OPS, RANGE_OPS, parse_array
 from headwater.model.pattern import sqlite_pattern
 from headwater.model.plan import (
@@ -39,6 +39,7 @@ from headwater.model.plan import (
     InsertPlan,
     InsertShape,
     IsTest,
+    JsonSteps,
     MutatePlan,
     MutateShape,
     OrderBy,
@@ -55,6 +56,7 @@ from headwater.model.request import (
     Condition,
     Embed,
     Field,
+    JsonPath,
     Logic,
     OrderTerm,
     Path,
@@ -64,6 +66,15 @@ from headwater.model.request import (
 )
 from headwater.model.values import TEXT_FORMS, from_hex, from_text, is_hex, sqlite_number
 from headwater.service.policy import unknown_column
+from headwater.service.select_forms import (
+    aggregate_kind,
+    aggregates_refused,
+    cast_type,
+    check_json_column,
+    group_refused,
+    json_kind,
+    json_steps,
+)
 
 if TYPE_CHECKING:
     from headwater.service.policy import Access, Rule
@@ -174,6 +185,8 @@ class _Planner:
         self.trusted = False
         #: Levels of embedding allowed (reads: the ``max_embed_depth`` setting); 0 = any.
         self.max_embed_depth = 0
+        #: ``aggregates_enabled`` (and the caller's policy): may ``select=`` aggregate?
+        self.aggregates = True
 
     def policy_cond(self, table: Table, pred: Predicate | None) -> list[Cond]:
         if pred is None:
@@ -233,20 +246,33 @@ class _Planner:
         rule: Rule | None = None
         if self.access is not None:
             rule = self.access.rule(table.name, "select")
+        hidden: list[ReadNode] = []
         for item in select:
             if isinstance(item, Field):
                 if item.name == "*":
                     outputs.extend(_star(table) if rule is None or rule.columns is None else
                                    (o for o in _star(table) if o.column in rule.columns))
                 else:
-                    col = self.column(table, item.name)
                     self.key(item.alias)
-                    outputs.append(OutputColumn(item.alias or col.name, col.name, col.kind))
+                    outputs.append(self.output(table, item))
             else:
                 self.key(item.alias)
+                if item.key in embeds and not item.spread:
+                    # one key in the output object would silently hold only the last
+                    raise RequestError(f'table name "{item.key}" specified more than once',
+                                       code="42712", details=None,
+                                       hint=f"give one of the embeds of {item.name} an alias, "
+                                            f"e.g. other_{item.name}:{item.name}(...)")
                 child = self.embed(table, item, (*path, item.key), alias)
                 embeds[item.key] = child
-                outputs.append(OutputEmbed(item.key, child))
+                if (item.spread and self.catalog.dialect == "sqlite"
+                        and any('"' in k for k in child.output_keys())):
+                    raise ParseError("a spread embed's keys may not hold a double quote on "
+                                     "SQLite", details=f"in {item.name}", hint="alias them")
+                if item.select:
+                    outputs.append(OutputEmbed(item.key, child, item.spread))
+                else:
+                    hidden.append(child)
         q = self.request.query
         where = [self.cond(table, p, embeds) for p in q.where.get(path, ())]
         if rule is not None:
@@ -255,6 +281,8 @@ class _Planner:
             if child.inner:
                 where.append(EmbedExists(child))
         order = tuple(self.order_by(table, t) for t in q.order.get(path, ()))
+        if any(isinstance(o, OutputColumn) and o.aggregate for o in outputs):
+            self.check_grouping(table.name, outputs, order)
         limit = offset = None
         if not root:
             if path in q.limit:
@@ -262,7 +290,64 @@ class _Planner:
             if path in q.offset:
                 offset = self.param(q.offset[path])
         return ReadNode(table.name, alias, tuple(outputs), tuple(where), order, limit, offset,
-                        join, to_many, inner, parent_alias)
+                        join, to_many, inner, parent_alias, tuple(hidden))
+
+    def output(self, table: Table, item: Field) -> OutputColumn:
+        """A column of ``select=``, with its JSON path, casts and aggregate."""
+        if item.name == "" or (item.name == "count" and not item.json and not item.cast
+                               and not item.aggregate and "count" not in table.columns):
+            # ``count()``, and ``count`` as PostgREST still reads it (``orders(count)``)
+            self.may_aggregate(table)
+            kind: ColumnKind = "integer"
+            agg_cast: str | None = None
+            if item.agg_cast:
+                agg_cast, kind = cast_type(self.catalog.dialect, item.agg_cast)
+            return OutputColumn(item.alias or "count", "", kind, aggregate="count",
+                                agg_cast=agg_cast)
+        col = self.column(table, item.name)
+        if not (item.json or item.cast or item.aggregate):
+            return OutputColumn(item.alias or col.name, col.name, col.kind)
+        # a transformed value of an encrypted column would be a transformed ciphertext
+        self.plain(table, col.name)
+        kind = col.kind
+        steps = None
+        if item.json:
+            steps = self.json(table, col, item.json)
+            kind = json_kind(item.json)
+        cast = agg_cast = None
+        if item.cast:
+            cast, kind = cast_type(self.catalog.dialect, item.cast)
+        if item.aggregate:
+            self.may_aggregate(table)
+            kind = aggregate_kind(item.aggregate, kind)
+            if item.agg_cast:
+                agg_cast, kind = cast_type(self.catalog.dialect, item.agg_cast)
+        return OutputColumn(item.key, col.name, kind, steps, cast, item.aggregate, agg_cast)
+
+    def may_aggregate(self, table: Table) -> None:
+        """The ``aggregates_enabled`` setting, then the caller's select policy for the table."""
+        if not self.aggregates or (self.access is not None
+                                   and not self.access.rule(table.name, "select").aggregates):
+            raise aggregates_refused()
+
+    def json(self, table: Table, col: Column, path: JsonPath) -> JsonSteps:
+        check_json_column(col, path, table.name)
+        return json_steps(self.catalog.dialect, path, self.param)
+
+    def check_grouping(self, table: str, outputs: Sequence[Output],
+                       order: Sequence[OrderBy]) -> None:
+        """With an aggregate, the other columns are the GROUP BY: an embed cannot be among
+        them, and the order may only name them (PostgreSQL's 42803, also on SQLite)."""
+        if any(isinstance(o, OutputEmbed) for o in outputs):
+            raise group_refused(table, "embedded resources in the same select")
+        grouped = {(o.column, o.json) for o in outputs
+                   if isinstance(o, OutputColumn) and o.aggregate is None}
+        for term in order:
+            if (term.column, term.json) not in grouped:
+                raise RequestError(
+                    f'column "{table}.{term.column}" must appear in the GROUP BY clause or be '
+                    "used in an aggregate function", code="42803", details=None,
+                    hint="with an aggregate in select=, order by the columns selected with it")
 
     def embed(self, parent: Table, item: Embed, path: Path, parent_alias: str) -> ReadNode:
         if self.max_embed_depth and len(path) > self.max_embed_depth:
@@ -277,7 +362,7 @@ class _Planner:
         rel = resolve_relationship(self.catalog, parent.name, item)
         target = self.catalog.tables[rel.target]
         join = tuple(zip(rel.target_columns, rel.source_columns, strict=True))
-        return self.node(target, item.select or (Field("*"),), path, join=join,
+        return self.node(target, item.select, path, join=join,
                          to_many=rel.to_many, inner=item.inner, parent_alias=parent_alias)
 
     def _depth(self, path: Path) -> int:
@@ -292,9 +377,10 @@ class _Planner:
         return depth + _nesting(items)
 
     def order_by(self, table: Table, term: OrderTerm) -> OrderBy:
-        self.column(table, term.column)
+        col = self.column(table, term.column)
         self.plain(table, term.column)
-        return OrderBy(term.column, term.desc, term.nulls)
+        steps = self.json(table, col, term.json) if term.json else None
+        return OrderBy(term.column, term.desc, term.nulls, steps)
 
     def cond(self, table: Table, pred: Predicate, embeds: dict[str, ReadNode]) -> Cond:
         if isinstance(pred, Logic):
@@ -304,6 +390,8 @@ class _Planner:
             return self.embed_null_filter(pred, embeds[pred.column])
         col = self.column(table, pred.column)
         self.plain(table, col.name)
+        if pred.json:
+            return self.json_cond(table, col, pred)
         if pred.op == "is":
             assert isinstance(pred.value, str)
             if pred.value in ("true", "false", "unknown") and col.kind != "boolean":
@@ -326,6 +414,31 @@ class _Planner:
             return self.containment(col, pred)
         value = self.literal(col, pred.op, pred.value)
         return Compare(col.name, col.kind, pred.op, self.param(value), pred.negated)
+
+    def json_cond(self, table: Table, col: Column, pred: Condition) -> Cond:
+        """A filter on a JSON path: its value compared as text (``->>``) or as JSON text
+        (``->``); full-text and containment take a column of their own type."""
+        if pred.op in FTS_OPS or pred.op in ARRAY_OPS or pred.op in RANGE_OPS:
+            raise UnsupportedFilter(f"{pred.op} is not supported on a JSON path",
+                                    details=f"column {col.name}",
+                                    hint="filter a JSON path with eq, neq, gt, lt, like, in, is")
+        steps = self.json(table, col, pred.json)
+        as_text = Column(col.name, json_kind(pred.json), "text")
+        if pred.op == "is":
+            assert isinstance(pred.value, str)
+            if pred.value in ("true", "false", "unknown"):
+                raise InvalidValue(f"is.{pred.value} takes a boolean column; a JSON path is "
+                                   f"{as_text.kind}", details=f"column {col.name}")
+            return IsTest(col.name, as_text.kind, pred.value, pred.negated, steps)
+        if isinstance(pred.value, tuple):
+            values = tuple(self.literal(as_text, pred.op, v) for v in pred.value)
+            quantifier = None if pred.op == "in" else pred.modifier
+            return Compare(col.name, as_text.kind, pred.op, self.param(values), pred.negated,
+                           quantifier="all" if quantifier == "all" else
+                           ("any" if quantifier == "any" else None), json=steps)
+        return Compare(col.name, as_text.kind, pred.op,
+                       self.param(self.literal(as_text, pred.op, pred.value)), pred.negated,
+                       json=steps)
 
     def literal(self, col: Column, op: str, text: str) -> Value:
         """One literal of a comparison: a LIKE pattern (``*`` for ``%``), a regular
@@ -464,7 +577,8 @@ def _nesting(items: Sequence[SelectItem]) -> int:
 
 
 def plan_read(catalog: Catalog, request: ApiRequest, *, max_rows: int = 0,
-              access: Access | None = None, max_embed_depth: int = 0) -> ReadPlan:
+              access: Access | None = None, max_embed_depth: int = 0,
+              aggregates: bool = True) -> ReadPlan:
     table = catalog.table(request.target)
     if table is None:
         hint = _suggest(request.target, catalog.tables)
@@ -473,6 +587,7 @@ def plan_read(catalog: Catalog, request: ApiRequest, *, max_rows: int = 0,
             hint=hint.replace("the column", "the table") if hint else None)
     p = _Planner(catalog, request, access)
     p.max_embed_depth = max_embed_depth
+    p.aggregates = aggregates
     root = p.node(table, request.query.select, (), root=True)
     p.check_paths()
     q = request.query
