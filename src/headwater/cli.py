@@ -152,6 +152,9 @@ def serve(
                             "switch, no Headwater tables), PostgreSQL in read-only "
                             "transactions; writes answer 405  [env: HEADWATER_READ_ONLY]")]
     = False,
+    no_aggregates: Annotated[bool, typer.Option(
+        "--no-aggregates", help="Refuse aggregates in select= (count(), amount.sum()...) with "
+                                "PGRST123  [env: HEADWATER_AGGREGATES_ENABLED=false]")] = False,
 ) -> None:
     """Serve a database over HTTP. Every setting can also be given as a HEADWATER_*
     environment variable (see the README's Settings)."""
@@ -166,7 +169,8 @@ def serve(
     flags: dict[str, Any] = {"host": host, "port": port, "workers": workers,
                                 "log_level": log_level, "app": app, "config": config,
                                 "insecure": insecure or None, "tls_cert": tls_cert,
-                                "tls_key": tls_key, "read_only": read_only or None}
+                                "tls_key": tls_key, "read_only": read_only or None,
+                                "aggregates_enabled": False if no_aggregates else None}
     # A bad variable, flag or settings file is named first.
     _security, notes = check_serving(Settings.from_env(None, **flags))
     url = given_database_url(database_url, os.environ)

@@ -71,6 +71,9 @@ def _select_item(sc: Scanner) -> SelectItem:
     if sc.eat("*"):
         return Field("*")
     spread = sc.eat("...")
+    if not spread and sc.eat("count()"):
+        # bare, as PostgREST reads it: an embed named count is written "count"(...)
+        return Field("", None, aggregate="count", agg_cast=_cast(sc))
     first = sc.name()
     alias: str | None = None
     if sc.peek(":") and not sc.peek("::"):
@@ -78,12 +81,11 @@ def _select_item(sc: Scanner) -> SelectItem:
             raise sc.error('"(" after the spread embed')
         sc.pos += 1
         alias = first
-        spread = sc.eat("...")
-        if spread:
+        if sc.peek("..."):
             raise sc.error("a name (a spread embed takes no alias)")
+        if sc.eat("count()"):
+            return Field("", alias, aggregate="count", agg_cast=_cast(sc))
         first = sc.name()
-    if not spread and first == "count" and sc.eat("()"):
-        return Field("", alias, aggregate="count", agg_cast=_cast(sc))
     json = json_path(sc)
     if json or sc.peek("::") or sc.peek("."):
         cast_to = _cast(sc)
@@ -155,4 +157,7 @@ def _render_item(item: SelectItem) -> str:
     hint = f"!{render_name(item.hint)}" if item.hint else ""
     inner = "!inner" if item.inner else ""
     spread = "..." if item.spread else ""
-    return f"{spread}{prefix}{render_name(item.name)}{hint}{inner}({render_select(item.select)})"
+    name = render_name(item.name)
+    if name == "count" and not (hint or inner or item.select):
+        name = '"count"'  # ``count()`` is the aggregate
+    return f"{spread}{prefix}{name}{hint}{inner}({render_select(item.select)})"
