@@ -14,6 +14,7 @@ from headwater.errors import ParseError
 from headwater.model import grammar as g
 from headwater.model import select as s
 from headwater.model.request import (
+    Aggregate,
     Condition,
     Embed,
     Field,
@@ -102,7 +103,8 @@ any_name = st.text(st.characters(codec="utf-8", exclude_categories=["Cc"]), min_
 json_key = st.one_of(any_name, st.integers(-5, 30).map(str))
 casts = st.sampled_from(["text", "int", "integer", "bigint", "double precision", "numeric",
                          "text[]", "boolean", "jsonb"])
-aggregates = st.sampled_from(["count", "sum", "avg", "min", "max"])
+aggregates: st.SearchStrategy[Aggregate] = st.sampled_from(["count", "sum", "avg", "min",
+                                                            "max"])
 
 
 def json_paths(key: st.SearchStrategy[str] = json_key) -> st.SearchStrategy[JsonPath]:
