@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import json
 from collections.abc import Iterator
 from decimal import Decimal
@@ -262,3 +263,18 @@ def test_cache_keeps_the_forms_apart(served: Served) -> None:
     first, second, again = get(served, a), get(served, b), get(served, a)
     assert first.json() != second.json()
     assert again.json() == first.json()
+
+
+def test_a_write_representation_takes_the_forms_too(served_rw: Served) -> None:
+    """Before, the written rows were projected in Python: a cast or a JSON path in select=
+    was silently dropped (the plain column came back)."""
+    new = 900_000 + int.from_bytes(os.urandom(3), "big")
+    r = httpx.post(f"{served_rw.url}/products?select=id,p:price::text,c:attributes->>color,"
+                   "attributes->tags->0", timeout=20,
+                   headers={"Prefer": "return=representation"},
+                   json={"id": new, "name": "Lamp", "sku": f"SKU-{new}", "price": "12.50",
+                         "attributes": {"color": "teal", "tags": ["new", "eco"]}})
+    assert r.status_code == 201, r.text
+    (price,), = oracle.rows(served_rw.database_url,
+                            "SELECT CAST(price AS TEXT) FROM products WHERE id = $1", new)
+    assert r.json() == [{"id": new, "p": price, "c": "teal", "0": "new"}]
