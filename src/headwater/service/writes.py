@@ -446,7 +446,8 @@ class Writer:
             select=select, where={(): (_key_filter(table.primary_key, written),)},
             order={(): tuple(_order_by_key(table))}))
         plan = plan_read(self.catalog, read,
-                         access=self.guard.access if self.guard is not None else None)
+                         access=self.guard.access if self.guard is not None else None,
+                         aggregates=self.settings.aggregates_enabled)
         sql = compile_read(self.db.dialect, self.db.schema, plan.root, plan.limit_param,
                            plan.offset_param, False)
         row = await tx.fetchrow(sql.aggregate, bind(self.db.dialect, plan.params))
