@@ -173,6 +173,25 @@ def test_aggregates_inside_embeds_and_the_count_shorthand(served: Served) -> Non
     assert [r["orders"] for r in short] == [[{"count": n}] for _i, _s, n in want]
 
 
+def test_embeds_and_spreads_are_group_keys_too(served: Served) -> None:
+    body = ok(served, "orders?select=customer_id,t:total.sum(),customers(name)"
+                      "&order=customer_id&limit=10")
+    q = ("SELECT o.customer_id, sum(o.total), c.name FROM orders o JOIN customers c "
+         "ON c.id = o.customer_id GROUP BY o.customer_id, c.name ORDER BY o.customer_id LIMIT 10")
+    want = sql(served, q, q)
+    assert [(r["customer_id"], r["customers"]) for r in body] == [
+        (i, {"name": n}) for i, _t, n in want]
+    assert [r["t"] for r in body] == pytest.approx([num(t) for _i, t, _n in want])
+    r = get(served, "orders?select=n:count(),...customers(country)", Prefer="count=exact")
+    assert r.status_code == 200, r.text
+    q = ("SELECT count(*), c.country FROM orders o JOIN customers c ON c.id = o.customer_id "
+         "GROUP BY c.country")
+    want = sql(served, q, q)
+    assert sorted((g["n"], g["country"] or "") for g in r.json()) == sorted(
+        (n, c or "") for n, c in want)
+    assert r.headers["Content-Range"].endswith(f"/{len(want)}")
+
+
 def test_prefer_count_counts_the_groups(served: Served) -> None:
     r = get(served, "orders?select=status,count()", Prefer="count=exact")
     assert r.status_code == 200, r.text

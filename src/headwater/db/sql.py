@@ -145,11 +145,14 @@ class _Builder:
         # the planner's name: a plain PostgreSQL type, or SQLite's TEXT/INTEGER/REAL/NUMERIC
         return f"CAST({value} AS {type_name})"
 
-    def group_by(self, node: ReadNode) -> str:
+    def group_by(self, node: ReadNode, embeds: Sequence[str] = ()) -> str:
+        """With an aggregate, every other output is a group key; ``embeds``: the embeds'
+        values, as the select list names them."""
         if not node.grouped:
             return ""
         keys = [self.output(node.alias, o) for o in node.outputs
                 if isinstance(o, OutputColumn) and o.aggregate is None]
+        keys.extend(embeds)
         return (" GROUP BY " + ", ".join(keys)) if keys else ""
 
     def cond(self, alias: str, c: Cond) -> str:
@@ -285,6 +288,17 @@ class _Builder:
                   root: bool = False) -> str:
         cols: list[str] = []
         joins: list[str] = []
+        groups: list[str] = []
+        grouped = node.grouped
+
+        def add(value: str, key: str, *, as_json: bool) -> None:
+            # json has no equality: a group key is its text, read back as json
+            if grouped:
+                value = f"{value}::text" if as_json else value
+                groups.append(value)
+                value = f"({value})::json" if as_json else value
+            cols.append(f"{value} AS {ident(key)}")
+
         for o in node.outputs:
             if isinstance(o, OutputColumn):
                 cols.append(f"{self.output(node.alias, o)} AS {ident(o.key)}")
@@ -299,19 +313,20 @@ class _Builder:
                                  for k in keys)
                 joins.append(f" LEFT JOIN LATERAL (SELECT {aggs} FROM ({inner}) AS _s)"
                              f" AS {lateral} ON TRUE")
-                cols.extend(f"{lateral}.{ident(k)} AS {ident(k)}" for k in keys)
+                for k in keys:
+                    add(f"{lateral}.{ident(k)}", k, as_json=True)
             elif o.spread:
                 joins.append(f" LEFT JOIN LATERAL ({inner}) AS {lateral} ON TRUE")
-                cols.extend(f"{lateral}.{ident(k)} AS {ident(k)}"
-                            for k in child.output_keys())
+                for k in child.output_keys():
+                    add(f"{lateral}.{ident(k)}", k, as_json=False)
             else:
                 agg = ("coalesce(json_agg(_s), '[]')" if child.to_many else "row_to_json(_s)")
                 joins.append(f" LEFT JOIN LATERAL (SELECT {agg} AS body FROM ({inner}) AS _s)"
                              f" AS {lateral} ON TRUE")
-                cols.append(f"{lateral}.body AS {ident(o.key)}")
+                add(f"{lateral}.body", o.key, as_json=True)
         return (f"SELECT {', '.join(cols) or 'NULL AS _'} FROM {self.table(node)}"
-                + "".join(joins) + self.where(node) + self.group_by(node) + self.order(node)
-                + self.page(limit, offset, root=root))
+                + "".join(joins) + self.where(node) + self.group_by(node, groups)
+                + self.order(node) + self.page(limit, offset, root=root))
 
     # --- SQLite: json_object per row, correlated subqueries -----------------------------------
 
@@ -336,15 +351,18 @@ class _Builder:
     def sqlite_rows(self, node: ReadNode, limit: int | None, offset: int | None,
                     root: bool = False) -> str:
         pairs: list[str] = []
+        groups: list[str] = []
         for o in node.outputs:
-            if isinstance(o, OutputEmbed) and o.spread:
-                pairs.extend(self.sqlite_spread(o.node))
-            else:
-                pairs.append(f"{literal(o.key)}, {self.sqlite_value(node, o)}")
+            values = (self.sqlite_spread(o.node) if isinstance(o, OutputEmbed) and o.spread
+                      else [(o.key, self.sqlite_value(node, o))])
+            pairs.extend(f"{literal(k)}, {v}" for k, v in values)
+            if isinstance(o, OutputEmbed):
+                groups.extend(v for _k, v in values)
         return (f"SELECT {sqlite_object(pairs)} AS _j FROM {self.table(node)}" + self.where(node)
-                + self.group_by(node) + self.order(node) + self.page(limit, offset, root=root))
+                + self.group_by(node, groups) + self.order(node)
+                + self.page(limit, offset, root=root))
 
-    def sqlite_spread(self, child: ReadNode) -> list[str]:
+    def sqlite_spread(self, child: ReadNode) -> list[tuple[str, str]]:
         """A spread embed's pairs, each read from the child's object (to-many: an array of
         them); the keys were checked to hold no double quote (``$."key"``)."""
         rows = self.sqlite_rows(child, child.limit, child.offset)
@@ -356,17 +374,18 @@ class _Builder:
                          f" FROM ({rows})), '[]'))")
             else:
                 value = f"json({sqlite_arrow(f'({rows})', path)})"
-            out.append(f"{literal(key)}, {value}")
+            out.append((key, value))
         return out
 
     # --- whole statements ---------------------------------------------------------------------
 
     def count_sql(self, root: ReadNode) -> str:
         """Rows, or with an aggregate the groups (one when nothing is grouped by)."""
-        rows = f"SELECT count(*) FROM {self.table(root)}{self.where(root)}"
         if not root.grouped:
-            return rows
-        return f"SELECT count(*) FROM ({rows}{self.group_by(root)}) AS _g"
+            return f"SELECT count(*) FROM {self.table(root)}{self.where(root)}"
+        rows = (self.pg_select(root, None, None) if self.pg
+                else self.sqlite_rows(root, None, None))
+        return f"SELECT count(*) FROM ({rows}) AS _g"
 
     def read(self, root: ReadNode, limit: int, offset: int, count: bool,
              max_bytes: int) -> ReadSQL:

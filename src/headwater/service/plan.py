@@ -265,6 +265,9 @@ class _Planner:
                                             f"e.g. other_{item.name}:{item.name}(...)")
                 child = self.embed(table, item, (*path, item.key), alias)
                 embeds[item.key] = child
+                if item.spread and child.grouped:
+                    # PostgREST moves such aggregates up to the parent: not done here yet
+                    raise group_refused(table.name, "a spread embed's own aggregates")
                 if (item.spread and self.catalog.dialect == "sqlite"
                         and any('"' in k for k in child.output_keys())):
                     raise ParseError("a spread embed's keys may not hold a double quote on "
@@ -336,10 +339,8 @@ class _Planner:
 
     def check_grouping(self, table: str, outputs: Sequence[Output],
                        order: Sequence[OrderBy]) -> None:
-        """With an aggregate, the other columns are the GROUP BY: an embed cannot be among
-        them, and the order may only name them (PostgreSQL's 42803, also on SQLite)."""
-        if any(isinstance(o, OutputEmbed) for o in outputs):
-            raise group_refused(table, "embedded resources in the same select")
+        """With an aggregate, the other outputs (embeds too) are the GROUP BY, and the order
+        may only name them (PostgreSQL's 42803, also on SQLite)."""
         grouped = {(o.column, o.json) for o in outputs
                    if isinstance(o, OutputColumn) and o.aggregate is None}
         for term in order:

@@ -102,6 +102,5 @@ def aggregate_kind(aggregate: Aggregate, kind: ColumnKind) -> ColumnKind:
 
 
 def group_refused(node: str, detail: str) -> RequestError:
-    return RequestError(f"aggregates alongside {detail} are not supported",
-                        code="42803", details=f"in {node}",
-                        hint="select the aggregate and the columns it groups by only")
+    return RequestError(f"{detail} are not supported", code="PGRST100", details=f"in {node}",
+                        hint="aggregate in a plain embed, or in the top-level select")

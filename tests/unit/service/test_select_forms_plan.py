@@ -94,7 +94,13 @@ def test_aggregates_group_by_the_other_columns() -> None:
     assert child.node.outputs == (OutputColumn("count", "", "integer", aggregate="count"),)
     # counting groups, for Prefer: count=exact
     counted = plan_read(PG, request("docs", "select=name,count()", prefer=_count()))
-    assert "SELECT count(*) FROM (SELECT count(*) FROM" in sql(counted)
+    assert ('(SELECT count(*) FROM (SELECT t0."name" AS "name", count(*) AS "count" FROM '
+            '"docs" AS t0 GROUP BY t0."name") AS _g)') in sql(counted)
+    # an embed is a group key too: by its text on PostgreSQL (json has no equality)
+    embedded = sql(plan("select=account_id,amount.sum(),accounts(name)"))
+    assert '(t1_e.body::text)::json AS "accounts"' in embedded
+    assert 'GROUP BY t0."account_id", t1_e.body::text' in embedded
+    assert error("select=id,...accounts(count())").code == "PGRST100"
 
 
 def _count() -> Any:
