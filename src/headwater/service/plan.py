@@ -70,6 +70,7 @@ from headwater.service.select_forms import (
     aggregate_kind,
     aggregates_refused,
     cast_type,
+    check_grouping,
     check_json_column,
     group_refused,
     json_kind,
@@ -285,7 +286,7 @@ class _Planner:
                 where.append(EmbedExists(child))
         order = tuple(self.order_by(table, t) for t in q.order.get(path, ()))
         if any(isinstance(o, OutputColumn) and o.aggregate for o in outputs):
-            self.check_grouping(table.name, outputs, order)
+            check_grouping(table.name, outputs, order, self.params)
         limit = offset = None
         if not root:
             if path in q.limit:
@@ -336,19 +337,6 @@ class _Planner:
     def json(self, table: Table, col: Column, path: JsonPath) -> JsonSteps:
         check_json_column(col, path, table.name)
         return json_steps(self.catalog.dialect, path, self.param)
-
-    def check_grouping(self, table: str, outputs: Sequence[Output],
-                       order: Sequence[OrderBy]) -> None:
-        """With an aggregate, the other outputs (embeds too) are the GROUP BY, and the order
-        may only name them (PostgreSQL's 42803, also on SQLite)."""
-        grouped = {(o.column, o.json) for o in outputs
-                   if isinstance(o, OutputColumn) and o.aggregate is None}
-        for term in order:
-            if (term.column, term.json) not in grouped:
-                raise RequestError(
-                    f'column "{table}.{term.column}" must appear in the GROUP BY clause or be '
-                    "used in an aggregate function", code="42803", details=None,
-                    hint="with an aggregate in select=, order by the columns selected with it")
 
     def embed(self, parent: Table, item: Embed, path: Path, parent_alias: str) -> ReadNode:
         if self.max_embed_depth and len(path) > self.max_embed_depth:

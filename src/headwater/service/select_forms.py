@@ -7,11 +7,11 @@ are request text, so they travel as parameters.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from headwater.errors import ParseError, RequestError, UnsupportedFilter
 from headwater.model.catalog import Column, ColumnKind, Dialect
-from headwater.model.plan import JsonSteps, Value
+from headwater.model.plan import JsonSteps, OrderBy, Output, OutputColumn, Value
 from headwater.model.request import Aggregate, JsonPath
 
 #: A PostgreSQL type name as a cast may write it: words (``double precision``), an array.
@@ -104,3 +104,20 @@ def aggregate_kind(aggregate: Aggregate, kind: ColumnKind) -> ColumnKind:
 def group_refused(node: str, detail: str) -> RequestError:
     return RequestError(f"{detail} are not supported", code="PGRST100", details=f"in {node}",
                         hint="aggregate in a plain embed, or in the top-level select")
+
+
+def check_grouping(table: str, outputs: Sequence[Output], order: Sequence[OrderBy],
+                   params: Sequence[Value]) -> None:
+    """With an aggregate, the other outputs (embeds too) are the GROUP BY, and the order
+    may only name them (PostgreSQL's 42803, also on SQLite)."""
+    def path(j: JsonSteps | None) -> object:
+        return None if j is None else (tuple(params[i] for i in j.params), j.text)
+
+    grouped = {(o.column, path(o.json)) for o in outputs
+               if isinstance(o, OutputColumn) and o.aggregate is None}
+    for term in order:
+        if (term.column, path(term.json)) not in grouped:
+            raise RequestError(
+                f'column "{table}.{term.column}" must appear in the GROUP BY clause or be '
+                "used in an aggregate function", code="42803", details=None,
+                hint="with an aggregate in select=, order by the columns selected with it")

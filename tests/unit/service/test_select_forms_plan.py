@@ -177,3 +177,10 @@ def test_cache_keys_tell_every_form_apart() -> None:
              "select=id&order=data->>b", "select=id,accounts!inner()"]
     keys = {canonical(plan(q)) for q in forms}
     assert len(keys) == len(forms)
+
+
+def test_ordering_by_a_grouped_json_path() -> None:
+    """The order's JSON path is the select's (its keys compared, not its parameter slots)."""
+    p = plan("select=data->>kind,count()&order=data->>kind.desc")
+    assert "GROUP BY (t0.\"data\" ->> $1::text) ORDER BY (t0.\"data\" ->> $2::text) DESC" in sql(p)
+    assert error("select=data->>kind,count()&order=data->>other").code == "42803"
