@@ -112,6 +112,27 @@ def test_json_paths_in_filters_also_inside_or(served: Served) -> None:
         "json_extract(attributes, '$.dimensions_cm.h') IN (10, 11)")
 
 
+def test_a_json_value_is_compared_as_json(served: Served) -> None:
+    """``->`` gives JSON: its literal is JSON too (PostgREST reads it as jsonb), and numbers
+    compare as numbers."""
+    def ids(query: str) -> list[int]:
+        return [r["id"] for r in ok(served, f"products?select=id&order=id&{query}")]
+
+    def want(pg: str, lite: str) -> list[int]:
+        return [r[0] for r in sql(served, f"SELECT id FROM products WHERE {pg} ORDER BY id",
+                                  f"SELECT id FROM products WHERE {lite} ORDER BY id")]
+
+    assert ids('attributes->color=eq."red"') == want(
+        "attributes->'color' = '\"red\"'::jsonb", "json_extract(attributes, '$.color') = 'red'")
+    for op, sym in (("gt", ">"), ("lte", "<=")):
+        got = ids(f"attributes->dimensions_cm->h={op}.30")
+        assert got == want(f"attributes->'dimensions_cm'->'h' {sym} '30'::jsonb",
+                           f"json_extract(attributes, '$.dimensions_cm.h') {sym} 30")
+    assert ids("attributes->dimensions_cm->h=in.(37,61)") == want(
+        "attributes->'dimensions_cm'->'h' IN ('37'::jsonb, '61'::jsonb)",
+        "json_extract(attributes, '$.dimensions_cm.h') IN (37, 61)")
+
+
 def test_json_paths_in_order(served: Served) -> None:
     body = ok(served, "products?select=id,attributes->>color&order=attributes->>color.desc,id")
     want = sql(served, "SELECT id FROM products ORDER BY attributes->>'color' DESC, id",
@@ -296,4 +317,4 @@ def test_a_write_representation_takes_the_forms_too(served_rw: Served) -> None:
     assert r.status_code == 201, r.text
     (price,), = oracle.rows(served_rw.database_url,
                             "SELECT CAST(price AS TEXT) FROM products WHERE id = $1", new)
-    assert r.json() == [{"id": new, "p": price, "c": "teal", "0": "new"}]
+    assert r.json() == [{"id": new, "p": price, "c": "teal", "tags": "new"}]

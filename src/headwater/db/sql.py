@@ -184,7 +184,13 @@ class _Builder:
             return self.full_text(col, c, p)
         if c.op in _CONTAINS:
             return self.contains(col, c, p)
-        if self.pg and (c.kind in _TEXT_CAST or (c.op in _TEXT_OPS and c.kind != "text")):
+        if c.json is not None and not c.json.text and c.quantifier is None and (
+                c.op in _CMP or c.op in ("isdistinct", "in")):
+            if c.op == "in" and not self.pg:
+                return (f"json_extract({col}, '$') IN (SELECT CASE WHEN json_valid(value) THEN "
+                        f"json_extract(value, '$') ELSE value END FROM json_each({p}))")
+            col, p = self.json_operands(col, p, c.op)
+        elif self.pg and (c.kind in _TEXT_CAST or (c.op in _TEXT_OPS and c.kind != "text")):
             col += "::text"
         if c.quantifier is not None:
             return self.quantified(col, c, p)
@@ -197,6 +203,16 @@ class _Builder:
         if c.op == "in":
             return f"{col} = ANY({p})" if self.pg else f"{col} IN (SELECT value FROM json_each({p}))"
         raise AssertionError(c.op)
+
+    def json_operands(self, col: str, p: str, op: str) -> tuple[str, str]:
+        """A JSON value (``data->a=eq.{"b":2}``) is compared as JSON, as PostgREST reads the
+        literal as jsonb: PostgreSQL compares jsonb; SQLite the SQL values both JSON texts
+        hold (numbers as numbers, objects as minified text; a literal that is no JSON as its
+        text)."""
+        if self.pg:
+            return f"{col}::jsonb", f"{p}::jsonb[]" if op == "in" else f"{p}::jsonb"
+        return (f"json_extract({col}, '$')",
+                f"(CASE WHEN json_valid({p}) THEN json_extract({p}, '$') ELSE {p} END)")
 
     def text_op(self, op: str, col: str, p: str) -> str:
         """LIKE, ILIKE and the POSIX regular expressions (SQLite: Headwater's functions)."""

@@ -12,6 +12,13 @@ MediaType: TypeAlias = Literal["json", "object", "csv"]
 #: (``-1``, ``0``) indexes an array, as in PostgREST.
 JsonPath: TypeAlias = tuple[tuple[Literal["->", "->>"], str], ...]
 Aggregate: TypeAlias = Literal["count", "sum", "avg", "min", "max"]
+
+
+def is_index(key: str) -> bool:
+    """Does a JSON path step index an array (``0``, ``-1``; at most 9 digits) rather than
+    name a key (``0xy1``, ``23-xy-45``)?"""
+    digits = key[1:] if key.startswith("-") else key
+    return 0 < len(digits) <= 9 and digits.isascii() and digits.isdigit()
 AGGREGATES: frozenset[str] = frozenset({"count", "sum", "avg", "min", "max"})
 
 
@@ -33,13 +40,14 @@ class Field:
     @property
     def key(self) -> str:
         """The output key PostgREST gives it: the alias, else the aggregate, else the last
-        JSON key, else the column."""
+        JSON key that is no array index, else the column."""
         if self.alias:
             return self.alias
         if self.aggregate:
             return self.aggregate
-        if self.json:
-            return self.json[-1][1]
+        for _arrow, key in reversed(self.json):
+            if not is_index(key):
+                return key
         return self.name
 
 

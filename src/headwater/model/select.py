@@ -7,7 +7,15 @@ import re
 from collections.abc import Sequence
 from typing import Literal, cast
 
-from headwater.model.request import AGGREGATES, Aggregate, Embed, Field, JsonPath, SelectItem
+from headwater.model.request import (
+    AGGREGATES,
+    Aggregate,
+    Embed,
+    Field,
+    JsonPath,
+    SelectItem,
+    is_index,
+)
 from headwater.model.scanner import Scanner, render_name
 
 #: What may follow ``::``: a type's name, words separated by single spaces
@@ -40,7 +48,13 @@ def json_path(sc: Scanner) -> JsonPath:
         arrow: Literal["->", "->>"] = "->>" if sc.eat("->>") else "->"
         if arrow == "->":
             sc.pos += 2
-        steps.append((arrow, sc.name()))
+        start = sc.pos
+        key = sc.name()
+        if key.startswith("-") and not sc.text.startswith('"', start) and not is_index(key):
+            # ``-`` starts a negative array index only (PostgREST: "expecting digit")
+            sc.pos = start + 1
+            raise sc.error("digit")
+        steps.append((arrow, key))
     return tuple(steps)
 
 
@@ -132,7 +146,12 @@ def split_json(text: str, what: str) -> tuple[str, JsonPath]:
 
 
 def render_json(path: JsonPath) -> str:
-    return "".join(arrow + render_name(key) for arrow, key in path)
+    return "".join(arrow + (key if is_index(key) else _render_key(key)) for arrow, key in path)
+
+
+def _render_key(key: str) -> str:
+    out = render_name(key)
+    return f'"{key}"' if out == key and key.startswith("-") else out
 
 
 def render_select(items: Sequence[SelectItem]) -> str:

@@ -12,11 +12,10 @@ from collections.abc import Callable, Sequence
 from headwater.errors import ParseError, RequestError, UnsupportedFilter
 from headwater.model.catalog import Column, ColumnKind, Dialect
 from headwater.model.plan import JsonSteps, OrderBy, Output, OutputColumn, Value
-from headwater.model.request import Aggregate, JsonPath
+from headwater.model.request import Aggregate, JsonPath, is_index
 
 #: A PostgreSQL type name as a cast may write it: words (``double precision``), an array.
 _PG_CAST = re.compile(r"^[a-z_][a-z0-9_]*(?: [a-z_][a-z0-9_]*)*(?:\[\])?$")
-_INDEX = re.compile(r"^-?\d{1,9}$")
 
 #: SQLite's equivalents of the casts it can do, and the kind of the value each gives.
 SQLITE_CASTS: dict[str, tuple[str, ColumnKind]] = {
@@ -72,7 +71,7 @@ def check_json_column(column: Column, path: JsonPath, table: str) -> None:
 def json_steps(dialect: Dialect, path: JsonPath, param: Callable[[Value], int]) -> JsonSteps:
     """The parameters of a JSON path (checked by ``check_json_column``)."""
     text = path[-1][0] == "->>"
-    indexes = tuple(bool(_INDEX.match(key)) for _, key in path)
+    indexes = tuple(is_index(key) for _, key in path)
     if dialect == "postgresql":
         return JsonSteps(tuple(param(int(key) if idx else key)
                                for (_, key), idx in zip(path, indexes, strict=True)),

@@ -44,8 +44,16 @@ def test_json_paths_and_their_keys() -> None:
         Field("data", json=(("->", "-1"),)),
         Field("my col", json=(("->", "a b"),)),
     )
-    # the output key is the last path element unless aliased, as PostgREST
-    assert [i.key for i in items if isinstance(i, Field)] == ["bar", "x", "-1", "a b"]
+    # the output key: the alias, else the last key that is no array index, else the column
+    assert [i.key for i in items if isinstance(i, Field)] == ["bar", "x", "data", "a b"]
+    keys = {"data->>0::int": "data", "data->0->a->>2": "a", "data->c->0->d->>4::int": "d",
+            "data->0->0xy1->1->23-xy-45->1->xy-6->>0::int": "xy-6"}  # PostgREST's spec
+    for text, key in keys.items():
+        (field,) = s.parse_select(text)
+        assert isinstance(field, Field) and field.key == key
+    with pytest.raises(ParseError) as bad:
+        s.parse_select("data->>--34")
+    assert bad.value.details == 'unexpected "-34" expecting digit'
 
 
 def test_aggregates() -> None:

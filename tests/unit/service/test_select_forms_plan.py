@@ -61,10 +61,10 @@ def test_casts_name_the_type_on_postgresql_and_map_it_on_sqlite() -> None:
 
 def test_json_paths_travel_as_parameters() -> None:
     p = plan("select=data->a->>b,data->list->0&data->>color=eq.red&order=data->>n.desc")
-    assert [o.key for o in p.root.outputs] == ["b", "0"]
+    assert [o.key for o in p.root.outputs] == ["b", "list"]
     text = sql(p)
     assert '(t0."data" -> $1::text ->> $2::text) AS "b"' in text
-    assert '(t0."data" -> $3::text -> $4::int) AS "0"' in text
+    assert '(t0."data" -> $3::text -> $4::int) AS "list"' in text
     assert '(t0."data" ->> $5::text) = $6' in text
     assert "ORDER BY (t0.\"data\" ->> $7::text) DESC" in text
     assert p.params[:7] == ("a", "b", "list", 0, "color", "red", "n")
