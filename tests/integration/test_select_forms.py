@@ -141,6 +141,18 @@ def test_json_paths_in_order(served: Served) -> None:
     assert [r["id"] for r in body] == [r[0] for r in want]
 
 
+def test_json_paths_inside_embeds(served: Served) -> None:
+    body = ok(served, "order_items?select=id,products!inner(c:attributes->>color,"
+                      "attributes->tags->0)&products.attributes->>color=eq.red&order=id")
+    q = ("SELECT i.id, {color}, {tag} FROM order_items i JOIN products p ON p.id = i.product_id "
+         "WHERE {color} = 'red' ORDER BY i.id")
+    want = sql(served, q.format(color="p.attributes->>'color'", tag="p.attributes->'tags'->0"),
+               q.format(color="json_extract(p.attributes, '$.color')",
+                        tag="p.attributes -> '$.tags[0]'"))
+    assert want and [(r["id"], r["products"]["c"], r["products"]["tags"]) for r in body] == [
+        (i, c, doc(t)) for i, c, t in want]
+
+
 def test_json_path_on_a_column_that_is_not_json_is_a_400(served: Served) -> None:
     for query in ("select=name->x", "name->>x=eq.1", "order=name->>x"):
         r = get(served, f"products?{query}")
@@ -168,6 +180,7 @@ def test_aggregates_group_by_the_other_columns(served: Served) -> None:
 def test_count_casts_and_aggregates_with_filters(served: Served) -> None:
     (n,), = sql(served, "SELECT count(*) FROM orders", "SELECT count(*) FROM orders")
     assert ok(served, "orders?select=count()") == [{"count": n}]
+    assert ok(served, "orders?select=count") == [{"count": n}]  # PostgREST's older spelling
     assert ok(served, "orders?select=c:count()::text") == [{"c": str(n)}]
     (total,), = sql(served, "SELECT sum(total)::text FROM orders WHERE status = 'paid'",
                     "SELECT CAST(sum(total) AS TEXT) FROM orders WHERE status = 'paid'")

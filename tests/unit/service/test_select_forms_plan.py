@@ -184,3 +184,23 @@ def test_ordering_by_a_grouped_json_path() -> None:
     p = plan("select=data->>kind,count()&order=data->>kind.desc")
     assert "GROUP BY (t0.\"data\" ->> $1::text) ORDER BY (t0.\"data\" ->> $2::text) DESC" in sql(p)
     assert error("select=data->>kind,count()&order=data->>other").code == "42803"
+
+
+def test_sqlites_arrow_before_3_38_gives_what_the_operator_gives(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Older SQLite has no ``->``: json_extract and json_quote stand in, with its answers."""
+    import sqlite3
+
+    from headwater.db import sql as sql_module
+
+    conn = sqlite3.connect(":memory:")
+    doc = '{"s":"x","n":1.5,"i":2,"t":true,"f":false,"z":null,"o":{"a":[1,"b"]},"l":[]}'
+    paths = ['$."s"', '$."n"', '$."i"', '$."t"', '$."f"', '$."z"', '$."o"', '$."o"."a"[1]',
+             '$."l"', '$."missing"', '$."o"."a"[#-1]']
+    native = [conn.execute(f"SELECT {sql_module.sqlite_arrow('?1', '?2')}", (doc, p)).fetchone()
+              for p in paths]
+    monkeypatch.setattr(sql_module, "_SQLITE_ARROW", False)
+    fallback = [conn.execute(f"SELECT {sql_module.sqlite_arrow('?1', '?2')}", (doc, p))
+                .fetchone() for p in paths]
+    assert sqlite3.sqlite_version_info >= (3, 38, 0)
+    assert fallback == native
