@@ -331,3 +331,53 @@ def test_a_write_representation_takes_the_forms_too(served_rw: Served) -> None:
     (price,), = oracle.rows(served_rw.database_url,
                             "SELECT CAST(price AS TEXT) FROM products WHERE id = $1", new)
     assert r.json() == [{"id": new, "p": price, "c": "teal", "tags": "new"}]
+
+
+# --- policies ---------------------------------------------------------------------------------
+
+POLICIES = """
+[auth]
+anonymous_role = "anon"
+
+[[policy]]
+role = "anon"
+table = "customers"
+actions = ["select"]
+columns = ["id", "name", "country"]
+
+[[policy]]
+role = "anon"
+table = "orders"
+actions = ["select"]
+columns = ["id", "customer_id", "status", "total"]
+aggregates = false
+"""
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def governed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+             ) -> Iterator[Served]:
+    db_url = request.getfixturevalue("demo_sqlite" if request.param == "sqlite"
+                                     else "demo_postgres")
+    config = tmp_path_factory.mktemp("forms") / "headwater.toml"
+    config.write_text(POLICIES)
+    with ServerProcess(db_url, args=("--config", str(config))) as server:
+        yield Served(server.url, db_url, request.param)
+
+
+def test_a_policy_forbids_aggregates_per_table_and_hides_columns_from_every_form(
+        governed: Served) -> None:
+    for path in ("orders?select=count()", "orders?select=status,total.sum()",
+                 "customers?select=id,orders(count)"):
+        r = get(governed, path)
+        assert r.status_code == 400, (path, r.text)
+        assert r.json()["code"] == "PGRST123"
+    (n,), = sql(governed, "SELECT count(*) FROM customers", "SELECT count(*) FROM customers")
+    assert ok(governed, "customers?select=count()") == [{"count": n}]
+    unknown = get(governed, "customers?select=nope").json()
+    for path in ("customers?select=email::text", "customers?select=email.max()",
+                 "customers?email->>x=eq.1", "orders?select=id,...customers(email)",
+                 "customers?select=id,...orders(note)", "customers?order=email->>x"):
+        r = get(governed, path)
+        assert r.status_code == 400, (path, r.text)
+        assert r.json()["code"] == unknown["code"] == "42703"
