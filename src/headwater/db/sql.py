@@ -143,6 +143,9 @@ class _Builder:
 
     def cast(self, value: str, type_name: str) -> str:
         # the planner's name: a plain PostgreSQL type, or SQLite's TEXT/INTEGER/REAL/NUMERIC
+        # (or JSON, which SQLite has as a function)
+        if not self.pg and type_name == "JSON":
+            return f"(CASE WHEN json_valid({value}) THEN json({value}) END)"
         return f"CAST({value} AS {type_name})"
 
     def group_by(self, node: ReadNode, embeds: Sequence[str] = ()) -> str:

@@ -259,11 +259,10 @@ class _Planner:
             else:
                 self.key(item.alias)
                 if item.key in embeds and not item.spread:
-                    # one key in the output object would silently hold only the last
-                    raise RequestError(f'table name "{item.key}" specified more than once',
-                                       code="42712", details=None,
-                                       hint=f"give one of the embeds of {item.name} an alias, "
-                                            f"e.g. other_{item.name}:{item.name}(...)")
+                    # one key in the output object would silently hold only the last; the
+                    # error PostgREST answers (PostgreSQL's, naming its lateral join)
+                    raise RequestError(f'table name "{table.name}_{item.key}_1" specified '
+                                       "more than once", code="42712", details=None, hint=None)
                 child = self.embed(table, item, (*path, item.key), alias)
                 embeds[item.key] = child
                 if item.spread and child.grouped:

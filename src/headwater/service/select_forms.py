@@ -27,6 +27,8 @@ SQLITE_CASTS: dict[str, tuple[str, ColumnKind]] = {
                     ("REAL", "float")),
     **dict.fromkeys(("numeric", "decimal"), ("NUMERIC", "numeric")),
     **dict.fromkeys(("boolean", "bool"), ("INTEGER", "boolean")),
+    # not a CAST on SQLite: the text read as JSON (``data->>foo::json``), NULL if it is none
+    **dict.fromkeys(("json", "jsonb"), ("JSON", "json")),
 }
 #: The kind of a PostgreSQL cast's result, where it matters (CSV, encryption never: casts of
 #: encrypted columns are refused).
@@ -49,7 +51,8 @@ def cast_type(dialect: Dialect, text: str) -> tuple[str, ColumnKind]:
         if found is None:
             raise ParseError(f"cannot cast to {text} on SQLite",
                              details="SQLite casts to text, integer (int, bigint, smallint), "
-                                     "real (float, double precision), numeric and boolean",
+                                     "real (float, double precision), numeric, boolean and "
+                                     "json",
                              hint=f"drop ::{text} or cast to one of those")
         return found
     if not _PG_CAST.match(name):
