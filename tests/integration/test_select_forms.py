@@ -147,6 +147,14 @@ def test_json_paths_in_order(served: Served) -> None:
                "SELECT id FROM products ORDER BY json_extract(attributes, '$.color') DESC "
                "NULLS FIRST, id")
     assert [r["id"] for r in body] == [r[0] for r in want]
+    # ``->`` orders JSON values as PostgreSQL orders jsonb: numbers as numbers
+    body = ok(served, "products?select=id&attributes->dimensions_cm=not.is.null"
+                      "&order=attributes->dimensions_cm->w.desc,id")
+    want = sql(served, "SELECT id FROM products WHERE attributes->'dimensions_cm' IS NOT NULL "
+                       "ORDER BY attributes->'dimensions_cm'->'w' DESC, id",
+               "SELECT id FROM products WHERE attributes -> '$.dimensions_cm' IS NOT NULL "
+               "ORDER BY json_extract(attributes, '$.dimensions_cm.w') DESC, id")
+    assert len(body) > 2 and [r["id"] for r in body] == [r[0] for r in want]
 
 
 def test_json_paths_inside_embeds(served: Served) -> None:
@@ -390,3 +398,21 @@ def test_a_policy_forbids_aggregates_per_table_and_hides_columns_from_every_form
         r = get(governed, path)
         assert r.status_code == 400, (path, r.text)
         assert r.json()["code"] == unknown["code"] == "42703"
+
+
+def test_patch_filters_and_orders_by_json_paths(served_rw: Served) -> None:
+    """A limited PATCH picks its rows by a JSON path's order (it was dropped from the order)."""
+    base = 800_000 + int.from_bytes(os.urandom(3), "big")
+    color = f"plum-{base}"
+    for i, n in enumerate((5, 20, 10)):
+        r = httpx.post(f"{served_rw.url}/products", timeout=20, json={
+            "id": base + i, "name": "Vase", "sku": f"SKU-{base + i}", "price": "1.00",
+            "attributes": {"color": color, "n": n}})
+        assert r.status_code == 201, r.text
+    r = httpx.patch(f"{served_rw.url}/products?attributes->>color=eq.{color}"
+                    "&order=attributes->n.desc&limit=1", json={"name": "Top"}, timeout=20)
+    assert r.status_code == 204, r.text
+    rows = oracle.rows(served_rw.database_url,
+                       "SELECT id, name FROM products WHERE id >= $1 AND id < $2 ORDER BY id",
+                       base, base + 3)
+    assert rows == [(base, "Vase"), (base + 1, "Top"), (base + 2, "Vase")]

@@ -104,7 +104,8 @@ class _Builder:
     def col(self, alias: str, column: str) -> str:
         return f"{alias}.{ident(column)}"
 
-    def expr(self, alias: str, column: str, json: JsonSteps | None) -> str:
+    def expr(self, alias: str, column: str, json: JsonSteps | None, *,
+             ordered: bool = False) -> str:
         """A column, or the value at a JSON path in it: PostgreSQL's ``->``/``->>``; on
         SQLite the same answers (``->>``: text, as PostgreSQL gives it; ``->``: JSON text),
         NULL for a value that is no JSON document."""
@@ -119,7 +120,10 @@ class _Builder:
                 steps.append(f" {arrow} {self.p(param)}::{'int' if index else 'text'}")
             return f"({col}{''.join(steps)})"
         path = self.p(json.params[0])
-        if json.text:
+        if ordered and not json.text:
+            # ordered as PostgreSQL orders jsonb (numbers as numbers), not as JSON text
+            body = f"json_extract({col}, {path})"
+        elif json.text:
             kind = f"json_type({col}, {path})"
             body = (f"CASE {kind} WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' "
                     f"ELSE CAST(json_extract({col}, {path}) AS TEXT) END")
@@ -286,7 +290,7 @@ class _Builder:
         return " ORDER BY " + ", ".join(self.order_term(node.alias, o) for o in node.order)
 
     def order_term(self, alias: str, o: OrderBy) -> str:
-        s = self.expr(alias, o.column, o.json) + (" DESC" if o.desc else " ASC")
+        s = self.expr(alias, o.column, o.json, ordered=True) + (" DESC" if o.desc else " ASC")
         nulls = o.nulls or (None if self.pg else ("first" if o.desc else "last"))
         return s + (f" NULLS {nulls.upper()}" if nulls else "")
 
