@@ -156,6 +156,9 @@ def serve(
         "--db-plan-enabled", help="Answer Accept: application/vnd.pgrst.plan with the read's "
                                   "EXPLAIN (PostgreSQL)  [env: HEADWATER_DB_PLAN_ENABLED]")]
     = False,
+    no_aggregates: Annotated[bool, typer.Option(
+        "--no-aggregates", help="Refuse aggregates in select= (count(), amount.sum()...) with "
+                                "PGRST123  [env: HEADWATER_AGGREGATES_ENABLED=false]")] = False,
 ) -> None:
     """Serve a database over HTTP. Every setting can also be given as a HEADWATER_*
     environment variable (see the README's Settings)."""
@@ -171,7 +174,8 @@ def serve(
                                 "log_level": log_level, "app": app, "config": config,
                                 "insecure": insecure or None, "tls_cert": tls_cert,
                                 "tls_key": tls_key, "read_only": read_only or None,
-                                "db_plan_enabled": db_plan_enabled or None}
+                                "db_plan_enabled": db_plan_enabled or None,
+                                "aggregates_enabled": False if no_aggregates else None}
     # A bad variable, flag or settings file is named first.
     _security, notes = check_serving(Settings.from_env(None, **flags))
     url = given_database_url(database_url, os.environ)

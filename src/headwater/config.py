@@ -94,6 +94,9 @@ class Settings:
     #: Levels of embedding one read may nest (``a(b(c))`` is 3); deeper is a 400 (HW413)
     #: before any SQL. PostgREST has no limit; 8 is past what clients ask for. 0 = unlimited.
     max_embed_depth: int = 8
+    #: ``select=`` aggregates (``count()``, ``amount.sum()``...), PostgREST's
+    #: db-aggregates-enabled, but on by default; off, they are a 400 (PGRST123).
+    aggregates_enabled: bool = True
     #: Size of one read's JSON body, embedded rows included (``max_rows`` counts only the
     #: top level); larger is a 400 (HW413), and a streamed read past it is cut off. 0 = none.
     max_response_bytes: int = 64 * 1024 * 1024

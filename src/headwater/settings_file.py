@@ -82,6 +82,9 @@ class PolicySpec:
     check: str | None = None
     #: RPC functions this role may call (``*`` = all).
     rpc: tuple[str, ...] = ()
+    #: May reads use aggregates (``select=amount.sum()``)? Off in every policy of a role for
+    #: a table (and ``*``), they are a 400 (PGRST123) for it.
+    aggregates: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +191,7 @@ class _Policy(_Table, frozen=True):
     rows: str = ""
     check: str | None = None
     rpc: _Names | None = None
+    aggregates: bool = True
 
 
 class _Override(_Table, frozen=True):
@@ -338,7 +342,7 @@ def _policy(p: _Policy, where: str) -> PolicySpec:
     actions = dict.fromkeys(a for name in named for a in _expand(name))
     return PolicySpec(role=p.role, table=p.table, actions=tuple(actions),
                       columns=None if p.columns is None else _names(p.columns), rows=p.rows,
-                      check=p.check, rpc=rpc)
+                      check=p.check, rpc=rpc, aggregates=p.aggregates)
 
 
 def _rates(written: Mapping[str, Any]) -> RateLimitSettings:

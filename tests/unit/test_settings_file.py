@@ -186,7 +186,7 @@ def error(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> str:
      "policy[0].actions: 'drop' is not one of select, insert, update, delete, *, all"),
     ("[[policy]]\nrole = 'x'\ntable = 't'\nactions = ['select']\nwhere = 'a=eq.1'\n",
      "policy[0]: unknown key 'where' (allowed: role, table, actions, columns, rows, check, "
-     "rpc)"),
+     "rpc, aggregates)"),
     ("[[policy]]\ntable = 't'\nactions = ['select']\n", "policy[0].role is required"),
     ("[policy]\nrole = 'x'\n", "policy: expected an array, got a table"),
     ("[[policy]]\nrole = 'x'\ntable = 't'\nactions = ['select']\ncolumns = [1]\n",

@@ -20,11 +20,18 @@ from headwater.model.plan import (
     Cond,
     EmbedExists,
     IsTest,
+    JsonSteps,
     OutputColumn,
     ReadNode,
     ReadPlan,
     Value,
 )
+
+
+def _json(j: JsonSteps | None, params: Sequence[Value]) -> str:
+    if j is None:
+        return ""
+    return repr(tuple(params[i] for i in j.params)) + (">>" if j.text else ">")
 
 
 def _cond(c: Cond, params: Sequence[Value]) -> str:
@@ -33,10 +40,10 @@ def _cond(c: Cond, params: Sequence[Value]) -> str:
         # every part of the shape that changes the SQL or its values: the quantifier, the
         # full-text configuration and the cast (arrays and ranges) besides the operator
         config = params[c.config] if c.config is not None else None
-        return (f"{neg}{c.column}:{c.op}:{c.quantifier}:{config!r}:{c.cast}:"
-                f"{params[c.param]!r}")
+        return (f"{neg}{c.column}{_json(c.json, params)}:{c.op}:{c.quantifier}:{config!r}:"
+                f"{c.cast}:{params[c.param]!r}")
     if isinstance(c, IsTest):
-        return f"{neg}{c.column}:is:{c.value}"
+        return f"{neg}{c.column}{_json(c.json, params)}:is:{c.value}"
     if isinstance(c, BoolExpr):
         # AND and OR are commutative: sort their members.
         return f"{neg}{c.op}(" + ",".join(sorted(_cond(i, params) for i in c.items)) + ")"
@@ -48,11 +55,16 @@ def _node(n: ReadNode, params: Sequence[Value]) -> str:
     outs = []
     for o in n.outputs:
         if isinstance(o, OutputColumn):
-            outs.append(o.column if o.key == o.column else f"{o.key}={o.column}")
+            out = o.column if o.key == o.column else f"{o.key}={o.column}"
+            if o.json is not None or o.cast or o.aggregate or o.agg_cast:
+                out += f"{_json(o.json, params)}::{o.cast}.{o.aggregate}::{o.agg_cast}"
+            outs.append(out)
         else:
-            outs.append(f"{o.key}={_node(o.node, params)}")
+            outs.append(f"{'...' if o.spread else ''}{o.key}={_node(o.node, params)}")
+    # an empty embed (``customers()``) shapes nothing but its ``!inner`` filter, in ``where``
     where = ",".join(sorted(_cond(c, params) for c in n.where))
-    order = ",".join(f"{o.column}:{int(o.desc)}:{o.nulls}" for o in n.order)
+    order = ",".join(f"{o.column}{_json(o.json, params)}:{int(o.desc)}:{o.nulls}"
+                     for o in n.order)
     page = (params[n.limit] if n.limit is not None else None,
             params[n.offset] if n.offset is not None else None)
     join = ",".join(f"{a}={b}" for a, b in n.join)

@@ -27,7 +27,6 @@ from headwater.model.plan import (
     InsertShape,
     MutatePlan,
     MutateShape,
-    OrderBy,
     OutputColumn,
     ReadNode,
     TargetColumn,
@@ -233,8 +232,7 @@ def _mutation_where(b: _Builder, schema: str | None, shape: MutateShape, alias: 
         # PostgREST's limited update/delete: pick the rows by key, in order, then write them.
         inner_alias = "t1"
         inner_conds = [b.cond(inner_alias, c) for c in shape.where]
-        order = ", ".join(b.order_term(inner_alias, OrderBy(o.column, o.desc, o.nulls))
-                          for o in shape.order)
+        order = ", ".join(b.order_term(inner_alias, o) for o in shape.order)
         inner = (f"SELECT {', '.join(f'{inner_alias}.{ident(k)}' for k in shape.key)} "
                  f"FROM {_target(b.dialect, schema, shape.table)} AS {inner_alias}"
                  + (" WHERE " + " AND ".join(inner_conds) if inner_conds else "")

@@ -107,6 +107,9 @@ def _pg_error(exc: BaseException) -> HeadwaterError:
         return InvalidValue(str(exc).split("\n")[0], code=sqlstate)
     if isinstance(exc, (asyncpg.exceptions.InsufficientPrivilegeError,)):
         return RequestError("permission denied", code="42501", status=403)
+    if sqlstate == "42704" and exc.args and str(exc.args[0]).startswith("type "):
+        # a cast in select= to a type that does not exist: the message names only the type
+        return RequestError(str(exc.args[0]), code=sqlstate, details=None)
     if isinstance(exc, asyncpg.PostgresError) and sqlstate and sqlstate[:2] == "42":
         # The statement's text was refused (syntax, an unknown name): the request's doing,
         # since every name was looked up in the catalog. PostgreSQL's message would quote

@@ -111,7 +111,7 @@ async def _read(db: Database, plan: ReadPlan, settings: Settings) -> ReadResult:
 
 def _csv_body(db: Database, plan: ReadPlan, rows: int, body: str) -> str:
     if db.dialect == "postgresql":
-        return csv_out.header([o.key for o in plan.root.outputs], rows) + body
+        return csv_out.header(plan.root.output_keys(), rows) + body
     decoded = msgspec.json.decode(body, type=list[dict[str, object]])
     # As PostgREST: the header is the first row's keys
     head = csv_out.header(list(decoded[0]) if decoded else [], len(decoded))
@@ -173,7 +173,7 @@ async def _csv_chunks(db: Database, snap: Snapshot, sql: str, params: list[objec
     limit = settings.max_response_bytes or None
     decode = msgspec.json.Decoder(dict[str, object]).decode
     pg = db.dialect == "postgresql"
-    keys = [o.key for o in plan.root.outputs]
+    keys = plan.root.output_keys()  # a spread embed's keys in its place
     async for batch in snap.chunks(sql, params, 500):
         if pg:
             texts = [row for (row,) in batch]

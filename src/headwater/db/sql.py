@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import functools
+import sqlite3
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from headwater.model.plan import (
     Cond,
     EmbedExists,
     IsTest,
+    JsonSteps,
     OrderBy,
     OutputColumn,
     OutputEmbed,
@@ -55,6 +57,8 @@ _TEXT_CAST = frozenset({"json", "other", "bytes"})
 # cannot carry a BLOB, so these render one as PostgreSQL renders bytea: ``\x`` and lowercase
 # hex. Only these pay for the test: on every column it costs about a fifth of a read.
 _BLOB_KINDS = frozenset({"bytes", "other"})
+#: SQLite 3.38 has PostgreSQL's ``->`` (JSON text out); before it, json_extract and json_quote.
+_SQLITE_ARROW = sqlite3.sqlite_version_info >= (3, 38, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +139,64 @@ class _Builder:
             return f"{self.name(column)}({alias})"
         return f"{alias}.{ident(column)}"
 
+    def expr(self, alias: str, column: str, json: JsonSteps | None, *,
+             ordered: bool = False) -> str:
+        """A column, or the value at a JSON path in it: PostgreSQL's ``->``/``->>``; on
+        SQLite the same answers (``->>``: text, as PostgreSQL gives it; ``->``: JSON text),
+        NULL for a value that is no JSON document."""
+        col = self.col(alias, column)
+        if json is None:
+            return col
+        if self.pg:
+            steps = []
+            last = len(json.params) - 1
+            for i, (param, index) in enumerate(zip(json.params, json.indexes, strict=True)):
+                arrow = "->>" if json.text and i == last else "->"
+                steps.append(f" {arrow} {self.p(param)}::{'int' if index else 'text'}")
+            return f"({col}{''.join(steps)})"
+        path = self.p(json.params[0])
+        if ordered and not json.text:
+            # ordered as PostgreSQL orders jsonb (numbers as numbers), not as JSON text
+            body = f"json_extract({col}, {path})"
+        elif json.text:
+            kind = f"json_type({col}, {path})"
+            body = (f"CASE {kind} WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' "
+                    f"ELSE CAST(json_extract({col}, {path}) AS TEXT) END")
+        else:
+            body = sqlite_arrow(col, path)
+        return f"(CASE WHEN json_valid({col}) THEN {body} END)"
+
+    def output(self, alias: str, o: OutputColumn) -> str:
+        """A select's value: column or JSON path, cast, aggregate, cast of the aggregate."""
+        if o.aggregate == "count" and not o.column:
+            value = "count(*)"
+        else:
+            value = self.expr(alias, o.column, o.json)
+            if o.cast:
+                value = self.cast(value, o.cast)
+            if o.aggregate:
+                value = f"{o.aggregate}({value})"
+        if o.agg_cast:
+            value = self.cast(value, o.agg_cast)
+        return value
+
+    def cast(self, value: str, type_name: str) -> str:
+        # the planner's name: a plain PostgreSQL type, or SQLite's TEXT/INTEGER/REAL/NUMERIC
+        # (or JSON, which SQLite has as a function)
+        if not self.pg and type_name == "JSON":
+            return f"(CASE WHEN json_valid({value}) THEN json({value}) END)"
+        return f"CAST({value} AS {type_name})"
+
+    def group_by(self, node: ReadNode, embeds: Sequence[str] = ()) -> str:
+        """With an aggregate, every other output is a group key; ``embeds``: the embeds'
+        values, as the select list names them."""
+        if not node.grouped:
+            return ""
+        keys = [self.output(node.alias, o) for o in node.outputs
+                if isinstance(o, OutputColumn) and o.aggregate is None]
+        keys.extend(embeds)
+        return (" GROUP BY " + ", ".join(keys)) if keys else ""
+
     def cond(self, alias: str, c: Cond) -> str:
         if isinstance(c, BoolExpr):
             joiner = " OR " if c.op == "or" else " AND "
@@ -148,7 +210,7 @@ class _Builder:
         return f"NOT ({body})" if c.negated else body
 
     def is_test(self, alias: str, c: IsTest) -> str:
-        col = self.col(alias, c.column)
+        col = self.expr(alias, c.column, c.json)
         if c.value == "null":
             return f"{col} IS NULL"
         if c.value == "not_null":
@@ -158,17 +220,23 @@ class _Builder:
         return f"{col} IS {c.value.upper()}"
 
     def compare(self, alias: str, c: Compare) -> str:
-        col = self.col(alias, c.column)
+        col = self.expr(alias, c.column, c.json)
         p = self.p(c.param)
         if c.op in _FTS:
             return self.full_text(col, c, p) if self.pg else self.fts5(alias, col, c, p)
         if c.op in _CONTAINS:
             return self.contains(col, c, p)
-        if c.cast is not None and self.pg and c.op in _CMP:
+        if c.json is not None and not c.json.text and c.quantifier is None and (
+                c.op in _CMP or c.op in ("isdistinct", "in")):
+            if c.op == "in" and not self.pg:
+                return (f"json_extract({col}, '$') IN (SELECT CASE WHEN json_valid(value) THEN "
+                        f"json_extract(value, '$') ELSE value END FROM json_each({p}))")
+            col, p = self.json_operands(col, p, c.op)
+        elif c.cast is not None and self.pg and c.op in _CMP:
             return f"{col} {_CMP[c.op]} ({p}::text)::{c.cast}"
-        if c.cast is not None and self.pg and c.op == "isdistinct":
+        elif c.cast is not None and self.pg and c.op == "isdistinct":
             return f"{col} IS DISTINCT FROM ({p}::text)::{c.cast}"
-        if self.pg and (c.kind in _TEXT_CAST or (c.op in _TEXT_OPS and c.kind != "text")):
+        elif self.pg and (c.kind in _TEXT_CAST or (c.op in _TEXT_OPS and c.kind != "text")):
             col += "::text"
         if c.quantifier is not None:
             return self.quantified(col, c, p)
@@ -181,6 +249,16 @@ class _Builder:
         if c.op == "in":
             return f"{col} = ANY({p})" if self.pg else f"{col} IN (SELECT value FROM json_each({p}))"
         raise AssertionError(c.op)
+
+    def json_operands(self, col: str, p: str, op: str) -> tuple[str, str]:
+        """A JSON value (``data->a=eq.{"b":2}``) is compared as JSON, as PostgREST reads the
+        literal as jsonb: PostgreSQL compares jsonb; SQLite the SQL values both JSON texts
+        hold (numbers as numbers, objects as minified text; a literal that is no JSON as its
+        text)."""
+        if self.pg:
+            return f"{col}::jsonb", f"{p}::jsonb[]" if op == "in" else f"{p}::jsonb"
+        return (f"json_extract({col}, '$')",
+                f"(CASE WHEN json_valid({p}) THEN json_extract({p}, '$') ELSE {p} END)")
 
     def text_op(self, op: str, col: str, p: str) -> str:
         """LIKE, ILIKE and the POSIX regular expressions (SQLite: Headwater's functions)."""
@@ -265,7 +343,7 @@ class _Builder:
         return " ORDER BY " + ", ".join(self.order_term(node.alias, o) for o in node.order)
 
     def order_term(self, alias: str, o: OrderBy) -> str:
-        s = self.col(alias, o.column) + (" DESC" if o.desc else " ASC")
+        s = self.expr(alias, o.column, o.json, ordered=True) + (" DESC" if o.desc else " ASC")
         nulls = o.nulls or (None if self.pg else ("first" if o.desc else "last"))
         return s + (f" NULLS {nulls.upper()}" if nulls else "")
 
@@ -286,19 +364,45 @@ class _Builder:
                   root: bool = False) -> str:
         cols: list[str] = []
         joins: list[str] = []
+        groups: list[str] = []
+        grouped = node.grouped
+
+        def add(value: str, key: str, *, as_json: bool) -> None:
+            # json has no equality: a group key is its text, read back as json
+            if grouped:
+                value = f"{value}::text" if as_json else value
+                groups.append(value)
+                value = f"({value})::json" if as_json else value
+            cols.append(f"{value} AS {ident(key)}")
+
         for o in node.outputs:
             if isinstance(o, OutputColumn):
-                cols.append(f"{self.col(node.alias, o.column)} AS {ident(o.key)}")
+                cols.append(f"{self.output(node.alias, o)} AS {ident(o.key)}")
+                continue
+            child = o.node
+            inner = self.pg_select(child, child.limit, child.offset)
+            lateral = f"{child.alias}_e"
+            if o.spread and child.to_many:
+                # PostgREST 13: each spread column of a to-many embed is an array
+                keys = child.output_keys()
+                aggs = ", ".join(f"coalesce(json_agg(_s.{ident(k)}), '[]') AS {ident(k)}"
+                                 for k in keys)
+                joins.append(f" LEFT JOIN LATERAL (SELECT {aggs} FROM ({inner}) AS _s)"
+                             f" AS {lateral} ON TRUE")
+                for k in keys:
+                    add(f"{lateral}.{ident(k)}", k, as_json=True)
+            elif o.spread:
+                joins.append(f" LEFT JOIN LATERAL ({inner}) AS {lateral} ON TRUE")
+                for k in child.output_keys():
+                    add(f"{lateral}.{ident(k)}", k, as_json=False)
             else:
-                child = o.node
-                inner = self.pg_select(child, child.limit, child.offset)
                 agg = ("coalesce(json_agg(_s), '[]')" if child.to_many else "row_to_json(_s)")
                 joins.append(f" LEFT JOIN LATERAL (SELECT {agg} AS body FROM ({inner}) AS _s)"
-                             f" AS {child.alias}_e ON TRUE")
-                cols.append(f"{child.alias}_e.body AS {ident(o.key)}")
+                             f" AS {lateral} ON TRUE")
+                add(f"{lateral}.body", o.key, as_json=True)
         return (f"SELECT {', '.join(cols) or 'NULL AS _'} FROM {self.table(node)}"
-                + "".join(joins) + self.where(node) + self.order(node)
-                + self.page(limit, offset, root=root))
+                + "".join(joins) + self.where(node) + self.group_by(node, groups)
+                + self.order(node) + self.page(limit, offset, root=root))
 
     # --- SQLite: json_object per row, correlated subqueries -----------------------------------
 
@@ -310,7 +414,7 @@ class _Builder:
                 return f"json(coalesce((SELECT '[' || group_concat(_j, ',') || ']' FROM ({rows}))," \
                        " '[]'))"
             return f"json(({rows}))"
-        col = self.col(node.alias, o.column)
+        col = self.output(node.alias, o)
         if o.kind == "boolean":
             # SQLite has no boolean type; the declared type decides what JSON says.
             return f"json(CASE WHEN {col} IS NULL THEN NULL WHEN {col} THEN 'true' ELSE 'false' END)"
@@ -322,19 +426,50 @@ class _Builder:
 
     def sqlite_rows(self, node: ReadNode, limit: int | None, offset: int | None,
                     root: bool = False) -> str:
-        pairs = [f"{literal(o.key)}, {self.sqlite_value(node, o)}" for o in node.outputs]
+        pairs: list[str] = []
+        groups: list[str] = []
+        for o in node.outputs:
+            values = (self.sqlite_spread(o.node) if isinstance(o, OutputEmbed) and o.spread
+                      else [(o.key, self.sqlite_value(node, o))])
+            pairs.extend(f"{literal(k)}, {v}" for k, v in values)
+            if isinstance(o, OutputEmbed):
+                groups.extend(v for _k, v in values)
         return (f"SELECT {sqlite_object(pairs)} AS _j FROM {self.table(node)}" + self.where(node)
-                + self.order(node) + self.page(limit, offset, root=root))
+                + self.group_by(node, groups) + self.order(node)
+                + self.page(limit, offset, root=root))
+
+    def sqlite_spread(self, child: ReadNode) -> list[tuple[str, str]]:
+        """A spread embed's pairs, each read from the child's object (to-many: an array of
+        them); the keys were checked to hold no double quote (``$."key"``)."""
+        rows = self.sqlite_rows(child, child.limit, child.offset)
+        out = []
+        for key in child.output_keys():
+            path = literal(f'$."{key}"')
+            if child.to_many:
+                value = (f"json(coalesce((SELECT json_group_array(json({sqlite_arrow('_j', path)}))"
+                         f" FROM ({rows})), '[]'))")
+            else:
+                value = f"json({sqlite_arrow(f'({rows})', path)})"
+            out.append((key, value))
+        return out
 
     # --- whole statements ---------------------------------------------------------------------
+
+    def count_sql(self, root: ReadNode) -> str:
+        """Rows, or with an aggregate the groups (one when nothing is grouped by)."""
+        if not root.grouped:
+            return f"SELECT count(*) FROM {self.table(root)}{self.where(root)}"
+        rows = (self.pg_select(root, None, None) if self.pg
+                else self.sqlite_rows(root, None, None))
+        return f"SELECT count(*) FROM ({rows}) AS _g"
 
     def read(self, root: ReadNode, limit: int, offset: int, count: bool,
              max_bytes: int) -> ReadSQL:
         self.register(root)
-        count_sql = f"SELECT count(*) FROM {self.table(root)}{self.where(root)}"
+        count_sql = self.count_sql(root)
         total = f"({count_sql})" if count else "NULL"
         self.remap = {}
-        standalone_count = f"SELECT count(*) FROM {self.table(root)}{self.where(root)}"
+        standalone_count = self.count_sql(root)
         count_params = tuple(self.remap)
         self.remap = None
         if self.pg:
@@ -372,6 +507,16 @@ class _Builder:
         body = f"CASE WHEN octet_length(_a.b) <= {int(max_bytes)} THEN _a.b END" \
             if max_bytes > 0 else "_a.b"
         return f"SELECT _a.t, _a.n, {body}, octet_length(_a.b) FROM ({aggregate}) AS _a"
+
+
+def sqlite_arrow(doc: str, path: str) -> str:
+    """SQLite: the JSON text at ``path`` in ``doc`` (NULL when absent), as ``->`` gives it."""
+    if _SQLITE_ARROW:
+        return f"{doc} -> {path}"
+    value = f"json_extract({doc}, {path})"
+    return (f"(CASE json_type({doc}, {path}) WHEN 'object' THEN {value} WHEN 'array' THEN "
+            f"{value} WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' WHEN 'null' THEN 'null' "
+            f"WHEN 'text' THEN json_quote({value}) ELSE CAST({value} AS TEXT) END)")
 
 
 #: SQLite functions take at most 127 arguments (SQLITE_MAX_FUNCTION_ARG): 60 key/value pairs.

@@ -15,6 +15,7 @@ from headwater.errors import InvalidRange, ParseError
 from headwater.model.request import (
     Condition,
     Field,
+    JsonPath,
     Logic,
     OrderTerm,
     Path,
@@ -23,7 +24,7 @@ from headwater.model.request import (
     SelectItem,
 )
 from headwater.model.scanner import Scanner, check_name, render_name
-from headwater.model.select import parse_select, render_select
+from headwater.model.select import json_path, parse_select, render_json, render_select, split_json
 
 #: Binary operators whose value is a single literal.
 SCALAR_OPS = frozenset({"eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike", "isdistinct",
@@ -88,20 +89,21 @@ def parse_filter(column: str, text: str) -> Condition:
     if split is None:
         raise _unknown_op(column, text)
     op, modifier = split
-    return _condition(column, op, value, negated, modifier)
+    name, json = split_json(column, "filter")
+    return _condition(name, op, value, negated, modifier, json)
 
 
 def _condition(column: str, op: str, value: str, negated: bool,
-               modifier: str | None = None) -> Condition:
+               modifier: str | None = None, json: JsonPath = ()) -> Condition:
     if op == "in":
-        return Condition(column, op, _parse_list(value), negated)
+        return Condition(column, op, _parse_list(value), negated, json=json)
     if op == "is" and value not in IS_VALUES:
         raise ParseError(
             f'"failed to parse filter (is.{value})" (line 1, column 4)',
             details="is. takes null, not_null, true, false or unknown")
     if modifier in QUANTIFIERS:
-        return Condition(column, op, parse_array(value), negated, modifier)
-    return Condition(column, op, value, negated, modifier)
+        return Condition(column, op, parse_array(value), negated, modifier, json)
+    return Condition(column, op, value, negated, modifier, json)
 
 
 def parse_array(text: str) -> tuple[str, ...]:
@@ -175,6 +177,7 @@ def _logic_item(sc: Scanner) -> Predicate:
         # ``not.`` in front of a condition's column is not PostgREST; it goes before the op.
         raise sc.error('"and(" or "or("')
     column = sc.name()
+    json = json_path(sc)
     sc.expect(".")
     neg = sc.eat("not.")
     start = sc.pos
@@ -196,7 +199,7 @@ def _logic_item(sc: Scanner) -> Predicate:
         vstart = sc.pos
         sc.expect("(")
         _skip_balanced(sc, "(", ")")
-        return Condition(column, op, _parse_list(sc.text[vstart:sc.pos]), neg)
+        return Condition(column, op, _parse_list(sc.text[vstart:sc.pos]), neg, json=json)
     if sc.peek("{"):
         # an array literal (``cs.{1,2}``, ``like(any).{a,b}``) holds commas of its own
         vstart = sc.pos
@@ -205,7 +208,7 @@ def _logic_item(sc: Scanner) -> Predicate:
         value = sc.text[vstart:sc.pos]
     else:
         value = sc.value(",)")
-    return _condition(column, op, value, neg, modifier)
+    return _condition(column, op, value, neg, modifier, json)
 
 
 def _skip_balanced(sc: Scanner, left: str, right: str) -> None:
@@ -264,7 +267,8 @@ def render_logic(logic: Logic, *, nested: bool = False) -> str:
         if isinstance(item, Logic):
             parts.append(render_logic(item, nested=True))
         else:
-            parts.append(f"{render_name(item.column)}.{render_condition(item, in_tree=True)}")
+            parts.append(f"{render_name(item.column)}{render_json(item.json)}."
+                         f"{render_condition(item, in_tree=True)}")
     body = "(" + ",".join(parts) + ")"
     if nested:
         return ("not." if logic.negated else "") + logic.op + body
@@ -298,9 +302,12 @@ def parse_order(text: str) -> tuple[OrderTerm, ...]:
                              details=f"unexpected \"{raw}\" expecting column[.asc|.desc]"
                                      "[.nullsfirst|.nullslast]")
         nulls = m["nulls"]
+        json: JsonPath = ()
+        if not term.startswith('"'):
+            column, json = split_json(column, "order")
         terms.append(OrderTerm(check_name(column, "order"), m["dir"] == "desc",
                                None if nulls is None else ("first" if nulls == "nullsfirst"
-                                                           else "last")))
+                                                           else "last"), json))
     return tuple(terms)
 
 
@@ -329,7 +336,7 @@ def _order_terms(text: str) -> list[str]:
 def render_order(terms: Iterable[OrderTerm]) -> str:
     out = []
     for t in terms:
-        s = _render_key_name(t.column) + (".desc" if t.desc else "")
+        s = _render_key_name(t.column) + render_json(t.json) + (".desc" if t.desc else "")
         if t.nulls:
             s += ".nulls" + t.nulls
         out.append(s)
@@ -339,7 +346,8 @@ def render_order(terms: Iterable[OrderTerm]) -> str:
 def _render_key_name(name: str) -> str:
     """A name in a parameter key or in ``order=``: bare unless it needs quotes there."""
     if (name and not name.startswith('"') and "." not in name and "," not in name
-            and name == name.strip() and name not in RESERVED and name not in ("limit", "offset")):
+            and name == name.strip() and name not in RESERVED and name not in ("limit", "offset")
+            and "->" not in name):
         return name
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -473,7 +481,8 @@ def render_query(query: Query) -> list[tuple[str, str]]:
             if isinstance(pred, Logic):
                 pairs.append((prefix + logic_key(pred), render_logic(pred)))
             else:
-                pairs.append((prefix + _render_key_name(pred.column), render_condition(pred)))
+                pairs.append((prefix + _render_key_name(pred.column) + render_json(pred.json),
+                              render_condition(pred)))
     for path, terms in query.order.items():
         pairs.append((_render_path(path) + "order", render_order(terms)))
     for path, n in query.limit.items():

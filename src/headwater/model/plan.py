@@ -16,10 +16,22 @@ from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
 from headwater.model.catalog import ColumnKind, Table
-from headwater.model.request import MediaType
+from headwater.model.request import Aggregate, MediaType
 
 Value: TypeAlias = (bool | int | float | str | bytes | decimal.Decimal | dt.date | dt.datetime
                     | dt.time | uuid.UUID | tuple["Value", ...] | None)
+
+
+@dataclass(frozen=True, slots=True)
+class JsonSteps:
+    """A JSON path into a column, its keys as parameters (they are request text). PostgreSQL:
+    one parameter a step (``-> $3::text``, ``-> $4::int`` for an array index); SQLite: one
+    parameter holding the whole path (``$."a"[0]``). ``text``: the last step is ``->>``."""
+
+    params: tuple[int, ...]
+    #: PostgreSQL: which steps are array indexes.
+    indexes: tuple[bool, ...]
+    text: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +50,7 @@ class Compare:
     cast: str | None = None
     #: SQLite full-text search: (FTS5 table, the table's column its rowids are).
     index: tuple[str, str] | None = None
+    json: JsonSteps | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +59,7 @@ class IsTest:
     kind: ColumnKind
     value: str
     negated: bool = False
+    json: JsonSteps | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,15 +82,25 @@ Cond: TypeAlias = Compare | IsTest | BoolExpr | EmbedExists
 
 @dataclass(frozen=True, slots=True)
 class OutputColumn:
+    """A column of the response. ``kind`` is what the value is once ``json``, ``cast`` and
+    ``aggregate`` applied (SQLite renders booleans and JSON by it); ``column == ""`` with
+    ``aggregate == "count"`` is ``count(*)``. Casts are SQL type names the planner checked."""
+
     key: str
     column: str
     kind: ColumnKind
+    json: JsonSteps | None = None
+    cast: str | None = None
+    aggregate: Aggregate | None = None
+    agg_cast: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class OutputEmbed:
     key: str
     node: ReadNode
+    #: ``...embed(...)``: its keys go into the parent object (to-many: one array a key).
+    spread: bool = False
 
 
 Output: TypeAlias = OutputColumn | OutputEmbed
@@ -87,6 +111,7 @@ class OrderBy:
     column: str
     desc: bool = False
     nulls: Literal["first", "last"] | None = None
+    json: JsonSteps | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,9 +145,27 @@ class ReadNode:
     function: str | None = None
     #: The table's computed fields (functions of its row), which columns here may name.
     computed: tuple[str, ...] = ()
+    #: An empty embed (``customers()``): it filters (``!inner``) but adds no key.
+    hidden: tuple[ReadNode, ...] = ()
 
     def embeds(self) -> tuple[ReadNode, ...]:
         return tuple(o.node for o in self.outputs if isinstance(o, OutputEmbed))
+
+    @property
+    def grouped(self) -> bool:
+        """Does an output aggregate (then the other columns are its GROUP BY)?"""
+        return any(isinstance(o, OutputColumn) and o.aggregate is not None
+                   for o in self.outputs)
+
+    def output_keys(self) -> list[str]:
+        """The keys of one output object, a spread embed's keys in its place."""
+        out: list[str] = []
+        for o in self.outputs:
+            if isinstance(o, OutputEmbed) and o.spread:
+                out.extend(o.node.output_keys())
+            else:
+                out.append(o.key)
+        return out
 
     def tables(self) -> frozenset[str]:
         """Every table this node reads, embeds and filters included."""

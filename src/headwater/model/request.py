@@ -8,14 +8,47 @@ from typing import Literal, TypeAlias
 
 Path: TypeAlias = tuple[str, ...]
 MediaType: TypeAlias = Literal["json", "object", "csv"]
+#: A JSON path after a column: (``->`` or ``->>``, key) steps; a key that reads as an integer
+#: (``-1``, ``0``) indexes an array, as in PostgREST.
+JsonPath: TypeAlias = tuple[tuple[Literal["->", "->>"], str], ...]
+Aggregate: TypeAlias = Literal["count", "sum", "avg", "min", "max"]
+
+
+def is_index(key: str) -> bool:
+    """Does a JSON path step index an array (``0``, ``-1``; at most 9 digits) rather than
+    name a key (``0xy1``, ``23-xy-45``)?"""
+    digits = key[1:] if key.startswith("-") else key
+    return 0 < len(digits) <= 9 and digits.isascii() and digits.isdigit()
+AGGREGATES: frozenset[str] = frozenset({"count", "sum", "avg", "min", "max"})
 
 
 @dataclass(frozen=True, slots=True)
 class Field:
-    """A column in ``select``; ``name == "*"`` means every column."""
+    """A column in ``select``; ``name == "*"`` means every column, ``name == ""`` (with
+    ``aggregate == "count"``) is ``count()``. ``alias:name->json::cast.aggregate()::agg_cast``.
+    """
 
     name: str
     alias: str | None = None
+    json: JsonPath = ()
+    #: The type the column (or JSON path) is cast to, before any aggregate.
+    cast: str | None = None
+    aggregate: Aggregate | None = None
+    #: The type an aggregate's result is cast to.
+    agg_cast: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The output key PostgREST gives it: the alias, else the aggregate, else the last
+        JSON key that is no array index, else the column."""
+        if self.alias:
+            return self.alias
+        if self.aggregate:
+            return self.aggregate
+        for _arrow, key in reversed(self.json):
+            if not is_index(key):
+                return key
+        return self.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +60,8 @@ class Embed:
     alias: str | None = None
     hint: str | None = None
     inner: bool = False
+    #: ``...name(...)``: the embed's fields go into the parent object (PostgREST's spread).
+    spread: bool = False
 
     @property
     def key(self) -> str:
@@ -47,6 +82,8 @@ class Condition:
     #: What the operator's parentheses held: ``any``/``all`` (a quantifier) or, for the
     #: full-text operators, the text search configuration (``fts(english)``).
     modifier: str | None = None
+    #: ``data->>color=eq.red``: the JSON path after the column.
+    json: JsonPath = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +101,7 @@ class OrderTerm:
     column: str
     desc: bool = False
     nulls: Literal["first", "last"] | None = None
+    json: JsonPath = ()
 
 
 @dataclass(frozen=True, slots=True)

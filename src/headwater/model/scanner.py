@@ -82,6 +82,9 @@ class Scanner:
         text = self.text
         while self.pos < len(text) and text[self.pos] not in NAME_STOP:
             self.pos += 1
+        arrow = text.find("->", start, self.pos)
+        if arrow >= 0:
+            self.pos = arrow  # a JSON path follows (``data->key``)
         out = text[start:self.pos].strip()
         if not out:
             raise self.error("a name")
@@ -128,6 +131,6 @@ class Scanner:
 def render_name(name: str) -> str:
     """``name`` bare when the grammar reads it back unchanged, else double-quoted."""
     if (name and not (set(name) & (NAME_STOP | {"*", "\\"})) and name == name.strip()
-            and name != "not"):
+            and name != "not" and "->" not in name and not name.startswith(">")):
         return name
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -118,7 +118,18 @@ class FieldCipher:
             if isinstance(o, OutputColumn):
                 if (node.table, o.column) in self.columns and o.key in row:
                     row[o.key] = self.decrypt(node.table, o.column, row[o.key])
+            elif o.spread and not o.node.to_many:
+                self._walk(row, o.node)  # its keys are the row's own
+            elif o.spread:
+                self._walk_arrays(row, o.node)
             else:
                 child = row.get(o.key)
                 for item in child if isinstance(child, list) else [child]:
                     self._walk(item, o.node)
+
+    def _walk_arrays(self, row: dict[str, Any], node: ReadNode) -> None:
+        """A to-many spread: each of its columns is an array in the parent's row."""
+        for o in node.outputs:
+            if (isinstance(o, OutputColumn) and (node.table, o.column) in self.columns
+                    and isinstance(row.get(o.key), list)):
+                row[o.key] = [self.decrypt(node.table, o.column, v) for v in row[o.key]]

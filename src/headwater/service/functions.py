@@ -122,10 +122,12 @@ class DbFunctions:
     """The database functions of the catalog, as the RPC endpoint calls them."""
 
     def __init__(self, db: Database, catalog: Callable[[], Catalog | None], *, max_rows: int,
-                 on_commit: Callable[[frozenset[str] | None], Awaitable[None]]) -> None:
+                 on_commit: Callable[[frozenset[str] | None], Awaitable[None]],
+                 aggregates: bool = True) -> None:
         self.db = db
         self.catalog = catalog
         self.max_rows = max_rows
+        self.aggregates = aggregates
         self.on_commit = on_commit
         self.schema = db.schema or "public"
 
@@ -183,7 +185,7 @@ class DbFunctions:
                              prefer=api.prefer, media=api.media, range=api.range)
         # The policies of a served table a SETOF returns apply to its rows; a function's own
         # result columns are the caller's once it may call the function.
-        plan = plan_read(planned, request, max_rows=self.max_rows,
+        plan = plan_read(planned, request, max_rows=self.max_rows, aggregates=self.aggregates,
                          access=access if fn.table is not None and table.name == fn.table
                          else None)
         c = sql.call(self.schema, fn, names, len(plan.params), whole=whole)
@@ -208,7 +210,7 @@ class DbFunctions:
 
 def _csv(body: bytes, plan: ReadPlan) -> bytes:
     """PostgREST's CSV (see ``csv_out``), rebuilt from the function's JSON rows."""
-    keys = [o.key for o in plan.root.outputs]
+    keys = plan.root.output_keys()  # a spread embed's keys in its place
     rows = [{k: obj.get(k) for k in keys} for obj in msgspec.json.decode(body)]
     text = csv_out.header(keys, len(rows)) + "\n".join(csv_out.render_rows(rows, plan.root))
     return text.encode()

@@ -28,7 +28,7 @@ from headwater.errors import (
     UnknownTable,
     UnsupportedFilter,
 )
-from headwater.model.catalog import Catalog, Column, Dialect, Relationship, Table
+from headwater.model.catalog import Catalog, Column, ColumnKind, Dialect, Relationship, Table
 from headwater.model.fts_query import fts5_query
 from headwater.model.grammar import ARRAY_OPS, FTS_OPS, RANGE_OPS, parse_array
 from headwater.model.pattern import sqlite_pattern
@@ -40,6 +40,7 @@ from headwater.model.plan import (
     InsertPlan,
     InsertShape,
     IsTest,
+    JsonSteps,
     MutatePlan,
     MutateShape,
     OrderBy,
@@ -57,6 +58,7 @@ from headwater.model.request import (
     Condition,
     Embed,
     Field,
+    JsonPath,
     Logic,
     OrderTerm,
     Path,
@@ -66,6 +68,16 @@ from headwater.model.request import (
 )
 from headwater.model.values import TEXT_FORMS, from_hex, from_text, is_hex, sqlite_number
 from headwater.service.policy import unknown_column
+from headwater.service.select_forms import (
+    aggregate_kind,
+    aggregates_refused,
+    cast_type,
+    check_grouping,
+    check_json_column,
+    group_refused,
+    json_kind,
+    json_steps,
+)
 
 if TYPE_CHECKING:
     from headwater.service.policy import Access, Rule
@@ -179,6 +191,8 @@ class _Planner:
         self.max_embed_depth = 0
         #: Reads may name computed fields (functions of a row); writes only columns.
         self.reading = False
+        #: ``aggregates_enabled`` (and the caller's policy): may ``select=`` aggregate?
+        self.aggregates = True
 
     def policy_cond(self, table: Table, pred: Predicate | None) -> list[Cond]:
         if pred is None:
@@ -241,20 +255,35 @@ class _Planner:
         rule: Rule | None = None
         if self.access is not None:
             rule = self.access.rule(table.name, "select")
+        hidden: list[ReadNode] = []
         for item in select:
             if isinstance(item, Field):
                 if item.name == "*":
                     outputs.extend(_star(table) if rule is None or rule.columns is None else
                                    (o for o in _star(table) if o.column in rule.columns))
                 else:
-                    col = self.column(table, item.name)
                     self.key(item.alias)
-                    outputs.append(OutputColumn(item.alias or col.name, col.name, col.kind))
+                    outputs.append(self.output(table, item))
             else:
                 self.key(item.alias)
+                if item.key in embeds and not item.spread:
+                    # one key in the output object would silently hold only the last; the
+                    # error PostgREST answers (PostgreSQL's, naming its lateral join)
+                    raise RequestError(f'table name "{table.name}_{item.key}_1" specified '
+                                       "more than once", code="42712", details=None, hint=None)
                 child = self.embed(table, item, (*path, item.key), alias)
                 embeds[item.key] = child
-                outputs.append(OutputEmbed(item.key, child))
+                if item.spread and child.grouped:
+                    # PostgREST moves such aggregates up to the parent: not done here yet
+                    raise group_refused(table.name, "a spread embed's own aggregates")
+                if (item.spread and self.catalog.dialect == "sqlite"
+                        and any('"' in k for k in child.output_keys())):
+                    raise ParseError("a spread embed's keys may not hold a double quote on "
+                                     "SQLite", details=f"in {item.name}", hint="alias them")
+                if item.select:
+                    outputs.append(OutputEmbed(item.key, child, item.spread))
+                else:
+                    hidden.append(child)
         q = self.request.query
         where = [self.cond(table, p, embeds) for p in q.where.get(path, ())]
         if rule is not None:
@@ -263,6 +292,8 @@ class _Planner:
             if child.inner:
                 where.append(EmbedExists(child))
         order = tuple(self.order_by(table, t) for t in q.order.get(path, ()))
+        if any(isinstance(o, OutputColumn) and o.aggregate for o in outputs):
+            check_grouping(table.name, outputs, order, self.params)
         limit = offset = None
         if not root:
             if path in q.limit:
@@ -270,7 +301,50 @@ class _Planner:
             if path in q.offset:
                 offset = self.param(q.offset[path])
         return ReadNode(table.name, alias, tuple(outputs), tuple(where), order, limit, offset,
-                        join, to_many, inner, parent_alias, via, function, tuple(table.computed))
+                        join, to_many, inner, parent_alias, via=via, function=function,
+                        computed=tuple(table.computed), hidden=tuple(hidden))
+
+    def output(self, table: Table, item: Field) -> OutputColumn:
+        """A column of ``select=``, with its JSON path, casts and aggregate."""
+        if item.name == "" or (item.name == "count" and not item.json and not item.cast
+                               and not item.aggregate and "count" not in table.columns):
+            # ``count()``, and ``count`` as PostgREST still reads it (``orders(count)``)
+            self.may_aggregate(table)
+            kind: ColumnKind = "integer"
+            agg_cast: str | None = None
+            if item.agg_cast:
+                agg_cast, kind = cast_type(self.catalog.dialect, item.agg_cast)
+            return OutputColumn(item.alias or "count", "", kind, aggregate="count",
+                                agg_cast=agg_cast)
+        col = self.column(table, item.name)
+        if not (item.json or item.cast or item.aggregate):
+            return OutputColumn(item.alias or col.name, col.name, col.kind)
+        # a transformed value of an encrypted column would be a transformed ciphertext
+        self.plain(table, col.name)
+        kind = col.kind
+        steps = None
+        if item.json:
+            steps = self.json(table, col, item.json)
+            kind = json_kind(item.json)
+        cast = agg_cast = None
+        if item.cast:
+            cast, kind = cast_type(self.catalog.dialect, item.cast)
+        if item.aggregate:
+            self.may_aggregate(table)
+            kind = aggregate_kind(item.aggregate, kind)
+            if item.agg_cast:
+                agg_cast, kind = cast_type(self.catalog.dialect, item.agg_cast)
+        return OutputColumn(item.key, col.name, kind, steps, cast, item.aggregate, agg_cast)
+
+    def may_aggregate(self, table: Table) -> None:
+        """The ``aggregates_enabled`` setting, then the caller's select policy for the table."""
+        if not self.aggregates or (self.access is not None
+                                   and not self.access.rule(table.name, "select").aggregates):
+            raise aggregates_refused()
+
+    def json(self, table: Table, col: Column, path: JsonPath) -> JsonSteps:
+        check_json_column(col, path, table.name)
+        return json_steps(self.catalog.dialect, path, self.param)
 
     def embed(self, parent: Table, item: Embed, path: Path, parent_alias: str) -> ReadNode:
         if self.max_embed_depth and len(path) > self.max_embed_depth:
@@ -284,7 +358,8 @@ class _Planner:
                 hint="The limit is the max_embed_depth setting (HEADWATER_MAX_EMBED_DEPTH)")
         rel = resolve_relationship(self.catalog, parent.name, item)
         target = self.catalog.tables[rel.target]
-        select = item.select or (Field("*"),)
+        # An empty embed (``customers()``) keeps its empty select: it filters, adds no key.
+        select = item.select
         if rel.junction is not None:
             j = rel.junction
             where: tuple[Cond, ...] = ()
@@ -311,9 +386,10 @@ class _Planner:
         return depth + _nesting(items)
 
     def order_by(self, table: Table, term: OrderTerm) -> OrderBy:
-        self.column(table, term.column)
+        col = self.column(table, term.column)
         self.plain(table, term.column)
-        return OrderBy(term.column, term.desc, term.nulls)
+        steps = self.json(table, col, term.json) if term.json else None
+        return OrderBy(term.column, term.desc, term.nulls, steps)
 
     def cond(self, table: Table, pred: Predicate, embeds: dict[str, ReadNode]) -> Cond:
         if isinstance(pred, Logic):
@@ -323,6 +399,8 @@ class _Planner:
             return self.embed_null_filter(pred, embeds[pred.column])
         col = self.column(table, pred.column)
         self.plain(table, col.name)
+        if pred.json:
+            return self.json_cond(table, col, pred)
         if pred.op == "is":
             assert isinstance(pred.value, str)
             if pred.value in ("true", "false", "unknown") and col.kind != "boolean":
@@ -355,6 +433,31 @@ class _Planner:
                 and (t.endswith("[]") or t.endswith("range")) and _TYPE_NAME.match(t)):
             return t
         return None
+
+    def json_cond(self, table: Table, col: Column, pred: Condition) -> Cond:
+        """A filter on a JSON path: its value compared as text (``->>``) or as JSON text
+        (``->``); full-text and containment take a column of their own type."""
+        if pred.op in FTS_OPS or pred.op in ARRAY_OPS or pred.op in RANGE_OPS:
+            raise UnsupportedFilter(f"{pred.op} is not supported on a JSON path",
+                                    details=f"column {col.name}",
+                                    hint="filter a JSON path with eq, neq, gt, lt, like, in, is")
+        steps = self.json(table, col, pred.json)
+        as_text = Column(col.name, json_kind(pred.json), "text")
+        if pred.op == "is":
+            assert isinstance(pred.value, str)
+            if pred.value in ("true", "false", "unknown"):
+                raise InvalidValue(f"is.{pred.value} takes a boolean column; a JSON path is "
+                                   f"{as_text.kind}", details=f"column {col.name}")
+            return IsTest(col.name, as_text.kind, pred.value, pred.negated, steps)
+        if isinstance(pred.value, tuple):
+            values = tuple(self.literal(as_text, pred.op, v) for v in pred.value)
+            quantifier = None if pred.op == "in" else pred.modifier
+            return Compare(col.name, as_text.kind, pred.op, self.param(values), pred.negated,
+                           quantifier="all" if quantifier == "all" else
+                           ("any" if quantifier == "any" else None), json=steps)
+        return Compare(col.name, as_text.kind, pred.op,
+                       self.param(self.literal(as_text, pred.op, pred.value)), pred.negated,
+                       json=steps)
 
     def literal(self, col: Column, op: str, text: str) -> Value:
         """One literal of a comparison: a LIKE pattern (``*`` for ``%``), a regular
@@ -543,7 +646,8 @@ def _nesting(items: Sequence[SelectItem]) -> int:
 
 
 def plan_read(catalog: Catalog, request: ApiRequest, *, max_rows: int = 0,
-              access: Access | None = None, max_embed_depth: int = 0) -> ReadPlan:
+              access: Access | None = None, max_embed_depth: int = 0,
+              aggregates: bool = True) -> ReadPlan:
     table = catalog.table(request.target)
     if table is None:
         hint = _suggest(request.target, catalog.tables)
@@ -553,6 +657,7 @@ def plan_read(catalog: Catalog, request: ApiRequest, *, max_rows: int = 0,
     p = _Planner(catalog, request, access)
     p.max_embed_depth = max_embed_depth
     p.reading = True
+    p.aggregates = aggregates
     root = p.node(table, request.query.select, (), root=True)
     p.check_paths()
     q = request.query

@@ -50,6 +50,8 @@ class Rule:
     rows: Predicate | None = None
     #: Rows it may leave behind after an insert or update (WITH CHECK); None = any.
     check: Predicate | None = None
+    #: May its reads aggregate (``[[policy]] aggregates = false`` forbids it)?
+    aggregates: bool = True
 
     def allows(self, column: str) -> bool:
         return self.columns is None or column in self.columns
@@ -172,9 +174,11 @@ class _Combined:
     #: Alternatives (OR); None = every row.
     rows: tuple[_Template, ...] | None
     check: tuple[_Template, ...] | None
+    aggregates: bool = True
 
     def substitute(self, sub: _Substitution) -> Rule:
-        return Rule(self.columns, _either(self.rows, sub), _either(self.check, sub))
+        return Rule(self.columns, _either(self.rows, sub), _either(self.check, sub),
+                    self.aggregates)
 
 
 def _either(templates: tuple[_Template, ...] | None, sub: _Substitution) -> Predicate | None:
@@ -250,7 +254,9 @@ class PolicySet:
                 e.rows for e in entries if e.rows is not None)
             check = None if any(e.check is None for e in entries) else tuple(
                 e.check for e in entries if e.check is not None)
-            out = _Combined(None if cols is None else frozenset(cols), rows, check)
+            # permissive, as the rest: one policy that allows aggregates is enough
+            out = _Combined(None if cols is None else frozenset(cols), rows, check,
+                            any(e.spec.aggregates for e in entries))
         self._combined[key] = out
         return out
 

@@ -104,7 +104,8 @@ class Reads:
         api = parse()
         began = timing.since("parse", began)
         plan = plan_read(self.catalog(), api, max_rows=self.settings.max_rows, access=access,
-                         max_embed_depth=self.settings.max_embed_depth)
+                         max_embed_depth=self.settings.max_embed_depth,
+                         aggregates=self.settings.aggregates_enabled)
         timing.since("plan", began)
         return await self._planned(plan, key, access, timing)
 

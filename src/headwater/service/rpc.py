@@ -92,6 +92,7 @@ class Rpc:
         self.on_commit = on_commit
         #: The database's own functions, served where no Python function has the name.
         self.functions = DbFunctions(db, catalog, max_rows=db.settings.max_rows,
+                                     aggregates=db.settings.aggregates_enabled,
                                      on_commit=on_commit)
 
     def shadowed(self) -> list[str]:

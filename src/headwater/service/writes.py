@@ -459,16 +459,18 @@ class Writer:
                 written = self.guard.visible_rows(table, select, written)
             return _encode([_project(table, select, row) for row in written])
         if not table.primary_key:
-            raise ParseError(f"embedding in a write's response needs a primary key on "
-                             f"{table.name}")
+            raise ParseError(f"embedding (or a cast, JSON path or aggregate) in a write's "
+                             f"response needs a primary key on {table.name}")
         if not written:
             return b"[]"
         read = ApiRequest("GET", table.name, Query(
             select=select, where={(): (_key_filter(table.primary_key, written),)},
             order={(): tuple(_order_by_key(table))}))
         plan = plan_read(self.catalog, read,
-                         access=self.guard.access if self.guard is not None else None)
-        sql = compile_read(self.db.dialect, (self.profile or self.db.schema), plan.root, plan.limit_param,
+                         access=self.guard.access if self.guard is not None else None,
+                         aggregates=self.settings.aggregates_enabled)
+        sql = compile_read(self.db.dialect, self.profile or self.db.schema, plan.root,
+                           plan.limit_param,
                            plan.offset_param, False)
         row = await tx.fetchrow(sql.aggregate, bind(self.db.dialect, plan.params))
         assert row is not None
@@ -489,7 +491,10 @@ async def _apply(hooks: Sequence[Any], ctx: Context, row: dict[str, Any]) -> dic
 
 
 def _has_embeds(select: Sequence[SelectItem]) -> bool:
-    return any(isinstance(i, Embed) for i in select)
+    """Does the representation need the read compiler: embeds, or a column cast, taken along
+    a JSON path or aggregated (the written rows hold only the columns' own values)?"""
+    return any(isinstance(i, Embed) or i.json or i.cast or i.aggregate or i.name == ""
+               for i in select)
 
 
 def _project(table: Table, select: Sequence[SelectItem], row: dict[str, Any]) -> dict[str, Any]:
