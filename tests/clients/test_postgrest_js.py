@@ -237,12 +237,10 @@ def test_rpc_python_function(js: dict[str, dict[str, Result]]) -> None:
 
 # ---- issue 14, not there yet -------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="issue 14: casts in select")
 def test_select_casts(js: dict[str, dict[str, Result]]) -> None:
     assert ok(steps(js, "select_casts")["casts"]) == [{"id": "1", "age": "30"}]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: JSON paths in select, filters and order")
 def test_select_json_paths(js: dict[str, dict[str, Result]]) -> None:
     r = steps(js, "select_json_paths")
     assert ok(r["select"]) == [{"id": 1, "color": "red", "w": 2}]
@@ -250,7 +248,6 @@ def test_select_json_paths(js: dict[str, dict[str, Result]]) -> None:
     assert ids(r["order"]) == [2, 1]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: aggregates and the embedded count")
 def test_select_aggregates(js: dict[str, dict[str, Result]]) -> None:
     r = steps(js, "select_aggregates")
     assert ok(r["count"]) == [{"count": 8}]
@@ -259,32 +256,26 @@ def test_select_aggregates(js: dict[str, dict[str, Result]]) -> None:
     assert ok(r["embedded_count"]) == [{"slug": "general", "messages": [{"count": 3}]}]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: spread embeds")
 def test_select_spread(js: dict[str, dict[str, Result]]) -> None:
     assert ok(steps(js, "select_spread")["spread"]) == [{"id": 1, "slug": "general"}]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: many-to-many through a junction table")
 def test_embed_many_to_many(js: dict[str, dict[str, Result]]) -> None:
     [row] = ok(steps(js, "embed_many_to_many")["m2m"])
     assert row["username"] == "alice"
     assert sorted(c["slug"] for c in row["channels"]) == ["general", "random"]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: relationships through views")
 def test_embed_through_view(js: dict[str, dict[str, Result]]) -> None:
     assert ok(steps(js, "embed_view")["view"]) == [
         {"username": "carol", "channels": [{"slug": "quiet"}]}]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: several schemas (Accept-Profile; a schema "
-                                       "not exposed is 406 PGRST106)")
 def test_schema_not_exposed(js: dict[str, dict[str, Result]]) -> None:
     err = failed(steps(js, "schema_switch")["other"], 406, "PGRST106")
     assert "public" in err["message"]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: count=planned from the planner's estimate")
 def test_count_planned(js: dict[str, dict[str, Result]], clients_served: Served) -> None:
     postgres_only(clients_served, "planner estimates (SQLite counts exactly)")
     res = steps(js, "count_planned")["planned"]
@@ -374,7 +365,6 @@ def test_bytea_read_as_hex(js: dict[str, dict[str, Result]], clients_served: Ser
     assert ok(steps(js, "values_write")["read_bytea"]) == {"blob": "\\x0102"}
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15: array, range and bytea values in writes")
 def test_typed_values_write(js: dict[str, dict[str, Result]], clients_served: Served) -> None:
     postgres_only(clients_served, "array, range and bytea columns")
     assert ok(steps(js, "values_write")["insert"], 201) == [

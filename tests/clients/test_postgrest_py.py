@@ -173,14 +173,11 @@ def test_rpc_python_function(pg: SyncPostgrestClient) -> None:
     assert pg.rpc("greet", args(name="bo"), get=True).execute().data == "hello bo"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: the embedded count shorthand messages(count)")
 def test_embedded_count(pg: SyncPostgrestClient) -> None:
     res = pg.from_("channels").select("slug, messages(count)").eq("id", 1).execute()
     assert res.data == [{"slug": "general", "messages": [{"count": 3}]}]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: several schemas (Accept-Profile; a schema "
-                                       "not exposed is 406 PGRST106)")
 def test_schema_not_exposed(pg: SyncPostgrestClient) -> None:
     err = api_error(pg.schema("personal").from_("diary").select("*"))
     assert err.code == "PGRST106"

@@ -144,10 +144,12 @@ def parse_plan_accept(header: str) -> PlanAsk | None:
             suffix += f'; for="{found[0]}"'
             target = found[1]
         elif k == "options":
+            # ``options=`` with nothing after it is what postgrest-js sends for none
             options = tuple(o.strip().lower() for o in v.split("|") if o.strip())
-            if not options or any(o not in PLAN_OPTIONS for o in options):
+            if any(o not in PLAN_OPTIONS for o in options):
                 raise NotAcceptable(f"None of these media types are available: {header}")
-            suffix += "; options=" + "|".join(options)
+            if options:
+                suffix += "; options=" + "|".join(options)
     return PlanAsk(fmt, options, target,
                    f"application/vnd.pgrst.plan+{fmt}{suffix}; charset=utf-8")
 
