@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -42,7 +43,7 @@ from headwater.events.runtime import Events, start_events
 from headwater.model.catalog import Catalog
 from headwater.model.principal import Principal
 from headwater.observability.access import AccessLog
-from headwater.observability.logging import LEVELS, route_library_logs
+from headwater.observability.logging import LEVELS, is_console, route_library_logs
 from headwater.observability.metrics import Metrics
 from headwater.resilience.admission import Admission
 from headwater.resilience.breaker import BreakerPolicy, BreakerState, CircuitBreaker
@@ -68,10 +69,11 @@ class Headwater:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.log: Any = route_library_logs(settings.log_level)
+        self.log: Any = route_library_logs(settings.log_level, fmt=settings.log_format)
         self.metrics = Metrics()
         #: One line per request at the info level (the default), written in batches.
-        self.access_log = AccessLog() if self.log_enabled("info") else None
+        self.access_log = (AccessLog(console=is_console(settings.log_format, sys.stdout))
+                           if self.log_enabled("info") else None)
         self.db: Database = open_database(settings, on_query=self.metrics.query)
         self.outbox = Outbox(settings, self.db.dialect, self.db.schema)
         self.recorder = Recorder(self.outbox)

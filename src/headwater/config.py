@@ -24,6 +24,8 @@ ENV_PREFIX = "HEADWATER_"
 LogLevel: TypeAlias = Literal["debug", "info", "warning", "error", "critical"]
 #: ``strict``: no node serves data older than a write once its response is sent.
 #: ``bounded``: nodes trust pushed versions and may lag by ``cache_bounded_lag_ms``.
+#: ``auto``: human-readable on a terminal, JSON lines otherwise.
+LogFormat: TypeAlias = Literal["auto", "json", "console"]
 CacheMode: TypeAlias = Literal["strict", "bounded"]
 
 _TRUE = frozenset({"true", "1", "yes", "on"})
@@ -40,6 +42,7 @@ class Settings:
     port: int = 3000
     workers: int = 1
     log_level: LogLevel = "info"
+    log_format: LogFormat = "auto"
     #: Schema served on PostgreSQL.
     db_schema: str = "public"
     pool_min_size: int = 1

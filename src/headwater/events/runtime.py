@@ -135,7 +135,7 @@ async def run_relay(settings: Settings, stop: asyncio.Event | None = None) -> No
     (or ``stop``), beside servers run with ``relay_in_server=false``. It has no commits of
     its own to wake it, so it polls every ``relay_poll_interval`` while idle; several relays
     share the outbox as several servers do."""
-    log = route_library_logs(settings.log_level)
+    log = route_library_logs(settings.log_level, fmt=settings.log_format)
     stop = stop_on_signals(stop)
     db = open_database(settings.replace(pool_min_size=1, pool_max_size=2))
     outbox = Outbox(settings, db.dialect, db.schema)

@@ -149,7 +149,7 @@ async def run_worker(settings: Settings, app_subscriptions: Sequence[Subscriptio
                      stop: asyncio.Event | None = None) -> None:
     """The ``headwater worker`` process: the app's handlers and the webhooks on RabbitMQ,
     until SIGTERM/SIGINT (or ``stop``)."""
-    log = route_library_logs(settings.log_level)
+    log = route_library_logs(settings.log_level, fmt=settings.log_format)
     stop = stop_on_signals(stop)
     db = open_database(settings)
     outbox = Outbox(settings, db.dialect, db.schema)
