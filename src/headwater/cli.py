@@ -221,9 +221,13 @@ def _run(settings: Settings) -> None:
     scheme = "https" if settings.tls_cert else "http"
     from headwater.api.connection import protocol_factory
 
+    console = (Path(__file__).parent / "console" / "index.html").is_file()
+
     def announce(port: int) -> None:
-        typer.echo(f"Headwater serving {redacted(settings.database_url)} on "
-                   f"{scheme}://{settings.host}:{port}/", err=True)
+        host = f"[{settings.host}]" if ":" in settings.host else settings.host
+        base = f"{scheme}://{host}:{port}/"
+        typer.echo(f"Headwater serving {redacted(settings.database_url)} on {base}"
+                   + (f"\nConsole: {base}-/console/" if console else ""), err=True)
 
     config = uvicorn.Config(
         "headwater.app:create_app_from_env", factory=True, host=settings.host,

@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl
 
 import msgspec
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import Scope
 
@@ -222,6 +222,12 @@ class Routes:
     routes: list[BaseRoute]
 
 
+def wants_html(accept: str) -> bool:
+    """Does the client put HTML first (a browser's navigation), rather than JSON or ``*/*``?"""
+    first = accept.split(",", 1)[0].split(";", 1)[0].strip().lower()
+    return first in ("text/html", "application/xhtml+xml")
+
+
 @dataclass(frozen=True, slots=True)
 class Services:
     """What the endpoints use, handed down by the composition root (``headwater.app``)."""
@@ -371,10 +377,16 @@ def build_routes(s: Services) -> Routes:
                         media_type=CONTENT_TYPES["json"])
 
     async def root(request: Request) -> Response:
+        if s.console_dir is not None and wants_html(request.headers.get("accept", "")):
+            # A browser (HTML first) is sent to the console; API clients (JSON, */*, no
+            # Accept) get the OpenAPI document, as from PostgREST's root.
+            return RedirectResponse("/-/console/", 302, headers={"Vary": "Accept"})
         access = await security.admit(request)
+        vary = ", ".join((["Accept"] if s.console_dir is not None else [])
+                         + (["Authorization, apikey"] if access.restricted else []))
         return Response(security.openapi(access),
                         media_type="application/openapi+json; charset=utf-8",
-                        headers={"Vary": "Authorization, apikey"} if access.restricted else None)
+                        headers={"Vary": vary} if vary else None)
 
     async def live(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
