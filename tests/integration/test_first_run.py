@@ -71,3 +71,25 @@ def test_the_example_app_runs_on_the_demo(tmp_path: Path, demo_sqlite: str) -> N
         assert h.post("/rpc/order_total", json={"order_id": order}).json() == 5.0
     with contextlib.closing(sqlite3.connect(db)) as conn:
         assert conn.execute("SELECT event, ref FROM audit_log").fetchall() == [("created", order)]
+
+
+def test_a_real_file_starts_without_warnings_and_answers_as_sqlite(tmp_path: Path) -> None:
+    """pyproj's proj.db (foreign keys naming views, text codes in INTEGER columns): start-up
+    says what it serves and nothing else; no SQLAlchemy reflection warnings."""
+    pyproj = pytest.importorskip("pyproj")
+    db = tmp_path / "proj.db"
+    shutil.copy(Path(pyproj.datadir.get_data_dir()) / "proj.db", db)
+    port = free_port()
+    proc = _serve(["proj.db", "--read-only"], tmp_path, port)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        r = httpx.get(url + "/unit_of_measure", params={"code": "eq.9001", "select": "name"})
+        assert r.json() == [{"name": "metre"}]
+        r = httpx.get(url + "/geodetic_crs", params={"code": "eq.AMANU49", "select": "code,name"})
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            expected = conn.execute("SELECT code, name FROM geodetic_crs "
+                                    "WHERE code = 'AMANU49'").fetchall()
+        assert [(x["code"], x["name"]) for x in r.json()] == expected
+    finally:
+        err = _stop(proc)
+    assert "Warning" not in err and "Traceback" not in err, err
