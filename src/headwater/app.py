@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -23,13 +23,11 @@ from headwater.api.openapi import OpenApi
 from headwater.api.responses import error_response
 from headwater.api.routes import Services, build_routes
 from headwater.api.security import Security
-from headwater.cache.redis import RedisStore
 from headwater.cache.tiered import ReadCache
 from headwater.config import Settings
 from headwater.db.catalog import introspect
 from headwater.db.connect import open_database
 from headwater.db.database import Database
-from headwater.db.postgres import PostgresDatabase
 from headwater.errors import (
     DatabaseUnavailable,
     HeadwaterError,
@@ -58,6 +56,9 @@ from headwater.service.write_guard import WriteGuard
 from headwater.service.writes import Writer
 from headwater.settings_file import load_security
 
+if TYPE_CHECKING:  # the redis and postgres extras: imported only when configured
+    from headwater.cache.redis import RedisStore
+
 __all__ = ["Headwater", "create_app", "create_app_from_env"]
 
 #: How old ``/-/ready``'s report may be before a probe starts a fresh check.
@@ -83,7 +84,10 @@ class Headwater:
         self.breakers: dict[str, CircuitBreaker] = {}
         #: Background probes of open breakers (``resilience.recovery``), by dependency.
         self.recoveries: dict[str, Recovery] = {}
-        if isinstance(self.db, PostgresDatabase):
+        if self.db.dialect == "postgresql":
+            from headwater.db.postgres import PostgresDatabase  # the postgres extra
+
+            assert isinstance(self.db, PostgresDatabase)
             self.db.breaker = self.breaker("database", BreakerPolicy(
                 consecutive_failures=settings.db_breaker_failures,
                 reset_timeout=settings.db_breaker_reset))
@@ -93,7 +97,7 @@ class Headwater:
         #: can slow its own writers, never starve every other request of connections.
         self.bulkhead = Bulkhead(max(1, settings.pool_max_size // 2), settings.pool_timeout)
         self.admission = Admission(settings.max_inflight, settings.max_loop_lag_ms / 1000)
-        self.redis = (RedisStore(settings.redis_url, self.breaker("redis", BreakerPolicy(
+        self.redis = (_redis_store(settings.redis_url, self.breaker("redis", BreakerPolicy(
             consecutive_failures=settings.redis_breaker_failures,
             reset_timeout=settings.redis_breaker_reset)), timeout=settings.redis_timeout)
             if settings.redis_url else None)
@@ -323,6 +327,12 @@ class Headwater:
         return str(path) if (path / "index.html").is_file() else None
 
 
+def _redis_store(url: str, breaker: CircuitBreaker, *, timeout: float) -> RedisStore:
+    from headwater.cache.redis import RedisStore  # the redis extra, imported when configured
+
+    return RedisStore(url, breaker, timeout=timeout)
+
+
 def _settle_heap() -> None:
     """Move what start-up (and a catalog load) allocated out of the collector's sight: these
     objects live as long as the process, and the imports and introspection made so many that
@@ -332,6 +342,7 @@ def _settle_heap() -> None:
 
 
 def create_app(settings: Settings) -> Front:
+    settings.require_extras()
     hw = Headwater(settings)
 
     @contextlib.asynccontextmanager

@@ -90,6 +90,8 @@ def _check_serving_settings(settings: Settings, flags: dict[str, object],
     with."""
     from headwater.db.location import probe_postgres, sqlite_file_state, sqlite_path
 
+    settings.require_extras()
+
     def source(name: str) -> str:
         return f"--{name.replace('_', '-')}" if flags.get(name) is not None else \
             f"HEADWATER_{name.upper()}"
@@ -275,7 +277,10 @@ def demo(
     if "://" in path or path.startswith("sqlite:"):
         url = path
         if url.startswith(("postgresql:", "postgres:")):
+            from headwater.config import require_extra
             from headwater.db.location import probe_postgres
+
+            require_extra("postgres", "a postgresql:// target")
 
             reason = asyncio.run(probe_postgres(url, 5.0))
             if reason is not None:
@@ -290,7 +295,9 @@ def _given(database_url: str | None) -> str:
     from headwater.db.location import given_database_url
 
     Settings.from_env()  # a bad variable is named first
-    return given_database_url(database_url, os.environ)
+    url = given_database_url(database_url, os.environ)
+    Settings.from_env(database_url=url).require_extras()
+    return url
 
 
 # --- events -----------------------------------------------------------------------------------
@@ -318,6 +325,7 @@ def worker(
 
     settings = Settings.from_env(database_url=_given(database_url), app=app,
                                  amqp_url=amqp_url, log_level=log_level)
+    settings.require_extras()
     if not settings.amqp_url:
         raise typer.BadParameter("a worker needs RabbitMQ (without one, `headwater serve` runs "
                                  "the handlers itself)", param_hint="--amqp-url")
@@ -346,6 +354,7 @@ def relay(
 
     settings = Settings.from_env(database_url=_given(database_url), amqp_url=amqp_url,
                                  relay_poll_interval=poll_interval, log_level=log_level)
+    settings.require_extras()
     if not settings.amqp_url:
         raise typer.BadParameter("the relay publishes to RabbitMQ", param_hint="--amqp-url")
     asyncio.run(run_relay(settings))
@@ -367,6 +376,7 @@ def _dlq_settings(database_url: str | None, app: str | None, amqp_url: str | Non
 
     settings = Settings.from_env(database_url=_given(database_url), app=app,
                                  amqp_url=amqp_url)
+    settings.require_extras()
     subs = list(load_app(settings.app).subscriptions.values()) if settings.app else []
     queues = queue_names(settings, subs, handler or ())
     if settings.amqp_url and not queues:

@@ -10,6 +10,7 @@ the variable, the value and what is allowed, never a silent ``False``.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 import os
 import re
@@ -17,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Literal, TypeAlias, get_args, get_origin, get_type_hints
 
-from headwater.errors import InvalidSetting
+from headwater.errors import InvalidSetting, MissingExtra
 
 ENV_PREFIX = "HEADWATER_"
 
@@ -27,6 +28,14 @@ LogLevel: TypeAlias = Literal["debug", "info", "warning", "error", "critical"]
 #: ``auto``: human-readable on a terminal, JSON lines otherwise.
 LogFormat: TypeAlias = Literal["auto", "json", "console"]
 CacheMode: TypeAlias = Literal["strict", "bounded"]
+
+#: The package's optional extras: the client libraries each installs, by import name. The
+#: SQLite demo needs none of them.
+EXTRAS: Mapping[str, tuple[str, ...]] = {
+    "postgres": ("asyncpg", "greenlet"),
+    "redis": ("redis",),
+    "rabbitmq": ("aio_pika", "aiormq", "pamqp"),
+}
 
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
@@ -185,6 +194,16 @@ class Settings:
     #: answers 405.
     read_only: bool = False
 
+    def require_extras(self) -> None:
+        """A ``MissingExtra`` naming the ``pip install`` that brings what these settings use
+        (a PostgreSQL URL, Redis, RabbitMQ), before anything tries to import it."""
+        if self.database_url.startswith(("postgresql:", "postgres:")):
+            require_extra("postgres", "a postgresql:// database")
+        if self.redis_url:
+            require_extra("redis", "HEADWATER_REDIS_URL")
+        if self.amqp_url:
+            require_extra("rabbitmq", "HEADWATER_AMQP_URL (RabbitMQ)")
+
     def unfiltered_write_tables(self) -> frozenset[str]:
         return frozenset(t.strip() for t in self.unfiltered_writes.split(",") if t.strip())
 
@@ -218,6 +237,13 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+
+def require_extra(extra: str, what: str) -> None:
+    missing = [m for m in EXTRAS[extra] if importlib.util.find_spec(m) is None]
+    if missing:
+        raise MissingExtra(f"{what} needs the {extra} extra ({', '.join(missing)} not "
+                           f"installed): pip install 'headwater[{extra}]'")
 
 
 def parse_value(kind: Any, raw: str, name: str) -> Any:

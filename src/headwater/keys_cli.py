@@ -82,8 +82,10 @@ def _settings(database_url: str | None, config: str | None) -> Settings:
 
     from headwater.db.location import given_database_url
 
-    return Settings.from_env(database_url=given_database_url(database_url, os.environ),
-                             config=config)
+    settings = Settings.from_env(database_url=given_database_url(database_url, os.environ),
+                                 config=config)
+    settings.require_extras()
+    return settings
 
 
 async def _with_store(settings: Settings, work: Any) -> Any:

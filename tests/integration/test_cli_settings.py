@@ -3,6 +3,9 @@ bad setting values: one line naming the mistake (with a suggestion), exit status
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -70,3 +73,51 @@ def test_help_has_no_type_labels_or_markup(command: tuple[str, ...]) -> None:
     if "DATABASE" in p.stdout:
         assert "sqlite:////absolute/path.db" in p.stdout and "my.db" in p.stdout
         assert "postgresql://" in p.stdout and "HEADWATER_DATABASE_URL" in p.stdout
+
+
+def _without(modules: tuple[str, ...], *args: str, env: dict[str, str] | None = None,
+             ) -> subprocess.CompletedProcess[str]:
+    """``headwater`` in a process where ``modules`` cannot be imported, as in an install
+    without the extra that brings them."""
+    code = ("import sys\n"
+            f"for m in {modules!r}: sys.modules[m] = None\n"
+            f"sys.argv = ['headwater', *{args!r}]\n"
+            "from headwater.cli import main\nmain()\n")
+    base = {k: v for k, v in os.environ.items() if not k.startswith("HEADWATER_")}
+    return subprocess.run([sys.executable, "-c", code], env={**base, **(env or {})},
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.mark.parametrize(("modules", "args", "env", "extra"), [
+    (("asyncpg",), ("serve", "postgresql://postgres@127.0.0.1:5432/test"), {}, "postgres"),
+    (("asyncpg",), ("demo", "postgresql://postgres@127.0.0.1:5432/test"), {}, "postgres"),
+    (("asyncpg",), ("keys", "list", "postgresql://postgres@127.0.0.1:5432/test"), {},
+     "postgres"),
+    (("redis",), ("serve", "{db}"), {"HEADWATER_REDIS_URL": "redis://127.0.0.1:6379/0"},
+     "redis"),
+    (("aio_pika",), ("relay", "{db}", "--amqp-url", "amqp://guest:guest@127.0.0.1:5672/"), {},
+     "rabbitmq"),
+    (("aio_pika",), ("serve", "{db}"), {"HEADWATER_AMQP_URL": "amqp://127.0.0.1:5672/"},
+     "rabbitmq"),
+])
+def test_a_missing_extra_names_its_pip_install(tmp_path: Path, modules: tuple[str, ...],
+                                               args: tuple[str, ...], env: dict[str, str],
+                                               extra: str) -> None:
+    db = str(make_db(tmp_path / "my.db"))
+    p = _without(modules, *(a.replace("{db}", db) for a in args), env=env)
+    assert_usage_error(p, f"pip install 'headwater[{extra}]'", modules[0])
+
+
+def test_the_sqlite_demo_imports_no_optional_client(tmp_path: Path) -> None:
+    """Serving SQLite never imports asyncpg, redis or aio-pika (the extras it does not need)."""
+    db = make_db(tmp_path / "my.db")
+    code = ("import sys\n"
+            "from headwater.app import create_app\nfrom headwater.config import Settings\n"
+            f"create_app(Settings(database_url='sqlite:///{db}'))\n"
+            "import headwater.cli, headwater.demo.dataset, headwater.events.worker\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('asyncpg', 'redis', 'aio_pika', 'aiormq', 'pamqp')))\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=60, check=False)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "[]"
