@@ -6,10 +6,11 @@ import asyncio
 import contextlib
 import gc
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -23,13 +24,11 @@ from headwater.api.profiles import Profile, Profiles
 from headwater.api.responses import error_response
 from headwater.api.routes import Services, build_routes
 from headwater.api.security import Security
-from headwater.cache.redis import RedisStore
 from headwater.cache.tiered import ReadCache
 from headwater.config import Settings
 from headwater.db.catalog import introspect
 from headwater.db.connect import open_database
 from headwater.db.database import Database
-from headwater.db.postgres import PostgresDatabase
 from headwater.errors import (
     DatabaseUnavailable,
     HeadwaterError,
@@ -43,7 +42,7 @@ from headwater.events.runtime import Events, start_events
 from headwater.model.catalog import Catalog
 from headwater.model.principal import Principal
 from headwater.observability.access import AccessLog
-from headwater.observability.logging import LEVELS, route_library_logs
+from headwater.observability.logging import LEVELS, is_console, route_library_logs
 from headwater.observability.metrics import Metrics
 from headwater.resilience.admission import Admission
 from headwater.resilience.breaker import BreakerPolicy, BreakerState, CircuitBreaker
@@ -57,6 +56,9 @@ from headwater.service.rpc import Rpc
 from headwater.service.write_guard import WriteGuard
 from headwater.service.writes import Writer
 from headwater.settings_file import load_security
+
+if TYPE_CHECKING:  # the redis and postgres extras: imported only when configured
+    from headwater.cache.redis import RedisStore
 
 __all__ = ["Headwater", "create_app", "create_app_from_env"]
 
@@ -72,10 +74,11 @@ class Headwater:
             # The first exposed schema is the database's schema (Headwater's tables too).
             settings = settings.replace(db_schema=settings.exposed_schemas()[0])
         self.settings = settings
-        self.log: Any = route_library_logs(settings.log_level)
+        self.log: Any = route_library_logs(settings.log_level, fmt=settings.log_format)
         self.metrics = Metrics()
         #: One line per request at the info level (the default), written in batches.
-        self.access_log = AccessLog() if self.log_enabled("info") else None
+        self.access_log = (AccessLog(console=is_console(settings.log_format, sys.stdout))
+                           if self.log_enabled("info") else None)
         self.db: Database = open_database(settings, on_query=self.metrics.query)
         self.outbox = Outbox(settings, self.db.dialect, self.db.schema)
         self.recorder = Recorder(self.outbox)
@@ -85,7 +88,10 @@ class Headwater:
         self.breakers: dict[str, CircuitBreaker] = {}
         #: Background probes of open breakers (``resilience.recovery``), by dependency.
         self.recoveries: dict[str, Recovery] = {}
-        if isinstance(self.db, PostgresDatabase):
+        if self.db.dialect == "postgresql":
+            from headwater.db.postgres import PostgresDatabase  # the postgres extra
+
+            assert isinstance(self.db, PostgresDatabase)
             self.db.breaker = self.breaker("database", BreakerPolicy(
                 consecutive_failures=settings.db_breaker_failures,
                 reset_timeout=settings.db_breaker_reset))
@@ -95,7 +101,7 @@ class Headwater:
         #: can slow its own writers, never starve every other request of connections.
         self.bulkhead = Bulkhead(max(1, settings.pool_max_size // 2), settings.pool_timeout)
         self.admission = Admission(settings.max_inflight, settings.max_loop_lag_ms / 1000)
-        self.redis = (RedisStore(settings.redis_url, self.breaker("redis", BreakerPolicy(
+        self.redis = (_redis_store(settings.redis_url, self.breaker("redis", BreakerPolicy(
             consecutive_failures=settings.redis_breaker_failures,
             reset_timeout=settings.redis_breaker_reset)), timeout=settings.redis_timeout)
             if settings.redis_url else None)
@@ -348,6 +354,12 @@ class Headwater:
         return str(path) if (path / "index.html").is_file() else None
 
 
+def _redis_store(url: str, breaker: CircuitBreaker, *, timeout: float) -> RedisStore:
+    from headwater.cache.redis import RedisStore  # the redis extra, imported when configured
+
+    return RedisStore(url, breaker, timeout=timeout)
+
+
 def _settle_heap() -> None:
     """Move what start-up (and a catalog load) allocated out of the collector's sight: these
     objects live as long as the process, and the imports and introspection made so many that
@@ -357,6 +369,7 @@ def _settle_heap() -> None:
 
 
 def create_app(settings: Settings) -> Front:
+    settings.require_extras()
     hw = Headwater(settings)
 
     @contextlib.asynccontextmanager

@@ -13,17 +13,16 @@ from typing import Annotated, Any
 import typer
 import uvicorn
 
+from headwater.cli_help import DATABASE_HELP, PlainHelp
 from headwater.config import Settings
 from headwater.errors import ConfigError, DemoTargetBusy, InvalidSetting
 from headwater.keys_cli import check_serving, keys_cli
+from headwater.settings_file import SecuritySettings
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Serve any SQLite or PostgreSQL database as a PostgREST-style REST API.")
 
 DEMO_FILE = "headwater-demo.db"
-#: How the database argument is documented, everywhere it is taken.
-DATABASE_HELP = ("A SQLite file (my.db, sqlite:///relative/path.db, sqlite:////absolute/path.db) "
-                 "or postgresql://user@host:port/dbname  [env: HEADWATER_DATABASE_URL]")
 
 
 def _version(value: bool) -> None:
@@ -69,10 +68,29 @@ def _build_demo(url: str, scale: float, *, force: bool) -> None:
         asyncio.run(build_demo(url, scale=scale, progress=progress, force=force))
 
 
-def _check_serving_settings(settings: Settings, flags: dict[str, object]) -> Settings:
+def _check_security_against_catalog(settings: Settings, security: SecuritySettings) -> None:
+    """A policy naming a table, column or claim that does not exist: a ``SettingsError``
+    now, not requests refused later."""
+    from headwater.db.catalog import introspect
+    from headwater.service.policy_check import check_against_catalog
+
+    if not (security.policies or security.encryption.columns):
+        return
+    try:
+        catalog = asyncio.run(introspect(settings.database_url, settings.db_schema))
+    except Exception:  # the server reports the database itself, once it runs
+        return
+    check_against_catalog(security, catalog)
+
+
+def _check_serving_settings(settings: Settings, flags: dict[str, object],
+                            security: SecuritySettings) -> Settings:
     """What uvicorn or a worker process would otherwise fail on, late and with a traceback:
-    each a one-line ``InvalidSetting``. Returns the settings to serve with."""
+    each a one-line ``InvalidSetting`` (or ``SettingsError``). Returns the settings to serve
+    with."""
     from headwater.db.location import probe_postgres, sqlite_file_state, sqlite_path
+
+    settings.require_extras()
 
     def source(name: str) -> str:
         return f"--{name.replace('_', '-')}" if flags.get(name) is not None else \
@@ -98,9 +116,12 @@ def _check_serving_settings(settings: Settings, flags: dict[str, object]) -> Set
         if down is not None:
             typer.echo(f"PostgreSQL is not reachable now ({down}); serving degraded and "
                        "retrying in the background.", err=True)
+        else:
+            _check_security_against_catalog(settings, security)
         return settings
     path = sqlite_path(settings.database_url)
     state = sqlite_file_state(path)
+    _check_security_against_catalog(settings, security)
     if settings.read_only:
         typer.echo(f"Serving {path} read-only: nothing in it will change; writes answer 405.",
                    err=True)
@@ -118,7 +139,7 @@ def _check_serving_settings(settings: Settings, flags: dict[str, object]) -> Set
     return settings
 
 
-@cli.command()
+@cli.command(cls=PlainHelp)
 def serve(
     database_url: Annotated[str | None, typer.Argument(
         help=DATABASE_HELP, show_default=False, metavar="DATABASE")] = None,
@@ -133,6 +154,9 @@ def serve(
         metavar="N", help="Worker processes; default 1  [env: HEADWATER_WORKERS]")] = None,
     log_level: Annotated[str | None, typer.Option(
         metavar="LEVEL", help="debug|info|warning|error  [env: HEADWATER_LOG_LEVEL]")] = None,
+    log_format: Annotated[str | None, typer.Option(
+        metavar="FORMAT", help="auto (readable on a terminal, JSON lines otherwise)|json|"
+                               "console  [env: HEADWATER_LOG_FORMAT]")] = None,
     app: Annotated[str | None, typer.Option(
         "--app", metavar="MODULE:APP",
         help="package.module:app with hooks and RPC  [env: HEADWATER_APP]")] = None,
@@ -171,16 +195,17 @@ def serve(
             _build_demo(_sqlite_url(path), 1.0, force=False)
         database_url = _sqlite_url(path)
     flags: dict[str, Any] = {"host": host, "port": port, "workers": workers,
-                                "log_level": log_level, "app": app, "config": config,
+                                "log_level": log_level, "log_format": log_format, "app": app,
+                                "config": config,
                                 "insecure": insecure or None, "tls_cert": tls_cert,
                                 "tls_key": tls_key, "read_only": read_only or None,
                                 "db_plan_enabled": db_plan_enabled or None,
                                 "aggregates_enabled": False if no_aggregates else None}
     # A bad variable, flag or settings file is named first.
-    _security, notes = check_serving(Settings.from_env(None, **flags))
+    security, notes = check_serving(Settings.from_env(None, **flags))
     url = given_database_url(database_url, os.environ)
     settings = Settings.from_env(None, database_url=url, **flags)
-    settings = _check_serving_settings(settings, flags)
+    settings = _check_serving_settings(settings, flags, security)
     for note in notes:
         typer.echo(note, err=True)
     # Worker processes rebuild the same settings from the environment.
@@ -207,9 +232,13 @@ def _run(settings: Settings) -> None:
     scheme = "https" if settings.tls_cert else "http"
     from headwater.api.connection import protocol_factory
 
+    console = (Path(__file__).parent / "console" / "index.html").is_file()
+
     def announce(port: int) -> None:
-        typer.echo(f"Headwater serving {redacted(settings.database_url)} on "
-                   f"{scheme}://{settings.host}:{port}/", err=True)
+        host = f"[{settings.host}]" if ":" in settings.host else settings.host
+        base = f"{scheme}://{host}:{port}/"
+        typer.echo(f"Headwater serving {redacted(settings.database_url)} on {base}"
+                   + (f"\nConsole: {base}-/console/" if console else ""), err=True)
 
     config = uvicorn.Config(
         "headwater.app:create_app_from_env", factory=True, host=settings.host,
@@ -238,7 +267,7 @@ def _run(settings: Settings) -> None:
         raise SystemExit(1)  # uvicorn logged why (e.g. the address is in use)
 
 
-@cli.command()
+@cli.command(cls=PlainHelp)
 def demo(
     path: Annotated[str, typer.Argument(
         metavar="TARGET", help="A SQLite file to create (my.db), or a postgresql:// URL")],
@@ -257,7 +286,10 @@ def demo(
     if "://" in path or path.startswith("sqlite:"):
         url = path
         if url.startswith(("postgresql:", "postgres:")):
+            from headwater.config import require_extra
             from headwater.db.location import probe_postgres
+
+            require_extra("postgres", "a postgresql:// target")
 
             reason = asyncio.run(probe_postgres(url, 5.0))
             if reason is not None:
@@ -272,7 +304,9 @@ def _given(database_url: str | None) -> str:
     from headwater.db.location import given_database_url
 
     Settings.from_env()  # a bad variable is named first
-    return given_database_url(database_url, os.environ)
+    url = given_database_url(database_url, os.environ)
+    Settings.from_env(database_url=url).require_extras()
+    return url
 
 
 # --- events -----------------------------------------------------------------------------------
@@ -280,11 +314,13 @@ def _given(database_url: str | None) -> str:
 _DB_ARG = typer.Argument(help="The database of the processed-ids (and, without a broker, "
                               "dead-letter) tables: " + DATABASE_HELP,
                          show_default=False, metavar="DATABASE")
-_AMQP = typer.Option("--amqp-url", help="amqp://user:pass@host:5672/ [env: HEADWATER_AMQP_URL]")
-_APP = typer.Option("--app", help="package.module:app with @app.on handlers [env: HEADWATER_APP]")
+_AMQP = typer.Option("--amqp-url", metavar="URL",
+                     help="amqp://user:pass@host:5672/  [env: HEADWATER_AMQP_URL]")
+_APP = typer.Option("--app", metavar="MODULE:APP",
+                    help="package.module:app with @app.on handlers  [env: HEADWATER_APP]")
 
 
-@cli.command()
+@cli.command(cls=PlainHelp)
 def worker(
     database_url: Annotated[str | None, _DB_ARG] = None,
     app: Annotated[str | None, _APP] = None,
@@ -298,6 +334,7 @@ def worker(
 
     settings = Settings.from_env(database_url=_given(database_url), app=app,
                                  amqp_url=amqp_url, log_level=log_level)
+    settings.require_extras()
     if not settings.amqp_url:
         raise typer.BadParameter("a worker needs RabbitMQ (without one, `headwater serve` runs "
                                  "the handlers itself)", param_hint="--amqp-url")
@@ -307,14 +344,15 @@ def worker(
     asyncio.run(run_worker(settings, subs))
 
 
-@cli.command()
+@cli.command(cls=PlainHelp)
 def relay(
     database_url: Annotated[str | None, typer.Argument(
         help="The database whose outbox to publish: " + DATABASE_HELP,
         show_default=False, metavar="DATABASE")] = None,
     amqp_url: Annotated[str | None, _AMQP] = None,
     poll_interval: Annotated[float | None, typer.Option(
-        help="Seconds between polls of an idle outbox [env: HEADWATER_RELAY_POLL_INTERVAL]")]
+        metavar="SECONDS",
+        help="Seconds between polls of an idle outbox  [env: HEADWATER_RELAY_POLL_INTERVAL]")]
     = None,
     log_level: Annotated[str | None, typer.Option(
         metavar="LEVEL", help="debug|info|warning|error  [env: HEADWATER_LOG_LEVEL]")] = None,
@@ -325,6 +363,7 @@ def relay(
 
     settings = Settings.from_env(database_url=_given(database_url), amqp_url=amqp_url,
                                  relay_poll_interval=poll_interval, log_level=log_level)
+    settings.require_extras()
     if not settings.amqp_url:
         raise typer.BadParameter("the relay publishes to RabbitMQ", param_hint="--amqp-url")
     asyncio.run(run_relay(settings))
@@ -346,6 +385,7 @@ def _dlq_settings(database_url: str | None, app: str | None, amqp_url: str | Non
 
     settings = Settings.from_env(database_url=_given(database_url), app=app,
                                  amqp_url=amqp_url)
+    settings.require_extras()
     subs = list(load_app(settings.app).subscriptions.values()) if settings.app else []
     queues = queue_names(settings, subs, handler or ())
     if settings.amqp_url and not queues:
@@ -354,10 +394,11 @@ def _dlq_settings(database_url: str | None, app: str | None, amqp_url: str | Non
     return settings, queues
 
 
-_HANDLER = typer.Option("--handler", help="A handler's name (repeatable); default: all of the app's")
+_HANDLER = typer.Option("--handler", metavar="NAME",
+                        help="A handler's name (repeatable); default: all of the app's")
 
 
-@dlq_cli.command("list")
+@dlq_cli.command("list", cls=PlainHelp)
 def dlq_list(
     database_url: Annotated[str | None, _DB_ARG] = None,
     app: Annotated[str | None, _APP] = None,
@@ -388,7 +429,7 @@ def dlq_list(
     typer.echo(f"{len(letters)} dead letter(s)", err=True)
 
 
-@dlq_cli.command("replay")
+@dlq_cli.command("replay", cls=PlainHelp)
 def dlq_replay(
     database_url: Annotated[str | None, _DB_ARG] = None,
     app: Annotated[str | None, _APP] = None,

@@ -10,6 +10,7 @@ the variable, the value and what is allowed, never a silent ``False``.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 import os
 import re
@@ -17,15 +18,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Literal, TypeAlias, get_args, get_origin, get_type_hints
 
-from headwater.errors import InvalidSetting
+from headwater.errors import InvalidSetting, MissingExtra
 
 ENV_PREFIX = "HEADWATER_"
 
 LogLevel: TypeAlias = Literal["debug", "info", "warning", "error", "critical"]
 #: ``strict``: no node serves data older than a write once its response is sent.
 #: ``bounded``: nodes trust pushed versions and may lag by ``cache_bounded_lag_ms``.
+#: ``auto``: human-readable on a terminal, JSON lines otherwise.
+LogFormat: TypeAlias = Literal["auto", "json", "console"]
 CacheMode: TypeAlias = Literal["strict", "bounded"]
 QueueType: TypeAlias = Literal["classic", "quorum"]
+
+#: The package's optional extras: the client libraries each installs, by import name. The
+#: SQLite demo needs none of them.
+EXTRAS: Mapping[str, tuple[str, ...]] = {
+    "postgres": ("asyncpg", "greenlet"),
+    "redis": ("redis",),
+    "rabbitmq": ("aio_pika", "aiormq", "pamqp"),
+}
 
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
@@ -41,6 +52,7 @@ class Settings:
     port: int = 3000
     workers: int = 1
     log_level: LogLevel = "info"
+    log_format: LogFormat = "auto"
     #: Schema served on PostgreSQL.
     db_schema: str = "public"
     #: PostgreSQL: the schemas served, comma-separated; ``Accept-Profile`` (reads) and
@@ -205,6 +217,16 @@ class Settings:
         names = tuple(dict.fromkeys(s.strip() for s in self.db_schemas.split(",") if s.strip()))
         return names or (self.db_schema,)
 
+    def require_extras(self) -> None:
+        """A ``MissingExtra`` naming the ``pip install`` that brings what these settings use
+        (a PostgreSQL URL, Redis, RabbitMQ), before anything tries to import it."""
+        if self.database_url.startswith(("postgresql:", "postgres:")):
+            require_extra("postgres", "a postgresql:// database")
+        if self.redis_url:
+            require_extra("redis", "HEADWATER_REDIS_URL")
+        if self.amqp_url:
+            require_extra("rabbitmq", "HEADWATER_AMQP_URL (RabbitMQ)")
+
     def unfiltered_write_tables(self) -> frozenset[str]:
         return frozenset(t.strip() for t in self.unfiltered_writes.split(",") if t.strip())
 
@@ -238,6 +260,13 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+
+def require_extra(extra: str, what: str) -> None:
+    missing = [m for m in EXTRAS[extra] if importlib.util.find_spec(m) is None]
+    if missing:
+        raise MissingExtra(f"{what} needs the {extra} extra ({', '.join(missing)} not "
+                           f"installed): pip install 'headwater[{extra}]'")
 
 
 def parse_value(kind: Any, raw: str, name: str) -> Any:

@@ -382,3 +382,10 @@ class SettingsError(ConfigError):
     column or filter that does not work (``headwater.settings_file``, ``service.policy``)."""
 
     code = "HWC02"
+
+
+class MissingExtra(ConfigError):
+    """A setting needs a client library that is an optional extra of the package (asyncpg
+    for PostgreSQL, redis, aio-pika for RabbitMQ) and it is not installed."""
+
+    code = "HWC03"

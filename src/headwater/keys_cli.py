@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from headwater.cli_help import DATABASE_HELP, PlainHelp
 from headwater.config import Settings
 from headwater.errors import HeadwaterError, SettingsError
 from headwater.settings_file import SecuritySettings, load_security
@@ -17,9 +18,10 @@ keys_cli = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                        help="API keys, and re-encrypting encrypted columns under the current "
                             "data key.")
 
-_DB = typer.Argument(help="The served database: a SQLite file or postgresql:// URL  "
-                          "[env: HEADWATER_DATABASE_URL]", show_default=False, metavar="DATABASE")
-_CONFIG = typer.Option("--config", help="The settings file [env: HEADWATER_CONFIG]")
+_DB = typer.Argument(help="The served database: " + DATABASE_HELP, show_default=False,
+                     metavar="DATABASE")
+_CONFIG = typer.Option("--config", metavar="FILE",
+                       help="The settings file  [env: HEADWATER_CONFIG]")
 
 
 def is_loopback(host: str) -> bool:
@@ -37,12 +39,20 @@ def check_serving(settings: Settings) -> tuple[SecuritySettings, list[str]]:
     ``typer.BadParameter`` / ``typer.Exit`` when it must not."""
     from headwater.api.auth import load_jwks
     from headwater.service.policy import PolicySet
+    from headwater.service.policy_check import (
+        check_auth_section,
+        check_claims,
+        check_roles,
+    )
 
     security = load_security(settings.config)
     try:
         PolicySet(security)  # parses every row filter
     except HeadwaterError as exc:  # a SettingsError naming the policy, mostly
         raise SettingsError(f"{security.source}: {exc.message}") from None
+    check_auth_section(security)
+    check_roles(security)
+    check_claims(security)
     if security.auth.jwks_file:
         try:
             load_jwks(security.auth.jwks_file)
@@ -72,8 +82,10 @@ def _settings(database_url: str | None, config: str | None) -> Settings:
 
     from headwater.db.location import given_database_url
 
-    return Settings.from_env(database_url=given_database_url(database_url, os.environ),
-                             config=config)
+    settings = Settings.from_env(database_url=given_database_url(database_url, os.environ),
+                                 config=config)
+    settings.require_extras()
+    return settings
 
 
 async def _with_store(settings: Settings, work: Any) -> Any:
@@ -88,11 +100,11 @@ async def _with_store(settings: Settings, work: Any) -> Any:
         await db.close()
 
 
-@keys_cli.command("create")
+@keys_cli.command("create", cls=PlainHelp)
 def create(
-    role: Annotated[str, typer.Option("--role", help="The role requests with this key get")],
+    role: Annotated[str, typer.Option("--role", metavar="ROLE", help="The role requests with this key get")],
     database_url: Annotated[str | None, _DB] = None,
-    name: Annotated[str, typer.Option("--name", help="A label for `keys list`")] = "",
+    name: Annotated[str, typer.Option("--name", metavar="NAME", help="A label for `keys list`")] = "",
 ) -> None:
     """Create an API key; it is printed once and only its hash is stored."""
     settings = _settings(database_url, None)
@@ -102,7 +114,7 @@ def create(
                "now: send it as `apikey: <key>` or `Authorization: Bearer <key>`.", err=True)
 
 
-@keys_cli.command("list")
+@keys_cli.command("list", cls=PlainHelp)
 def list_keys(database_url: Annotated[str | None, _DB] = None) -> None:
     """Every key with its role, use count and last use (never the key itself)."""
     from rich.console import Console
@@ -117,10 +129,10 @@ def list_keys(database_url: Annotated[str | None, _DB] = None) -> None:
     Console(width=160).print(table)
 
 
-@keys_cli.command("revoke")
+@keys_cli.command("revoke", cls=PlainHelp)
 def revoke(key_id: Annotated[str, typer.Argument(help="The key's id (from `keys list`)")],
            database_url: Annotated[str | None, _DB] = None) -> None:
-    """Revoke a key; every node refuses it within ``auth.api_key_cache_seconds``."""
+    """Revoke a key; every node refuses it within auth.api_key_cache_seconds."""
     settings = _settings(database_url, None)
     if not asyncio.run(_with_store(settings, lambda ks: ks.revoke(key_id))):
         typer.echo(f"No active key {key_id}", err=True)
@@ -128,11 +140,11 @@ def revoke(key_id: Annotated[str, typer.Argument(help="The key's id (from `keys 
     typer.echo(f"Revoked {key_id}", err=True)
 
 
-@keys_cli.command("rotate-data")
+@keys_cli.command("rotate-data", cls=PlainHelp)
 def rotate_data(database_url: Annotated[str | None, _DB] = None,
                 config: Annotated[str | None, _CONFIG] = None,
                 batch: Annotated[int, typer.Option(help="Rows per transaction")] = 500) -> None:
-    """Re-encrypt every encrypted column under ``encryption.current_key`` (and encrypt values
+    """Re-encrypt every encrypted column under encryption.current_key (and encrypt values
     stored before the column was marked encrypted). Old keys may be removed afterwards."""
     from headwater.service.rotation import rotate
 

@@ -168,6 +168,8 @@ class SecuritySettings:
     http: HttpSettings = HttpSettings()
     #: The file these came from ("" = none).
     source: str = ""
+    #: Whether the file has an ``[auth]`` section (policies without one lock everyone out).
+    auth_section: bool = False
 
     @property
     def enforced(self) -> bool:
@@ -270,6 +272,7 @@ def parse_security(data: Mapping[str, Any], env: Mapping[str, str], *,
             encryption=_encryption(file.encryption, env),
             http=_http(file.http, env),
             source=source,
+            auth_section="auth" in data,
         )
     except SettingsError as exc:
         if not source:

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from headwater.cache.redis import RedisAddress
+from headwater.cache.address import RedisAddress
 from headwater.errors import InvalidSetting
 from headwater.testing import RedisClusterProcess, RedisNode, ServerProcess, free_port
 from tests.conftest import _pg_execute, pg_url_for, unavailable

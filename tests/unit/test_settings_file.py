@@ -140,6 +140,7 @@ def test_a_full_file_gives_the_same_objects_as_before() -> None:
                                       current_key="k2", columns=frozenset({("orders", "note")})),
         http=HttpSettings(cors_origins=("https://shop.example",)),
         source="hw.toml",
+        auth_section=True,
     )
     assert isinstance(got.auth.api_key_cache_seconds, float)
     assert got.enforced and got.rate_limits.enabled

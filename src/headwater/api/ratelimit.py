@@ -27,7 +27,7 @@ from limits import RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage, Storage
 from limits.storage import storage_from_string
 
-from headwater.cache.redis import RedisAddress
+from headwater.cache.address import RedisAddress
 from headwater.errors import BreakerOpen, HeadwaterError
 from headwater.model import grammar
 from headwater.model import select as select_grammar

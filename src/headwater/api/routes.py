@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl
 
 import msgspec
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import Scope
 
@@ -230,6 +230,12 @@ class Routes:
     routes: list[BaseRoute]
 
 
+def wants_html(accept: str) -> bool:
+    """Does the client put HTML first (a browser's navigation), rather than JSON or ``*/*``?"""
+    first = accept.split(",", 1)[0].split(";", 1)[0].strip().lower()
+    return first in ("text/html", "application/xhtml+xml")
+
+
 @dataclass(frozen=True, slots=True)
 class Services:
     """What the endpoints use, handed down by the composition root (``headwater.app``)."""
@@ -430,8 +436,14 @@ def build_routes(s: Services) -> Routes:
                         media_type=CONTENT_TYPES["json"])
 
     async def root(request: Request) -> Response:
+        if s.console_dir is not None and wants_html(request.headers.get("accept", "")):
+            # A browser (HTML first) is sent to the console; API clients (JSON, */*, no
+            # Accept) get the OpenAPI document, as from PostgREST's root.
+            return RedirectResponse("/-/console/", 302, headers={"Vary": "Accept"})
         access = await security.admit(request)
-        extra = {"Vary": "Authorization, apikey"} if access.restricted else {}
+        vary = ", ".join((["Accept"] if s.console_dir is not None else [])
+                         + (["Authorization, apikey"] if access.restricted else []))
+        extra = {"Vary": vary} if vary else {}
         documents = None
         if profiles.several or "accept-profile" in request.headers:
             chosen = profiles.choose(header_map(request.scope), request.method)

@@ -3,8 +3,7 @@ in; every call has a socket timeout and goes through the Redis breaker."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -12,7 +11,8 @@ from redis.asyncio.sentinel import Sentinel
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from headwater.errors import InvalidSetting, RedisUnavailable
+from headwater.cache.address import RedisAddress
+from headwater.errors import RedisUnavailable
 from headwater.resilience.breaker import CircuitBreaker, Guard
 
 # The channel is the first argument, not a key: a cluster refuses a script whose keys live in
@@ -28,65 +28,6 @@ end
 redis.call('PUBLISH', ARGV[1], table.concat(parts, ','))
 return out
 """
-
-
-@dataclass(frozen=True)
-class RedisAddress:
-    """What ``HEADWATER_REDIS_URL`` names: one server (``redis://``, ``rediss://``,
-    ``unix://``), a Redis Cluster (``redis+cluster://host:port[,host:port…]``) or the master
-    that Sentinels watch (``redis+sentinel://host:port[,host:port…]/mastername[/db]``)."""
-
-    kind: Literal["single", "cluster", "sentinel"]
-    url: str
-    nodes: tuple[tuple[str, int], ...] = ()
-    master: str = ""
-    db: int = 0
-    password: str | None = None
-    tls: bool = False
-
-    @classmethod
-    def parse(cls, url: str) -> RedisAddress:
-        scheme, sep, rest = url.partition("://")
-        if not sep:
-            raise InvalidSetting(f"redis_url {url!r} is not a URL",
-                                 hint="redis://host:6379/0, redis+cluster://h1:7000,h2:7001 or "
-                                      "redis+sentinel://h1:26379/mymaster")
-        base, _, variant = scheme.lower().partition("+")
-        if base not in ("redis", "rediss", "unix") or variant not in ("", "cluster",
-                                                                      "sentinel"):
-            raise InvalidSetting(f"redis_url: unsupported scheme {scheme!r}",
-                                 hint="redis, rediss, unix, redis+cluster or redis+sentinel")
-        if not variant:
-            return cls("single", url)
-        auth, at, hosts_path = rest.rpartition("@")
-        password = auth.partition(":")[2] or auth or None if at else None
-        hosts, _, path = hosts_path.partition("/")
-        nodes: list[tuple[str, int]] = []
-        for item in filter(None, hosts.split(",")):
-            host, colon, port = item.rpartition(":")
-            if not colon or not port.isdigit() or not 0 < int(port) < 65536:
-                raise InvalidSetting(f"redis_url: {item!r} is not host:port")
-            nodes.append((host.strip("[]"), int(port)))
-        if not nodes:
-            raise InvalidSetting("redis_url names no host:port")
-        master, _, db = path.partition("/")
-        if variant == "sentinel" and not master:
-            raise InvalidSetting("redis_url: a sentinel URL ends with the master's name",
-                                 hint="redis+sentinel://h1:26379,h2:26379/mymaster")
-        if db and not db.isdigit():
-            raise InvalidSetting(f"redis_url: database {db!r} is not a number")
-        return cls(variant, url, tuple(nodes), master, int(db or 0), password,  # type: ignore[arg-type]
-                   base == "rediss")
-
-    def limits_uri(self) -> str:
-        """The same address in the ``limits`` library's terms (rate-limit counters)."""
-        if self.kind == "single":
-            return "async+" + self.url
-        hosts = ",".join(f"{h}:{p}" for h, p in self.nodes)
-        auth = f":{self.password}@" if self.password else ""
-        if self.kind == "cluster":
-            return f"async+redis+cluster://{auth}{hosts}"
-        return f"async+redis+sentinel://{auth}{hosts}/{self.master}"
 
 
 def redis_client(address: RedisAddress, *, timeout: float,

@@ -11,14 +11,13 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from headwater.cache import entry as entries
 from headwater.cache.admission import Doorkeeper
 from headwater.cache.entry import Entry
 from headwater.cache.keys import etag, plan_key
 from headwater.cache.memory import MemoryLRU
-from headwater.cache.redis import RedisStore
 from headwater.cache.versions import EPOCH, Versions, open_versions
 from headwater.config import Settings
 from headwater.errors import (
@@ -31,6 +30,9 @@ from headwater.errors import (
 from headwater.model.plan import ReadPlan
 from headwater.model.result import ReadResult
 from headwater.observability.metrics import Metrics
+
+if TYPE_CHECKING:  # redis is the redis extra: imported only when configured
+    from headwater.cache.redis import RedisStore
 
 Status = Literal["HIT", "MISS", "STALE"]
 #: The doorkeeper remembers at least this many first misses between its resets.

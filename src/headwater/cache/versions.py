@@ -27,11 +27,13 @@ import tempfile
 import time
 import zlib
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from headwater.cache.redis import RedisStore
 from headwater.config import Settings
 from headwater.errors import RedisUnavailable
+
+if TYPE_CHECKING:  # redis is the redis extra: imported only when configured
+    from headwater.cache.redis import RedisStore
 
 EPOCH = "__epoch__"
 _SLOTS = 4096

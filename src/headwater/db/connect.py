@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from headwater.config import Settings
 from headwater.db.database import Database, QueryHook
-from headwater.db.postgres import PostgresDatabase
 from headwater.db.sqlite import SqliteDatabase
 
 
@@ -13,5 +12,8 @@ def open_database(settings: Settings, on_query: QueryHook | None = None) -> Data
     if url.startswith("sqlite:"):
         return SqliteDatabase(settings, on_query)
     if url.startswith(("postgresql:", "postgres:")):
+        settings.require_extras()  # asyncpg: the postgres extra
+        from headwater.db.postgres import PostgresDatabase
+
         return PostgresDatabase(settings, on_query)
     raise ValueError(f"unsupported database URL {url!r}: use sqlite:///path or postgresql://...")

@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
-import asyncpg
+if TYPE_CHECKING:  # asyncpg is the postgres extra: imported only for a postgresql:// target
+    import asyncpg
 
 from headwater.demo.schema import (
     CUSTOMERS,
@@ -368,6 +369,11 @@ class _PostgresSink:
 
 async def _build_postgres(dsn: str, counts: DemoCounts, seed: int,
                           progress: ProgressFn | None, *, force: bool) -> None:
+    from headwater.config import require_extra
+
+    require_extra("postgres", "a postgresql:// target")
+    import asyncpg
+
     conn = await asyncpg.connect(dsn, timeout=_PG_CONNECT_TIMEOUT)
     try:
         names = [t.name for t in TABLES] + ["customer_totals"]

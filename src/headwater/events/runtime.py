@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -25,12 +25,14 @@ from headwater.events.bus import Bus, Envelope
 from headwater.events.event import Subscription
 from headwater.events.memory_bus import MemoryBus
 from headwater.events.outbox import Outbox, TableDeadLetters
-from headwater.events.rabbitmq_bus import RabbitBus
 from headwater.events.relay import Relay
 from headwater.events.webhook import webhook_subscriptions
 from headwater.events.worker import Worker, stop_on_signals
 from headwater.observability.logging import route_library_logs
 from headwater.observability.metrics import Metrics
+
+if TYPE_CHECKING:  # aio-pika is the rabbitmq extra: imported only when configured
+    pass
 
 REPLAY_INTERVAL = 1.0
 
@@ -108,6 +110,8 @@ async def start_events(settings: Settings, outbox: Outbox,
     worker: Worker | None = None
     bus: Bus
     if settings.amqp_url:
+        from headwater.events.rabbitmq_bus import RabbitBus  # the rabbitmq extra
+
         bus = RabbitBus(settings.amqp_url, reconnect_max_delay=settings.amqp_reconnect_max_delay,
                         queue_type=settings.amqp_queue_type, log=log)
     else:
@@ -135,10 +139,12 @@ async def run_relay(settings: Settings, stop: asyncio.Event | None = None) -> No
     (or ``stop``), beside servers run with ``relay_in_server=false``. It has no commits of
     its own to wake it, so it polls every ``relay_poll_interval`` while idle; several relays
     share the outbox as several servers do."""
-    log = route_library_logs(settings.log_level)
+    log = route_library_logs(settings.log_level, fmt=settings.log_format)
     stop = stop_on_signals(stop)
     db = open_database(settings.replace(pool_min_size=1, pool_max_size=2))
     outbox = Outbox(settings, db.dialect, db.schema)
+    from headwater.events.rabbitmq_bus import RabbitBus  # the rabbitmq extra
+
     bus = RabbitBus(settings.amqp_url, reconnect_max_delay=settings.amqp_reconnect_max_delay,
                     queue_type=settings.amqp_queue_type, log=log)
     await bus.start()

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import msgspec
@@ -34,10 +34,12 @@ from headwater.errors import BrokerUnavailable, HeadwaterError, ServiceError
 from headwater.events.bus import Bus, Delivery, QueueSpec
 from headwater.events.event import Event, Subscription, decode_event
 from headwater.events.outbox import DeadLetter, Outbox
-from headwater.events.rabbitmq_bus import RabbitBus
 from headwater.events.webhook import parse_webhooks, webhook_subscriptions
 from headwater.observability.logging import route_library_logs
 from headwater.observability.metrics import Metrics
+
+if TYPE_CHECKING:  # aio-pika is the rabbitmq extra: imported only when configured
+    from headwater.events.rabbitmq_bus import RabbitBus
 
 QUEUE_PREFIX = "headwater."
 
@@ -149,7 +151,7 @@ async def run_worker(settings: Settings, app_subscriptions: Sequence[Subscriptio
                      stop: asyncio.Event | None = None) -> None:
     """The ``headwater worker`` process: the app's handlers and the webhooks on RabbitMQ,
     until SIGTERM/SIGINT (or ``stop``)."""
-    log = route_library_logs(settings.log_level)
+    log = route_library_logs(settings.log_level, fmt=settings.log_format)
     stop = stop_on_signals(stop)
     db = open_database(settings)
     outbox = Outbox(settings, db.dialect, db.schema)
@@ -161,6 +163,8 @@ async def run_worker(settings: Settings, app_subscriptions: Sequence[Subscriptio
             await outbox.ensure(db)
     http = httpx.AsyncClient(timeout=settings.webhook_timeout) if settings.webhooks else None
     subs = all_subscriptions(settings, app_subscriptions, http)
+    from headwater.events.rabbitmq_bus import RabbitBus  # the rabbitmq extra
+
     bus = RabbitBus(settings.amqp_url, reconnect_max_delay=settings.amqp_reconnect_max_delay,
                     queue_type=settings.amqp_queue_type, log=log)
     worker = Worker(settings, bus, db, outbox, subs, log=log)
@@ -199,6 +203,8 @@ async def _dead_letter_access(settings: Settings) -> AsyncIterator[tuple[Bus | N
     bus: RabbitBus | None = None
     try:
         if settings.amqp_url:
+            from headwater.events.rabbitmq_bus import RabbitBus  # the rabbitmq extra
+
             bus = RabbitBus(settings.amqp_url, reconnect_max_delay=1.0,
                             queue_type=settings.amqp_queue_type)
             await bus.start()

@@ -34,8 +34,10 @@ class AccessLine(msgspec.Struct, array_like=False):
 
 class AccessLog:
     def __init__(self, stream: TextIO | None = None, *, interval: float = 0.05,
-                 max_bytes: int = 64 * 1024) -> None:
+                 max_bytes: int = 64 * 1024, console: bool = False) -> None:
         self.stream = stream or sys.stdout
+        #: One readable line per request (``log_format`` console) instead of JSON.
+        self.console = console
         self.interval = interval
         self.max_bytes = max_bytes
         self._encode = msgspec.json.Encoder().encode
@@ -56,9 +58,14 @@ class AccessLog:
 
     def write(self, request_id: str, method: str, path: str, query: str, status: int,
               seconds: float, rows: int | None) -> None:
-        line = self._encode(AccessLine("headwater", request_id, method, path, query[:500],
-                                       status, round(seconds * 1000, 3), rows, "access",
-                                       "info", self._timestamp()))
+        if self.console:
+            line = (f"{self._timestamp()} [info     ] {method} {path}"
+                    f"{'?' + query[:500] if query else ''} {status} "
+                    f"{seconds * 1000:.1f} ms rows={rows} request_id={request_id}").encode()
+        else:
+            line = self._encode(AccessLine(
+                "headwater", request_id, method, path, query[:500], status,
+                round(seconds * 1000, 3), rows, "access", "info", self._timestamp()))
         self._lines.append(line)
         self._size += len(line) + 1
         if self._size >= self.max_bytes:

@@ -1,4 +1,5 @@
-"""Structured JSON-lines logs through structlog, configured per app (no global config)."""
+"""Structured logs through structlog, configured per app (no global config): JSON lines for
+machines, or structlog's console rendering for a person at a terminal (``log_format``)."""
 
 from __future__ import annotations
 
@@ -14,17 +15,34 @@ LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNI
           "error": logging.ERROR, "critical": logging.CRITICAL}
 
 
-def make_logger(level: str = "info", stream: TextIO | None = None) -> Any:
-    """A bound JSON logger writing one line per event to ``stream`` (stdout by default)."""
+def is_console(fmt: str, stream: TextIO) -> bool:
+    """``auto``: human-readable when a person reads the stream (a terminal), JSON when it
+    goes to a file, a pipe or a log collector."""
+    if fmt == "auto":
+        try:
+            return stream.isatty()
+        except (AttributeError, ValueError):
+            return False
+    return fmt == "console"
+
+
+def _renderer(console: bool) -> Any:
+    return structlog.dev.ConsoleRenderer() if console else structlog.processors.JSONRenderer()
+
+
+def make_logger(level: str = "info", stream: TextIO | None = None, fmt: str = "json") -> Any:
+    """A bound logger writing one line per event to ``stream`` (stdout by default), in
+    ``fmt`` (json, console, or auto: console on a terminal)."""
+    out = stream or sys.stdout
     return structlog.wrap_logger(
-        structlog.WriteLogger(stream or sys.stdout),
+        structlog.WriteLogger(out),
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS.get(level.lower(),
                                                                        logging.INFO)),
         processors=[
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(),
+            _renderer(is_console(fmt, out)),
         ],
         cache_logger_on_first_use=True,
     ).bind(logger="headwater")
@@ -52,18 +70,20 @@ class RetryEpisodes:
                              cause=repr(details.caused_by)[:200])
 
 
-def route_library_logs(level: str = "info", stream: TextIO | None = None) -> Any:
+def route_library_logs(level: str = "info", stream: TextIO | None = None,
+                       fmt: str = "json") -> Any:
     """Every line this process writes in one format: the standard library's loggers
     (uvicorn, asyncpg, aio-pika, redis) and stamina's retries go through the same JSON
     rendering as Headwater's own. Logging handlers are per process by nature: the
     composition root calls this once, before serving. Returns Headwater's logger."""
     out = stream or sys.stdout
+    console = is_console(fmt, out)
     handler = logging.StreamHandler(out)
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[structlog.stdlib.add_log_level, structlog.stdlib.add_logger_name,
                            structlog.processors.TimeStamper(fmt="iso", utc=True)],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                    structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]))
+                    structlog.processors.format_exc_info, _renderer(console)]))
     handler.set_name(_HANDLER)
     root = logging.getLogger()
     # Replace our own handler if a previous app in this process installed one; leave any
@@ -72,6 +92,6 @@ def route_library_logs(level: str = "info", stream: TextIO | None = None) -> Any
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(LEVELS.get(level.lower(), logging.INFO))
-    log = make_logger(level, out)
+    log = make_logger(level, out, "console" if console else "json")
     stamina.instrumentation.set_on_retry_hooks([RetryEpisodes(log)])
     return log

@@ -84,7 +84,7 @@ def parse_rows(text: str, where: str) -> _Template:
         except HeadwaterError as exc:
             raise SettingsError(f"{where}: {exc.message} ({exc.details})") from None
     claims: set[str] = set()
-    for c in _conditions(preds):
+    for c in conditions(preds):
         values = c.value if isinstance(c.value, tuple) else (c.value,)
         for v in values:
             m = _PLACEHOLDER.match(v)
@@ -98,10 +98,10 @@ def parse_rows(text: str, where: str) -> _Template:
     return _Template(tuple(preds), frozenset(claims))
 
 
-def _conditions(preds: Iterable[Predicate]) -> Iterable[Condition]:
+def conditions(preds: Iterable[Predicate]) -> Iterable[Condition]:
     for p in preds:
         if isinstance(p, Logic):
-            yield from _conditions(p.items)
+            yield from conditions(p.items)
         else:
             yield p
 
@@ -221,7 +221,7 @@ class PolicySet:
             check = (parse_rows(spec.check, where + ".check") if spec.check is not None
                      and spec.check.strip() else rows)
             for t in (rows, check):
-                for c in _conditions(t.preds if t else ()):
+                for c in conditions(t.preds if t else ()):
                     if (spec.table, c.column) in self.encrypted:
                         raise SettingsError(f"{where}: cannot filter on the encrypted column "
                                             f"{spec.table}.{c.column}")
@@ -400,5 +400,5 @@ def key_filter(primary_key: Sequence[str], rows: Sequence[Mapping[str, Any]]) ->
                                                 for c in primary_key)) for r in rows))
 
 
-__all__ = ["ACTIONS", "Access", "PolicySet", "Rule", "claim", "forbidden", "key_filter",
-           "parse_rows", "unknown_column"]
+__all__ = ["ACTIONS", "Access", "PolicySet", "Rule", "claim", "conditions", "forbidden",
+           "key_filter", "parse_rows", "unknown_column"]

@@ -29,7 +29,6 @@ SETTINGS = """
 [auth]
 jwt_secret = "env:HW_TEST_JWT_SECRET"
 audience = "headwater-test"
-anonymous_role = "anon"
 
 [[policy]]
 role = "user"

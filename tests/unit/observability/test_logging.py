@@ -43,3 +43,27 @@ def test_retries_fold_into_a_line_per_episode_and_decade() -> None:
     got = lines(out)
     assert [(g["event"], g.get("retries")) for g in got] == [
         ("retrying", None), ("still_retrying", 10), ("still_retrying", 100)]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_auto_is_readable_on_a_terminal_and_json_elsewhere() -> None:
+    from headwater.observability.access import AccessLog
+    from headwater.observability.logging import is_console
+
+    assert is_console("auto", _Terminal()) and not is_console("auto", io.StringIO())
+    assert is_console("console", io.StringIO()) and not is_console("json", _Terminal())
+    tty = _Terminal()
+    make_logger("info", tty, "auto").info("catalog_loaded", tables=3)
+    text = tty.getvalue()
+    assert "catalog_loaded" in text and "tables" in text and not text.startswith("{")
+    piped = io.StringIO()
+    make_logger("info", piped, "auto").info("catalog_loaded", tables=3)
+    assert lines(piped)[0]["tables"] == 3
+    out = io.StringIO()
+    access = AccessLog(out, console=True)
+    access.write("r1", "GET", "/orders", "limit=1", 200, 0.0042, 1)
+    assert "GET /orders?limit=1 200 4.2 ms rows=1" in out.getvalue()

@@ -1,0 +1,1 @@
+"""Runnable example apps: ``headwater serve --demo --app headwater.examples.audit``."""
