@@ -75,6 +75,8 @@ def _check_serving_settings(settings: Settings, flags: dict[str, object]) -> Set
     from headwater.db.location import probe_postgres, sqlite_file_state, sqlite_path
 
     def source(name: str) -> str:
+        if name == "replica_urls" and flags.get(name) is not None:
+            return "--replica"
         return f"--{name.replace('_', '-')}" if flags.get(name) is not None else \
             f"HEADWATER_{name.upper()}"
 
@@ -93,6 +95,14 @@ def _check_serving_settings(settings: Settings, flags: dict[str, object]) -> Set
             reason = f"{type(exc).__name__}: {text}"
             raise InvalidSetting(f"{source('app')}: cannot load {settings.app!r} ({reason}); "
                                  "give package.module:app naming a headwater.App") from None
+    for url in settings.replicas():
+        if not url.startswith(("postgresql:", "postgres:")):
+            raise InvalidSetting(f"{source('replica_urls')}: {url!r} is not a PostgreSQL URL "
+                                 "(postgresql://user@host:port/dbname)")
+    if settings.replicas() and not settings.database_url.startswith(("postgresql:",
+                                                                     "postgres:")):
+        raise InvalidSetting(f"{source('replica_urls')}: read replicas need a PostgreSQL "
+                             "primary")
     if settings.database_url.startswith(("postgresql:", "postgres:")):
         down = asyncio.run(probe_postgres(settings.database_url, settings.connect_timeout))
         if down is not None:
@@ -152,6 +162,10 @@ def serve(
                             "switch, no Headwater tables), PostgreSQL in read-only "
                             "transactions; writes answer 405  [env: HEADWATER_READ_ONLY]")]
     = False,
+    replica: Annotated[list[str] | None, typer.Option(
+        "--replica", metavar="URL",
+        help="A PostgreSQL streaming replica for plain reads (repeatable)  "
+             "[env: HEADWATER_REPLICA_URLS, comma-separated]")] = None,
 ) -> None:
     """Serve a database over HTTP. Every setting can also be given as a HEADWATER_*
     environment variable (see the README's Settings)."""
@@ -166,7 +180,8 @@ def serve(
     flags: dict[str, Any] = {"host": host, "port": port, "workers": workers,
                                 "log_level": log_level, "app": app, "config": config,
                                 "insecure": insecure or None, "tls_cert": tls_cert,
-                                "tls_key": tls_key, "read_only": read_only or None}
+                                "tls_key": tls_key, "read_only": read_only or None,
+                                "replica_urls": ",".join(replica) if replica else None}
     # A bad variable, flag or settings file is named first.
     _security, notes = check_serving(Settings.from_env(None, **flags))
     url = given_database_url(database_url, os.environ)
