@@ -29,7 +29,9 @@ from headwater.config import Settings
 from headwater.db.catalog import introspect
 from headwater.db.connect import open_database
 from headwater.db.database import Database
+from headwater.db.replicas import Replicas, open_replicas
 from headwater.errors import (
+    ConfigError,
     DatabaseUnavailable,
     HeadwaterError,
     MethodNotAllowed,
@@ -97,6 +99,21 @@ class Headwater:
                 reset_timeout=settings.db_breaker_reset))
             self.recoveries["database"] = Recovery(
                 self.db.breaker, self.db.probe, timeout=settings.connect_timeout, log=self.log)
+        #: PostgreSQL read replicas (None, the default: everything goes to the primary).
+        self.replicas: Replicas | None = None
+        if settings.replicas():
+            if not isinstance(self.db, PostgresDatabase):
+                raise ConfigError("read replicas (--replica, HEADWATER_REPLICA_URLS) need a "
+                                  "PostgreSQL primary")
+            self.replicas = open_replicas(self.db, settings, log=self.log,
+                                          on_query=self.metrics.query)
+            self.metrics.reads_served = self.replicas.served
+            for r in self.replicas.replicas:
+                r.db.breaker = self.breaker(r.name, BreakerPolicy(
+                    consecutive_failures=settings.db_breaker_failures,
+                    reset_timeout=settings.db_breaker_reset))
+                self.recoveries[r.name] = Recovery(r.db.breaker, r.db.probe,
+                                                   timeout=settings.connect_timeout, log=self.log)
         #: At most half the pool may wait on writes to one table: a locked row or a hot table
         #: can slow its own writers, never starve every other request of connections.
         self.bulkhead = Bulkhead(max(1, settings.pool_max_size // 2), settings.pool_timeout)
@@ -119,7 +136,8 @@ class Headwater:
                                  redis_breaker=self.breakers.get("redis"),
                                  openapi=self.documents)
         self.reads = Reads(db=self.db, settings=settings, cache=self.cache,
-                           cipher=self.security.cipher, catalog=self.require_catalog)
+                           cipher=self.security.cipher, catalog=self.require_catalog,
+                           replicas=self.replicas)
         #: The other exposed schemas' catalogs (``db_schemas``), by name.
         self.catalogs: dict[str, Catalog] = {}
         self.profiles = self._profiles()
@@ -162,7 +180,10 @@ class Headwater:
         return b
 
     async def on_commit(self, tables: frozenset[str] | None) -> None:
-        """After a write commits and before its response: invalidate what it changed."""
+        """After a write commits and before its response: learn its consistency token (with
+        replicas), then invalidate what it changed."""
+        if self.replicas is not None:
+            await self.replicas.committed()
         if self.cache is None:
             return
         if tables is None:
@@ -184,6 +205,8 @@ class Headwater:
         if not await self._connect():
             # Start degraded; /-/ready says why, and we keep trying in the background.
             self._retry = asyncio.create_task(self._reconnect_loop())
+        if self.replicas is not None:
+            await self.replicas.start()
         self.events = await start_events(self.settings, self.outbox,
                                          list(self.app.subscriptions.values()),
                                          metrics=self.metrics, log=self.log, app_db=self.db)
@@ -257,6 +280,8 @@ class Headwater:
         for recovery in self.recoveries.values():
             await recovery.close()
         await self.admission.lag.stop()
+        if self.replicas is not None:
+            await self.replicas.close()
         await self.db.close()
         if self.access_log is not None:
             self.access_log.flush()
@@ -294,9 +319,17 @@ class Headwater:
             writer=self.writer, rpc=self.rpc, profiles=self.profiles,
             compressor=self.compressor, log=self.log,
             readiness=self.readiness,
-            metrics=lambda: self.metrics.render(self.db.pool_stats()),
+            metrics=self.render_metrics, replicas=self.replicas,
             stats=lambda: self.metrics.stats(self.db.pool_stats()),
             console_dir=self.console_dir())
+
+    def render_metrics(self) -> bytes:
+        if self.replicas is not None:
+            max_lag = self.settings.max_replica_lag
+            for r in self.replicas.replicas:
+                self.metrics.replica(r.name, lag=r.lag, usable=r.usable(max_lag),
+                                     replay=r.replay)
+        return self.metrics.render(self.db.pool_stats())
 
     async def readiness(self) -> dict[str, Any]:
         """``/-/ready``. The probes that cost a round trip (the database's ``SELECT 1``,
@@ -326,9 +359,13 @@ class Headwater:
             if breakers.get(dep, "closed") == "open" and dep in checks:
                 checks[dep] = {**checks[dep], "status": "unavailable", "error": "circuit open"}
         checks["breakers"] = breakers
+        replicas = self.replicas.report() if self.replicas is not None else {}
+        if replicas:  # any of them down or lagging: reads go to the others, or the primary
+            checks["replicas"] = replicas
         ok = checks["database"]["status"] == "ok" and checks["catalog"]["status"] == "ok"
         degraded = (checks.get("redis", {"status": "ok"})["status"] != "ok"
-                    or (broker is not None and broker["status"] != "ok"))
+                    or (broker is not None and broker["status"] != "ok")
+                    or any(r["status"] != "ok" for r in replicas.values()))
         status = "unavailable" if not ok else ("degraded" if degraded else "ok")
         return {"status": status, "checks": checks}
 

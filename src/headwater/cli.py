@@ -93,6 +93,8 @@ def _check_serving_settings(settings: Settings, flags: dict[str, object],
     settings.require_extras()
 
     def source(name: str) -> str:
+        if name == "replica_urls" and flags.get(name) is not None:
+            return "--replica"
         return f"--{name.replace('_', '-')}" if flags.get(name) is not None else \
             f"HEADWATER_{name.upper()}"
 
@@ -111,6 +113,14 @@ def _check_serving_settings(settings: Settings, flags: dict[str, object],
             reason = f"{type(exc).__name__}: {text}"
             raise InvalidSetting(f"{source('app')}: cannot load {settings.app!r} ({reason}); "
                                  "give package.module:app naming a headwater.App") from None
+    for url in settings.replicas():
+        if not url.startswith(("postgresql:", "postgres:")):
+            raise InvalidSetting(f"{source('replica_urls')}: {url!r} is not a PostgreSQL URL "
+                                 "(postgresql://user@host:port/dbname)")
+    if settings.replicas() and not settings.database_url.startswith(("postgresql:",
+                                                                     "postgres:")):
+        raise InvalidSetting(f"{source('replica_urls')}: read replicas need a PostgreSQL "
+                             "primary")
     if settings.database_url.startswith(("postgresql:", "postgres:")):
         down = asyncio.run(probe_postgres(settings.database_url, settings.connect_timeout))
         if down is not None:
@@ -183,6 +193,10 @@ def serve(
     no_aggregates: Annotated[bool, typer.Option(
         "--no-aggregates", help="Refuse aggregates in select= (count(), amount.sum()...) with "
                                 "PGRST123  [env: HEADWATER_AGGREGATES_ENABLED=false]")] = False,
+    replica: Annotated[list[str] | None, typer.Option(
+        "--replica", metavar="URL",
+        help="A PostgreSQL streaming replica for plain reads (repeatable)  "
+             "[env: HEADWATER_REPLICA_URLS, comma-separated]")] = None,
 ) -> None:
     """Serve a database over HTTP. Every setting can also be given as a HEADWATER_*
     environment variable (see the README's Settings)."""
@@ -200,7 +214,8 @@ def serve(
                                 "insecure": insecure or None, "tls_cert": tls_cert,
                                 "tls_key": tls_key, "read_only": read_only or None,
                                 "db_plan_enabled": db_plan_enabled or None,
-                                "aggregates_enabled": False if no_aggregates else None}
+                                "aggregates_enabled": False if no_aggregates else None,
+                                "replica_urls": ",".join(replica) if replica else None}
     # A bad variable, flag or settings file is named first.
     security, notes = check_serving(Settings.from_env(None, **flags))
     url = given_database_url(database_url, os.environ)

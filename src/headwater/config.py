@@ -68,6 +68,19 @@ class Settings:
     connect_timeout: float = 5.0
     #: Seconds a statement may run (PostgreSQL statement_timeout; SQLite progress handler).
     statement_timeout: float = 10.0
+    #: PostgreSQL streaming replicas for plain reads, comma-separated URLs (``--replica``,
+    #: repeatable). Empty (the default): every statement goes to the primary.
+    replica_urls: str = ""
+    #: Seconds of replay lag past which a replica is skipped (reads go to another, or the
+    #: primary); measured in the background every ``replica_check_interval`` seconds.
+    max_replica_lag: float = 1.0
+    replica_check_interval: float = 0.2
+    #: Seconds a read presenting a consistency token waits for a replica to replay past it
+    #: before it is served by the primary.
+    replica_token_wait: float = 0.1
+    #: Seconds after a write during which this node serves the same principal's reads from
+    #: the primary (read-your-writes for clients that do not echo the token).
+    read_your_writes_window: float = 2.0
     #: Tries per request for transient database failures (reads; writes only when safe).
     retry_attempts: int = 3
     #: Requests one worker serves at once; beyond it, 503 with Retry-After (back-pressure).
@@ -229,6 +242,9 @@ class Settings:
 
     def unfiltered_write_tables(self) -> frozenset[str]:
         return frozenset(t.strip() for t in self.unfiltered_writes.split(",") if t.strip())
+
+    def replicas(self) -> tuple[str, ...]:
+        return tuple(u.strip() for u in self.replica_urls.split(",") if u.strip())
 
     def retry_delays(self) -> tuple[float, ...]:
         """The wait before each retry: attempt ``n`` failed → ``delays[n - 1]``."""

@@ -215,3 +215,124 @@ class RedisClusterProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+REPLICATION_HBA = "host replication all 127.0.0.1/32 trust"
+
+
+def _as_postgres(*argv: str) -> list[str]:
+    """A command run as the ``postgres`` OS user (the data directory's owner) when we are
+    root; as ourselves otherwise."""
+    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else list(argv)
+
+
+@dataclass
+class PostgresReplica:
+    """A streaming replica of a local PostgreSQL server on a free port, made as
+    ``scripts/cluster.sh`` makes its own: ``pg_basebackup -R`` into a temporary directory,
+    then the machine's ``postgres`` binaries as the ``postgres`` user. ``stop`` and ``start``
+    stop and start the server (its data kept); ``destroy`` stops it and removes the data.
+
+    The primary must accept replication connections from 127.0.0.1
+    (``ensure_replication_hba`` adds the ``pg_hba.conf`` line and reloads when it is missing).
+    """
+
+    primary_port: int = 5432
+    port: int = field(default_factory=free_port)
+    bindir: str = ""
+    directory: str = ""
+
+    @property
+    def data(self) -> str:
+        return os.path.join(self.directory, "data")
+
+    def url(self, database: str) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def _psql(self, port: int, sql: str) -> str:
+        out = subprocess.run(  # noqa: S603 - fixed binary, our own SQL
+            [os.path.join(self.bindir, "psql"), "-h", "127.0.0.1", "-p", str(port), "-U",
+             "postgres", "-d", "postgres", "-Atc", sql],
+            check=True, capture_output=True, text=True, timeout=30)
+        return out.stdout.strip()
+
+    def ensure_replication_hba(self) -> bool:
+        """Add the replication line to the primary's ``pg_hba.conf`` if no rule allows it;
+        True when it was added (and the configuration reloaded)."""
+        rules = self._psql(self.primary_port, "SELECT count(*) FROM pg_hba_file_rules WHERE "
+                                              "'replication' = ANY(database) AND error IS NULL")
+        if int(rules or 0) > 0:
+            return False
+        hba = self._psql(self.primary_port, "SHOW hba_file")
+        with open(hba, "a", encoding="utf-8") as f:
+            f.write(f"\n{REPLICATION_HBA}\n")
+        self._psql(self.primary_port, "SELECT pg_reload_conf()")
+        time.sleep(0.3)
+        return True
+
+    def start(self, timeout: float = 60.0) -> PostgresReplica:
+        import tempfile
+
+        if not self.bindir:
+            major = self._psql_version()
+            self.bindir = f"/usr/lib/postgresql/{major}/bin"
+        if not self.directory:
+            self.directory = tempfile.mkdtemp(prefix="hw-replica-")
+            self.ensure_replication_hba()
+            if os.geteuid() == 0:
+                shutil.chown(self.directory, "postgres")
+            subprocess.run(  # noqa: S603
+                _as_postgres(os.path.join(self.bindir, "pg_basebackup"), "-h", "127.0.0.1",
+                             "-p", str(self.primary_port), "-U", "postgres", "-D", self.data,
+                             "-R", "-c", "fast", "-X", "stream"),
+                check=True, capture_output=True, timeout=timeout)
+            self._configure()
+        subprocess.run(  # noqa: S603
+            _as_postgres(os.path.join(self.bindir, "pg_ctl"), "-D", self.data, "-l",
+                         os.path.join(self.directory, "log"), "-w", "-t", str(int(timeout)),
+                         "start"),
+            check=True, capture_output=True, timeout=timeout + 5)
+        return self
+
+    def _psql_version(self) -> str:
+        psql = shutil.which("psql") or "psql"
+        out = subprocess.run(  # noqa: S603
+            [psql, "-h", "127.0.0.1", "-p", str(self.primary_port), "-U", "postgres", "-d",
+             "postgres", "-Atc", "SHOW server_version_num"],
+            check=True, capture_output=True, text=True, timeout=30)
+        return str(int(out.stdout.strip()) // 10000)
+
+    def _configure(self) -> None:
+        conf = (f"port = {self.port}\nlisten_addresses = '127.0.0.1'\n"
+                f"unix_socket_directories = '{self.directory}'\nhot_standby = on\n"
+                f"hba_file = '{self.data}/pg_hba.conf'\n"
+                f"ident_file = '{self.data}/pg_ident.conf'\n"
+                "max_connections = 100\nshared_buffers = 32MB\nfsync = off\n")
+        files = {"postgresql.conf": conf, "pg_ident.conf": "",
+                 "pg_hba.conf": "local all all trust\nhost all all 127.0.0.1/32 trust\n"}
+        for name, text in files.items():
+            path = os.path.join(self.data, name)
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+            if os.geteuid() == 0:
+                shutil.chown(path, "postgres")
+
+    def stop(self, mode: str = "fast") -> None:
+        if not self.directory or not os.path.exists(os.path.join(self.data, "postmaster.pid")):
+            return
+        subprocess.run(  # noqa: S603
+            _as_postgres(os.path.join(self.bindir, "pg_ctl"), "-D", self.data, "-m", mode,
+                         "-w", "stop"),
+            check=False, capture_output=True, timeout=60)
+
+    def destroy(self) -> None:
+        self.stop("immediate")
+        if self.directory:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            self.directory = ""
+
+    def __enter__(self) -> PostgresReplica:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.destroy()

@@ -33,6 +33,13 @@ from headwater.api.responses import (
 )
 from headwater.api.security import Security, method_action
 from headwater.config import Settings
+from headwater.db.replicas import (
+    Replicas,
+    format_lsn,
+    parse_lsn,
+    principal_key,
+    token_from_cookie,
+)
 from headwater.errors import (
     HeadwaterError,
     InvalidBody,
@@ -252,6 +259,30 @@ class Services:
     metrics: Callable[[], bytes]
     stats: Callable[[], dict[str, object]]
     console_dir: str | None
+    #: Read replicas, when configured: consistency tokens on writes, routing of reads.
+    replicas: Replicas | None = None
+
+
+def read_token(h: dict[bytes, bytes]) -> int:
+    """The consistency token a read presents: the ``Headwater-LSN`` header (a bad one is a
+    400), else the ``hw_lsn`` cookie; 0 when neither."""
+    header = h.get(b"headwater-lsn")
+    if header is not None:
+        return parse_lsn(header.decode("latin-1"))
+    cookie = h.get(b"cookie")
+    return token_from_cookie(cookie.decode("latin-1")) if cookie is not None else 0
+
+
+def with_token(response: Response, replicas: Replicas, access: Access) -> Response:
+    """A write's response: the token of everything this node has seen committed (at or past
+    this write's commit), as a header and, for browsers, a cookie; and this principal's reads
+    stay on the primary for ``read_your_writes_window`` seconds."""
+    replicas.wrote(principal_key(access.principal))
+    lsn = format_lsn(replicas.latest).encode()
+    response.raw_headers += [(b"headwater-lsn", lsn),
+                             (b"set-cookie",
+                              b"hw_lsn=" + lsn + b"; Path=/; HttpOnly; SameSite=Lax")]
+    return response
 
 
 def build_routes(s: Services) -> Routes:
@@ -260,6 +291,7 @@ def build_routes(s: Services) -> Routes:
     reads = s.reads
     profiles = s.profiles
     compressor = s.compressor
+    replicas = s.replicas
 
     async def table(request: Request, h: dict[bytes, bytes] | None = None,
                     reads: Reads = reads, profile: str | None = None) -> Response:
@@ -291,13 +323,16 @@ def build_routes(s: Services) -> Routes:
                 return await _plan(request, name, h, access, accept.decode("latin-1"), reads)
             raw: RawRead = (name, request.scope["query_string"], accept, h.get(b"prefer", b""),
                             h.get(b"range", b""))
-            answer = reads.read(raw, lambda: parse_request(request, name, h), access, timing)
+            answer = reads.read(raw, lambda: parse_request(request, name, h), access, timing,
+                                read_token(h) if replicas is not None else 0)
             if not isinstance(answer, ReadAnswer):
                 answer = await answer
             began = time.perf_counter()
             request.scope["rows"] = answer.rows
             response = read_response(answer, ask=_negotiation(h, method), compressor=compressor,
                                      log=s.log)
+            if answer.served_by is not None:
+                response.raw_headers.append((b"headwater-served-by", answer.served_by.encode()))
             timing.since("encode", began)
             return response
         began = time.perf_counter()
@@ -329,9 +364,12 @@ def build_routes(s: Services) -> Routes:
             tx = api.prefer.tx
             return error_response(exc, {"Preference-Applied": f"tx={tx}"} if tx else None)
         request.scope["rows"] = result_w.affected
-        return write_response(result_w, method=method, returning=api.prefer.returning,
-                              applied=_applied(api), media=api.media,
-                              count=api.prefer.count in ("exact", "estimated"))
+        response = write_response(result_w, method=method, returning=api.prefer.returning,
+                                  applied=_applied(api), media=api.media,
+                                  count=api.prefer.count in ("exact", "estimated"))
+        if replicas is not None and api.prefer.tx != "rollback":
+            with_token(response, replicas, access)
+        return response
 
     async def _plan(request: Request, name: str, h: dict[bytes, bytes], access: Access,
                     accept: str, reads: Reads) -> Response:
@@ -406,6 +444,14 @@ def build_routes(s: Services) -> Routes:
                                        hint=f"call /rpc without a profile, or with "
                                             f"{profiles.names[0]!r}")
         access = await security.admit(request, None, None)
+        response = await _rpc(request, access)
+        if replicas is not None and request.method == "POST" and response.status_code < 400:
+            # It may have written (a VOLATILE function, Python RPC): it ran on the primary,
+            # and the caller's next reads must see what it did.
+            with_token(response, replicas, access)
+        return response
+
+    async def _rpc(request: Request, access: Access) -> Response:
         name = request.path_params["name"]
         if name not in s.rpc.app.rpcs and s.rpc.functions.overloads(name):
             try:

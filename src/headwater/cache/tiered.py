@@ -276,7 +276,8 @@ class ReadCache:
 
     def _entry(self, result: ReadResult, tables: tuple[str, ...],
                versions: tuple[int, ...]) -> Entry | None:
-        if result.body is None or len(result.body) > self.settings.cache_max_entry_bytes:
+        if (result.body is None or len(result.body) > self.settings.cache_max_entry_bytes
+                or not result.cacheable):
             return None
         now = time.time()
         ttl = min((self._ttls.get(t, self.settings.cache_ttl) for t in tables),

@@ -35,6 +35,11 @@ class ReadResult:
     first: int
     body: bytes | None = None
     stream: RowStream | None = None
+    #: False for a replica's answer that may predate a write this node has seen: it is sent,
+    #: never stored in the cache.
+    cacheable: bool = True
+    #: ``replica`` or ``primary`` when read replicas are configured (else None).
+    served_by: str | None = None
 
 
 @dataclass(slots=True)
@@ -71,3 +76,5 @@ class ReadAnswer:
     cache_control: str | None = None
     #: Seconds since a stale copy was stored.
     age: int | None = None
+    #: ``replica`` or ``primary``: which server answered a fresh read (replicas configured).
+    served_by: str | None = None

@@ -56,6 +56,19 @@ class Metrics:
         self.breaker_transitions = Counter("headwater_breaker_transitions",
                                            "Breaker state changes", ["dependency", "to"],
                                            registry=self.registry)
+        self.replica_lag = Gauge("headwater_replica_lag_seconds",
+                                 "Replay lag of a read replica (+Inf: unreachable)", ["replica"],
+                                 registry=self.registry)
+        self.replica_usable = Gauge("headwater_replica_usable",
+                                    "1 while a replica takes reads (reachable, within "
+                                    "max_replica_lag, breaker not open)", ["replica"],
+                                    registry=self.registry)
+        self.replica_replay_lsn = Gauge("headwater_replica_replay_lsn",
+                                        "WAL position a replica has replayed, in bytes",
+                                        ["replica"], registry=self.registry)
+        #: Fresh reads by the server that answered (``replica``, ``primary``, and
+        #: ``fallback``: a replica failed and the primary answered); shared with the router.
+        self.reads_served: dict[str, int] = {}
         self._cache_by_tier: dict[tuple[str, str], int] = {}
         self._cache_counts: dict[str, int] = {"hit": 0, "miss": 0, "stale": 0}
         self._evictions_seen = 0
@@ -95,6 +108,11 @@ class Metrics:
         key = (tier, result)
         self._cache_by_tier[key] = self._cache_by_tier.get(key, 0) + 1
         self._cache_counts[result] = self._cache_counts.get(result, 0) + 1
+
+    def replica(self, name: str, *, lag: float, usable: bool, replay: int) -> None:
+        self.replica_lag.labels(name).set(lag)
+        self.replica_usable.labels(name).set(int(usable))
+        self.replica_replay_lsn.labels(name).set(replay)
 
     def cache_size(self, l1_bytes: int, evictions: int) -> None:
         self.cache_bytes.labels("l1").set(l1_bytes)
@@ -158,6 +176,13 @@ class _RequestCollector(Collector):
         for (tier, result), n in sorted(m._cache_by_tier.items()):
             cache.add_metric([tier, result], n)
         yield cache
+        if m.reads_served:
+            served = CounterMetricFamily("headwater_reads_served",
+                                         "Fresh reads by the server that answered",
+                                         labels=["server"])
+            for server, n in sorted(m.reads_served.items()):
+                served.add_metric([server], n)
+            yield served
         cumulative, buckets = 0, []
         for bound, n in zip((*_BUCKETS, float("inf")), m._buckets, strict=True):
             cumulative += n

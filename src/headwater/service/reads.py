@@ -22,7 +22,8 @@ from headwater.config import Settings
 from headwater.db.database import Database
 from headwater.db.explain import explain_read
 from headwater.db.reader import execute_read
-from headwater.errors import RequestError
+from headwater.db.replicas import Replicas, principal_key
+from headwater.errors import DatabaseUnavailable, RequestError, TransactionConflict
 from headwater.model.catalog import Catalog
 from headwater.model.headers import PlanAsk, parse_accept
 from headwater.model.plan import ReadPlan
@@ -51,16 +52,21 @@ class Reads:
     """One per process; holds what every read needs."""
 
     def __init__(self, *, db: Database, settings: Settings, cache: ReadCache | None,
-                 cipher: FieldCipher | None, catalog: Callable[[], Catalog]) -> None:
+                 cipher: FieldCipher | None, catalog: Callable[[], Catalog],
+                 replicas: Replicas | None = None) -> None:
         self.db = db
         self.settings = settings
         self.cache = cache
         self.cipher = cipher
         self.catalog = catalog
+        self.replicas = replicas
         # Decrypted reads never stream: the body is decrypted whole before it is sent.
         self._unstreamed = settings.replace(stream_threshold_rows=1 << 62)
         #: ``application/vnd.pgrst.plan`` is offered (else it is a media type nobody serves).
         self.plans = settings.db_plan_enabled and db.dialect == "postgresql"
+        # A replica is tried once: when it fails, the primary answers at once instead.
+        self._on_replica = {id(x): x.replace(retry_attempts=1)
+                            for x in (settings, self._unstreamed)}
 
     async def explain(self, api: ApiRequest, access: Access, ask: PlanAsk) -> bytes:
         """The read's EXPLAIN, planned under the caller's policies like the read itself;
@@ -71,35 +77,37 @@ class Reads:
         return await explain_read(self.db, plan, self.settings, ask.format, ask.options)
 
     def read(self, raw: RawRead, parse: Callable[[], ApiRequest], access: Access,
-             timing: ServerTiming) -> ReadAnswer | Coroutine[Any, Any, ReadAnswer]:
+             timing: ServerTiming, token: int = 0,
+             ) -> ReadAnswer | Coroutine[Any, Any, ReadAnswer]:
         """The answer itself when the cache holds it (no coroutine: a hit is most reads),
         else a coroutine to await. ``parse`` is called only when the cache cannot answer from
-        the raw request."""
+        the raw request. ``token``: the consistency token the caller presented (0: none); the
+        cache needs none (its entries are exact), a replica must have replayed past it."""
         cache = self.cache
         if cache is None:
-            return self._parsed(None, parse, access, timing)
+            return self._parsed(None, parse, access, timing, token)
         began = time.perf_counter()
         key = raw_key(*raw, access.context)
         found = cache.fast(key)
         if found is None:
             timing.since("cache", began)
-            return self._parsed(key, parse, access, timing)
+            return self._parsed(key, parse, access, timing, token)
         if isinstance(found, Cached):
             timing.since("cache", began)
             return self._cached(found, (_accepted(raw[2]) if raw[2] else "json"), access)
-        return self._confirmed(cache, found, raw, key, parse, access, timing, began)
+        return self._confirmed(cache, found, raw, key, parse, access, timing, began, token)
 
     async def _confirmed(self, cache: ReadCache, e: Entry, raw: RawRead, key: str,
                          parse: Callable[[], ApiRequest], access: Access,
-                         timing: ServerTiming, began: float) -> ReadAnswer:
+                         timing: ServerTiming, began: float, token: int) -> ReadAnswer:
         hit = await cache.confirm(e)
         timing.since("cache", began)
         if hit is not None:
             return self._cached(hit, (_accepted(raw[2]) if raw[2] else "json"), access)
-        return await self._parsed(key, parse, access, timing)
+        return await self._parsed(key, parse, access, timing, token)
 
     async def _parsed(self, key: str | None, parse: Callable[[], ApiRequest], access: Access,
-                      timing: ServerTiming) -> ReadAnswer:
+                      timing: ServerTiming, token: int) -> ReadAnswer:
         began = time.perf_counter()
         api = parse()
         began = timing.since("parse", began)
@@ -107,10 +115,10 @@ class Reads:
                          max_embed_depth=self.settings.max_embed_depth,
                          aggregates=self.settings.aggregates_enabled)
         timing.since("plan", began)
-        return await self._planned(plan, key, access, timing)
+        return await self._planned(plan, key, access, timing, token)
 
     async def _planned(self, plan: ReadPlan, key: str | None, access: Access,
-                       timing: ServerTiming) -> ReadAnswer:
+                       timing: ServerTiming, token: int = 0) -> ReadAnswer:
         cache = self.cache
         cipher = self.cipher
         if cipher is not None and cipher.reads(plan.root):
@@ -119,31 +127,61 @@ class Reads:
                 raise RequestError("encrypted columns are not offered as text/csv",
                                    code="PGRST107", status=406,
                                    hint="ask for application/json, or leave them out of select")
-            result = await self._execute(plan, timing, self._unstreamed)
+            result = await self._execute(plan, timing, self._unstreamed, access, token)
             began = time.perf_counter()
             result.body = cipher.decrypt_body(result.body or b"[]", plan.root)
             timing.since("decrypt", began)
             return self._fresh(result, plan, access, cached=False)
         if cache is None or key is None or not cache.cacheable(plan):
-            return self._fresh(await self._execute(plan, timing, self.settings), plan, access,
-                               cached=cache is not None)
+            return self._fresh(await self._execute(plan, timing, self.settings, access, token),
+                               plan, access, cached=cache is not None)
         began = time.perf_counter()
         db_before = timing.total("db")
         out = await cache.read(key, plan, access.context,
-                               lambda: self._execute(plan, timing, self.settings))
+                               lambda: self._execute(plan, timing, self.settings, access,
+                                                     token))
         # The database's share is reported on its own; what remains is the cache's.
         timing.add("cache", time.perf_counter() - began - (timing.total("db") - db_before))
         if isinstance(out, Cached):
             return self._cached(out, plan.media, access)
         return self._fresh(out, plan, access, cached=True)
 
-    async def _execute(self, plan: ReadPlan, timing: ServerTiming,
-                       settings: Settings) -> ReadResult:
+    async def _execute(self, plan: ReadPlan, timing: ServerTiming, settings: Settings,
+                       access: Access, token: int) -> ReadResult:
         began = time.perf_counter()
         try:
-            return await execute_read(self.db, plan, settings)
+            if self.replicas is None:
+                return await execute_read(self.db, plan, settings)
+            return await self._routed(self.replicas, plan, settings, access, token)
         finally:
             timing.since("db", began)
+
+    async def _routed(self, replicas: Replicas, plan: ReadPlan, settings: Settings,
+                      access: Access, token: int) -> ReadResult:
+        """A plain read with replicas configured: a usable replica that has replayed past
+        ``token`` (and this principal wrote nothing within the window), else the primary."""
+        served = replicas.served
+        replica = await replicas.route(token, principal_key(access.principal))
+        if replica is not None:
+            # Versions were read before this: an answer from a replica that had not replayed
+            # every write this node knows of may predate them, and is not stored.
+            fresh_enough = replica.replay >= replicas.latest
+            try:
+                result = await execute_read(replica.db, plan, self._on_replica[id(settings)])
+            except (DatabaseUnavailable, TransactionConflict) as exc:
+                # Down, its circuit open, or a query cancelled by recovery: the primary answers.
+                served["fallback"] = served.get("fallback", 0) + 1
+                replicas.log.warning("replica_read_failed", replica=replica.name,
+                                     code=exc.code, error=exc.message)
+            else:
+                served["replica"] = served.get("replica", 0) + 1
+                result.cacheable = fresh_enough
+                result.served_by = "replica"
+                return result
+        served["primary"] = served.get("primary", 0) + 1
+        result = await execute_read(self.db, plan, settings)
+        result.served_by = "primary"
+        return result
 
     def _fresh(self, result: ReadResult, plan: ReadPlan, access: Access, *,
                cached: bool) -> ReadAnswer:
@@ -157,7 +195,8 @@ class Reads:
             body = b"[]"
         return ReadAnswer(plan.media, result.rows, result.total, result.first, body=body,
                           stream=result.stream, etag=etag(body) if body is not None else None,
-                          x_cache="MISS" if cache is not None else None, cache_control=control)
+                          x_cache="MISS" if cache is not None else None, cache_control=control,
+                          served_by=result.served_by)
 
     def _cached(self, hit: Cached, media: MediaType, access: Access) -> ReadAnswer:
         e = hit.entry
@@ -167,3 +206,4 @@ class Reads:
         return ReadAnswer(media, e.rows, e.total, e.first, body=e.body, etag=e.etag,
                           x_cache=hit.status, cache_control=control,
                           age=hit.age if hit.status == "STALE" else None)
+

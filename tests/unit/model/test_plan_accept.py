@@ -28,9 +28,14 @@ def test_better_ranked_types_win() -> None:
 
 @pytest.mark.parametrize("header", [
     "application/vnd.pgrst.plan; options=drop",
-    "application/vnd.pgrst.plan; options=",
     'application/vnd.pgrst.plan; for="text/xml"',
 ])
 def test_unknown_options_are_not_acceptable(header: str) -> None:
     with pytest.raises(NotAcceptable):
         parse_plan_accept(header)
+
+
+def test_empty_options_are_none() -> None:
+    # what @supabase/postgrest-js sends for explain() without options
+    ask = parse_plan_accept('application/vnd.pgrst.plan+text; for="application/json"; options=;')
+    assert ask is not None and ask.options == ()

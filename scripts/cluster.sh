@@ -1,0 +1,309 @@
+#!/usr/bin/env bash
+# The local cluster rig: scripts/cluster.sh up | down | status | drain NODE
+#
+#   PostgreSQL streaming replica of the local server  127.0.0.1:5433 (pg_basebackup -R)
+#   Redis Cluster, three primaries                     127.0.0.1:7000-7002
+#   Headwater nodes serving cluster_demo               127.0.0.1:3001, 127.0.0.1:3002
+#   HAProxy in front (health checks on /-/ready)       127.0.0.1:8080
+#
+# Everything it starts is recorded in PID files under $HW_CLUSTER_STATE (default
+# /tmp/headwater-cluster); `down` stops exactly those processes, never anything by name.
+# The local PostgreSQL server itself is only touched to add, if missing, the pg_hba.conf line
+# `host replication all 127.0.0.1/32 trust` (then reloaded), and to create cluster_demo.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STATE=${HW_CLUSTER_STATE:-/tmp/headwater-cluster}
+PG_PORT=${PG_PORT:-5432}
+REPLICA_PORT=5433
+REDIS_PORTS=(7000 7001 7002)
+NODE_PORTS=(3001 3002)
+LB_PORT=8080
+DB=cluster_demo
+PRIMARY_URL="postgresql://postgres@127.0.0.1:${PG_PORT}/${DB}"
+REPLICA_URL="postgresql://postgres@127.0.0.1:${REPLICA_PORT}/${DB}"
+REDIS_URL="redis+cluster://127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002"
+if [[ -z "${PYTHON:-}" ]]; then
+  for candidate in "$ROOT/.venv/bin/python" /work/main/.venv/bin/python "$(command -v python3)"; do
+    if [[ -x "$candidate" ]]; then PYTHON=$candidate; break; fi
+  done
+fi
+export PYTHONPATH="$ROOT/src${PYTHONPATH:+:$PYTHONPATH}"
+
+say() { printf '%s\n' "$*"; }
+psql_primary() { psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -Atc "$1"; }
+pg_bin() {
+  local major
+  major=$(( $(psql_primary "SHOW server_version_num") / 10000 ))
+  echo "/usr/lib/postgresql/${major}/bin"
+}
+as_postgres() { if [[ $EUID -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+alive() { [[ -f "$1" ]] && kill -0 "$(head -1 "$1")" 2>/dev/null; }
+wait_http() {  # url seconds
+  local deadline=$((SECONDS + $2))
+  until curl -fsS -o /dev/null "$1" 2>/dev/null; do
+    (( SECONDS < deadline )) || return 1
+    sleep 0.2
+  done
+}
+
+# --- PostgreSQL ---------------------------------------------------------------------------
+
+replication_hba() {
+  if [[ $(psql_primary "SELECT count(*) FROM pg_hba_file_rules WHERE 'replication' = ANY(database) AND error IS NULL") == 0 ]]; then
+    local hba
+    hba=$(psql_primary "SHOW hba_file")
+    printf '\nhost replication all 127.0.0.1/32 trust\n' >> "$hba"
+    psql_primary "SELECT pg_reload_conf()" > /dev/null
+    say "postgres: added 'host replication all 127.0.0.1/32 trust' to $hba and reloaded"
+  fi
+}
+
+demo_database() {
+  if [[ $(psql_primary "SELECT count(*) FROM pg_database WHERE datname = '$DB'") == 0 ]]; then
+    psql_primary "CREATE DATABASE $DB" > /dev/null
+  fi
+  if [[ $(psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d "$DB" -Atc "SELECT to_regclass('public.orders') IS NOT NULL") != t ]]; then
+    say "database: building the demo data in $DB"
+    # --force: the rig's own database only.
+    "$PYTHON" -m headwater demo "$PRIMARY_URL" --force > /dev/null
+  fi
+}
+
+replica_up() {
+  local bin data="$STATE/replica/data"
+  bin=$(pg_bin)
+  if alive "$data/postmaster.pid"; then return; fi
+  if [[ ! -d "$data" ]]; then
+    mkdir -p "$STATE/replica"
+    chown postgres "$STATE/replica" 2>/dev/null || true
+    say "replica: pg_basebackup of 127.0.0.1:$PG_PORT into $data"
+    as_postgres "$bin/pg_basebackup" -h 127.0.0.1 -p "$PG_PORT" -U postgres -D "$data" -R -c fast -X stream
+    cat > "$data/postgresql.conf" <<EOF
+port = $REPLICA_PORT
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$STATE/replica'
+hot_standby = on
+hba_file = '$data/pg_hba.conf'
+ident_file = '$data/pg_ident.conf'
+max_connections = 100
+shared_buffers = 32MB
+EOF
+    printf 'local all all trust\nhost all all 127.0.0.1/32 trust\n' > "$data/pg_hba.conf"
+    : > "$data/pg_ident.conf"
+    chown postgres "$data/postgresql.conf" "$data/pg_hba.conf" "$data/pg_ident.conf" 2>/dev/null || true
+  fi
+  as_postgres "$bin/pg_ctl" -D "$data" -l "$STATE/replica/log" -w -t 60 start > /dev/null
+  say "replica: streaming on 127.0.0.1:$REPLICA_PORT"
+}
+
+replica_down() {
+  local data="$STATE/replica/data"
+  if alive "$data/postmaster.pid"; then
+    as_postgres "$(pg_bin)/pg_ctl" -D "$data" -m fast -w stop > /dev/null
+    say "replica: stopped"
+  fi
+  rm -rf "$STATE/replica"
+}
+
+# --- Redis Cluster --------------------------------------------------------------------------
+
+redis_up() {
+  local port started=0
+  for port in "${REDIS_PORTS[@]}"; do
+    if alive "$STATE/redis-$port.pid"; then continue; fi
+    if redis-cli -p "$port" ping > /dev/null 2>&1; then
+      # Not ours (no PID file of the rig): a development cluster left on the port.
+      say "redis: a server not started by the rig answers on $port: shutting it down (nosave)"
+      redis-cli -p "$port" shutdown nosave > /dev/null 2>&1 || true
+      sleep 0.3
+    fi
+    mkdir -p "$STATE/redis/$port"
+    rm -f "$STATE/redis/$port/nodes.conf"
+    redis-server --port "$port" --bind 127.0.0.1 --cluster-enabled yes \
+      --cluster-config-file "$STATE/redis/$port/nodes.conf" --dir "$STATE/redis/$port" \
+      --save "" --appendonly no --daemonize yes --pidfile "$STATE/redis-$port.pid" \
+      --logfile "$STATE/redis/$port/log"
+    started=1
+  done
+  for port in "${REDIS_PORTS[@]}"; do
+    until redis-cli -p "$port" ping > /dev/null 2>&1; do sleep 0.1; done
+  done
+  if [[ $started == 1 ]] || ! redis-cli -p 7000 cluster info | grep -q 'cluster_state:ok'; then
+    redis-cli --cluster create 127.0.0.1:7000 127.0.0.1:7001 127.0.0.1:7002 \
+      --cluster-replicas 0 --cluster-yes > /dev/null
+    until redis-cli -p 7000 cluster info | grep -q 'cluster_state:ok'; do sleep 0.2; done
+  fi
+  say "redis: cluster ok on ${REDIS_PORTS[*]}"
+}
+
+redis_down() {
+  local port
+  for port in "${REDIS_PORTS[@]}"; do
+    if alive "$STATE/redis-$port.pid"; then
+      kill "$(cat "$STATE/redis-$port.pid")"
+      say "redis: $port stopped"
+    fi
+    rm -f "$STATE/redis-$port.pid"
+  done
+  rm -rf "$STATE/redis"
+}
+
+# --- Headwater nodes ------------------------------------------------------------------------
+
+nodes_up() {
+  local port
+  for port in "${NODE_PORTS[@]}"; do
+    if alive "$STATE/node-$port.pid"; then continue; fi
+    HEADWATER_REDIS_URL="$REDIS_URL" HEADWATER_LOG_LEVEL=warning \
+      setsid "$PYTHON" -m headwater serve "$PRIMARY_URL" --port "$port" \
+      --replica "$REPLICA_URL" > "$STATE/node-$port.log" 2>&1 < /dev/null &
+    echo $! > "$STATE/node-$port.pid"
+  done
+  for port in "${NODE_PORTS[@]}"; do
+    wait_http "http://127.0.0.1:$port/-/ready" 60 || { say "node $port: not ready, see $STATE/node-$port.log"; exit 1; }
+    say "node: Headwater on 127.0.0.1:$port"
+  done
+}
+
+stop_pid() {  # pidfile seconds: SIGTERM, then SIGKILL past the grace period
+  local pid deadline
+  alive "$1" || { rm -f "$1"; return 0; }
+  pid=$(cat "$1")
+  kill -TERM "$pid"
+  deadline=$((SECONDS + $2))
+  while kill -0 "$pid" 2>/dev/null && (( SECONDS < deadline )); do sleep 0.1; done
+  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+  rm -f "$1"
+}
+
+nodes_down() {
+  local port
+  for port in "${NODE_PORTS[@]}"; do
+    if alive "$STATE/node-$port.pid"; then
+      drain "$port" || true
+      stop_pid "$STATE/node-$port.pid" 15
+      say "node: $port stopped"
+    fi
+    rm -f "$STATE/node-$port.pid"
+  done
+}
+
+# --- HAProxy --------------------------------------------------------------------------------
+
+haproxy_cmd() {  # a runtime API command on the rig's socket
+  "$PYTHON" - "$STATE/haproxy.sock" "$1" <<'EOF'
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall(sys.argv[2].encode() + b"\n")
+print(s.recv(65536).decode(), end="")
+EOF
+}
+
+drain() {  # stop sending new requests to a node; the ones it has finish
+  [[ -S "$STATE/haproxy.sock" ]] || return 0
+  haproxy_cmd "set server headwater/node$1 state drain" > /dev/null
+  sleep 1
+}
+
+haproxy_up() {
+  if alive "$STATE/haproxy.pid"; then return; fi
+  if ! command -v haproxy > /dev/null; then
+    say "haproxy: installing the Debian package"
+    apt-get update -qq && apt-get install -y -qq haproxy > /dev/null
+  fi
+  cat > "$STATE/haproxy.cfg" <<EOF
+global
+  stats socket $STATE/haproxy.sock mode 600 level admin
+  maxconn 4096
+
+defaults
+  mode http
+  timeout connect 1s
+  timeout client 30s
+  timeout server 30s
+  retries 3
+  option redispatch
+  # A request whose node died before answering is sent to the other one.
+  retry-on conn-failure empty-response response-timeout 503
+
+frontend api
+  bind 127.0.0.1:$LB_PORT
+  default_backend headwater
+
+backend headwater
+  balance roundrobin
+  option httpchk GET /-/ready
+  http-check expect status 200
+  default-server check inter 500ms fall 2 rise 2
+EOF
+  for port in "${NODE_PORTS[@]}"; do
+    echo "  server node$port 127.0.0.1:$port" >> "$STATE/haproxy.cfg"
+  done
+  haproxy -f "$STATE/haproxy.cfg" -D -p "$STATE/haproxy.pid"
+  wait_http "http://127.0.0.1:$LB_PORT/-/ready" 15
+  say "haproxy: 127.0.0.1:$LB_PORT in front of ${NODE_PORTS[*]}"
+}
+
+haproxy_down() {
+  if alive "$STATE/haproxy.pid"; then
+    # SIGUSR1: soft stop, the connections it holds finish first.
+    local pid
+    pid=$(head -1 "$STATE/haproxy.pid")
+    kill -USR1 "$pid"
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && kill -TERM "$pid"
+    say "haproxy: stopped"
+  fi
+  rm -f "$STATE/haproxy.pid" "$STATE/haproxy.sock"
+}
+
+# --- status ---------------------------------------------------------------------------------
+
+status() {
+  local port state
+  if alive "$STATE/replica/data/postmaster.pid"; then
+    state=$(psql -h 127.0.0.1 -p "$REPLICA_PORT" -U postgres -d postgres -Atc \
+      "SELECT 'up, replayed ' || pg_last_wal_replay_lsn() || CASE WHEN pg_is_wal_replay_paused() THEN ' (replay paused)' ELSE '' END" 2>/dev/null || echo "not answering")
+  else state="down"; fi
+  say "replica   127.0.0.1:$REPLICA_PORT  $state"
+  for port in "${REDIS_PORTS[@]}"; do
+    if alive "$STATE/redis-$port.pid"; then
+      state="up, $(redis-cli -p "$port" cluster info 2>/dev/null | grep cluster_state | tr -d '\r')"
+    else state="down"; fi
+    say "redis     127.0.0.1:$port  $state"
+  done
+  for port in "${NODE_PORTS[@]}"; do
+    if alive "$STATE/node-$port.pid"; then
+      state="up, ready: $(curl -s -m 2 "http://127.0.0.1:$port/-/ready" | "$PYTHON" -c 'import json,sys; r=json.load(sys.stdin); print(r["status"], json.dumps(r["checks"].get("replicas", {})))' 2>/dev/null || echo "not answering")"
+    else state="down"; fi
+    say "node      127.0.0.1:$port  $state"
+  done
+  if alive "$STATE/haproxy.pid"; then
+    state="up, $(haproxy_cmd "show servers state headwater" 2>/dev/null | awk 'NR>2 && NF {printf "%s=%s ", $4, ($6==2 ? "UP" : ($6==0 ? "DOWN" : "state" $6))}')"
+  else state="down"; fi
+  say "haproxy   127.0.0.1:$LB_PORT  $state"
+}
+
+case "${1:-}" in
+  up)
+    mkdir -p "$STATE"
+    replication_hba
+    demo_database
+    replica_up
+    redis_up
+    nodes_up
+    haproxy_up
+    say "up: http://127.0.0.1:$LB_PORT  (state in $STATE; scripts/cluster.sh status | down)"
+    ;;
+  down)
+    haproxy_down
+    nodes_down
+    redis_down
+    replica_down
+    ;;
+  status) status ;;
+  drain) drain "${2:?drain NODE_PORT}" ;;
+  *) say "usage: $0 up | down | status | drain NODE_PORT" >&2; exit 2 ;;
+esac
