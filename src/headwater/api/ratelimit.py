@@ -35,7 +35,7 @@ from headwater.model.catalog import Catalog
 from headwater.model.principal import Action
 from headwater.model.request import Embed, SelectItem
 from headwater.resilience.breaker import CircuitBreaker, Guard
-from headwater.service.plan import resolve_relationship
+from headwater.service.relationships import resolve_relationship
 from headwater.settings_file import Rate, RateOverride
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

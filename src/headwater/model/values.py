@@ -2,7 +2,7 @@
 ``bytea``/BLOB (PostgreSQL's hex form, which reads also produce), and for SQLite's numeric
 affinity.
 
-Filters (``service.plan.coerce``) and written values (``service.validation``) both read these
+Filters (``service.coercion.coerce``) and written values (``service.validation``) both read these
 forms; this is the one place that says how, including how a time zone is normalized: a
 ``timestamptz`` without an offset is taken as UTC, and a ``timestamp`` given one is converted
 to UTC and stored without it, so both databases compare the same instants.

@@ -9,7 +9,6 @@ SQL except as a bound value (invariant 4).
 
 from __future__ import annotations
 
-import decimal
 import functools
 import re
 from collections.abc import Sequence
@@ -17,7 +16,6 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal
 
 from headwater.errors import (
-    AmbiguousRelationship,
     EncryptedColumn,
     InvalidValue,
     LimitExceeded,
@@ -28,7 +26,7 @@ from headwater.errors import (
     UnknownTable,
     UnsupportedFilter,
 )
-from headwater.model.catalog import Catalog, Column, ColumnKind, Dialect, Relationship, Table
+from headwater.model.catalog import Catalog, Column, ColumnKind, Table
 from headwater.model.fts_query import fts5_query
 from headwater.model.grammar import ARRAY_OPS, FTS_OPS, RANGE_OPS, parse_array
 from headwater.model.pattern import sqlite_pattern
@@ -66,8 +64,10 @@ from headwater.model.request import (
     Query,
     SelectItem,
 )
-from headwater.model.values import TEXT_FORMS, from_hex, from_text, is_hex, sqlite_number
+from headwater.model.values import sqlite_number
+from headwater.service.coercion import coerce
 from headwater.service.policy import unknown_column
+from headwater.service.relationships import resolve_relationship
 from headwater.service.select_forms import (
     aggregate_kind,
     aggregates_refused,
@@ -98,82 +98,6 @@ def _star(table: Table) -> tuple[OutputColumn, ...]:
 #: ``character varying(20)[]``): what the catalog reports for built-in types.
 _TYPE_NAME = re.compile(r"^[a-z][a-z0-9_ ]*(?:\(\d+(?:,\s*\d+)?\))?(?:\[\])*$")
 _TYPED_OPS = frozenset({"eq", "neq", "gt", "gte", "lt", "lte", "isdistinct"})
-_INT = re.compile(r"^\s*[+-]?\d{1,19}\s*$")
-_TRUE = frozenset({"t", "true", "y", "yes", "on", "1"})
-_FALSE = frozenset({"f", "false", "n", "no", "off", "0"})
-_PG_TYPE = {"integer": "integer", "float": "double precision", "numeric": "numeric",
-            "boolean": "boolean", "date": "date", "timestamp": "timestamp",
-            "timestamptz": "timestamp with time zone", "time": "time", "uuid": "uuid"}
-
-
-def coerce(column: Column, text: str, dialect: Dialect = "postgresql") -> Value:
-    """A literal from the request → the Python value for the column's type (400 if invalid,
-    as PostgreSQL and PostgREST refuse it). On SQLite a comparison never fails, whatever the
-    column holds: the literal is bound as ``sqlite3`` would read it (``_affinity``)."""
-    kind = column.kind
-    if dialect == "sqlite":
-        return _affinity(column, text)
-    try:
-        if kind == "integer":
-            if not _INT.match(text):
-                raise ValueError(text)
-            n = int(text)
-            bound = 2 ** (column.int_bits - 1)
-            if not -bound <= n < bound:
-                raise InvalidValue(
-                    f'value "{text.strip()}" is out of range for type {column.db_type}',
-                    code="22003", details=f"column {column.name}")
-            return n
-        if kind == "float":
-            return float(text)
-        if kind == "numeric":
-            d = decimal.Decimal(text.strip())
-            if not d.is_finite():
-                raise ValueError(text)
-            return d
-        if kind == "boolean":
-            low = text.strip().lower()
-            if low in _TRUE:
-                return True
-            if low in _FALSE:
-                return False
-            raise ValueError(text)
-        if kind in TEXT_FORMS:
-            return from_text(kind, text)
-    except (ValueError, decimal.InvalidOperation, OverflowError):
-        raise InvalidValue(
-            f'invalid input syntax for type {_PG_TYPE.get(kind, kind)}: "{text}"',
-            details=f"column {column.name}") from None
-    return text
-
-
-def _affinity(column: Column, text: str) -> Value:
-    """A literal for a SQLite column (any of which may hold any type), bound as ``sqlite3`` would read the
-    same literal in SQL: a value of the column's kind when it parses as one, a number when it
-    looks like one and the column may hold numbers (a view's computed column has no affinity
-    to convert text for the comparison, so a number bound as text would compare as text:
-    ``order_count < '2'`` is true for every integer), else the text itself, which SQLite
-    compares with the text values the column holds instead of refusing it."""
-    kind = column.kind
-    if kind == "text" or kind == "json":
-        return text
-    if kind in ("bytes", "other") and is_hex(text):
-        return from_hex(text)
-    if kind == "boolean":
-        low = text.strip().lower()
-        if low in _TRUE or low in _FALSE:
-            return low in _TRUE
-    if kind in TEXT_FORMS:
-        try:
-            return from_text(kind, text)
-        except ValueError:
-            return text
-    number = sqlite_number(text)
-    return text if number is None else number
-
-
-# --- the planner ------------------------------------------------------------------------------
-
 class _Planner:
     def __init__(self, catalog: Catalog, request: ApiRequest,
                  access: Access | None = None) -> None:
@@ -553,77 +477,6 @@ class _Planner:
                     raise UnknownRelationship(
                         f"Could not find '{'.'.join(p)}' among the embedded resources",
                         hint="embed it in select= before filtering or ordering on it")
-
-
-_CARDINALITY = {"m2o": "many-to-one", "o2m": "one-to-many", "o2o": "one-to-one",
-                "m2m": "many-to-many"}
-
-
-def _matches(rel: Relationship, target: str, hint: str | None) -> bool:
-    """PostgREST's rules (its ``findRel``) for whether ``target!hint`` names ``rel``."""
-    if rel.function is not None:
-        return target == rel.function
-    single_src = rel.source_columns[0] if len(rel.source_columns) == 1 else None
-    single_dst = rel.target_columns[0] if len(rel.target_columns) == 1 else None
-    if rel.is_self:
-        # One key, two directions: the table's name gives the children, the key's column
-        # the parent (``parent_id(*)``, and here also ``tbl!parent_id(*)``, as issue 14
-        # asks: PostgREST itself reads that hint as the children); the constraint or the
-        # referenced column as a hint give the children.
-        if rel.cardinality == "m2o":
-            return (hint is None and target == single_src) or (
-                target == rel.target and hint is not None and hint == single_src)
-        if target != rel.target:
-            return False
-        if hint is None:
-            return rel.cardinality in ("o2m", "o2o")
-        if rel.junction is not None:
-            return hint == rel.junction.table
-        return hint in (rel.constraint, single_src)
-    if hint is None:
-        return target == rel.target or (not rel.target_is_view and rel.junction is None and (
-            target == rel.constraint or (rel.cardinality == "m2o" and target == single_src)))
-    if target != rel.target:
-        return False
-    if rel.junction is not None:
-        return hint == rel.junction.table
-    return hint in (rel.constraint, single_src, single_dst)
-
-
-def _describe(source: str, r: Relationship) -> dict[str, str]:
-    if r.junction is not None:
-        j = r.junction
-        how = (f"{j.table} using {j.source_constraint}({', '.join(j.source_columns)}) and "
-               f"{j.target_constraint}({', '.join(j.target_columns)})")
-    else:
-        how = (f"{r.constraint} using {source}({', '.join(r.source_columns)}) and "
-               f"{r.target}({', '.join(r.target_columns)})")
-    return {"cardinality": _CARDINALITY[r.cardinality], "embedding": f"{source} with {r.target}",
-            "relationship": how}
-
-
-def resolve_relationship(catalog: Catalog, source: str, item: Embed) -> Relationship:
-    rels = catalog.relationships.get(source, ())
-    cands = [r for r in rels if _matches(r, item.name, item.hint)]
-    if not cands:
-        raise UnknownRelationship(
-            f"Could not find a relationship between '{source}' and '{item.name}' in the "
-            "schema cache",
-            details=f"Searched for a foreign key relationship between '{source}' and "
-                    f"'{item.name}'" + (f" using the hint '{item.hint}'" if item.hint else ""),
-            hint="Perhaps you meant one of: " + ", ".join(sorted({r.target for r in rels}))
-            if rels else None)
-    if len(cands) > 1:
-        raise AmbiguousRelationship(
-            f"Could not embed because more than one relationship was found for '{source}' and "
-            f"'{item.name}'",
-            details=[_describe(source, r) for r in cands],
-            hint=f"Try changing '{item.name}' to one of the following: "
-                 + ", ".join(f"'{item.name}!"
-                             f"{r.junction.table if r.junction else r.constraint}'"
-                             for r in cands)
-                 + ". Find the desired relationship in the 'details' key.")
-    return cands[0]
 
 
 def _suggest(name: str, options: object) -> str | None:

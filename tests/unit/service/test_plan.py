@@ -15,7 +15,8 @@ from headwater.errors import (
     UnknownTable,
 )
 from headwater.model.catalog import Column
-from headwater.service.plan import coerce, plan_read
+from headwater.service.coercion import coerce
+from headwater.service.plan import plan_read
 from tests.unit.catalogs import CAT, request
 
 

@@ -14,7 +14,8 @@ from headwater.db.sql import compile_read
 from headwater.errors import AmbiguousRelationship, UnknownColumn, UnknownRelationship
 from headwater.model.catalog import Catalog, ForeignKey, Function, Parameter
 from headwater.model.request import Embed
-from headwater.service.plan import plan_read, resolve_relationship
+from headwater.service.plan import plan_read
+from headwater.service.relationships import resolve_relationship
 from tests.unit.catalogs import request, table
 
 
