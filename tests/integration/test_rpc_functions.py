@@ -8,6 +8,7 @@ unknown name stays 404 PGRST202.
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import signal
 import time
@@ -201,6 +202,29 @@ def test_cached_reads_around_a_volatile_update(server: Served) -> None:
         assert (r.status_code, r.json()) == (200, 2), r.text
         assert oracle.rows(server.database_url, "SELECT n FROM counters WHERE id = 1") == [(1,)]
         assert h.get("/counters?id=eq.1").json() == [{"id": 1, "n": 1}]
+
+
+def test_a_volatile_call_is_one_event_committed_with_it(server: Served) -> None:
+    """The rows a function writes are its own business (no triggers on the user's tables);
+    each committed VOLATILE call is one ``rpc.{name}.call`` event with its arguments, in the
+    call's transaction: none for a rolled-back or failed call, none for a STABLE one."""
+    def calls() -> list[tuple[Any, ...]]:
+        return oracle.rows(server.database_url,
+                           "SELECT tbl, op, new::text FROM _headwater_outbox "
+                           "WHERE tbl LIKE 'rpc.%' ORDER BY seq")
+
+    before = len(calls())
+    with httpx.Client(base_url=server.url) as h:
+        assert h.post("/rpc/bump", json={"counter_id": 2}).status_code == 200
+        assert h.post("/rpc/bump", json={"counter_id": 2},
+                      headers={"Prefer": "tx=rollback"}).status_code == 200
+        assert h.post("/rpc/counter_value", json={"counter_id": 2}).status_code == 200
+        assert h.post("/rpc/add_notes", json={"bodies": ["a", "b"]}).status_code == 200
+        assert h.post("/rpc/fail_plain", json={}).status_code == 400
+    got = [(t, o, json.loads(n)) for t, o, n in calls()[before:]]
+    assert got == [
+        ("rpc.bump", "call", {"function": "bump", "args": {"counter_id": 2}}),
+        ("rpc.add_notes", "call", {"function": "add_notes", "args": {"bodies": ["a", "b"]}})]
 
 
 def test_single_json_parameter_and_single_object(server: Served) -> None:

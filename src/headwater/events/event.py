@@ -10,7 +10,10 @@ from typing import Any, Literal, TypeAlias
 
 import msgspec
 
-Operation: TypeAlias = Literal["insert", "update", "delete"]
+#: ``call``: a database function that may write was called (``rpc.{name}.call``, its
+#: arguments as ``new``): the rows it wrote are the function's own business, invisible to
+#: Headwater without triggers on the user's tables, which it never installs unasked.
+Operation: TypeAlias = Literal["insert", "update", "delete", "call"]
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True):

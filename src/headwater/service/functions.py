@@ -4,8 +4,8 @@ The function is chosen among its overloads by the names of the arguments sent, c
 transaction, and its result shaped as PostgREST shapes it: a scalar as a JSON value, a row as
 an object, a set as an array to which the read grammar applies (``select=``, filters,
 ``order``, ``limit``/``offset``, ``Range``, counts, the object Accept, CSV). A function that
-may write (VOLATILE) invalidates the whole cache after commit: which tables it wrote is not
-known.
+may write (VOLATILE) invalidates the whole cache after commit (which tables it wrote is not
+known) and records one ``rpc.{name}.call`` event with its arguments, in its transaction.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import msgspec
 from headwater.cache.keys import etag
 from headwater.db import csv_out
 from headwater.db import functions as sql
-from headwater.db.database import Database
+from headwater.db.database import Database, Transaction
 from headwater.db.sql import bind
 from headwater.errors import (
     AmbiguousFunction,
@@ -29,8 +29,10 @@ from headwater.errors import (
     NotFound,
     SingularityError,
 )
+from headwater.events.recording import EventBuffer, Recorder
 from headwater.model.catalog import Catalog, Function, Table
 from headwater.model.plan import ReadPlan
+from headwater.model.principal import principal_json
 from headwater.model.request import ApiRequest
 from headwater.model.result import ReadAnswer
 from headwater.service.plan import plan_read
@@ -123,8 +125,9 @@ class DbFunctions:
 
     def __init__(self, db: Database, catalog: Callable[[], Catalog | None], *, max_rows: int,
                  on_commit: Callable[[frozenset[str] | None], Awaitable[None]],
-                 aggregates: bool = True) -> None:
+                 aggregates: bool = True, recorder: Recorder | None = None) -> None:
         self.db = db
+        self.recorder = recorder
         self.catalog = catalog
         self.max_rows = max_rows
         self.aggregates = aggregates
@@ -157,7 +160,7 @@ class DbFunctions:
         assert catalog is not None
         if fn.returns == "set":
             answer = await self._set(fn, catalog, names, payload, api, access, whole=whole,
-                                     rollback=rollback)
+                                     rollback=rollback, args=args)
             out = FunctionAnswer(read=answer)
         else:
             c = sql.call(self.schema, fn, names, 0, whole=whole)
@@ -166,6 +169,7 @@ class DbFunctions:
             params = [payload] if c.from_ or whole else []
             async with self.db.transaction(rollback=rollback) as tx:
                 row = await tx.fetchrow(statement, params)
+                await self._called(tx, fn, args, access)
             assert row is not None
             if fn.returns == "void":
                 out = FunctionAnswer()
@@ -174,12 +178,31 @@ class DbFunctions:
             else:
                 out = FunctionAnswer(value=b"null" if row[0] is None else str(row[0]).encode())
         if not fn.read_only and not rollback:
+            if self._recording(fn):
+                assert self.recorder is not None
+                self.recorder.outbox.committed()
             await self.on_commit(None)  # which tables it wrote is unknown
         return out
 
+    def _recording(self, fn: Function) -> bool:
+        r = self.recorder
+        return (not fn.read_only and r is not None and r.enabled
+                and r.wants(f"rpc.{fn.name}", "call"))
+
+    async def _called(self, tx: Transaction, fn: Function, args: Any, access: Access) -> None:
+        """The call's event, in its transaction: committed exactly when what it wrote is."""
+        if not self._recording(fn):
+            return
+        assert self.recorder is not None
+        if not self.recorder.outbox.ready:
+            await self.recorder.outbox.ensure(self.db)
+        events = EventBuffer(self.recorder, principal_json(access.principal), None)
+        events.add(f"rpc.{fn.name}", "call", (), new={"function": fn.name, "args": args})
+        await events.flush(tx, last=True)
+
     async def _set(self, fn: Function, catalog: Catalog, names: Sequence[str], payload: str,
-                   api: ApiRequest, access: Access, *, whole: bool,
-                   rollback: bool) -> ReadAnswer:
+                   api: ApiRequest, access: Access, *, whole: bool, rollback: bool,
+                   args: Any = None) -> ReadAnswer:
         planned, table = result_table(fn, catalog)
         request = ApiRequest(method="GET", target=table.name, query=api.query,
                              prefer=api.prefer, media=api.media, range=api.range)
@@ -195,6 +218,7 @@ class DbFunctions:
             params.append(payload)
         async with self.db.transaction(rollback=rollback) as tx:
             row = await tx.fetchrow(statement.aggregate, params)
+            await self._called(tx, fn, args, access)
             assert row is not None
             total, rows, body = row
             if plan.media == "object" and rows != 1:

@@ -93,7 +93,7 @@ class Rpc:
         #: The database's own functions, served where no Python function has the name.
         self.functions = DbFunctions(db, catalog, max_rows=db.settings.max_rows,
                                      aggregates=db.settings.aggregates_enabled,
-                                     on_commit=on_commit)
+                                     on_commit=on_commit, recorder=recorder)
 
     def shadowed(self) -> list[str]:
         """Database functions a Python function of the same name hides (warned at start)."""
