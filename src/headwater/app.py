@@ -182,14 +182,13 @@ class Headwater:
     async def on_commit(self, tables: frozenset[str] | None) -> None:
         """After a write commits and before its response: learn its consistency token (with
         replicas), then invalidate what it changed."""
-        if self.replicas is not None:
-            await self.replicas.committed()
+        lsn = await self.replicas.committed() if self.replicas is not None else 0
         if self.cache is None:
             return
         if tables is None:
-            await self.cache.invalidate_all()
+            await self.cache.invalidate_all(lsn)
         else:
-            await self.cache.invalidate(sorted(tables))
+            await self.cache.invalidate(sorted(tables), lsn)
 
     def log_enabled(self, level: str) -> bool:
         return LEVELS.get(self.settings.log_level.lower(), 20) <= LEVELS[level]

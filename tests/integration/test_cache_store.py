@@ -115,6 +115,20 @@ async def test_bump_of_several_tables_and_of_the_epoch(nodes: Nodes) -> None:
     await settled(b, ["customers"], (0, 1))
 
 
+async def test_a_commit_position_travels_with_the_versions(nodes: Nodes) -> None:
+    """Read replicas: a node that sees a bump's versions knows its commit LSN too (the
+    largest announced; an older one never lowers it), across processes and Redis."""
+    a, b = await nodes.node(), await nodes.node()
+    big = 2**62 + 12345  # past a double's 53 bits: kept exact
+    await a.bump(["orders"], big)
+    await a.bump(["orders"], 7)
+    if nodes.redis_url is not None and nodes.settings.cache_mode == "bounded":
+        await until(lambda: b.local(["orders"]) == (2, 0))
+    else:
+        assert await b.current(["orders"]) == (2, 0)
+    assert b.lsn == big
+
+
 async def test_local_is_exact_or_within_the_bound(nodes: Nodes) -> None:
     a, b = await nodes.node(), await nodes.node()
     await a.bump(["orders"])

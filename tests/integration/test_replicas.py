@@ -247,3 +247,43 @@ def test_replica_stopped_under_load_then_back(rig: Rig) -> None:
         for t in threads:
             t.join()
     assert set(statuses) == {200}, statuses
+
+
+def test_a_replica_read_older_than_another_nodes_write_is_never_cached(
+        rig: Rig, tmp_path: Path) -> None:
+    """Node B writes while the replica's replay is paused (and lag is tolerated long enough
+    for node A to keep reading there): A may answer from the replica, but must not store that
+    answer, since B's write moved the versions A read; once the replica has caught up, a read
+    presenting B's token sees B's write."""
+    config = tmp_path / "headwater.toml"
+    config.write_text(SETTINGS.format(secret=SECRET))
+    env = {"HEADWATER_CONFIG": str(config), "HEADWATER_MAX_REPLICA_LAG": "30",
+           "HEADWATER_REPLICA_CHECK_INTERVAL": "3"}
+    with ServerProcess(rig.primary_url, env=env, args=("--replica", rig.replica_url)) as a, \
+            ServerProcess(rig.primary_url, env=env, args=("--replica", rig.replica_url)) as b:
+        writer, reader = bearer("erin"), bearer("frank")
+        made = httpx.post(b.url + "/items", json={"v": 1, "who": "erin"}, timeout=5,
+                          headers={**writer, "Prefer": "return=representation"})
+        row = made.json()[0]["id"]
+        wait_for(lambda: rig.sql(rig.replica_url, f"SELECT count(*) FROM items WHERE id = {row}")
+                 == 1, 10, "the row replayed")
+        wait_for(lambda: replica_ok(a), 10, "replica usable")
+        rig.sql(rig.replica_url, "SELECT pg_wal_replay_pause()")
+        try:
+            w = httpx.patch(b.url + f"/items?id=eq.{row}", json={"v": 2}, headers=writer,
+                            timeout=5)
+            assert w.status_code == 204
+            token = w.headers["headwater-lsn"]
+            query = f"/items?id=eq.{row}&select=id,v"
+            first = httpx.get(a.url + query, headers=reader, timeout=5)
+            if first.headers["headwater-served-by"] == "replica":
+                assert first.json() == [{"id": row, "v": 1}]  # allowed: no token, lag < 30 s
+            again = httpx.get(a.url + query, headers=reader, timeout=5)
+            assert not (again.headers.get("x-cache") == "HIT"
+                        and again.json() == [{"id": row, "v": 1}]), "a stale replica read was cached"
+        finally:
+            rig.sql(rig.replica_url, "SELECT pg_wal_replay_resume()")
+        wait_for(lambda: rig.sql(rig.replica_url, f"SELECT v FROM items WHERE id = {row}") == 2,
+                 10, "the update replayed")
+        after = httpx.get(a.url + query, headers={**reader, "Headwater-LSN": token}, timeout=5)
+        assert after.json() == [{"id": row, "v": 2}]

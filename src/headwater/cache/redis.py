@@ -17,13 +17,21 @@ from headwater.resilience.breaker import CircuitBreaker, Guard
 
 # The channel is the first argument, not a key: a cluster refuses a script whose keys live in
 # different slots, and a channel name is no key (PUBLISH reaches every node of a cluster).
+# ARGV[2] is the write's commit LSN (replicas), zero-padded so that Lua compares it as text
+# and ``int()`` reads it back, or empty; it is kept as the hash's highest ``~lsn``.
 _BUMP = """
 local out = {}
 local parts = {}
-for i = 2, #ARGV do
+for i = 3, #ARGV do
   local f = ARGV[i]
-  out[i - 1] = redis.call('HINCRBY', KEYS[1], f, 1)
-  parts[i - 1] = f .. '=' .. out[i - 1]
+  out[i - 2] = redis.call('HINCRBY', KEYS[1], f, 1)
+  parts[i - 2] = f .. '=' .. out[i - 2]
+end
+local lsn = ARGV[2]
+if lsn ~= '' then
+  local cur = redis.call('HGET', KEYS[1], '~lsn')
+  if (not cur) or lsn > cur then redis.call('HSET', KEYS[1], '~lsn', lsn) end
+  parts[#parts + 1] = '~lsn=' .. lsn
 end
 redis.call('PUBLISH', ARGV[1], table.concat(parts, ','))
 return out
@@ -113,9 +121,10 @@ class RedisStore:
         data, values = await self._run(both())
         return data, [int(v) if v is not None else 0 for v in values]
 
-    async def bump(self, hkey: str, fields: list[str], channel: str) -> list[int]:
+    async def bump(self, hkey: str, fields: list[str], channel: str, lsn: int = 0) -> list[int]:
         """Increment versions and announce them atomically, in one round trip."""
-        values = await self._run(self._bump(keys=[hkey], args=[channel, *fields]))
+        position = f"{lsn:020d}" if lsn else ""
+        values = await self._run(self._bump(keys=[hkey], args=[channel, position, *fields]))
         return [int(v) for v in values]
 
     async def ping(self) -> None:

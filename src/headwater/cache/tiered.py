@@ -103,18 +103,19 @@ class ReadCache:
         except RedisUnavailable:
             return None
 
-    async def invalidate(self, tables: Sequence[str]) -> None:
-        """After a commit, before the response: no node may serve older data after this."""
+    async def invalidate(self, tables: Sequence[str], lsn: int = 0) -> None:
+        """After a commit, before the response: no node may serve older data after this.
+        ``lsn``: the commit's position, with read replicas (``Versions.bump``)."""
         if not tables:
             return
         try:
-            await self.versions.bump(tables)
+            await self.versions.bump(tables, lsn)
         except RedisUnavailable:
             # Marked dirty: the epoch moves before this node trusts the cache again.
             self.log.warning("cache_invalidation_deferred", tables=list(tables))
 
-    async def invalidate_all(self) -> None:
-        await self.invalidate([EPOCH])
+    async def invalidate_all(self, lsn: int = 0) -> None:
+        await self.invalidate([EPOCH], lsn)
 
     # --- lookups ----------------------------------------------------------------------------
 

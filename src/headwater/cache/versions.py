@@ -36,6 +36,9 @@ if TYPE_CHECKING:  # redis is the redis extra: imported only when configured
     from headwater.cache.redis import RedisStore
 
 EPOCH = "__epoch__"
+#: The highest commit position (PostgreSQL's WAL LSN) announced with a bump: a read from a
+#: replica that has not replayed it may predate a version already seen, and is not cached.
+LSN = "~lsn"
 _SLOTS = 4096
 _SLOT = struct.Struct("<q")
 
@@ -65,7 +68,16 @@ class Versions(Protocol):
         and the current versions, in one round trip."""
         ...
 
-    async def bump(self, tables: Sequence[str]) -> None: ...
+    async def bump(self, tables: Sequence[str], lsn: int = 0) -> None:
+        """Move these tables' versions; ``lsn`` (with read replicas) is the write's commit
+        position, announced with the versions (``lsn`` below)."""
+        ...
+
+    @property
+    def lsn(self) -> int:
+        """The highest commit LSN announced with any bump this process has seen, read no
+        earlier than the versions it last read (replicas, ``service.reads``)."""
+        ...
 
     async def start(self) -> None: ...
 
@@ -85,9 +97,10 @@ class SharedVersions:
                                  f"headwater-versions-{digest}")
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            if os.fstat(fd).st_size < _SLOTS * 8:
-                os.ftruncate(fd, _SLOTS * 8)
-            self._mm = mmap.mmap(fd, _SLOTS * 8)
+            # The LSN lives after the slots: a file made by an older version grows by it.
+            if os.fstat(fd).st_size < _SLOTS * 8 + 8:
+                os.ftruncate(fd, _SLOTS * 8 + 8)
+            self._mm = mmap.mmap(fd, _SLOTS * 8 + 8)
         finally:
             os.close(fd)
         self._lock_fd = os.open(self.path, os.O_RDWR)
@@ -120,13 +133,21 @@ class SharedVersions:
         # No L2 lives beside a file on one host.
         return None, self.local(tables)
 
-    async def bump(self, tables: Sequence[str]) -> None:
+    async def bump(self, tables: Sequence[str], lsn: int = 0) -> None:
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         try:
+            # The position first: whoever sees the new versions sees it too.
+            if lsn > self.lsn:
+                _SLOT.pack_into(self._mm, _SLOTS * 8, lsn)
             for off in {self._offset(t) for t in tables}:
                 _SLOT.pack_into(self._mm, off, _SLOT.unpack_from(self._mm, off)[0] + 1)
         finally:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    @property
+    def lsn(self) -> int:
+        value: int = _SLOT.unpack_from(self._mm, _SLOTS * 8)[0]
+        return value
 
     async def start(self) -> None:
         pass
@@ -198,6 +219,8 @@ class RedisVersions:
         self._batch = _Batch(store, self.hkey)
         self._log = log
         self._node = os.urandom(6).hex()
+        #: The highest LSN read beside versions in strict mode (bounded: in ``_local``).
+        self._seen_lsn = 0
         #: Set when a write could not bump Redis: the epoch must move once Redis is back.
         self.dirty = False
 
@@ -205,22 +228,28 @@ class RedisVersions:
 
     async def current(self, tables: Sequence[str]) -> tuple[int, ...]:
         await self._heal()
-        values = await self._batch.read((*tables, EPOCH))
+        values = await self._batch.read((*tables, EPOCH, LSN))
+        self._seen_lsn = max(self._seen_lsn, values[LSN])
         return (*(values[t] for t in tables), values[EPOCH])
 
     async def with_entry(self, key: str, tables: Sequence[str],
                          ) -> tuple[bytes | None, tuple[int, ...]]:
         await self._heal()
-        data, values = await self.store.get_with_fields(key, self.hkey, [*tables, EPOCH])
-        return data, tuple(values)
+        data, values = await self.store.get_with_fields(key, self.hkey, [*tables, EPOCH, LSN])
+        self._seen_lsn = max(self._seen_lsn, values[-1])
+        return data, tuple(values[:-1])
 
-    async def bump(self, tables: Sequence[str]) -> None:
+    async def bump(self, tables: Sequence[str], lsn: int = 0) -> None:
         try:
-            values = await self.store.bump(self.hkey, list(tables), self.channel)
+            values = await self.store.bump(self.hkey, list(tables), self.channel, lsn)
         except RedisUnavailable:
             self.dirty = True
             raise
-        self._learn(dict(zip(tables, values, strict=True)))
+        self._learn({**dict(zip(tables, values, strict=True)), LSN: lsn})
+
+    @property
+    def lsn(self) -> int:
+        return max(self._seen_lsn, self._local.get(LSN, 0))
 
     async def _heal(self) -> None:
         if self.dirty:

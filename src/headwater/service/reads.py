@@ -164,8 +164,9 @@ class Reads:
         replica = await replicas.route(token, principal_key(access.principal))
         if replica is not None:
             # Versions were read before this: an answer from a replica that had not replayed
-            # every write this node knows of may predate them, and is not stored.
-            fresh_enough = replica.replay >= replicas.latest
+            # every write announced with them (by any node) may predate them.
+            announced = self.cache.versions.lsn if self.cache is not None else 0
+            fresh_enough = replica.replay >= max(replicas.latest, announced)
             try:
                 result = await execute_read(replica.db, plan, self._on_replica[id(settings)])
             except (DatabaseUnavailable, TransactionConflict) as exc:

@@ -142,8 +142,12 @@ async def test_versions_that_cannot_be_known_bypass_the_cache(cache: ReadCache) 
                              ) -> tuple[bytes | None, tuple[int, ...]]:
             raise RedisUnavailable("down")
 
-        async def bump(self, tables: Sequence[str]) -> None:
+        async def bump(self, tables: Sequence[str], lsn: int = 0) -> None:
             raise RedisUnavailable("down")
+
+        @property
+        def lsn(self) -> int:
+            return 0
 
         async def start(self) -> None:
             pass

@@ -12,7 +12,7 @@ from typing import cast
 import pytest
 
 from headwater.cache.redis import RedisStore
-from headwater.cache.versions import EPOCH, RedisVersions, SharedVersions, open_versions
+from headwater.cache.versions import EPOCH, LSN, RedisVersions, SharedVersions, open_versions
 from headwater.config import Settings
 from headwater.errors import RedisUnavailable
 from headwater.resilience.breaker import CircuitBreaker
@@ -41,10 +41,13 @@ class FakeRedis:
         self._check()
         return self.entries.get(key), [self.hash.get(f, 0) for f in fields]
 
-    async def bump(self, hkey: str, fields: list[str], channel: str) -> list[int]:
+    async def bump(self, hkey: str, fields: list[str], channel: str,
+                   lsn: int = 0) -> list[int]:
         self._check()
         for f in fields:
             self.hash[f] = self.hash.get(f, 0) + 1
+        if lsn > self.hash.get(LSN, 0):
+            self.hash[LSN] = lsn
         return [self.hash[f] for f in fields]
 
 
@@ -53,6 +56,25 @@ def redis_versions(fake: FakeRedis, bounded_ms: float | None = None) -> RedisVer
 
 
 # --- the shared counters file -----------------------------------------------------------------
+
+async def test_a_bump_announces_its_commit_position_to_every_reader(tmp_path: Path) -> None:
+    """Replicas: the highest commit LSN moves with the versions (never backwards), so a node
+    that sees a new version also knows how far a replica must have replayed."""
+    a = SharedVersions("sqlite:///lsn.db", str(tmp_path))
+    b = SharedVersions("sqlite:///lsn.db", str(tmp_path))
+    fake = FakeRedis()
+    ra, rb = redis_versions(fake), redis_versions(fake)
+    try:
+        for writer, reader in ((a, b), (ra, rb)):
+            assert reader.lsn == 0
+            await writer.bump(["orders"], 500)
+            await writer.bump(["orders"], 300)  # an older position never lowers it
+            await reader.current(["orders"])
+            assert reader.lsn == 500
+    finally:
+        await a.close()
+        await b.close()
+
 
 async def test_shared_versions_are_seen_by_every_instance_on_the_host(tmp_path: Path) -> None:
     a = SharedVersions("sqlite:///x.db", str(tmp_path))
