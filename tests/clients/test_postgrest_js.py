@@ -286,7 +286,6 @@ def test_count_planned(js: dict[str, dict[str, Result]], clients_served: Served)
     assert res["status"] == 206 and res["count"] == estimate
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: explain() (Accept: application/vnd.pgrst.plan)")
 def test_explain(js: dict[str, dict[str, Result]], clients_served: Served) -> None:
     postgres_only(clients_served, "EXPLAIN output")
     text = ok(steps(js, "explain")["plan"])

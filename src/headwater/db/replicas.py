@@ -24,15 +24,15 @@ import math
 import re
 import time
 from collections.abc import Callable
-from typing import Any
-
-import asyncpg
+from typing import TYPE_CHECKING, Any
 
 from headwater.config import Settings
-from headwater.db.postgres import PostgresDatabase
 from headwater.errors import HeadwaterError, RequestError
 from headwater.model.principal import Principal
 from headwater.resilience.breaker import BreakerState
+
+if TYPE_CHECKING:  # the postgres extra: only a server given replicas imports it
+    from headwater.db.postgres import PostgresDatabase
 
 _LSN = re.compile(r"([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})")
 _PRIMARY_SQL = "SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::int8"
@@ -182,10 +182,14 @@ class Replicas:
                 self.log.error("replica_monitor_failed", error=repr(exc)[:300])
 
     async def _connect(self, url: str) -> Any:
+        import asyncpg
+
         return await asyncpg.connect(url.replace("postgres://", "postgresql://", 1),
                                      timeout=self.settings.connect_timeout)
 
     async def _sample(self) -> None:
+        import asyncpg  # the postgres extra, there whenever replicas are
+
         timeout = max(0.5, self.settings.max_replica_lag)
         try:
             if self._primary_conn is None or self._primary_conn.is_closed():
@@ -206,6 +210,8 @@ class Replicas:
                 conn.terminate()
 
     async def _sample_replica(self, r: Replica, limit: float) -> None:
+        import asyncpg
+
         try:
             if r._monitor is None or r._monitor.is_closed():
                 r._monitor = await self._connect(r.db.settings.database_url)
@@ -310,6 +316,8 @@ def open_replicas(primary: PostgresDatabase, settings: Settings, *, log: Any,
                   on_query: Callable[[], None] | None = None,
                   on_sample: Callable[[Replicas], None] | None = None) -> Replicas:
     """The replicas the settings name, each served read-only with its own pool."""
+    from headwater.db.postgres import PostgresDatabase
+
     replicas = []
     for i, url in enumerate(settings.replicas(), 1):
         own = settings.replace(database_url=url, read_only=True)
