@@ -377,3 +377,35 @@ def test_openapi_lists_writes_and_rpc(client: httpx.Client) -> None:
     schema = rpc["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert schema["properties"]["order_id"] == {"type": "integer"}
     assert "get" in rpc
+
+
+def test_a_view_that_cannot_be_written_is_refused(client: httpx.Client,
+                                                  served_rw: Served) -> None:
+    """The demo's customer_totals (an aggregate view): each write is a 405 naming the view,
+    nothing is written, no event is recorded, and on PostgreSQL the refusals do not trip the
+    database's circuit (the caller's mistake, not the database's failure). Seen failing first:
+    SQLite answered 201 with a made-up row (and recorded events), PostgreSQL 503."""
+    def events() -> int:
+        try:
+            return oracle.rows(served_rw.database_url,
+                               "SELECT count(*) FROM _headwater_outbox "
+                               "WHERE tbl = 'customer_totals'")[0][0]
+        except Exception:  # no outbox yet: nothing recorded
+            return 0
+
+    before = events()
+    totals = oracle.rows(served_rw.database_url, "SELECT count(*) FROM customers")
+    for _ in range(7):
+        for r in (client.post("/customer_totals", json={"name": "x"},
+                              headers={"Prefer": "return=representation"}),
+                  client.patch("/customer_totals?customer_id=eq.1", json={"name": "R"}),
+                  client.delete("/customer_totals?customer_id=eq.1")):
+            assert r.status_code == 405, r.text
+            body = r.json()
+            assert body["code"] == "55000" and "view" in body["message"], body
+    assert events() == before
+    assert oracle.rows(served_rw.database_url, "SELECT count(*) FROM customers") == totals
+    assert client.get("/customers?id=eq.1&select=id").status_code == 200
+    r = client.post("/orders?select=id", json={"customer_id": 1, "ordered_at": "2024-01-02T03:04:05"},
+                    headers={"Prefer": "return=representation"})
+    assert r.status_code == 201, r.text  # the database's circuit is still closed

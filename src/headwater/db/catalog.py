@@ -7,6 +7,7 @@ declared types (including SQLite's free-form ones) to one type hierarchy.
 from __future__ import annotations
 
 import dataclasses
+import re
 import warnings
 from types import MappingProxyType
 from typing import Any
@@ -127,6 +128,7 @@ def reflect(conn: sa.Connection, schema: str | None) -> list[Table]:
         indexes = insp.get_multi_indexes(schema=schema, kind=kinds.TABLE)
     sqlite = conn.dialect.name == "sqlite"
     strict = _strict_tables(conn) if sqlite else frozenset()
+    instead_of = _instead_of(conn) if sqlite else {}
     tables: list[Table] = []
     for key in sorted(cols, key=lambda k: k[1]):
         name = key[1]
@@ -150,6 +152,7 @@ def reflect(conn: sa.Connection, schema: str | None) -> list[Table]:
                 (unique if constraint else unique_indexes).append(target)
         tables.append(Table(name=name, columns=MappingProxyType(columns), primary_key=pk,
                             foreign_keys=foreign, is_view=name in view_names,
+                            instead_of=instead_of.get(name, frozenset()),
                             unique=tuple(unique), unique_indexes=tuple(unique_indexes)))
     return _with_view_sources(conn, schema, tables)
 
@@ -209,6 +212,21 @@ def _with_view_sources(conn: sa.Connection, schema: str | None,
     sources = follow(direct, base)
     return [dataclasses.replace(t, sources=MappingProxyType(sources[t.name]))
             if t.name in sources else t for t in tables]
+
+
+_INSTEAD_OF = re.compile(r"\bINSTEAD\s+OF\s+(INSERT|UPDATE|DELETE)\b", re.IGNORECASE)
+
+
+def _instead_of(conn: sa.Connection) -> dict[str, frozenset[str]]:
+    """SQLite: each view's INSTEAD OF triggers, by the operation they perform."""
+    out: dict[str, set[str]] = {}
+    rows = conn.exec_driver_sql(
+        "SELECT tbl_name, sql FROM sqlite_master WHERE type = 'trigger' AND sql IS NOT NULL")
+    for table, sql in rows:
+        m = _INSTEAD_OF.search(str(sql))
+        if m is not None:
+            out.setdefault(str(table), set()).add(m[1].lower())
+    return {k: frozenset(v) for k, v in out.items()}
 
 
 def _strict_tables(conn: sa.Connection) -> frozenset[str]:

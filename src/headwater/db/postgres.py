@@ -19,6 +19,7 @@ from headwater.errors import (
     DatabaseUnavailable,
     HeadwaterError,
     InvalidValue,
+    MethodNotAllowed,
     Raised,
     ReadOnly,
     RequestError,
@@ -96,6 +97,11 @@ def _pg_error(exc: BaseException) -> HeadwaterError:
     if sqlstate in ("40001", "40P01"):
         return TransactionConflict("could not serialize access: the transaction was retried "
                                    "and conflicted again", code=sqlstate)
+    if sqlstate == "55000" and exc.args and " view " in f" {exc.args[0]} ":
+        # "cannot insert into view …": the request's doing, never the database's failure
+        return MethodNotAllowed(str(exc.args[0]), code=sqlstate,
+                                details=getattr(exc, "detail", None),
+                                hint=getattr(exc, "hint", None))
     if sqlstate and (sqlstate.startswith(("08", "57P")) or sqlstate in ("53300", "55000")):
         # Connection failures, administrator shutdown or restart, too many connections.
         return DatabaseUnavailable("Database connection error. Retrying the connection.",

@@ -91,6 +91,9 @@ class Table:
     primary_key: tuple[str, ...] = ()
     foreign_keys: tuple[ForeignKey, ...] = ()
     is_view: bool = False
+    #: SQLite: the operations (insert, update, delete) a view's INSTEAD OF triggers perform;
+    #: SQLite changes a view no other way.
+    instead_of: frozenset[str] = frozenset()
     #: Unique constraints (which also make a foreign key one-to-one, as in PostgREST).
     unique: tuple[tuple[str, ...], ...] = ()
     #: Unique indexes that back no constraint (whole columns, no predicate): upsert

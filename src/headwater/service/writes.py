@@ -31,6 +31,7 @@ from headwater.errors import (
     InvalidBody,
     InvalidValue,
     InvalidWrite,
+    MethodNotAllowed,
     ParseError,
     RequestError,
     SingularityError,
@@ -117,9 +118,22 @@ class Writer:
             await self.on_commit(None if unknown else result.tables)
         return result
 
+    def _writable(self, table: Table, op: str) -> None:
+        """SQLite: a view changes only through an INSTEAD OF trigger for the operation. (Its
+        ``INSERT … RETURNING`` on a view without one answers rows and writes nothing, SQLite
+        3.40's bug: refused here, as PostgreSQL refuses a view it cannot update.)"""
+        if table.is_view and self.db.dialect == "sqlite" and op not in table.instead_of:
+            verb = {"insert": "insert into", "update": "update", "delete": "delete from"}[op]
+            raise MethodNotAllowed(
+                f'cannot {verb} view "{table.name}"', code="55000",
+                details="SQLite changes a view only through an INSTEAD OF trigger",
+                hint=f"write to the tables under {table.name}, or create an INSTEAD OF "
+                     f"{op.upper()} trigger on it")
+
     async def _insert(self, request: ApiRequest, body: Sequence[Mapping[str, Any]], *,
                       from_csv: bool = False, put: bool = False) -> WriteResult:
         table = require_table(self.catalog, request.target)
+        self._writable(table, "insert")
         # The body's rows are only read here; hooks get copies (a retry runs this again).
         rows = [_from_csv(table, r) for r in body] if from_csv else list(body)
         q = request.query
@@ -200,6 +214,7 @@ class Writer:
 
     async def _update(self, request: ApiRequest, body: Any) -> WriteResult:
         table = require_table(self.catalog, request.target)
+        self._writable(table, "update")
         if not isinstance(body, dict):
             raise InvalidBody("PATCH takes one JSON object of the columns to change",
                               code="PGRST102")
@@ -234,6 +249,7 @@ class Writer:
 
     async def _delete(self, request: ApiRequest) -> WriteResult:
         table = require_table(self.catalog, request.target)
+        self._writable(table, "delete")
         self._require_filter(table, request, "DELETE")
         plan = plan_mutation(self.catalog, request, "delete",
                              access=self.guard.access if self.guard is not None else None)
