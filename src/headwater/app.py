@@ -42,6 +42,7 @@ from headwater.events.outbox import Outbox
 from headwater.events.recording import Recorder
 from headwater.events.runtime import Events, start_events
 from headwater.model.catalog import Catalog
+from headwater.model.plan import VIEWS
 from headwater.model.principal import Principal
 from headwater.observability.access import AccessLog
 from headwater.observability.logging import LEVELS, is_console, route_library_logs
@@ -86,6 +87,8 @@ class Headwater:
         self.recorder = Recorder(self.outbox)
         self.events: Events | None = None
         self.catalog: Catalog | None = None
+        #: Whether a write must also move ``VIEWS`` (``model.plan``): any view in a catalog.
+        self._has_views = False
         self.app: App = load_app(settings.app) if settings.app else App()
         self.breakers: dict[str, CircuitBreaker] = {}
         #: Background probes of open breakers (``resilience.recovery``), by dependency.
@@ -185,6 +188,8 @@ class Headwater:
         lsn = await self.replicas.committed() if self.replicas is not None else 0
         if self.cache is None:
             return
+        if tables is not None and self._has_views:
+            tables = tables | {VIEWS}  # a view over what was written may change too
         if tables is None:
             await self.cache.invalidate_all(lsn)
         else:
@@ -247,6 +252,8 @@ class Headwater:
             return False
         self.catalog = catalog
         self.catalogs = others
+        self._has_views = any(t.is_view for c in (catalog, *others.values())
+                              for t in c.tables.values())
         try:
             await self.recorder.install_triggers(self.db, catalog)  # SQLite's, when events are on
         except HeadwaterError as exc:  # writes then record events by a second statement

@@ -387,9 +387,9 @@ def test_a_view_that_cannot_be_written_is_refused(client: httpx.Client,
     SQLite answered 201 with a made-up row (and recorded events), PostgreSQL 503."""
     def events() -> int:
         try:
-            return oracle.rows(served_rw.database_url,
-                               "SELECT count(*) FROM _headwater_outbox "
-                               "WHERE tbl = 'customer_totals'")[0][0]
+            return int(oracle.rows(served_rw.database_url,
+                                   "SELECT count(*) FROM _headwater_outbox "
+                                   "WHERE tbl = 'customer_totals'")[0][0])
         except Exception:  # no outbox yet: nothing recorded
             return 0
 

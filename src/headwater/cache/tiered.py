@@ -154,7 +154,7 @@ class ReadCache:
     async def read(self, raw: str, plan: ReadPlan, context: str,
                    execute: Callable[[], Awaitable[ReadResult]]) -> Cached | ReadResult:
         key = plan_key(plan, context)
-        tables = tuple(sorted(plan.root.tables()))
+        tables = tuple(sorted(plan.root.tables() | plan.depends))
         now = time.time()
         e = self.l1.get(key)
         tier = "l1"

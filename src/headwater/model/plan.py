@@ -203,6 +203,14 @@ class ReadPlan:
     first: int
     #: ``Prefer: count=`` as asked (``count`` says whether to count at all).
     count_kind: Literal["exact", "planned", "estimated"] | None = None
+    #: Beyond the tables read, what a write to changes the answer: ``VIEWS`` when a view is
+    #: read (which tables lie under a view is not tracked; every write moves ``VIEWS``).
+    depends: frozenset[str] = frozenset()
+
+
+#: The version every write moves when the schema has views, and every read of a view is
+#: cached under: a view's answer changes with writes to the tables under it.
+VIEWS = "__views__"
 
 
 # --- writes -----------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from headwater.model.fts_query import fts5_query
 from headwater.model.grammar import ARRAY_OPS, FTS_OPS, RANGE_OPS, parse_array
 from headwater.model.pattern import sqlite_pattern
 from headwater.model.plan import (
+    VIEWS,
     BoolExpr,
     Compare,
     Cond,
@@ -526,9 +527,12 @@ def plan_read(catalog: Catalog, request: ApiRequest, *, max_rows: int = 0,
         limit = max_rows if limit is None else min(limit, max_rows)
     limit_param = p.param(limit)
     offset_param = p.param(offset)
+    tables = catalog.tables
+    views = any(t in tables and tables[t].is_view for t in root.tables())
     return ReadPlan(root=root, params=tuple(p.params), count=request.prefer.count is not None,
                     media=request.media, limit_param=limit_param, offset_param=offset_param,
-                    first=offset, count_kind=request.prefer.count)
+                    first=offset, count_kind=request.prefer.count,
+                    depends=frozenset({VIEWS}) if views else frozenset())
 
 
 # --- writes -----------------------------------------------------------------------------------
