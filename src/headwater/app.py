@@ -73,6 +73,8 @@ class Headwater:
         #: One line per request at the info level (the default), written in batches.
         self.access_log = AccessLog() if self.log_enabled("info") else None
         self.db: Database = open_database(settings, on_query=self.metrics.query)
+        if settings.runtime_dir:
+            self.metrics.share(settings.runtime_dir, self.db.pool_stats)
         self.outbox = Outbox(settings, self.db.dialect, self.db.schema)
         self.recorder = Recorder(self.outbox)
         self.events: Events | None = None
@@ -151,6 +153,8 @@ class Headwater:
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self.metrics.shared is not None:
+            self.metrics.shared.start()
         if self.settings.max_loop_lag_ms > 0:
             self.admission.lag.start()
         if self.cache is not None:
@@ -230,6 +234,8 @@ class Headwater:
             await recovery.close()
         await self.admission.lag.stop()
         await self.db.close()
+        if self.metrics.shared is not None:
+            await self.metrics.shared.close()
         if self.access_log is not None:
             self.access_log.flush()
 

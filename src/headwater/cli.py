@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
+import signal
 import socket
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 import uvicorn
+from uvicorn.supervisors import Multiprocess
 
 from headwater.config import Settings
 from headwater.errors import ConfigError, DemoTargetBusy, InvalidSetting
@@ -80,9 +84,9 @@ def _check_serving_settings(settings: Settings, flags: dict[str, object]) -> Set
 
     if not 1 <= settings.port <= 65535:
         raise InvalidSetting(f"{source('port')}: {settings.port} is not a port (1-65535)")
-    if settings.workers < 1:
+    if settings.workers != "auto" and settings.workers < 1:
         raise InvalidSetting(f"{source('workers')}: {settings.workers} is not a number of "
-                             "worker processes (1 or more)")
+                             "worker processes (1 or more, or auto)")
     if settings.app:
         from headwater.service.hooks import load_app
 
@@ -130,7 +134,9 @@ def serve(
     port: Annotated[str | None, typer.Option(
         metavar="PORT", help="1-65535; default 3000  [env: HEADWATER_PORT]")] = None,
     workers: Annotated[str | None, typer.Option(
-        metavar="N", help="Worker processes; default 1  [env: HEADWATER_WORKERS]")] = None,
+        metavar="N|auto", help="Worker processes; default auto: one per core this process may "
+                               "use (CPU affinity and cgroup quota)  [env: HEADWATER_WORKERS]")]
+    = None,
     log_level: Annotated[str | None, typer.Option(
         metavar="LEVEL", help="debug|info|warning|error  [env: HEADWATER_LOG_LEVEL]")] = None,
     app: Annotated[str | None, typer.Option(
@@ -174,9 +180,36 @@ def serve(
     settings = _check_serving_settings(settings, flags)
     for note in notes:
         typer.echo(note, err=True)
-    # Worker processes rebuild the same settings from the environment.
-    os.environ.update(settings.to_env())
-    _run(settings)
+    count, why = _worker_count(settings)
+    with _runtime_dir(settings) as runtime:
+        settings = settings.replace(workers=count, runtime_dir=runtime)
+        # Worker processes rebuild the same settings from the environment.
+        os.environ.update(settings.to_env())
+        _run(settings, why)
+
+
+def _worker_count(settings: Settings) -> tuple[int, str]:
+    """How many worker processes, and why (for the start banner)."""
+    if settings.workers == "auto":
+        from headwater.cores import available_cores
+
+        cores = available_cores()
+        return cores.count, f"auto: {cores.reason}"
+    return settings.workers, "as configured"
+
+
+@contextlib.contextmanager
+def _runtime_dir(settings: Settings) -> Iterator[str]:
+    """The directory this server's workers share, removed at exit unless it was given."""
+    if settings.runtime_dir:
+        os.makedirs(settings.runtime_dir, mode=0o700, exist_ok=True)
+        yield settings.runtime_dir
+        return
+    path = tempfile.mkdtemp(prefix="headwater-serve-")
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 class _AnnouncingServer(uvicorn.Server):
@@ -190,21 +223,34 @@ class _AnnouncingServer(uvicorn.Server):
             self.announce(self.servers[0].sockets[0].getsockname()[1])
 
 
-def _run(settings: Settings) -> None:
-    from uvicorn.supervisors import Multiprocess
+class _Supervisor(Multiprocess):
+    """uvicorn's supervisor, except that SIGHUP reloads every worker's catalog in place (as
+    it does with one worker) instead of replacing the workers."""
 
+    def handle_hup(self) -> None:
+        for process in self.processes:
+            if process.pid is not None and process.exitcode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGHUP)
+
+
+def _run(settings: Settings, why: str = "") -> None:
     from headwater.db.location import redacted
 
     scheme = "https" if settings.tls_cert else "http"
     from headwater.api.connection import protocol_factory
 
+    assert settings.workers != "auto"
+    workers = settings.workers
+
     def announce(port: int) -> None:
+        count = f"{workers} worker{'s' * (workers != 1)}" + (f" ({why})" if why else "")
         typer.echo(f"Headwater serving {redacted(settings.database_url)} on "
-                   f"{scheme}://{settings.host}:{port}/", err=True)
+                   f"{scheme}://{settings.host}:{port}/ with {count}", err=True)
 
     config = uvicorn.Config(
         "headwater.app:create_app_from_env", factory=True, host=settings.host,
-        port=settings.port, workers=settings.workers, log_level="warning",
+        port=settings.port, workers=workers, log_level="warning",
         # uvicorn's own lines go through Headwater's handler (one format).
         log_config=None, access_log=False, loop="uvloop",
         # httptools with the limits it lacks: head size and deadline, connections.
@@ -219,7 +265,7 @@ def _run(settings: Settings) -> None:
         # pickled to them, so it stays uvicorn's own class).
         sock = config.bind_socket()
         announce(sock.getsockname()[1])
-        Multiprocess(config, sockets=[sock]).run()
+        _Supervisor(config, sockets=[sock]).run()
         return
     server = _AnnouncingServer(config)
     server.announce = announce

@@ -9,13 +9,15 @@ the variable, the value and what is allowed, never a silent ``False``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Literal, TypeAlias, get_args, get_origin, get_type_hints
+from types import UnionType
+from typing import Any, Literal, TypeAlias, Union, get_args, get_origin, get_type_hints
 
 from headwater.errors import InvalidSetting
 
@@ -25,6 +27,8 @@ LogLevel: TypeAlias = Literal["debug", "info", "warning", "error", "critical"]
 #: ``strict``: no node serves data older than a write once its response is sent.
 #: ``bounded``: nodes trust pushed versions and may lag by ``cache_bounded_lag_ms``.
 CacheMode: TypeAlias = Literal["strict", "bounded"]
+#: Worker processes: a number, or ``auto`` (one per core this process may use).
+WorkerCount: TypeAlias = int | Literal["auto"]
 
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
@@ -38,7 +42,7 @@ class Settings:
     database_url: str = "sqlite:///headwater.db"
     host: str = "127.0.0.1"
     port: int = 3000
-    workers: int = 1
+    workers: WorkerCount = "auto"
     log_level: LogLevel = "info"
     #: Schema served on PostgreSQL.
     db_schema: str = "public"
@@ -182,6 +186,11 @@ class Settings:
     #: answers 405.
     read_only: bool = False
 
+    #: The directory one ``serve``'s worker processes share (rate-limit counters, metrics
+    #: snapshots, the relay's lock). Empty: ``serve`` makes a fresh one and removes it at
+    #: exit; a process started some other way (``create_app``) then shares nothing.
+    runtime_dir: str = ""
+
     def unfiltered_write_tables(self) -> frozenset[str]:
         return frozenset(t.strip() for t in self.unfiltered_writes.split(",") if t.strip())
 
@@ -221,6 +230,13 @@ def parse_value(kind: Any, raw: str, name: str) -> Any:
     """The text of a setting (``name``: the variable or flag it came from) as ``kind``: str,
     int, float, bool or a ``Literal`` of strings; anything else is an ``InvalidSetting``."""
     text = raw.strip().lower()
+    if get_origin(kind) in (Union, UnionType):
+        for option in get_args(kind):
+            with contextlib.suppress(InvalidSetting):
+                return parse_value(option, raw, name)
+        allowed = " or ".join("an integer" if o is int else ", ".join(get_args(o))
+                              for o in get_args(kind))
+        raise InvalidSetting(f"{name}: {raw!r} is not {allowed}")
     if kind is bool:
         if text in _TRUE or text in _FALSE:
             return text in _TRUE
@@ -248,6 +264,6 @@ def parse_value(kind: Any, raw: str, name: str) -> Any:
 def _check(kind: Any, value: Any, name: str) -> Any:
     """An override (a flag's value): text is parsed as from the environment; a typed value
     must be one of a ``Literal``'s when the setting has one."""
-    if isinstance(value, str) or get_origin(kind) is Literal:
+    if isinstance(value, str) or get_origin(kind) in (Literal, Union, UnionType):
         return parse_value(kind, str(value), name)
     return value
