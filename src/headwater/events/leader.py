@@ -27,6 +27,9 @@ class RelayLeader:
         self._fd: int | None = None
         self._listener: socket.socket | None = None
         self._sender: socket.socket | None = None
+        self.state_path = os.path.join(directory, "broker.state")
+        self._told: bool | None = None
+        self._reporter: asyncio.Task[None] | None = None
 
     @property
     def held(self) -> bool:
@@ -51,8 +54,10 @@ class RelayLeader:
                 return
             await asyncio.sleep(RETRY)
 
-    def listen(self, on_kick: Callable[[], None]) -> None:
-        """The holder: call ``on_kick`` when another worker commits events."""
+    def listen(self, on_kick: Callable[[], None],
+               connected: Callable[[], bool] | None = None) -> None:
+        """The holder: call ``on_kick`` when another worker commits events, and keep the
+        broker's state (``connected``) where the others' ``/-/ready`` can read it."""
         assert self._fd is not None
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.sock_path)
@@ -68,6 +73,31 @@ class RelayLeader:
 
         asyncio.get_running_loop().add_reader(sock.fileno(), drain)
         self._listener = sock
+        if connected is not None:
+            self._reporter = asyncio.create_task(self._report(connected))
+
+    async def _report(self, connected: Callable[[], bool]) -> None:
+        while True:
+            now = connected()
+            if now != self._told:
+                with contextlib.suppress(OSError):
+                    self._write_state(now)
+                    self._told = now
+            await asyncio.sleep(RETRY / 2)
+
+    def _write_state(self, connected: bool) -> None:
+        """A few bytes to a local file on a change of state: not worth a thread."""
+        with open(self.state_path + ".tmp", "w") as f:
+            f.write("ok" if connected else "down")
+        os.replace(self.state_path + ".tmp", self.state_path)
+
+    def broker_connected(self) -> bool:
+        """A standby: whether the holder's relay is connected to the broker now."""
+        try:
+            with open(self.state_path) as f:
+                return f.read() == "ok"
+        except OSError:
+            return False
 
     def kick(self) -> None:
         """A standby: wake the holder's relay (best effort: it also polls)."""
@@ -78,6 +108,9 @@ class RelayLeader:
             self._sender.sendto(b"k", self.sock_path)
 
     def close(self) -> None:
+        if self._reporter is not None:
+            self._reporter.cancel()
+            self._reporter = None
         if self._listener is not None:
             with contextlib.suppress(Exception):
                 asyncio.get_running_loop().remove_reader(self._listener.fileno())

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
@@ -62,9 +62,15 @@ class Events:
     def readiness(self) -> dict[str, Any] | None:
         """The broker's entry in ``/-/ready`` (None without one): degraded, not failing,
         while it is down, since writes go on and the outbox keeps their events."""
-        if self.bus is None or not self.settings.amqp_url:
+        if not self.settings.amqp_url:
             return None
-        return {"status": "ok" if self.bus.connected else "degraded"}
+        if self.bus is not None:
+            connected = self.bus.connected
+        elif self.leader is not None:  # another worker relays: its view of the broker
+            connected = self.leader.broker_connected()
+        else:
+            return None
+        return {"status": "ok" if connected else "degraded"}
 
     async def close(self) -> None:
         self.outbox.listeners.clear()
@@ -122,8 +128,8 @@ async def start_events(settings: Settings, outbox: Outbox,
                                    app_db=app_db)
         if leader is not None:
             events.leader = leader
-            assert events.relay is not None
-            leader.listen(events.relay.kick)
+            assert events.relay is not None and events.bus is not None
+            leader.listen(events.relay.kick, _connected(events.bus))
         return events
     events = Events(settings, None, outbox, None, None, None, None, log)
     events.leader = leader
@@ -135,12 +141,16 @@ async def start_events(settings: Settings, outbox: Outbox,
         running = await _run_events(settings, outbox, subscriptions, metrics=metrics, log=log,
                                     app_db=app_db)
         events.adopt(running)
-        assert running.relay is not None
-        leader.listen(running.relay.kick)
+        assert running.relay is not None and running.bus is not None
+        leader.listen(running.relay.kick, _connected(running.bus))
         log.info("relay_taken_over")
 
     events._standby = asyncio.create_task(take_over())
     return events
+
+
+def _connected(bus: Bus) -> Callable[[], bool]:
+    return lambda: bus.connected
 
 
 async def _run_events(settings: Settings, outbox: Outbox,
