@@ -153,6 +153,11 @@ class Headwater:
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
+        # First: a SIGHUP (forwarded to every worker) must never meet the default action,
+        # which would end a worker still starting.
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            asyncio.get_running_loop().add_signal_handler(
+                signal.SIGHUP, lambda: asyncio.ensure_future(self.reload_catalog()))
         if self.metrics.shared is not None:
             self.metrics.shared.start()
         if self.settings.max_loop_lag_ms > 0:
@@ -166,9 +171,6 @@ class Headwater:
         self.events = await start_events(self.settings, self.outbox,
                                          list(self.app.subscriptions.values()),
                                          metrics=self.metrics, log=self.log, app_db=self.db)
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            asyncio.get_running_loop().add_signal_handler(
-                signal.SIGHUP, lambda: asyncio.ensure_future(self.reload_catalog()))
 
     async def _connect(self) -> bool:
         try:

@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -205,11 +206,18 @@ def _runtime_dir(settings: Settings) -> Iterator[str]:
         os.makedirs(settings.runtime_dir, mode=0o700, exist_ok=True)
         yield settings.runtime_dir
         return
+    _sweep_runtime_dirs()
     path = tempfile.mkdtemp(prefix="headwater-serve-")
+    Path(path, "owner").write_text(str(os.getpid()))
     try:
         yield path
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        # A worker still closing may write one last file while the tree is removed.
+        for _ in range(10):
+            shutil.rmtree(path, ignore_errors=True)
+            if not os.path.exists(path):
+                break
+            time.sleep(0.2)
 
 
 class _AnnouncingServer(uvicorn.Server):
@@ -221,6 +229,20 @@ class _AnnouncingServer(uvicorn.Server):
         await super().startup(sockets)
         if self.started and sockets is None and self.announce is not None:
             self.announce(self.servers[0].sockets[0].getsockname()[1])
+
+
+def _sweep_runtime_dirs(grace: float = 60.0) -> None:
+    """Remove the runtime directories of servers that were killed (SIGKILL leaves them): those
+    whose owner process is gone."""
+    for path in Path(tempfile.gettempdir()).glob("headwater-serve-*"):
+        try:
+            if time.time() - path.stat().st_mtime < grace:
+                continue
+            os.kill(int((path / "owner").read_text()), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except (OSError, ValueError):
+            continue  # not ours to judge (another user's, or being written)
 
 
 class _Supervisor(Multiprocess):

@@ -83,7 +83,7 @@ class RelayLeader:
                 with contextlib.suppress(OSError):
                     self._write_state(now)
                     self._told = now
-            await asyncio.sleep(RETRY / 2)
+            await asyncio.sleep(0.1)  # a bool read; the file is written only on a change
 
     def _write_state(self, connected: bool) -> None:
         """A few bytes to a local file on a change of state: not worth a thread."""
