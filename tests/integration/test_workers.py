@@ -6,6 +6,7 @@ SIGTERM reaching every worker, metrics for the whole server, API-key revocation.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import re
@@ -312,6 +313,11 @@ def test_metrics_count_every_workers_requests(database: str) -> None:
         assert metric(text, "headwater_workers") == len(workers(s.url))
         stats = fresh(s.url, "/-/stats").json()
         assert stats["requests_by_status"]["404"] == 60
+        # The console charts successive polls, whichever worker answers each: never backwards.
+        polls = [fresh(s.url, "/-/stats").json() for _ in range(12)]
+        for earlier, later in itertools.pairwise(polls):
+            assert later["uptime_s"] >= earlier["uptime_s"]
+            assert later["requests_total"] > earlier["requests_total"]
     assert sum(1 for n in by_worker.values() if n >= 1) >= 2, by_worker
 
 

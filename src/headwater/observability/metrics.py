@@ -70,6 +70,7 @@ class Metrics:
         self.rate_limit_rejections: int | None = None
         self.breakers: dict[str, str] = {}
         self.started = time.monotonic()
+        self.started_at = time.time()
         self.window_seconds = window_seconds
         self._window: deque[tuple[float, float]] = deque(maxlen=window_max)
         self.registry.register(_RequestCollector(self))
@@ -112,7 +113,7 @@ class Metrics:
         ``shared_metrics``)."""
         def summed() -> dict[str, object]:
             mine = self._own_stats(pool())
-            return {k: mine[k] for k in SUMMED}
+            return {"started_at": self.started_at, **{k: mine[k] for k in SUMMED}}
 
         self.shared = SharedMetrics(runtime_dir, self.registry, summed)
 
@@ -128,7 +129,11 @@ class Metrics:
         answering worker's (``pid``)."""
         out = self._own_stats(pool)
         if self.shared is not None:
-            out.update(self.shared.merged_stats())
+            merged = self.shared.merged_stats()
+            # The server's uptime (its first worker's), the same whichever worker answers:
+            # the console's chart takes a smaller uptime for a restart.
+            out["uptime_s"] = round(time.time() - merged.pop("started_at", self.started_at), 3)
+            out.update(merged)
         out["pid"] = os.getpid()
         return out
 

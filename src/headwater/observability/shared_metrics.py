@@ -103,7 +103,7 @@ class SharedMetrics:
         return generate_latest(registry)
 
     def merged_stats(self) -> dict[str, Any]:
-        """``/-/stats``'s counts summed over the workers."""
+        """``/-/stats``'s counts summed over the workers, and when the first started."""
         snaps = self.all()
         out: dict[str, Any] = {"workers": sorted(s.pid for s, alive in snaps if alive)}
         for snap, alive in snaps:
@@ -114,6 +114,8 @@ class SharedMetrics:
                         into[k] = into.get(k, 0) + v
                 elif value is None:
                     out.setdefault(key, None)
+                elif key == "started_at":
+                    out[key] = min(out.get(key, value), value)
                 elif key == "outbox_pending":
                     if alive:
                         out[key] = max(out.get(key) or 0, value)
