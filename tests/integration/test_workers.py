@@ -317,7 +317,7 @@ def test_metrics_count_every_workers_requests(database: str) -> None:
         polls = [fresh(s.url, "/-/stats").json() for _ in range(12)]
         for earlier, later in itertools.pairwise(polls):
             assert later["uptime_s"] >= earlier["uptime_s"]
-            assert later["requests_total"] > earlier["requests_total"]
+            assert later["requests_total"] >= earlier["requests_total"]
     assert sum(1 for n in by_worker.values() if n >= 1) >= 2, by_worker
 
 
