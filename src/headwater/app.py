@@ -83,6 +83,8 @@ class Headwater:
         self.access_log = (AccessLog(console=is_console(settings.log_format, sys.stdout))
                            if self.log_enabled("info") else None)
         self.db: Database = open_database(settings, on_query=self.metrics.query)
+        if settings.runtime_dir:
+            self.metrics.share(settings.runtime_dir, self.db.pool_stats)
         self.outbox = Outbox(settings, self.db.dialect, self.db.schema)
         self.recorder = Recorder(self.outbox)
         self.events: Events | None = None
@@ -201,6 +203,13 @@ class Headwater:
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
+        # First: a SIGHUP (forwarded to every worker) must never meet the default action,
+        # which would end a worker still starting.
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            asyncio.get_running_loop().add_signal_handler(
+                signal.SIGHUP, lambda: asyncio.ensure_future(self.reload_catalog()))
+        if self.metrics.shared is not None:
+            self.metrics.shared.start()
         if self.settings.max_loop_lag_ms > 0:
             self.admission.lag.start()
         if self.cache is not None:
@@ -214,9 +223,6 @@ class Headwater:
         self.events = await start_events(self.settings, self.outbox,
                                          list(self.app.subscriptions.values()),
                                          metrics=self.metrics, log=self.log, app_db=self.db)
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            asyncio.get_running_loop().add_signal_handler(
-                signal.SIGHUP, lambda: asyncio.ensure_future(self.reload_catalog()))
 
     async def _connect(self) -> bool:
         try:
@@ -289,6 +295,8 @@ class Headwater:
         if self.replicas is not None:
             await self.replicas.close()
         await self.db.close()
+        if self.metrics.shared is not None:
+            await self.metrics.shared.close()
         if self.access_log is not None:
             self.access_log.flush()
 

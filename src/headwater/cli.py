@@ -5,13 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
+import signal
 import socket
-from collections.abc import Callable
+import tempfile
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 import uvicorn
+from uvicorn.supervisors import Multiprocess
 
 from headwater.cli_help import DATABASE_HELP, PlainHelp
 from headwater.config import Settings
@@ -100,9 +105,9 @@ def _check_serving_settings(settings: Settings, flags: dict[str, object],
 
     if not 1 <= settings.port <= 65535:
         raise InvalidSetting(f"{source('port')}: {settings.port} is not a port (1-65535)")
-    if settings.workers < 1:
+    if settings.workers != "auto" and settings.workers < 1:
         raise InvalidSetting(f"{source('workers')}: {settings.workers} is not a number of "
-                             "worker processes (1 or more)")
+                             "worker processes (1 or more, or auto)")
     if settings.app:
         from headwater.service.hooks import load_app
 
@@ -161,7 +166,9 @@ def serve(
     port: Annotated[str | None, typer.Option(
         metavar="PORT", help="1-65535; default 3000  [env: HEADWATER_PORT]")] = None,
     workers: Annotated[str | None, typer.Option(
-        metavar="N", help="Worker processes; default 1  [env: HEADWATER_WORKERS]")] = None,
+        metavar="N|auto", help="Worker processes; default auto: one per core this process may "
+                               "use (CPU affinity and cgroup quota)  [env: HEADWATER_WORKERS]")]
+    = None,
     log_level: Annotated[str | None, typer.Option(
         metavar="LEVEL", help="debug|info|warning|error  [env: HEADWATER_LOG_LEVEL]")] = None,
     log_format: Annotated[str | None, typer.Option(
@@ -223,9 +230,43 @@ def serve(
     settings = _check_serving_settings(settings, flags, security)
     for note in notes:
         typer.echo(note, err=True)
-    # Worker processes rebuild the same settings from the environment.
-    os.environ.update(settings.to_env())
-    _run(settings)
+    count, why = _worker_count(settings)
+    with _runtime_dir(settings) as runtime:
+        settings = settings.replace(workers=count, runtime_dir=runtime)
+        # Worker processes rebuild the same settings from the environment.
+        os.environ.update(settings.to_env())
+        _run(settings, why)
+
+
+def _worker_count(settings: Settings) -> tuple[int, str]:
+    """How many worker processes, and why (for the start banner)."""
+    if settings.workers == "auto":
+        from headwater.cores import available_cores
+
+        cores = available_cores()
+        return cores.count, f"auto: {cores.reason}"
+    return settings.workers, "as configured"
+
+
+@contextlib.contextmanager
+def _runtime_dir(settings: Settings) -> Iterator[str]:
+    """The directory this server's workers share, removed at exit unless it was given."""
+    if settings.runtime_dir:
+        os.makedirs(settings.runtime_dir, mode=0o700, exist_ok=True)
+        yield settings.runtime_dir
+        return
+    _sweep_runtime_dirs()
+    path = tempfile.mkdtemp(prefix="headwater-serve-")
+    Path(path, "owner").write_text(str(os.getpid()))
+    try:
+        yield path
+    finally:
+        # A worker still closing may write one last file while the tree is removed.
+        for _ in range(10):
+            shutil.rmtree(path, ignore_errors=True)
+            if not os.path.exists(path):
+                break
+            time.sleep(0.2)
 
 
 class _AnnouncingServer(uvicorn.Server):
@@ -239,25 +280,51 @@ class _AnnouncingServer(uvicorn.Server):
             self.announce(self.servers[0].sockets[0].getsockname()[1])
 
 
-def _run(settings: Settings) -> None:
-    from uvicorn.supervisors import Multiprocess
+def _sweep_runtime_dirs(grace: float = 60.0) -> None:
+    """Remove the runtime directories of servers that were killed (SIGKILL leaves them): those
+    whose owner process is gone."""
+    for path in Path(tempfile.gettempdir()).glob("headwater-serve-*"):
+        try:
+            if time.time() - path.stat().st_mtime < grace:
+                continue
+            os.kill(int((path / "owner").read_text()), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except (OSError, ValueError):
+            continue  # not ours to judge (another user's, or being written)
 
+
+class _Supervisor(Multiprocess):
+    """uvicorn's supervisor, except that SIGHUP reloads every worker's catalog in place (as
+    it does with one worker) instead of replacing the workers."""
+
+    def handle_hup(self) -> None:
+        for process in self.processes:
+            if process.pid is not None and process.exitcode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGHUP)
+
+
+def _run(settings: Settings, why: str = "") -> None:
     from headwater.db.location import redacted
 
     scheme = "https" if settings.tls_cert else "http"
     from headwater.api.connection import protocol_factory
 
     console = (Path(__file__).parent / "console" / "index.html").is_file()
+    assert settings.workers != "auto"
+    workers = settings.workers
 
     def announce(port: int) -> None:
         host = f"[{settings.host}]" if ":" in settings.host else settings.host
         base = f"{scheme}://{host}:{port}/"
-        typer.echo(f"Headwater serving {redacted(settings.database_url)} on {base}"
+        count = f"{workers} worker{'s' * (workers != 1)}" + (f" ({why})" if why else "")
+        typer.echo(f"Headwater serving {redacted(settings.database_url)} on {base} with {count}"
                    + (f"\nConsole: {base}-/console/" if console else ""), err=True)
 
     config = uvicorn.Config(
         "headwater.app:create_app_from_env", factory=True, host=settings.host,
-        port=settings.port, workers=settings.workers, log_level="warning",
+        port=settings.port, workers=workers, log_level="warning",
         # uvicorn's own lines go through Headwater's handler (one format).
         log_config=None, access_log=False, loop="uvloop",
         # httptools with the limits it lacks: head size and deadline, connections.
@@ -272,7 +339,7 @@ def _run(settings: Settings) -> None:
         # pickled to them, so it stays uvicorn's own class).
         sock = config.bind_socket()
         announce(sock.getsockname()[1])
-        Multiprocess(config, sockets=[sock]).run()
+        _Supervisor(config, sockets=[sock]).run()
         return
     server = _AnnouncingServer(config)
     server.announce = announce

@@ -9,6 +9,7 @@ the variable, the value and what is allowed, never a silent ``False``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import math
@@ -16,7 +17,8 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Literal, TypeAlias, get_args, get_origin, get_type_hints
+from types import UnionType
+from typing import Any, Literal, TypeAlias, Union, get_args, get_origin, get_type_hints
 
 from headwater.errors import InvalidSetting, MissingExtra
 
@@ -38,6 +40,9 @@ EXTRAS: Mapping[str, tuple[str, ...]] = {
     "rabbitmq": ("aio_pika", "aiormq", "pamqp"),
 }
 
+#: Worker processes: a number, or ``auto`` (one per core this process may use).
+WorkerCount: TypeAlias = int | Literal["auto"]
+
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
 _INT = re.compile(r"[+-]?[0-9]+")
@@ -50,7 +55,7 @@ class Settings:
     database_url: str = "sqlite:///headwater.db"
     host: str = "127.0.0.1"
     port: int = 3000
-    workers: int = 1
+    workers: WorkerCount = "auto"
     log_level: LogLevel = "info"
     log_format: LogFormat = "auto"
     #: Schema served on PostgreSQL.
@@ -226,6 +231,11 @@ class Settings:
     #: answers 405.
     read_only: bool = False
 
+    #: The directory one ``serve``'s worker processes share (rate-limit counters, metrics
+    #: snapshots, the relay's lock). Empty: ``serve`` makes a fresh one and removes it at
+    #: exit; a process started some other way (``create_app``) then shares nothing.
+    runtime_dir: str = ""
+
     def exposed_schemas(self) -> tuple[str, ...]:
         names = tuple(dict.fromkeys(s.strip() for s in self.db_schemas.split(",") if s.strip()))
         return names or (self.db_schema,)
@@ -289,6 +299,13 @@ def parse_value(kind: Any, raw: str, name: str) -> Any:
     """The text of a setting (``name``: the variable or flag it came from) as ``kind``: str,
     int, float, bool or a ``Literal`` of strings; anything else is an ``InvalidSetting``."""
     text = raw.strip().lower()
+    if get_origin(kind) in (Union, UnionType):
+        for option in get_args(kind):
+            with contextlib.suppress(InvalidSetting):
+                return parse_value(option, raw, name)
+        allowed = " or ".join("an integer" if o is int else ", ".join(get_args(o))
+                              for o in get_args(kind))
+        raise InvalidSetting(f"{name}: {raw!r} is not {allowed}")
     if kind is bool:
         if text in _TRUE or text in _FALSE:
             return text in _TRUE
@@ -316,6 +333,6 @@ def parse_value(kind: Any, raw: str, name: str) -> Any:
 def _check(kind: Any, value: Any, name: str) -> Any:
     """An override (a flag's value): text is parsed as from the environment; a typed value
     must be one of a ``Literal``'s when the setting has one."""
-    if isinstance(value, str) or get_origin(kind) is Literal:
+    if isinstance(value, str) or get_origin(kind) in (Literal, Union, UnionType):
         return parse_value(kind, str(value), name)
     return value

@@ -98,6 +98,15 @@ def test_to_env_round_trips() -> None:
         k.removeprefix("HEADWATER_").lower() for k in s.to_env()}
 
 
+def test_workers_is_a_number_or_auto() -> None:
+    assert Settings().workers == "auto"
+    assert Settings.from_env({"HEADWATER_WORKERS": "AUTO"}).workers == "auto"
+    assert Settings.from_env({"HEADWATER_WORKERS": "3"}).workers == 3
+    assert Settings.from_env({}, workers="2").workers == 2
+    with pytest.raises(InvalidSetting, match=r"--workers: 'x' is not an integer or auto"):
+        Settings.from_env({}, workers="x")
+
+
 def test_invalid_setting_is_in_the_error_tree_and_still_a_value_error() -> None:
     with pytest.raises(ValueError, match="HEADWATER_WORKERS") as exc:
         Settings.from_env({"HEADWATER_WORKERS": "many"})

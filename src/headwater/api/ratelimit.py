@@ -3,9 +3,11 @@ increment-and-expire script), or in-process when there is no Redis.
 
 Windows are fixed and aligned to the clock (``key = bucket / ⌊now / period⌋``), so every
 node counts into the same key and ``RateLimit-Reset`` is known without another round trip:
-one increment per limit per request. If Redis fails the limiter falls back to the in-process
-counters (each node then enforces the limit alone) and the Redis breaker keeps it there
-until Redis answers again: a Redis failure never fails a request.
+one increment per limit per request. Without Redis the counters are the server's own, shared
+by its worker processes (``api.shared_counters``), so a limit holds per machine. If Redis
+fails the limiter falls back to those (each node then enforces the limit alone) and the
+Redis breaker keeps it there until Redis answers again: a Redis failure never fails a
+request.
 
 The client address is the connection's peer, or, when that peer is a trusted proxy, the
 rightmost address in ``X-Forwarded-For`` that is not itself a trusted proxy. An IPv6 address
@@ -27,6 +29,7 @@ from limits import RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage, Storage
 from limits.storage import storage_from_string
 
+from headwater.api.shared_counters import SharedCounters
 from headwater.cache.address import RedisAddress
 from headwater.errors import BreakerOpen, HeadwaterError
 from headwater.model import grammar
@@ -149,8 +152,12 @@ def _embedded(catalog: Catalog | None, source: str, items: Sequence[SelectItem],
 
 class RateLimiter:
     def __init__(self, *, redis_url: str = "", prefix: str = "hw", timeout: float = 0.25,
-                 breaker: CircuitBreaker | None = None, log: Any = None) -> None:
-        self.memory: Storage = MemoryStorage()
+                 breaker: CircuitBreaker | None = None, log: Any = None,
+                 shared_dir: str = "") -> None:
+        #: Without Redis (or while it fails): the counters of this server's workers,
+        #: shared through ``shared_dir`` so the limit holds for the machine, not per worker.
+        self.memory: Storage | SharedCounters = (SharedCounters(shared_dir) if shared_dir
+                                                 else MemoryStorage())
         self.redis: Storage | None = None
         if redis_url:
             storage = storage_from_string(
@@ -217,6 +224,8 @@ class RateLimiter:
                              effect="counting in-process until Redis answers")
 
     async def close(self) -> None:
+        if isinstance(self.memory, SharedCounters):
+            self.memory.close()
         if self.redis is not None:
             bridge = getattr(self.redis, "bridge", None)
             storage = getattr(bridge, "storage", None)

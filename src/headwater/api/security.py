@@ -82,7 +82,7 @@ class Security:
             namespace = s.cache_namespace or _namespace(s.database_url)
             self.limiter = RateLimiter(
                 redis_url=s.redis_url, prefix=f"hw:{namespace}", timeout=s.redis_timeout,
-                breaker=redis_breaker, log=log)
+                breaker=redis_breaker, log=log, shared_dir=s.runtime_dir)
         self.cipher = FieldCipher(settings.encryption) if settings.encryption.columns else None
         self._open = self.policies.access(Principal(), anonymous=True)
         self._trivial = not settings.enforced and self.limiter is None

@@ -149,6 +149,12 @@ class Outbox:
             (name, holder, now + seconds, now))
         return bool(rows)
 
+    async def release(self, tx: Transaction, name: str, holder: str) -> None:
+        """Give a lease up (at exit), so that the next holder need not wait for it to end."""
+        p = "$" if self.pg else "?"
+        await tx.fetch(f"DELETE FROM {self.leases} WHERE name = {p}1 AND holder = {p}2",
+                       (name, holder))
+
     async def pending(self, db: Database) -> int:
         row = await db.fetchrow(f"SELECT count(*) FROM {self.outbox} WHERE sent_at IS NULL", ())
         return int(row[0])

@@ -79,6 +79,12 @@ class Relay:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        if self._renew_at:
+            # A server restarted on the same file relays at once, not after the lease ends.
+            with contextlib.suppress(HeadwaterError, TimeoutError):
+                async with asyncio.timeout(1.0), self.db.transaction() as tx:
+                    await self.outbox.release(tx, "relay", self.node)
+            self._renew_at = 0.0
 
     # --- loop ---------------------------------------------------------------------------------
 

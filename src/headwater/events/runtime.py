@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -23,6 +23,7 @@ from headwater.db.sqlite import SqliteDatabase
 from headwater.errors import HeadwaterError
 from headwater.events.bus import Bus, Envelope
 from headwater.events.event import Subscription
+from headwater.events.leader import RelayLeader
 from headwater.events.memory_bus import MemoryBus
 from headwater.events.outbox import Outbox, TableDeadLetters
 from headwater.events.relay import Relay
@@ -50,16 +51,35 @@ class Events:
         self.http = http
         self.log = log
         self._replays: asyncio.Task[None] | None = None
+        #: Several workers: this process's part in choosing the one that relays.
+        self.leader: RelayLeader | None = None
+        #: A standby's wait for the leader's lock.
+        self._standby: asyncio.Task[None] | None = None
+
+    def adopt(self, running: Events) -> None:
+        """A standby became the leader: take the parts it started."""
+        self.db, self.bus, self.relay = running.db, running.bus, running.relay
+        self.worker, self.http, self._replays = running.worker, running.http, running._replays
 
     def readiness(self) -> dict[str, Any] | None:
         """The broker's entry in ``/-/ready`` (None without one): degraded, not failing,
         while it is down, since writes go on and the outbox keeps their events."""
-        if self.bus is None or not self.settings.amqp_url:
+        if not self.settings.amqp_url:
             return None
-        return {"status": "ok" if self.bus.connected else "degraded"}
+        if self.bus is not None:
+            connected = self.bus.connected
+        elif self.leader is not None:  # another worker relays: its view of the broker
+            connected = self.leader.broker_connected()
+        else:
+            return None
+        return {"status": "ok" if connected else "degraded"}
 
     async def close(self) -> None:
         self.outbox.listeners.clear()
+        if self._standby is not None:
+            self._standby.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._standby
         if self._replays is not None:
             self._replays.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -72,6 +92,8 @@ class Events:
             await self.http.aclose()
         if self.db is not None:
             await self.db.close()
+        if self.leader is not None:
+            self.leader.close()
 
     async def _watch_replays(self, bus: MemoryBus) -> None:
         """Embedded mode: deliver again the dead letters ``headwater events dlq replay``
@@ -94,10 +116,48 @@ async def start_events(settings: Settings, outbox: Outbox,
                        log: Any, app_db: Database | None = None) -> Events:
     """Start the relay (and in embedded mode the handlers). They use a small pool of their
     own, so their statements neither wait behind requests nor count as requests' queries;
-    on SQLite they write through ``app_db``'s writer thread (one writer per process)."""
+    on SQLite they write through ``app_db``'s writer thread (one writer per process).
+
+    Of one server's worker processes only the one holding ``events.leader``'s lock runs
+    them; the others wake it when they commit events, and one of them takes over if it
+    exits."""
     if settings.amqp_url and not settings.relay_in_server:
         log.info("relay_elsewhere", hint="run `headwater relay` to publish the outbox")
         return Events(settings, None, outbox, None, None, None, None, log)
+    leader = RelayLeader(settings.runtime_dir) if settings.runtime_dir else None
+    if leader is None or leader.try_acquire():
+        events = await _run_events(settings, outbox, subscriptions, metrics=metrics, log=log,
+                                   app_db=app_db)
+        if leader is not None:
+            events.leader = leader
+            assert events.relay is not None and events.bus is not None
+            leader.listen(events.relay.kick, _connected(events.bus))
+        return events
+    events = Events(settings, None, outbox, None, None, None, None, log)
+    events.leader = leader
+    outbox.listeners.append(leader.kick)
+
+    async def take_over() -> None:
+        await leader.wait()
+        outbox.listeners.remove(leader.kick)
+        running = await _run_events(settings, outbox, subscriptions, metrics=metrics, log=log,
+                                    app_db=app_db)
+        events.adopt(running)
+        assert running.relay is not None and running.bus is not None
+        leader.listen(running.relay.kick, _connected(running.bus))
+        log.info("relay_taken_over")
+
+    events._standby = asyncio.create_task(take_over())
+    return events
+
+
+def _connected(bus: Bus) -> Callable[[], bool]:
+    return lambda: bus.connected
+
+
+async def _run_events(settings: Settings, outbox: Outbox,
+                      subscriptions: Sequence[Subscription], *, metrics: Metrics,
+                      log: Any, app_db: Database | None) -> Events:
     own = settings.replace(pool_min_size=1, pool_max_size=max(2, min(settings.pool_max_size, 4)))
     db = (SqliteDatabase(own, writer_of=app_db) if isinstance(app_db, SqliteDatabase)
           else open_database(own))

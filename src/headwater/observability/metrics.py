@@ -4,14 +4,20 @@ short rolling window of latencies for the console's ``/-/stats``."""
 from __future__ import annotations
 
 import bisect
+import os
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from headwater.observability.shared_metrics import SharedMetrics
+
+#: ``/-/stats`` figures summed over a server's workers.
+SUMMED = ("requests_total", "errors_total", "requests_by_status", "db", "cache",
+          "rate_limit_rejections", "outbox_pending")
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -77,9 +83,11 @@ class Metrics:
         self.rate_limit_rejections: int | None = None
         self.breakers: dict[str, str] = {}
         self.started = time.monotonic()
+        self.started_at = time.time()
         self.window_seconds = window_seconds
         self._window: deque[tuple[float, float]] = deque(maxlen=window_max)
         self.registry.register(_RequestCollector(self))
+        self.shared: SharedMetrics | None = None
 
     def observe(self, method: str, status: int, seconds: float,
                 now: float | None = None) -> None:
@@ -120,13 +128,39 @@ class Metrics:
             self.cache_evictions.inc(evictions - self._evictions_seen)
             self._evictions_seen = evictions
 
+    def share(self, runtime_dir: str, pool: Callable[[], tuple[int, int]]) -> None:
+        """Serve the whole server's figures: this worker's and its siblings' (see
+        ``shared_metrics``)."""
+        def summed() -> dict[str, object]:
+            mine = self._own_stats(pool())
+            return {"started_at": self.started_at, **{k: mine[k] for k in SUMMED}}
+
+        self.shared = SharedMetrics(runtime_dir, self.registry, summed)
+
     def render(self, pool: tuple[int, int]) -> bytes:
         self.db_pool_size.set(pool[0])
         self.db_pool_in_use.set(pool[1])
+        if self.shared is not None:
+            return self.shared.render()
         return generate_latest(self.registry)
 
     def stats(self, pool: tuple[int, int]) -> dict[str, object]:
-        now = time.perf_counter()
+        """``/-/stats``: counts for the whole server; uptime, latencies and breakers are the
+        answering worker's (``pid``)."""
+        out = self._own_stats(pool)
+        if self.shared is not None:
+            merged = self.shared.merged_stats()
+            # The server's uptime (its first worker's), the same whichever worker answers:
+            # the console's chart takes a smaller uptime for a restart.
+            out["uptime_s"] = round(time.time() - merged.pop("started_at", self.started_at), 3)
+            out.update(merged)
+        out["pid"] = os.getpid()
+        return out
+
+    def _own_stats(self, pool: tuple[int, int]) -> dict[str, object]:
+        self.db_pool_size.set(pool[0])
+        self.db_pool_in_use.set(pool[1])
+        now = time.perf_counter()  # the clock ``observe`` stamps the window with
         recent = sorted(d for t, d in self._window if now - t <= self.window_seconds)
 
         def pct(q: float) -> float | None:
@@ -141,7 +175,7 @@ class Metrics:
         errors = sum(n for s, n in by_status.items() if s >= 500)
         client_errors = sum(n for s, n in by_status.items() if 400 <= s < 500)
         return {
-            "uptime_s": round(now - self.started, 3),
+            "uptime_s": round(time.monotonic() - self.started, 3),
             "requests_total": total,
             "errors_total": errors,
             "client_errors_total": client_errors,
