@@ -143,7 +143,7 @@ class Front:
             access_log = self.access_log
             if access_log is not None:
                 access_log.write(request_id, method, path, scope["query_string"].decode("latin-1"),
-                                 status, seconds, scope.get("rows"))
+                                 status, seconds, scope.get("rows"), now)
 
 
 async def _overloaded(send: Send, extra: list[tuple[bytes, bytes]]) -> None:
