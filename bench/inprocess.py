@@ -20,6 +20,12 @@ default ``info`` level, whose access lines go to ``--log-to`` (``/dev/null`` unl
 that log on vs off compares the cost of rendering and writing them, not of a terminal.
 ``--log-ab R`` measures both in one process, in R alternating rounds of ``-n`` requests, and
 prints the medians (the access log's cost with the noise of a shared machine averaged out).
+``--ab R --ab-env NAME=VALUE`` does the same for any setting, one app at a time, e.g. the
+cost of events on single-row inserts (CPU of both threads: the loop and SQLite's writer):
+
+    .venv/bin/python bench/inprocess.py sqlite:////dev/shm/copy.db /order_items --method POST \\
+        --body '{"order_id":7,"product_id":3,"quantity":2,"unit_price":9.99}' -c 32 -n 4000 \\
+        --env HEADWATER_EVENTS_ENABLED=false --ab 7 --ab-env HEADWATER_EVENTS_ENABLED=true
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import pstats
 import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -194,6 +200,29 @@ async def compare(apps: dict[str, ASGI], method: str, template: str, body: bytes
         await d.stop()
 
 
+async def compare_fresh(makers: dict[str, Callable[[], ASGI]], method: str, template: str,
+                        body: bytes, headers: list[tuple[bytes, bytes]], *, rounds: int,
+                        n: int, concurrency: int, ids: int, out: Any) -> None:
+    """As ``compare``, but one app at a time, made and started afresh for each round: for
+    configurations that must not run side by side (two SQLite writers on one file, one's
+    background work such as the events relay landing in the other's round)."""
+    per: dict[str, list[float]] = {k: [] for k in makers}
+    for _ in range(rounds):
+        for k, make in makers.items():
+            d = Driver(make(), method, template, body, headers, concurrency=concurrency,
+                       ids=ids)
+            await d.start(n // 10)
+            cpu, _main, _wall, done = await d.timed(n)
+            await d.stop()
+            per[k].append(1e6 * cpu / done)
+    first = statistics.median(next(iter(per.values())))
+    for k, v in per.items():
+        m = statistics.median(v)
+        print(f"{k:14s} {method} {template[:50]:50s} median {m:6.2f} µs CPU/req "
+              f"({m / first:.3f}× {next(iter(per))})  rounds: "
+              + " ".join(f"{x:.1f}" for x in v), file=out)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("url")
@@ -213,6 +242,10 @@ def main() -> None:
     p.add_argument("--log-to", default=os.devnull, help="where log lines go with --log")
     p.add_argument("--log-ab", type=int, default=0, metavar="ROUNDS",
                    help="access log off vs on in one process, alternating rounds")
+    p.add_argument("--ab", type=int, default=0, metavar="ROUNDS",
+                   help="Headwater with --env vs with --env and --ab-env too, alternating "
+                        "rounds, each app made afresh")
+    p.add_argument("--ab-env", action="append", default=[], help="NAME=VALUE for --ab's B")
     p.add_argument("--profile", type=int, default=0)
     p.add_argument("--callers", help="also print who calls functions matching this")
     p.add_argument("--sort", default="cumulative", help="pstats order: cumulative, tottime")
@@ -240,10 +273,10 @@ def main() -> None:
             from headwater.app import create_app
             from headwater.config import Settings
 
-            def headwater(log: bool) -> ASGI:
+            def headwater(log: bool, more: Sequence[str] = ()) -> ASGI:
                 env = {"HEADWATER_DATABASE_URL": a.url, "HEADWATER_CACHE_ENABLED": "false",
                        "HEADWATER_LOG_LEVEL": "info" if log else "warning"}
-                env.update(kv.split("=", 1) for kv in a.env)
+                env.update(kv.split("=", 1) for kv in [*a.env, *more])
                 return create_app(Settings.from_env(env))
 
             # The app writes its lines to sys.stdout; this tool's report goes to the original.
@@ -251,7 +284,14 @@ def main() -> None:
             with open(a.log_to, "w") as lines:
                 sys.stdout = lines
                 try:
-                    if a.log_ab:
+                    if a.ab:
+                        b = " ".join(a.ab_env) or "B"
+                        await compare_fresh({"A": lambda: headwater(a.log),
+                                             b: lambda: headwater(a.log, a.ab_env)},
+                                            a.method, a.path, body, headers, rounds=a.ab,
+                                            n=a.n, concurrency=a.concurrency, ids=a.ids,
+                                            out=report)
+                    elif a.log_ab:
                         on = headwater(True)  # the last app made sets the stdlib log level
                         await compare({"log off": headwater(False), "log on": on}, a.method, a.path,
                                       body, headers, rounds=a.log_ab, n=a.n,
