@@ -249,10 +249,11 @@ class Recorder:
 #: SQLite's transaction ids are 62-bit (``Recorder.next_txid``), also when a trigger draws one.
 _TXID_MASK = (1 << 62) - 1
 
-_SQLITE_UUID4 = ("lower(hex(randomblob(4))) || '-' || lower(hex(randomblob(2))) || '-4' || "
-                 "substr(lower(hex(randomblob(2))), 2) || '-' || "
-                 "substr('89ab', 1 + abs(random()) % 4, 1) || "
-                 "substr(lower(hex(randomblob(2))), 2) || '-' || lower(hex(randomblob(6)))")
+# A version-4 UUID: one lower() over the whole, the variant from random()'s low bits (a third
+# less work than lowering each part; it is most of what a trigger spends beyond the insert).
+_SQLITE_UUID4 = ("lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || "
+                 "substr(hex(randomblob(2)), 2) || '-' || substr('89ab', 1 + (random() & 3), 1) || "
+                 "substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6)))")
 
 
 @functools.lru_cache(maxsize=1024)
