@@ -47,27 +47,31 @@ class AccessLog:
         # Wall-clock time = perf_counter() + offset; measured again at every flush, so a
         # clock step shows within one batch.
         self._offset = time.time() - time.perf_counter()
-        self._ms = -1
+        #: The current millisecond's timestamp, and the perf_counter() at which it ends.
         self._stamp = ""
+        self._until = 0.0
 
-    def _timestamp(self, wall: float) -> str:
-        self._ms = int(wall * 1000)
+    def _timestamp(self, now: float) -> None:
+        wall = now + self._offset
+        ms = int(wall * 1000)
+        self._until = (ms + 1) / 1000 - self._offset
         # Six digits always (isoformat drops them at .000000): every line the same width.
         self._stamp = dt.datetime.fromtimestamp(wall, dt.UTC).isoformat(
             timespec="microseconds").replace("+00:00", "Z")
-        return self._stamp
 
     def write(self, request_id: str, method: str, path: str, query: str, status: int,
               seconds: float, rows: int | None, now: float | None = None) -> None:
         """One request's line; ``now`` is the request's end as ``time.perf_counter()``."""
-        wall = (time.perf_counter() if now is None else now) + self._offset
-        stamp = self._stamp if int(wall * 1000) == self._ms else self._timestamp(wall)
+        if now is None:
+            now = time.perf_counter()
+        if now >= self._until:
+            self._timestamp(now)
         lines = self._lines
-        # int(x + 0.5) rounds like round(x, 3) for durations (non-negative) at a third of
+        # (x + 0.5) // 1 rounds like round(x, 3) for durations (non-negative) at a fifth of
         # the cost.
         lines.append(AccessLine("headwater", request_id, method, path, query[:500], status,
-                                int(seconds * 1e6 + 0.5) / 1000, rows, "access", "info",
-                                stamp))
+                                (seconds * 1e6 + 0.5) // 1 / 1000, rows, "access", "info",
+                                self._stamp))
         n = len(lines)
         if n == 1:
             try:
@@ -79,6 +83,7 @@ class AccessLog:
 
     def flush(self) -> None:
         self._offset = time.time() - time.perf_counter()
+        self._until = 0.0  # the next line's timestamp from the new offset
         if not self._lines:
             return
         lines, self._lines = self._lines, []
