@@ -36,6 +36,12 @@ class AccessLine(msgspec.Struct, gc=False):
     timestamp: str
 
 
+def duration_ms(seconds: float) -> float:
+    """Milliseconds to the microsecond: (x + 0.5) // 1 rounds as round(x, 3) does for
+    durations (non-negative), at a fifth of its cost. Inlined on the request path."""
+    return (seconds * 1e6 + 0.5) // 1 / 1000
+
+
 class AccessLog:
     def __init__(self, stream: TextIO | None = None, *, interval: float = 0.05,
                  max_lines: int = 4096) -> None:
@@ -43,20 +49,24 @@ class AccessLog:
         self.interval = interval
         self.max_lines = max_lines
         self._encode_lines = msgspec.json.Encoder().encode_lines
-        self._lines: list[AccessLine] = []
+        #: The lines since the last flush. The request path (``headwater.api.front``) appends
+        #: to it itself, as ``write`` does, and calls ``started`` when it was empty: a Python
+        #: call less per request, a tenth of what a line costs.
+        self.lines: list[AccessLine] = []
         # Wall-clock time = perf_counter() + offset; measured again at every flush, so a
         # clock step shows within one batch.
         self._offset = time.time() - time.perf_counter()
-        #: The current millisecond's timestamp, and the perf_counter() at which it ends.
-        self._stamp = ""
-        self._until = 0.0
+        #: The current millisecond's timestamp, and the perf_counter() at which it ends
+        #: (``tick`` when a line's time is past it).
+        self.stamp = ""
+        self.until = 0.0
 
-    def _timestamp(self, now: float) -> None:
+    def tick(self, now: float) -> None:
         wall = now + self._offset
         ms = int(wall * 1000)
-        self._until = (ms + 1) / 1000 - self._offset
+        self.until = (ms + 1) / 1000 - self._offset
         # Six digits always (isoformat drops them at .000000): every line the same width.
-        self._stamp = dt.datetime.fromtimestamp(wall, dt.UTC).isoformat(
+        self.stamp = dt.datetime.fromtimestamp(wall, dt.UTC).isoformat(
             timespec="microseconds").replace("+00:00", "Z")
 
     def write(self, request_id: str, method: str, path: str, query: str, status: int,
@@ -64,29 +74,30 @@ class AccessLog:
         """One request's line; ``now`` is the request's end as ``time.perf_counter()``."""
         if now is None:
             now = time.perf_counter()
-        if now >= self._until:
-            self._timestamp(now)
-        lines = self._lines
-        # (x + 0.5) // 1 rounds like round(x, 3) for durations (non-negative) at a fifth of
-        # the cost.
+        if now >= self.until:
+            self.tick(now)
+        lines = self.lines
         lines.append(AccessLine("headwater", request_id, method, path, query[:500], status,
-                                (seconds * 1e6 + 0.5) // 1 / 1000, rows, "access", "info",
-                                self._stamp))
-        n = len(lines)
-        if n == 1:
-            try:
-                asyncio.get_running_loop().call_later(self.interval, self.flush)
-            except RuntimeError:  # no loop (a test, or shutdown): write at once
-                self.flush()
-        elif n >= self.max_lines:
+                                duration_ms(seconds), rows, "access", "info", self.stamp))
+        if len(lines) == 1:
+            self.started()
+        elif len(lines) >= self.max_lines:
+            self.flush()
+
+    def started(self) -> None:
+        """The first line since the last flush: write it (and those that follow) soon. The
+        batch is bounded by time: the lines of ``interval`` seconds of requests."""
+        try:
+            asyncio.get_running_loop().call_later(self.interval, self.flush)
+        except RuntimeError:  # no loop (a test, or shutdown): write at once
             self.flush()
 
     def flush(self) -> None:
         self._offset = time.time() - time.perf_counter()
-        self._until = 0.0  # the next line's timestamp from the new offset
-        if not self._lines:
+        self.until = 0.0  # the next line's timestamp from the new offset
+        if not self.lines:
             return
-        lines, self._lines = self._lines, []
+        lines, self.lines = self.lines, []
         data = self._encode_lines(lines)
         stream = self.stream
         try:
