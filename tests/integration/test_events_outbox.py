@@ -132,6 +132,17 @@ def queries(client: httpx.Client) -> float:
     return float(m[1])
 
 
+def test_one_row_inserts_each_have_their_own_transaction_id(server: EventServer,
+                                                           client: httpx.Client) -> None:
+    # On SQLite such a write's trigger draws the id itself (the tag stays as it was).
+    ids = [new_id() for _ in range(4)]
+    for i in ids:
+        assert client.post("/customers", json=customer(i)).status_code == 201
+    txids = [e["txid"] for e in events_for(server, "customers", ids)]
+    assert len(txids) == 4 and len(set(txids)) == 4
+    assert all(0 < t < 2**63 for t in txids)
+
+
 def test_each_written_row_is_one_event_in_the_outbox(server: EventServer,
                                                      client: httpx.Client) -> None:
     ids = [new_id() for _ in range(3)]

@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from headwater.api.ratelimit import Window
 from headwater.api.security import WINDOW_KEY
-from headwater.observability.access import AccessLog
+from headwater.observability.access import AccessLine, AccessLog
 from headwater.observability.metrics import Metrics
 from headwater.observability.timing import SCOPE_KEY, ServerTiming
 from headwater.resilience.admission import Admission
@@ -142,8 +142,17 @@ class Front:
             self.metrics.observe(method, status, seconds, now)
             access_log = self.access_log
             if access_log is not None:
-                access_log.write(request_id, method, path, scope["query_string"].decode("latin-1"),
-                                 status, seconds, scope.get("rows"))
+                # AccessLog.write, inlined: a call less per request.
+                if now >= access_log.until:
+                    access_log.tick(now)
+                lines = access_log.lines
+                lines.append(AccessLine(
+                    "headwater", request_id, method, path,
+                    scope["query_string"][:500].decode("latin-1"), status,
+                    (seconds * 1e6 + 0.5) // 1 / 1000, scope.get("rows"), "access", "info",
+                    access_log.stamp))
+                if len(lines) == 1:
+                    access_log.started()
 
 
 async def _overloaded(send: Send, extra: list[tuple[bytes, bytes]]) -> None:

@@ -37,8 +37,10 @@ Statement = tuple[str, Sequence[object]]
 #: SQLite: how the outbox's TEMP triggers record the rows of the statement it goes with —
 #: (principal as JSON, transaction id, table, operation); a trigger fires only for the table
 #: and operation named, so rows that hooks, cascades or other statements write are not taken
-#: for the request's own. PostgreSQL records events inside the statement and ignores it.
-Tag = tuple[str, int, str, str]
+#: for the request's own. A transaction id None: each row the trigger records draws a random
+#: one (a one-row, one-statement transaction). PostgreSQL records events inside the statement
+#: and ignores it.
+Tag = tuple[str, int | None, str, str]
 #: The one-row TEMP table on SQLite's writer connection through which a ``Tag`` reaches the
 #: triggers (``SqliteDatabase.install_session``).
 TAG_TABLE = 'temp."_headwater_tag"'

@@ -176,7 +176,8 @@ class Recorder:
                 f"WHEN (SELECT tbl = {literal(table)} AND op = {literal(op)} FROM {TAG_TABLE}) "
                 f"BEGIN INSERT INTO {ident(OUTBOX)} "
                 f"(id, tbl, op, pk, new, old, principal, txid, at) "
-                f"SELECT {_SQLITE_UUID4}, tbl, op, {pk}, {new}, {old}, principal, txid, "
+                f"SELECT {_SQLITE_UUID4}, tbl, op, {pk}, {new}, {old}, principal, "
+                f"coalesce(txid, random() & {_TXID_MASK}), "
                 f"strftime('%Y-%m-%dT%H:%M:%fZ', 'now') FROM {TAG_TABLE}; END")
 
     def triggers(self, table: str, op: Operation) -> bool:
@@ -245,10 +246,14 @@ class Recorder:
         return self._record_sql, params
 
 
-_SQLITE_UUID4 = ("lower(hex(randomblob(4))) || '-' || lower(hex(randomblob(2))) || '-4' || "
-                 "substr(lower(hex(randomblob(2))), 2) || '-' || "
-                 "substr('89ab', 1 + abs(random()) % 4, 1) || "
-                 "substr(lower(hex(randomblob(2))), 2) || '-' || lower(hex(randomblob(6)))")
+#: SQLite's transaction ids are 62-bit (``Recorder.next_txid``), also when a trigger draws one.
+_TXID_MASK = (1 << 62) - 1
+
+# A version-4 UUID: one lower() over the whole, the variant from random()'s low bits (a third
+# less work than lowering each part; it is most of what a trigger spends beyond the insert).
+_SQLITE_UUID4 = ("lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || "
+                 "substr(hex(randomblob(2)), 2) || '-' || substr('89ab', 1 + (random() & 3), 1) || "
+                 "substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6)))")
 
 
 @functools.lru_cache(maxsize=1024)
@@ -295,6 +300,9 @@ class EventBuffer:
     inline: bool = False
     #: The transaction id SQLite's statements record (PostgreSQL uses its own).
     txid: int = field(init=False, default=0)
+    #: The transaction is one statement (``Database.transaction(single=True)``): nothing
+    #: but that statement records its events.
+    single: bool = False
 
     def __post_init__(self) -> None:
         self.principal_text = _encode(self.principal).decode()
@@ -334,9 +342,16 @@ class EventBuffer:
                 before = old.get(tuple(pk.values())) if old is not None else None
                 out.append(_Record(str(uuid4()), table, op, pk, row, before))
 
-    def tag(self, table: str, op: Operation) -> Tag:
-        """What a write of ``op`` to ``table`` records its rows as (SQLite's triggers)."""
-        return (self.principal_text, self.txid, table, op)
+    def tag(self, table: str, op: Operation, one_row: bool = False) -> Tag:
+        """What a write of ``op`` to ``table`` records its rows as (SQLite's triggers).
+
+        A transaction of one statement writing one row has one event, so its trigger may
+        draw the transaction id itself (``txid`` None in the tag): consecutive such writes by
+        one principal to one table then share the tag, and the writer skips the statement
+        that sets it, which cost as much as a third of the trigger's work (its thread's trip
+        through the GIL)."""
+        txid = None if one_row and self.single else self.txid
+        return (self.principal_text, txid, table, op)
 
     async def flush(self, tx: Transaction, *, last: bool = False) -> None:
         if self.records:
@@ -346,13 +361,15 @@ class EventBuffer:
     def write(self, tx: Transaction, table: str, op: Operation, key: Sequence[str], sql: str,
               params: list[object], inline: bool,
               old: dict[tuple[Any, ...], dict[str, Any]] | None = None,
-              count: bool = False) -> Awaitable[list[dict[str, Any]] | int]:
+              count: bool = False, one_row: bool = False,
+              ) -> Awaitable[list[dict[str, Any]] | int]:
         """Run one write statement with its rows' events: ``inline``, recorded by the statement
         itself (PostgreSQL: wrapped in a CTE; SQLite: tagged for the triggers), else by a
         second statement made from its returned rows and sent with it
         (``Transaction.fetch_with``). ``count``: the statement returns only how many rows it
         wrote (``compile_insert``); never with events outside the statement
-        (``Recorder.counts_only``). ``key``: the table's primary key. Hands back the
+        (``Recorder.counts_only``). ``key``: the table's primary key. ``one_row``: the
+        statement writes one row at most (see ``tag``). Hands back the
         statement's coroutine rather than awaiting it: no extra frame on the write path."""
         recorder = self.recorder
         tag = None
@@ -361,7 +378,7 @@ class EventBuffer:
                 sql = recorder.with_events(sql, len(params), op, key, count=count)
                 params = [*params, table, op, self.principal_text]
             else:
-                tag = self.tag(table, op)
+                tag = self.tag(table, op, one_row)
             self.inline = True
         elif recorder.wants(table, op):
             assert not count

@@ -315,7 +315,7 @@ class Writer:
         if not outbox.ready:
             await outbox.ensure(self.db)
         events = self._events = EventBuffer(recorder, principal_json(self.principal),
-                                            self.catalog)
+                                            self.catalog, single=single)
         async with self.db.transaction(rollback=rollback, single=single) as tx:
             yield tx
             recorded = events.inline or bool(events.records)
@@ -331,14 +331,16 @@ class Writer:
     def _write(self, tx: Transaction, table: Table, op: WriteAction, sql: str,
                params: list[object], inline: bool,
                old: dict[tuple[Any, ...], dict[str, Any]] | None = None,
-               count: bool = False) -> Awaitable[list[dict[str, Any]] | int]:
+               count: bool = False, one_row: bool = False,
+               ) -> Awaitable[list[dict[str, Any]] | int]:
         """Run one write statement, with its rows' events when the request records them
-        (``EventBuffer.write``; ``inline``: the statement records them itself)."""
+        (``EventBuffer.write``; ``inline``: the statement records them itself; ``one_row``:
+        it writes one row at most)."""
         events = self._events
         if events is None:
             return run_write(tx, sql, params, None, count, self.db.dialect == "postgresql")
         return events.write(tx, table.name, op, table.primary_key, sql, params, inline, old,
-                            count)
+                            count, one_row)
 
     async def _old_rows(self, tx: Transaction, table: Table, plan: MutatePlan,
                         ) -> dict[tuple[Any, ...], dict[str, Any]] | None:
@@ -379,7 +381,8 @@ class Writer:
         sql = compile_insert(self.db.dialect, (self.profile or self.db.schema), plan.shape, rows=wrapped,
                              count=count and not wrapped)
         written = await self._write(tx, table, "insert", sql,
-                                    insert_params(self.db.dialect, plan), inline, count=count)
+                                    insert_params(self.db.dialect, plan), inline, count=count,
+                                    one_row=len(group.rows) == 1)
         if plan.guarded and self.guard is not None:
             # The statement skipped the conflicting rows the update policy refuses.
             self.guard.check_upserted(table, len(group.rows), written if isinstance(
