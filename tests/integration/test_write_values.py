@@ -10,6 +10,8 @@ its column, never the driver's words. SQLite: the subset it has (BLOBs in hex fo
 from __future__ import annotations
 
 import asyncio
+import decimal
+import json
 import re
 import secrets
 from collections.abc import Iterator
@@ -41,6 +43,7 @@ CREATE TABLE vals (
   codes text[] UNIQUE,
   n int DEFAULT 7
 );
+CREATE TABLE amounts (id serial PRIMARY KEY, amt numeric(30,10), price numeric(10,2));
 CREATE FUNCTION describe_values(r int4range, d bytea, t text[], p pair, m mood)
   RETURNS json LANGUAGE sql IMMUTABLE
   AS $$ SELECT json_build_object('len', upper(r) - lower(r), 'd', d, 't', t, 'p', p,
@@ -265,3 +268,21 @@ def test_sqlite_blobs_in_hex_form(lite: Served) -> None:
         assert "body" in r.json()["message"]
         assert oracle.rows(lite.database_url, "SELECT count(*) FROM files") == [(2,)]
 
+
+
+def test_numeric_digits_survive_a_write_representation(h: httpx.Client) -> None:
+    """PostgreSQL numeric in return=representation, as a GET renders it: every digit and the
+    column's scale (seen failing first: 9.876543210987654e19, and 5.0 for numeric(10,2))."""
+    big = "98765432109876543210.9876543219"
+    r = h.post("/amounts", json=[{"amt": big, "price": 5}, {"amt": "1.5", "price": "7.25"}],
+               headers=REPRESENTATION)
+    assert r.status_code == 201, r.text
+    assert f'"amt":{big}' in r.text and '"price":5.00' in r.text
+    got = json.loads(r.text, parse_float=decimal.Decimal)
+    assert [(g["amt"], g["price"]) for g in got] == [
+        (decimal.Decimal(big), decimal.Decimal("5.00")),
+        (decimal.Decimal("1.5000000000"), decimal.Decimal("7.25"))]
+    first = got[0]["id"]
+    r = h.patch(f"/amounts?id=eq.{first}", json={"price": "11"}, headers=REPRESENTATION)
+    assert '"price":11.00' in r.text, r.text
+    assert r.text == h.get(f"/amounts?id=eq.{first}").text
