@@ -185,6 +185,11 @@ class _Builder:
         # (or JSON, which SQLite has as a function)
         if not self.pg and type_name == "JSON":
             return f"(CASE WHEN json_valid({value}) THEN json({value}) END)"
+        if not self.pg and type_name == "INTEGER":
+            # PostgreSQL rounds a number to an integer (half away from zero), SQLite's CAST
+            # truncates it: round() first, as total::int gives on PostgreSQL
+            return (f"(CASE WHEN typeof({value}) = 'real' THEN CAST(round({value}) AS INTEGER) "
+                    f"ELSE CAST({value} AS INTEGER) END)")
         return f"CAST({value} AS {type_name})"
 
     def group_by(self, node: ReadNode, embeds: Sequence[str] = ()) -> str:
