@@ -45,11 +45,16 @@ def check_args(spec: RpcSpec, args: Mapping[str, Any], *, from_text: bool) -> di
         if isinstance(v, int) and not isinstance(v, bool) and not -2**63 <= v < 2**63:
             # no database column holds it; reject it here rather than fail in the driver
             problems.append(f"{name}: integer out of range (64-bit)")
-    problems += [f"{name}: missing required argument" for name in sorted(spec.required - set(args))]
+    missing = sorted(spec.required - set(args))
+    if missing:
+        # PostgREST: no function takes these arguments, so none is found (404)
+        raise NotFound(f"Could not find the function {spec.name}({', '.join(sorted(args))}) "
+                       "with these arguments", code="PGRST202",
+                       details="missing required argument: " + ", ".join(missing),
+                       hint=f"{spec.name} takes " + ", ".join(spec.params))
     if problems:
         raise InvalidBody(f"Invalid arguments for {spec.name}", details="; ".join(problems),
-                          code="22P02" if not any("missing" in p for p in problems)
-                          else "PGRST202")
+                          code="22P02")
     return out
 
 
