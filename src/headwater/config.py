@@ -311,8 +311,11 @@ def parse_value(kind: Any, raw: str, name: str) -> Any:
             return text in _TRUE
         raise InvalidSetting(f"{name}: {raw!r} is not a boolean (true/false, 1/0, yes/no, "
                              "on/off)")
+    # No setting counts below zero (0 is "none" or "off" where it means anything).
     if kind is int:
         if _INT.fullmatch(text):
+            if int(text) < 0:
+                raise InvalidSetting(f"{name}: {raw!r} is negative; give 0 or more")
             return int(text)
         raise InvalidSetting(f"{name}: {raw!r} is not an integer")
     if kind is float:
@@ -320,6 +323,8 @@ def parse_value(kind: Any, raw: str, name: str) -> Any:
             number = float(text)
         except ValueError:
             number = math.nan
+        if math.isfinite(number) and number < 0:
+            raise InvalidSetting(f"{name}: {raw!r} is negative; give 0 or more")
         if math.isfinite(number):
             return number
         raise InvalidSetting(f"{name}: {raw!r} is not a number")

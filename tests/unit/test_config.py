@@ -39,7 +39,7 @@ def test_a_misspelt_boolean_is_an_error_not_false(raw: str) -> None:
     assert str(exc.value) == f"HEADWATER_CACHE_ENABLED: {raw!r} is not a boolean {BOOL_HELP}"
 
 
-@pytest.mark.parametrize(("raw", "value"), [("8080", 8080), (" 42 ", 42), ("-1", -1),
+@pytest.mark.parametrize(("raw", "value"), [("8080", 8080), (" 42 ", 42), ("0", 0),
                                             ("+7", 7)])
 def test_integers(raw: str, value: int) -> None:
     assert Settings.from_env({"HEADWATER_PORT": raw}).port == value
@@ -62,6 +62,14 @@ def test_a_bad_number_is_an_error(raw: str) -> None:
     with pytest.raises(InvalidSetting) as exc:
         Settings.from_env({"HEADWATER_POOL_TIMEOUT": raw})
     assert str(exc.value) == f"HEADWATER_POOL_TIMEOUT: {raw!r} is not a number"
+
+
+@pytest.mark.parametrize(("name", "raw"), [("HEADWATER_STATEMENT_TIMEOUT", "-3"),
+                                           ("HEADWATER_MAX_ROWS", "-1")])
+def test_a_negative_count_or_duration_is_an_error(name: str, raw: str) -> None:
+    with pytest.raises(InvalidSetting) as exc:
+        Settings.from_env({name: raw})
+    assert str(exc.value) == f"{name}: {raw!r} is negative; give 0 or more"
 
 
 def test_choices_are_checked_and_case_insensitive() -> None:

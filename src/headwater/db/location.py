@@ -106,8 +106,9 @@ def check_sqlite_file(path: str, source: str = "DATABASE_URL") -> None:
         raise InvalidSetting(f"{source}: {path} is a directory, not a SQLite file; give "
                              f"{ACCEPTED}")
     if not file.exists():
-        raise InvalidSetting(f"{source}: no SQLite database at {path}; give {ACCEPTED} of "
-                             "an existing file (`headwater demo PATH` writes a sample one)")
+        raise InvalidSetting(f"{source}: no SQLite database at {path}; give the path of an "
+                             "existing file (`headwater demo PATH` writes a sample one), or "
+                             "postgresql://user@host:port/dbname")
     try:
         with file.open("rb") as f:
             head = f.read(len(_SQLITE_MAGIC))
