@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import signal
 import sys
 import time
@@ -268,9 +269,24 @@ class Headwater:
         self.log.info("catalog_loaded", tables=len(catalog.tables), dialect=catalog.dialect,
                       functions=len(catalog.functions))
         for name in self.rpc.shadowed():
-            self.log.warning("rpc_shadows_database_function", function=name,
-                             hint="the Python function answers /rpc/" + name)
+            if self._first_to_say(f"shadow-{name}"):
+                self.log.warning("rpc_shadows_database_function", function=name,
+                                 hint="the Python function answers /rpc/" + name)
         _settle_heap()
+        return True
+
+    def _first_to_say(self, what: str) -> bool:
+        """Whether this worker is the server's first to say ``what`` (a start-up warning is
+        one line, not one per worker): a marker in the workers' shared ``runtime_dir``."""
+        if not self.settings.runtime_dir:
+            return True
+        try:
+            os.close(os.open(os.path.join(self.settings.runtime_dir, f"said-{what}"),
+                             os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except FileExistsError:
+            return False
+        except OSError:
+            return True
         return True
 
     async def close(self) -> None:

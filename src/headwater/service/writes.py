@@ -290,7 +290,8 @@ class Writer:
         if (self.guard is not None or self.app.before(op, name) or self.app.after(op, name)
                 or _checks_affected(request)
                 or (request.prefer.returning == "representation"
-                    and (_has_embeds(request.query.select) or self._exact(table)))):
+                    and (_has_embeds(request.query.select)
+                         or (op != "delete" and self._exact(table))))):
             return False
         recorder = self.recorder
         return recorder is None or recorder.one_statement(name, op)
@@ -482,7 +483,9 @@ class Writer:
         # PostgreSQL's numeric digits do not survive the written rows' trip through Python
         # floats (98765432109876543210.9876543219 would come back as 9.87e19, 11.00 as 11.0):
         # such a table's rows are read back as a GET renders them.
-        exact = self._exact(table) and _in_key_order(table.primary_key, written)
+        # (a delete's rows are gone: they are shown as they were)
+        exact = (request.method != "DELETE" and self._exact(table)
+                 and _in_key_order(table.primary_key, written))
         if not _has_embeds(select) and not exact:
             if self.guard is not None:
                 written = self.guard.visible_rows(table, select, written)
