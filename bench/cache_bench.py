@@ -208,7 +208,9 @@ def bench_cache(ds: R.Dataset, server: str, opts: R.Options, results: R.Results,
 
 def cache_rows(res: R.Results) -> list[CacheRow]:
     ms = res.measurements
-    samples = {(s["setup"], s["scenario"]): s["x_cache"] for s in res.cache_samples}
+    # (the big and peer parts keep theirs in the same list, keyed by app)
+    samples = {(s["setup"], s["scenario"]): s["x_cache"] for s in res.cache_samples
+               if "setup" in s}
     ceiling_m = next((m for m in ms if m.scenario == "cache-ceiling"), None)
     ceiling = ceiling_m.rps if ceiling_m else None
     rows = [CacheRow("reference", "ceiling", ceiling_m, ceiling, "-")]

@@ -1755,8 +1755,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     log(f"bench: dbs={','.join(opts.dbs)} servers={','.join(opts.servers)} "
         f"scenarios={','.join(opts.scenarios)} duration={opts.duration:g}s")
     results = run_all(opts)
+    save(results, opts.out)  # first: a reporting error must not lose a run's figures
     print_report(results)
-    save(results, opts.out)
     return 0
 
 
