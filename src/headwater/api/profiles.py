@@ -9,7 +9,7 @@ exposes is 406 PGRST106, never a silent fallback to the default.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from headwater.api.openapi import OpenApi
 from headwater.errors import SchemaNotExposed
@@ -32,11 +32,12 @@ class Profiles:
     #: Every exposed schema, the default first.
     names: tuple[str, ...]
     others: Mapping[str, Profile]
+    #: Responses name their schema (``Content-Profile``) only when there is a choice. (A
+    #: field, not a property: the table endpoint reads it on every request.)
+    several: bool = field(init=False)
 
-    @property
-    def several(self) -> bool:
-        """Responses name their schema (``Content-Profile``) only when there is a choice."""
-        return len(self.names) > 1
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "several", len(self.names) > 1)
 
     def choose(self, headers: Mapping[bytes, bytes], method: str) -> str:
         """The schema a request asks for; the default when it names none."""
