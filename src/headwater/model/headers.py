@@ -63,11 +63,10 @@ _MEDIA: dict[str, MediaType] = {
 }
 
 
-def parse_accept(header: str | None) -> MediaType:
-    """The first acceptable media type by q-value; 406 when none is one we produce."""
-    if not header or not header.strip():
-        return "json"
-    ranked: list[tuple[float, int, str]] = []
+def _ranked(header: str) -> list[tuple[float, int, str, list[str]]]:
+    """Each media range of an Accept header as (q, position, type, parameters), best first
+    (highest q, then the order written); ranges with q=0 are refused ones and left out."""
+    ranked: list[tuple[float, int, str, list[str]]] = []
     for i, part in enumerate(header.split(",")):
         media, *params = (p.strip() for p in part.split(";"))
         q = 1.0
@@ -78,10 +77,18 @@ def parse_accept(header: str | None) -> MediaType:
                     q = float(v)
                 except ValueError:
                     q = 0.0
-        if media:
-            ranked.append((-q, i, media.lower()))
-    for negq, _, media in sorted(ranked):
-        if negq < 0 and media in _MEDIA:
+        if media and q > 0:
+            ranked.append((q, i, media.lower(), params))
+    ranked.sort(key=lambda r: (-r[0], r[1]))
+    return ranked
+
+
+def parse_accept(header: str | None) -> MediaType:
+    """The first acceptable media type by q-value; 406 when none is one we produce."""
+    if not header or not header.strip():
+        return "json"
+    for _, _, media, _ in _ranked(header):
+        if media in _MEDIA:
             return _MEDIA[media]
     raise NotAcceptable(f"None of these media types are available: {header}")
 
@@ -112,22 +119,7 @@ def parse_plan_accept(header: str) -> PlanAsk | None:
     """The plan media type when it ranks first among those Headwater produces, else None
     (the caller then negotiates as usual). Unknown ``for=`` or options: 406, as a media
     type nobody offers."""
-    best: tuple[float, int, str, list[str]] | None = None
-    for i, part in enumerate(header.split(",")):
-        media, *params = (p.strip() for p in part.split(";"))
-        media = media.lower()
-        if media not in _MEDIA and media not in _PLAN_TYPES:
-            continue
-        q = 1.0
-        for p in params:
-            k, _, v = p.partition("=")
-            if k.strip().lower() == "q":
-                try:
-                    q = float(v)
-                except ValueError:
-                    q = 0.0
-        if q > 0 and (best is None or (-q, i) < (-best[0], best[1])):
-            best = (q, i, media, params)
+    best = next((r for r in _ranked(header) if r[2] in _MEDIA or r[2] in _PLAN_TYPES), None)
     if best is None or best[2] not in _PLAN_TYPES:
         return None
     fmt: Literal["json", "text"] = "json" if _PLAN_TYPES[best[2]] == "json" else "text"
