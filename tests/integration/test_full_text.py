@@ -97,3 +97,13 @@ def test_sqlite_without_an_index_says_how_to_make_one(client: httpx.Client) -> N
     assert "CREATE VIRTUAL TABLE docs_fts USING fts5(body, content='docs'" in body["hint"]
     r = client.get("/docs?title=fts(english).fat")
     assert r.status_code == 400 and "PostgreSQL" in r.json()["message"]
+
+
+@pytest.mark.parametrize("query", ["(fat", "fat%20%26%20)", "()", "fat%20%26%20%26%20b",
+                                   "%7C%20fat", "fat%20%26%20!"])
+def test_a_malformed_search_is_a_400_not_a_500(client: httpx.Client, query: str) -> None:
+    """Seen failing first on SQLite (FTS5's syntax error was a 500)."""
+    r = client.get(f"/docs?select=id&title=fts.{query}")
+    assert r.status_code in (200, 400), r.text
+    if r.status_code == 400:
+        assert r.json()["code"] in ("42601", "PGRST100")

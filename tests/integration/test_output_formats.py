@@ -168,6 +168,15 @@ def test_planned_count_is_the_planners_estimate(server: Server, client: httpx.Cl
         assert (r.status_code, r.headers["content-range"]) == (200, "*/0")
 
 
+def test_planned_and_exact_counts_are_cached_apart(server: Server, client: httpx.Client) -> None:
+    """The same read asked with ``count=planned`` then ``count=exact``: each its own answer
+    (seen failing first: the exact count was served from the planned one's cache entry)."""
+    path = "/many?id=eq.5&grp=eq.1&limit=1"
+    client.get(path, headers={"Prefer": "count=planned"})
+    r = client.get(path, headers={"Prefer": "count=exact"})
+    assert r.headers["content-range"] == "*/0"
+
+
 def test_estimated_count_is_exact_under_max_rows(server: Server) -> None:
     with ServerProcess(server.database_url, env={"HEADWATER_MAX_ROWS": "100"}) as s, \
             httpx.Client(base_url=s.url, timeout=30) as c:
@@ -227,6 +236,12 @@ def test_plan_when_enabled(server: Server) -> None:
         assert r.json()[0]["id"] == 1
         bad = c.get("/things", headers={"Accept": "application/vnd.pgrst.plan; options=drop"})
         assert bad.status_code == 406
+    # A plan never runs what the read itself may not: aggregates switched off stay off.
+    with ServerProcess(server.database_url, args=("--db-plan-enabled", "--no-aggregates")) as s, \
+            httpx.Client(base_url=s.url, timeout=30) as c:
+        r = c.get("/things?select=id.sum()",
+                  headers={"Accept": "application/vnd.pgrst.plan+json; options=analyze"})
+        assert (r.status_code, r.json()["code"]) == (400, "PGRST123"), r.text
         # Writes are not explained (nor run) with a plan Accept.
         w = c.post("/owners", json={"id": 9, "name": "x"},
                    headers={"Accept": "application/vnd.pgrst.plan+json; options=analyze"})

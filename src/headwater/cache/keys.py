@@ -83,7 +83,7 @@ def _node(n: ReadNode, params: Sequence[Value]) -> str:
 def canonical(plan: ReadPlan) -> str:
     p = plan.params
     return (f"{_node(plan.root, p)}#{p[plan.limit_param]!r}#{p[plan.offset_param]!r}"
-            f"#{int(plan.count)}#{plan.media}")
+            f"#{plan.count_kind if plan.count else 0}#{plan.media}")
 
 
 def _digest(parts: Iterable[str]) -> str:

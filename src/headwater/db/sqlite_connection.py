@@ -55,6 +55,12 @@ def sqlite_error(exc: sqlite3.Error) -> HeadwaterError:
         return Timeout("canceling statement due to statement timeout")
     if "locked" in text or "busy" in text or "unable to open" in text:
         return DatabaseUnavailable("Database is busy or unavailable", details=text)
+    if text.startswith("fts5: syntax error"):
+        # The caller's full-text query (``fts.…``), which FTS5 could not read: PostgreSQL
+        # answers a malformed tsquery with 42601 too.
+        return RequestError("syntax error in the full-text search query", code="42601",
+                            details=text.removeprefix("fts5: "),
+                            hint="balance the parentheses and put words around & and |")
     if text in _SQLITE_TOO_COMPLEX or text.startswith("too many arguments on function"):
         # The request asked for more than SQLite can plan (e.g. embeds nested too deeply).
         return RequestError("statement too complex: nest fewer embeds or use fewer filters",

@@ -73,7 +73,8 @@ class Reads:
         never cached."""
         api = dataclasses.replace(api, media=ask.target)
         plan = plan_read(self.catalog(), api, max_rows=self.settings.max_rows, access=access,
-                         max_embed_depth=self.settings.max_embed_depth)
+                         max_embed_depth=self.settings.max_embed_depth,
+                         aggregates=self.settings.aggregates_enabled)
         return await explain_read(self.db, plan, self.settings, ask.format, ask.options)
 
     def read(self, raw: RawRead, parse: Callable[[], ApiRequest], access: Access,
