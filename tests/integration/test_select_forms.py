@@ -425,3 +425,14 @@ def test_patch_filters_and_orders_by_json_paths(served_rw: Served) -> None:
                        "SELECT id, name FROM products WHERE id >= $1 AND id < $2 ORDER BY id",
                        base, base + 3)
     assert rows == [(base, "Vase"), (base + 1, "Top"), (base + 2, "Vase")]
+
+
+def test_a_grouped_json_path_may_order_the_groups(served: Served) -> None:
+    """Seen failing first on PostgreSQL (400 42803: the GROUP BY key and the ORDER BY term
+    were the same path with different parameter numbers)."""
+    r = get(served, "products?select=color:attributes->>color,n:count()"
+                    "&order=attributes->>color.desc")
+    assert r.status_code == 200, r.text
+    colors = [row["color"] for row in r.json()]
+    assert len(colors) == len(set(colors)) and colors[0] is None  # NULLS FIRST, as DESC
+    assert sum(row["n"] for row in r.json()) == ok(served, "products?select=count()")[0]["count"]

@@ -199,6 +199,11 @@ class _Builder:
             return ""
         keys = [self.output(node.alias, o) for o in node.outputs
                 if isinstance(o, OutputColumn) and o.aggregate is None]
+        # An order term on a JSON path names a grouped output (``check_grouping``) but with
+        # its own parameters, and PostgreSQL matches ORDER BY to GROUP BY by the text: the
+        # term is grouped by too, which changes no group.
+        keys.extend(self.expr(node.alias, o.column, o.json, ordered=True)
+                    for o in node.order if o.json is not None)
         keys.extend(embeds)
         return (" GROUP BY " + ", ".join(keys)) if keys else ""
 
