@@ -149,12 +149,12 @@ class ReadCache:
         return None
 
     def cacheable(self, plan: ReadPlan) -> bool:
-        return plan.media != "csv" and not (plan.root.tables() & self._excluded)
+        return plan.media != "csv" and not (plan.tables & self._excluded)
 
     async def read(self, raw: str, plan: ReadPlan, context: str,
                    execute: Callable[[], Awaitable[ReadResult]]) -> Cached | ReadResult:
         key = plan_key(plan, context)
-        tables = tuple(sorted(plan.root.tables() | plan.depends))
+        tables = tuple(sorted(plan.tables | plan.depends))
         now = time.time()
         e = self.l1.get(key)
         tier = "l1"

@@ -206,6 +206,13 @@ class ReadPlan:
     #: Beyond the tables read, what a write to changes the answer: ``VIEWS`` when a view is
     #: read (which tables lie under a view is not tracked; every write moves ``VIEWS``).
     depends: frozenset[str] = frozenset()
+    #: ``root.tables()``, computed once (the cache asks for it several times a read); empty
+    #: when not given, as a read always reads some table.
+    tables: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        if not self.tables:
+            object.__setattr__(self, "tables", self.root.tables())
 
 
 #: The version every write moves when the schema has views, and every read of a view is

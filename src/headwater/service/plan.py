@@ -528,11 +528,12 @@ def plan_read(catalog: Catalog, request: ApiRequest, *, max_rows: int = 0,
     limit_param = p.param(limit)
     offset_param = p.param(offset)
     tables = catalog.tables
-    views = any(t in tables and tables[t].is_view for t in root.tables())
+    read = root.tables()
+    views = any(t in tables and tables[t].is_view for t in read)
     return ReadPlan(root=root, params=tuple(p.params), count=request.prefer.count is not None,
                     media=request.media, limit_param=limit_param, offset_param=offset_param,
                     first=offset, count_kind=request.prefer.count,
-                    depends=frozenset({VIEWS}) if views else frozenset())
+                    depends=frozenset({VIEWS}) if views else frozenset(), tables=read)
 
 
 # --- writes -----------------------------------------------------------------------------------

@@ -188,7 +188,7 @@ class Reads:
     def _fresh(self, result: ReadResult, plan: ReadPlan, access: Access, *,
                cached: bool) -> ReadAnswer:
         cache = self.cache if cached else None
-        control = (cache.cache_control(sorted(plan.root.tables()), private=access.restricted)
+        control = (cache.cache_control(sorted(plan.tables), private=access.restricted)
                    if cache is not None else None)
         if access.restricted and control is None:
             control = "private, no-cache"
