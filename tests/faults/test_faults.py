@@ -159,7 +159,9 @@ def test_row_lock(server: ServerProcess, tmp_path: Path, fault_db: str,
     assert during < 1.0  # never waits out the lock: the pool is not exhausted
 
 
-@pytest.mark.parametrize("server", [{"HEADWATER_MAX_INFLIGHT": "16",
+# In-flight limits are per worker (README, Worker processes): one worker, so the limit
+# measured is the one set.
+@pytest.mark.parametrize("server", [{"HEADWATER_MAX_INFLIGHT": "16", "HEADWATER_WORKERS": "1",
                                      "HEADWATER_CACHE_ENABLED": "false"}], indirect=True)
 def test_overload(server: ServerProcess, tmp_path: Path, fault_table: list[Row]) -> None:
     capacity_run = load(server.url, tmp_path / "cap.jsonl", rate=0, duration=4, mix="heavy=1",

@@ -142,7 +142,9 @@ def test_incomplete_head_is_closed_within_the_header_timeout(limited: ServerProc
 
 
 def test_connections_beyond_the_limit_get_503(demo_sqlite: str) -> None:
-    env = {"HEADWATER_MAX_CONNECTIONS": "4", "HEADWATER_HEADER_TIMEOUT": "30"}
+    # The limit is per worker process (README, Worker processes): one worker here.
+    env = {"HEADWATER_MAX_CONNECTIONS": "4", "HEADWATER_HEADER_TIMEOUT": "30",
+           "HEADWATER_WORKERS": "1"}
     with ServerProcess(demo_sqlite, env=env) as server:
         held = [socket.create_connection(("127.0.0.1", server.port), timeout=5)
                 for _ in range(4)]
