@@ -78,7 +78,10 @@ def server(fault_db: str, redis_url: str, request: pytest.FixtureRequest,
     extra = getattr(request, "param", {})
     env = {"HEADWATER_REDIS_URL": redis_url, "HEADWATER_CACHE_NAMESPACE":
            "f" + secrets.token_hex(4), "HEADWATER_STATEMENT_TIMEOUT": "1",
-           "HEADWATER_CONNECT_TIMEOUT": "1", "HEADWATER_POOL_TIMEOUT": "2", **extra}
+           "HEADWATER_CONNECT_TIMEOUT": "1", "HEADWATER_POOL_TIMEOUT": "2",
+           # One node as the README's fault table describes it: one L1 copy of each cached
+           # read to fall back on, one set of in-flight slots (both are per worker process).
+           "HEADWATER_WORKERS": "1", **extra}
     with ServerProcess(fault_db, env=env) as s:
         yield s
 

@@ -40,8 +40,10 @@ def pg_db(fresh_pg_database: str) -> str:
 
 @pytest.fixture(scope="module")
 def strict_pair(demo_postgres: str, redis_url: str) -> Iterator[tuple[str, str]]:
-    """Two nodes on one PostgreSQL database, sharing Redis in strict mode."""
+    """Two nodes on one PostgreSQL database, sharing Redis in strict mode (one worker each:
+    single flight is per process, and the query counts read are the node's own)."""
     env = {"HEADWATER_REDIS_URL": redis_url, "HEADWATER_MAX_INFLIGHT": "1000",
+           "HEADWATER_WORKERS": "1",
            "HEADWATER_CACHE_NAMESPACE": "t" + secrets.token_hex(4)}
     with ExitStack() as stack:
         a = stack.enter_context(ServerProcess(demo_postgres, env=env))

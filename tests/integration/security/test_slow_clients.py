@@ -25,7 +25,9 @@ SLOW_CLIENTS = 120
 #: Fewer slots than slow clients: before the fix, the trickling bodies held every one.
 LIMITS = {"HEADWATER_MAX_INFLIGHT": "64", "HEADWATER_BODY_TIMEOUT": "1",
           "HEADWATER_BODY_MIN_RATE": "100", "HEADWATER_HEADER_TIMEOUT": "1",
-          "HEADWATER_MAX_CONNECTIONS": "1000"}
+          "HEADWATER_MAX_CONNECTIONS": "1000",
+          # the limits are per worker process: one worker, so each is the one set
+          "HEADWATER_WORKERS": "1"}
 SLACK = 6.0  # seconds past a timeout within which the server must have acted
 
 
