@@ -96,8 +96,10 @@ def rig(pg_admin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig
                 time.sleep(0.2)
         config = Path(tmp_path_factory.mktemp("replicas")) / "headwater.toml"
         config.write_text(SETTINGS.format(secret=SECRET))
+        # One worker per node: the read-your-writes window without a token is a worker's own
+        # memory (README, Scaling out); the token works across workers and nodes alike.
         env = {"HEADWATER_CONFIG": str(config), "HEADWATER_MAX_REPLICA_LAG": str(MAX_LAG),
-               "HEADWATER_DB_BREAKER_RESET": "0.5"}
+               "HEADWATER_DB_BREAKER_RESET": "0.5", "HEADWATER_WORKERS": "1"}
         for _ in range(2):
             nodes.append(ServerProcess(primary, env=env,
                                        args=("--replica", rig.replica_url)).start())
