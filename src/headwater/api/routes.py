@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 import msgspec
@@ -33,13 +33,6 @@ from headwater.api.responses import (
 )
 from headwater.api.security import Security, method_action
 from headwater.config import Settings
-from headwater.db.replicas import (
-    Replicas,
-    format_lsn,
-    parse_lsn,
-    principal_key,
-    token_from_cookie,
-)
 from headwater.errors import (
     HeadwaterError,
     InvalidBody,
@@ -52,6 +45,12 @@ from headwater.errors import (
     UnsupportedMediaType,
 )
 from headwater.model import grammar, headers
+from headwater.model.consistency import (
+    format_lsn,
+    parse_lsn,
+    principal_key,
+    token_from_cookie,
+)
 from headwater.model.principal import Principal
 from headwater.model.request import ApiRequest
 from headwater.model.result import ReadAnswer
@@ -63,6 +62,9 @@ from headwater.service.policy import Access
 from headwater.service.reads import RawRead, Reads
 from headwater.service.rpc import Rpc, check_args
 from headwater.service.writes import Writer
+
+if TYPE_CHECKING:  # the replicas' bookkeeping, handed in by the composition root
+    from headwater.db.replicas import Replicas
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 _CLOSE = MappingProxyType({"Connection": "close"})

@@ -21,20 +21,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import re
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from headwater.config import Settings
-from headwater.errors import HeadwaterError, RequestError
-from headwater.model.principal import Principal
+from headwater.errors import HeadwaterError
+from headwater.model.consistency import format_lsn
 from headwater.resilience.breaker import BreakerState
 
 if TYPE_CHECKING:  # the postgres extra: only a server given replicas imports it
     from headwater.db.postgres import PostgresDatabase
 
-_LSN = re.compile(r"([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})")
 _PRIMARY_SQL = "SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::int8"
 #: The insert position is at or past the end of every commit record already written, whatever
 #: ``synchronous_commit`` says (the flushed position may not yet be, with it off).
@@ -43,37 +41,6 @@ _REPLAY_SQL = "SELECT (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::int8"
 _SAMPLE_SQL = ("SELECT (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::int8, "
                "extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8, "
                "pg_is_in_recovery() AND pg_is_wal_replay_paused()")
-
-
-def parse_lsn(text: str) -> int:
-    """``16/B374D848`` → a byte position; anything else is a 400 naming the header."""
-    m = _LSN.fullmatch(text.strip())
-    if m is None:
-        raise RequestError("Invalid consistency token", code="HW400",
-                           details=f"Headwater-LSN: {text[:40]!r} is not an LSN such as 0/16B3748",
-                           hint="send back the Headwater-LSN of a write's response unchanged")
-    return (int(m[1], 16) << 32) | int(m[2], 16)
-
-
-def format_lsn(value: int) -> str:
-    return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
-
-
-def token_from_cookie(cookie: str) -> int:
-    """The ``hw_lsn`` cookie's token (0 when absent or not an LSN: a browser's cookie jar
-    is not the caller's deliberate input, so a bad one is ignored, never refused)."""
-    for part in cookie.split(";"):
-        name, _, value = part.strip().partition("=")
-        if name == "hw_lsn":
-            m = _LSN.fullmatch(value.strip())
-            if m is not None:
-                return (int(m[1], 16) << 32) | int(m[2], 16)
-    return 0
-
-
-def principal_key(p: Principal) -> str:
-    """A principal as read-your-writes tells callers apart: role and subject."""
-    return f"{p.role}\x1f{p.claims.get('sub', '')}"
 
 
 class Replica:

@@ -22,9 +22,10 @@ from headwater.config import Settings
 from headwater.db.database import Database
 from headwater.db.explain import explain_read
 from headwater.db.reader import execute_read
-from headwater.db.replicas import Replicas, principal_key
+from headwater.db.replicas import Replicas
 from headwater.errors import DatabaseUnavailable, RequestError, TransactionConflict
 from headwater.model.catalog import Catalog
+from headwater.model.consistency import principal_key
 from headwater.model.headers import PlanAsk, parse_accept
 from headwater.model.plan import ReadPlan
 from headwater.model.request import ApiRequest, MediaType
