@@ -72,11 +72,14 @@ class Reads:
     async def explain(self, api: ApiRequest, access: Access, ask: PlanAsk) -> bytes:
         """The read's EXPLAIN, planned under the caller's policies like the read itself;
         never cached."""
-        api = dataclasses.replace(api, media=ask.target)
-        plan = plan_read(self.catalog(), api, max_rows=self.settings.max_rows, access=access,
-                         max_embed_depth=self.settings.max_embed_depth,
-                         aggregates=self.settings.aggregates_enabled)
+        plan = self._plan(dataclasses.replace(api, media=ask.target), access)
         return await explain_read(self.db, plan, self.settings, ask.format, ask.options)
+
+    def _plan(self, api: ApiRequest, access: Access) -> ReadPlan:
+        """A read planned under the settings' bounds and the caller's policies."""
+        s = self.settings
+        return plan_read(self.catalog(), api, max_rows=s.max_rows, access=access,
+                         max_embed_depth=s.max_embed_depth, aggregates=s.aggregates_enabled)
 
     def read(self, raw: RawRead, parse: Callable[[], ApiRequest], access: Access,
              timing: ServerTiming, token: int = 0,
@@ -113,9 +116,7 @@ class Reads:
         began = time.perf_counter()
         api = parse()
         began = timing.since("parse", began)
-        plan = plan_read(self.catalog(), api, max_rows=self.settings.max_rows, access=access,
-                         max_embed_depth=self.settings.max_embed_depth,
-                         aggregates=self.settings.aggregates_enabled)
+        plan = self._plan(api, access)
         timing.since("plan", began)
         return await self._planned(plan, key, access, timing, token)
 
