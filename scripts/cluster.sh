@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The local cluster rig: scripts/cluster.sh up | down | status | drain NODE
+# The local cluster rig: scripts/cluster.sh up | down | status | drain NODE_PORT
+#                        | stop replica | stop redis PORT | stop node PORT | kill node PORT
 #
 #   PostgreSQL streaming replica of the local server  127.0.0.1:5433 (pg_basebackup -R)
 #   Redis Cluster, three primaries                     127.0.0.1:7000-7002
@@ -8,6 +9,12 @@
 #
 # Everything it starts is recorded in PID files under $HW_CLUSTER_STATE (default
 # /tmp/headwater-cluster); `down` stops exactly those processes, never anything by name.
+#
+# The nodes share a settings file ($STATE/headwater.toml): JWT (HS256, the secret in
+# $STATE/jwt-secret), the anonymous role `anon` and signed-in `member`s may read and write
+# every table; events go to RabbitMQ at $HW_CLUSTER_AMQP_URL (default the local broker; empty:
+# in-process). $HW_CLUSTER_PORT_OFFSET (default 0) moves every port of the rig, and
+# $HW_CLUSTER_DB names its database, so a second rig can run beside the first.
 # The local PostgreSQL server itself is only touched to add, if missing, the pg_hba.conf line
 # `host replication all 127.0.0.1/32 trust` (then reloaded), and to create cluster_demo.
 set -euo pipefail
@@ -15,14 +22,16 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STATE=${HW_CLUSTER_STATE:-/tmp/headwater-cluster}
 PG_PORT=${PG_PORT:-5432}
-REPLICA_PORT=5433
-REDIS_PORTS=(7000 7001 7002)
-NODE_PORTS=(3001 3002)
-LB_PORT=8080
-DB=cluster_demo
+OFFSET=${HW_CLUSTER_PORT_OFFSET:-0}
+REPLICA_PORT=$((5433 + OFFSET))
+REDIS_PORTS=($((7000 + OFFSET)) $((7001 + OFFSET)) $((7002 + OFFSET)))
+NODE_PORTS=($((3001 + OFFSET)) $((3002 + OFFSET)))
+LB_PORT=$((8080 + OFFSET))
+DB=${HW_CLUSTER_DB:-cluster_demo}
+AMQP_URL=${HW_CLUSTER_AMQP_URL-amqp://guest:guest@127.0.0.1:5672/}
 PRIMARY_URL="postgresql://postgres@127.0.0.1:${PG_PORT}/${DB}"
 REPLICA_URL="postgresql://postgres@127.0.0.1:${REPLICA_PORT}/${DB}"
-REDIS_URL="redis+cluster://127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002"
+REDIS_URL="redis+cluster://127.0.0.1:${REDIS_PORTS[0]},127.0.0.1:${REDIS_PORTS[1]},127.0.0.1:${REDIS_PORTS[2]}"
 if [[ -z "${PYTHON:-}" ]]; then
   for candidate in "$ROOT/.venv/bin/python" /work/main/.venv/bin/python "$(command -v python3)"; do
     if [[ -x "$candidate" ]]; then PYTHON=$candidate; break; fi
@@ -118,9 +127,10 @@ redis_up() {
       redis-cli -p "$port" shutdown nosave > /dev/null 2>&1 || true
       sleep 0.3
     fi
+    # A node stopped by hand restarts with its nodes.conf: it rejoins with its slots.
     mkdir -p "$STATE/redis/$port"
-    rm -f "$STATE/redis/$port/nodes.conf"
     redis-server --port "$port" --bind 127.0.0.1 --cluster-enabled yes \
+      --cluster-node-timeout 2000 \
       --cluster-config-file "$STATE/redis/$port/nodes.conf" --dir "$STATE/redis/$port" \
       --save "" --appendonly no --daemonize yes --pidfile "$STATE/redis-$port.pid" \
       --logfile "$STATE/redis/$port/log"
@@ -129,11 +139,15 @@ redis_up() {
   for port in "${REDIS_PORTS[@]}"; do
     until redis-cli -p "$port" ping > /dev/null 2>&1; do sleep 0.1; done
   done
-  if [[ $started == 1 ]] || ! redis-cli -p 7000 cluster info | grep -q 'cluster_state:ok'; then
-    redis-cli --cluster create 127.0.0.1:7000 127.0.0.1:7001 127.0.0.1:7002 \
+  local first=${REDIS_PORTS[0]} deadline=$((SECONDS + 30))
+  if [[ $started == 1 ]] && redis-cli -p "$first" cluster info | grep -q 'cluster_slots_assigned:0'; then
+    redis-cli --cluster create "${REDIS_PORTS[@]/#/127.0.0.1:}" \
       --cluster-replicas 0 --cluster-yes > /dev/null
-    until redis-cli -p 7000 cluster info | grep -q 'cluster_state:ok'; do sleep 0.2; done
   fi
+  until redis-cli -p "$first" cluster info | grep -q 'cluster_state:ok'; do
+    (( SECONDS < deadline )) || { say "redis: cluster not ok, see $STATE/redis/*/log"; exit 1; }
+    sleep 0.2
+  done
   say "redis: cluster ok on ${REDIS_PORTS[*]}"
 }
 
@@ -151,11 +165,35 @@ redis_down() {
 
 # --- Headwater nodes ------------------------------------------------------------------------
 
+settings_file() {
+  if [[ ! -s "$STATE/jwt-secret" ]]; then
+    (umask 077; "$PYTHON" -c 'import secrets; print(secrets.token_urlsafe(32))' > "$STATE/jwt-secret")
+  fi
+  cat > "$STATE/headwater.toml" <<'EOF'
+[auth]
+jwt_secret = "env:HEADWATER_JWT_SECRET"
+anonymous_role = "anon"
+
+[[policy]]
+role = "anon"
+table = "*"
+actions = ["select", "insert", "update", "delete"]
+
+[[policy]]
+role = "member"
+table = "*"
+actions = ["select", "insert", "update", "delete"]
+EOF
+}
+
 nodes_up() {
   local port
+  settings_file
   for port in "${NODE_PORTS[@]}"; do
     if alive "$STATE/node-$port.pid"; then continue; fi
     HEADWATER_REDIS_URL="$REDIS_URL" HEADWATER_LOG_LEVEL=warning \
+      HEADWATER_CONFIG="$STATE/headwater.toml" HEADWATER_JWT_SECRET="$(cat "$STATE/jwt-secret")" \
+      HEADWATER_AMQP_URL="$AMQP_URL" \
       setsid "$PYTHON" -m headwater serve "$PRIMARY_URL" --port "$port" \
       --replica "$REPLICA_URL" > "$STATE/node-$port.log" 2>&1 < /dev/null &
     echo $! > "$STATE/node-$port.pid"
@@ -173,7 +211,8 @@ stop_pid() {  # pidfile seconds: SIGTERM, then SIGKILL past the grace period
   kill -TERM "$pid"
   deadline=$((SECONDS + $2))
   while kill -0 "$pid" 2>/dev/null && (( SECONDS < deadline )); do sleep 0.1; done
-  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+  # Past the grace period: the whole process group (the supervisor and its workers).
+  kill -0 "$pid" 2>/dev/null && kill -KILL -- "-$pid" 2>/dev/null
   rm -f "$1"
 }
 
@@ -305,5 +344,30 @@ case "${1:-}" in
     ;;
   status) status ;;
   drain) drain "${2:?drain NODE_PORT}" ;;
-  *) say "usage: $0 up | down | status | drain NODE_PORT" >&2; exit 2 ;;
+  # One part down, to see the rest carry on; `up` starts again whatever is down.
+  stop)
+    case "${2:-}" in
+      replica)
+        alive "$STATE/replica/data/postmaster.pid" || exit 0
+        as_postgres "$(pg_bin)/pg_ctl" -D "$STATE/replica/data" -m fast -w stop > /dev/null
+        say "replica: stopped (its data kept)" ;;
+      redis)
+        alive "$STATE/redis-${3:?stop redis PORT}.pid" || exit 0
+        stop_pid "$STATE/redis-$3.pid" 10
+        say "redis: $3 stopped" ;;
+      node)
+        alive "$STATE/node-${3:?stop node PORT}.pid" || exit 0
+        stop_pid "$STATE/node-$3.pid" 15
+        say "node: $3 stopped (SIGTERM)" ;;
+      *) say "usage: $0 stop replica | stop redis PORT | stop node PORT" >&2; exit 2 ;;
+    esac ;;
+  kill)
+    [[ "${2:-}" == node ]] || { say "usage: $0 kill node PORT" >&2; exit 2; }
+    if alive "$STATE/node-${3:?kill node PORT}.pid"; then
+      # A machine that dies: the supervisor and its workers at once, nothing drained.
+      kill -KILL -- "-$(cat "$STATE/node-$3.pid")"
+      rm -f "$STATE/node-$3.pid"
+      say "node: $3 killed (SIGKILL)"
+    fi ;;
+  *) say "usage: $0 up | down | status | drain NODE_PORT | stop replica | stop redis PORT | stop node PORT | kill node PORT" >&2; exit 2 ;;
 esac
