@@ -24,7 +24,7 @@ def test_reads_and_writes_through_the_load_balancer(whole_rig: Rig) -> None:
             r = c.get(f"/products?id=eq.2&select=id&limit={secrets.randbelow(10**9) + 1}")
             assert r.status_code == 200 and r.json() == [{"id": 2}]
             seen.add(r.headers["headwater-served-by"])
-        w = c.post("/customers", json={"name": "rig", "email": "rig@example.com",
+        w = c.post("/customers", json={"name": "rig", "email": f"rig-{secrets.token_hex(6)}@example.com",
                                        "created_at": "2024-01-01T00:00:00"},
                    headers={**whole_rig.bearer("rig-user"), "Prefer": "return=representation"})
         assert w.status_code == 201, w.text
