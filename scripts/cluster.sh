@@ -328,6 +328,12 @@ status() {
 case "${1:-}" in
   up)
     mkdir -p "$STATE"
+    if [[ -f "$STATE/root" && "$(cat "$STATE/root")" != "$ROOT" ]] && { alive "$STATE/node-${NODE_PORTS[0]}.pid" || alive "$STATE/node-${NODE_PORTS[1]}.pid"; }; then
+      # Its nodes serve another checkout's code: take that rig down first.
+      say "a rig started from $(cat "$STATE/root") is up in $STATE: run its cluster.sh down first, or set HW_CLUSTER_STATE and HW_CLUSTER_PORT_OFFSET" >&2
+      exit 1
+    fi
+    echo "$ROOT" > "$STATE/root"
     replication_hba
     demo_database
     replica_up
