@@ -11,14 +11,13 @@ window), never refuse a request that should pass.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import math
-import mmap
 import os
 import struct
 import time
+
+from headwater.mapped_file import MappedFile
 
 SLOTS = 1 << 16
 PROBES = 64
@@ -30,15 +29,8 @@ class SharedCounters:
 
     def __init__(self, directory: str) -> None:
         self.path = os.path.join(directory, "ratelimit-counters")
-        size = SLOTS * _SLOT.size
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            if os.fstat(fd).st_size < size:
-                os.ftruncate(fd, size)
-            self._mm = mmap.mmap(fd, size)
-        finally:
-            os.close(fd)
-        self._lock_fd = os.open(self.path, os.O_RDWR)
+        self._file = MappedFile(self.path, SLOTS * _SLOT.size)
+        self._mm = self._file.mm
 
     @staticmethod
     def _hash(key: str) -> int:
@@ -67,26 +59,18 @@ class SharedCounters:
 
     async def incr(self, key: str, expiry: int, amount: int = 1) -> int:
         h, now = self._hash(key), time.time()
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-        try:
+        with self._file.lock():
             off, live = self._find(h, now)
             count = (_SLOT.unpack_from(self._mm, off)[2] if live else 0) + amount
             ends = _SLOT.unpack_from(self._mm, off)[1] if live else int(now + expiry) + 1
             _SLOT.pack_into(self._mm, off, h, ends, count)
             return count
-        finally:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     async def get(self, key: str) -> int:
         h, now = self._hash(key), time.time()
-        fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
-        try:
+        with self._file.lock(shared=True):
             off, live = self._find(h, now)
             return int(_SLOT.unpack_from(self._mm, off)[2]) if live else 0
-        finally:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
-        with contextlib.suppress(ValueError, OSError):
-            self._mm.close()
-            os.close(self._lock_fd)
+        self._file.close()

@@ -21,11 +21,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from headwater.config import Settings
+from headwater.db.recent_writers import RecentWriters, SharedRecentWriters
 from headwater.errors import HeadwaterError
 from headwater.model.consistency import format_lsn
 from headwater.resilience.breaker import BreakerState
@@ -97,7 +97,8 @@ class Replica:
 
 class Replicas:
     """Routes plain reads among the replicas and keeps this node's consistency bookkeeping:
-    the highest commit LSN it has seen, and who wrote recently."""
+    the highest commit LSN it has seen, and who wrote recently (the server's, shared by its
+    workers through the runtime directory; a process's own without one)."""
 
     def __init__(self, primary: PostgresDatabase, replicas: list[Replica], settings: Settings,
                  *, log: Any, on_sample: Callable[[Replicas], None] | None = None) -> None:
@@ -112,8 +113,10 @@ class Replicas:
         self.primary_lsn = 0
         self._previous_primary = 0
         self._primary_conn: Any = None
-        #: Principal → when it last wrote (monotonic), oldest first.
-        self._writers: dict[str, float] = {}
+        window = settings.read_your_writes_window
+        self.writers: RecentWriters | SharedRecentWriters = (
+            SharedRecentWriters(settings.runtime_dir, window) if settings.runtime_dir
+            else RecentWriters(window))
         self._next = 0
         self._task: asyncio.Task[None] | None = None
         #: Fresh reads by who answered: ``replica``, ``primary``, ``fallback`` (a replica
@@ -138,6 +141,7 @@ class Replicas:
                     await conn.close(timeout=1)
         for r in self.replicas:
             await r.db.close()
+        self.writers.close()
 
     async def _monitor(self) -> None:
         interval = self.settings.replica_check_interval
@@ -229,26 +233,15 @@ class Replicas:
         return self.latest
 
     def wrote(self, who: str) -> None:
-        now = time.monotonic()
-        writers = self._writers
-        writers.pop(who, None)
-        writers[who] = now
-        horizon = now - self.settings.read_your_writes_window
-        while writers:
-            oldest = next(iter(writers))
-            if writers[oldest] >= horizon:
-                break
-            del writers[oldest]
-
-    def recent(self, who: str) -> bool:
-        at = self._writers.get(who)
-        return at is not None and time.monotonic() - at < self.settings.read_your_writes_window
+        """After ``who``'s write commits (before its response): its reads without a token
+        stay on the primary for ``read_your_writes_window`` seconds."""
+        self.writers.wrote(who)
 
     # --- routing ------------------------------------------------------------------------------
 
     async def route(self, token: int, who: str) -> Replica | None:
         """The replica that answers this read, or None for the primary."""
-        if self._writers and self.recent(who):
+        if self.writers.recent(who):
             return None
         max_lag = self.settings.max_replica_lag
         usable = [r for r in self.replicas if r.usable(max_lag)]
