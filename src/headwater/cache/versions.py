@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import hashlib
-import mmap
 import os
 import struct
 import tempfile
@@ -31,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from headwater.config import Settings
 from headwater.errors import RedisUnavailable
+from headwater.mapped_file import MappedFile
 
 if TYPE_CHECKING:  # redis is the redis extra: imported only when configured
     from headwater.cache.redis import RedisStore
@@ -95,15 +94,9 @@ class SharedVersions:
         digest = hashlib.blake2b(database_url.encode(), digest_size=8).hexdigest()
         self.path = os.path.join(directory or tempfile.gettempdir(),
                                  f"headwater-versions-{digest}")
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            # The LSN lives after the slots: a file made by an older version grows by it.
-            if os.fstat(fd).st_size < _SLOTS * 8 + 8:
-                os.ftruncate(fd, _SLOTS * 8 + 8)
-            self._mm = mmap.mmap(fd, _SLOTS * 8 + 8)
-        finally:
-            os.close(fd)
-        self._lock_fd = os.open(self.path, os.O_RDWR)
+        # The LSN lives after the slots: a file made by an older version grows by it.
+        self._file = MappedFile(self.path, _SLOTS * 8 + 8)
+        self._mm = self._file.mm
         self._offsets: dict[tuple[str, ...], tuple[int, ...]] = {}
 
     @staticmethod
@@ -134,15 +127,12 @@ class SharedVersions:
         return None, self.local(tables)
 
     async def bump(self, tables: Sequence[str], lsn: int = 0) -> None:
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-        try:
+        with self._file.lock():
             # The position first: whoever sees the new versions sees it too.
             if lsn > self.lsn:
                 _SLOT.pack_into(self._mm, _SLOTS * 8, lsn)
             for off in {self._offset(t) for t in tables}:
                 _SLOT.pack_into(self._mm, off, _SLOT.unpack_from(self._mm, off)[0] + 1)
-        finally:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     @property
     def lsn(self) -> int:
@@ -153,9 +143,7 @@ class SharedVersions:
         pass
 
     async def close(self) -> None:
-        with contextlib.suppress(ValueError, OSError):
-            self._mm.close()
-            os.close(self._lock_fd)
+        self._file.close()
 
 
 class _Batch:
