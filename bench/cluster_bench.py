@@ -556,10 +556,23 @@ def bench_cluster(opts: R.Options, results: R.Results) -> None:
         info["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
         if started:
             R.log("cluster: scripts/cluster.sh down (the part brought the rig up)")
-            try:
-                rig.script("down")
-            except (R.BenchError, OSError, subprocess.SubprocessError) as exc:
+            take_down(rig, results)
+
+
+def take_down(rig: Rig, results: R.Results) -> None:
+    """``cluster.sh down``, twice if need be: it removes a Redis node's directory right after
+    signalling it, and a node still writing its files on the way out fails that ``rm -rf``
+    (the script stops there, before the replica); a second ``down`` finishes the job."""
+    for attempt in (1, 2):
+        try:
+            rig.script("down")
+            return
+        except (R.BenchError, OSError, subprocess.SubprocessError) as exc:
+            if attempt == 2:
                 results.problems.append(f"cluster: down failed: {exc}")
+            else:
+                R.log(f"cluster: down failed ({str(exc).splitlines()[0][:200]}): again")
+                time.sleep(1.0)
 
 
 def connections(opts: R.Options) -> int:
