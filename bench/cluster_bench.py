@@ -541,6 +541,7 @@ def bench_cluster(opts: R.Options, results: R.Results) -> None:
         ds, items = asyncio.run(_dataset(rig))
         info["counts"] = ds.counts
         part = Part(rig, ds, items, Groups.of(rig), opts, results, fresh_cold())
+        info["idle_cpu_pct"] = idle_cpu(rig, part.groups, opts.part_duration)
         results.cluster["rows"] = part.rows
         try:
             bench_lb(part)
@@ -557,6 +558,19 @@ def bench_cluster(opts: R.Options, results: R.Results) -> None:
         if started:
             R.log("cluster: scripts/cluster.sh down (the part brought the rig up)")
             take_down(rig, results)
+
+
+def idle_cpu(rig: Rig, groups: Groups, seconds: float) -> dict[str, float]:
+    """Each group's CPU with no load (% of one core; nodes: both of the rig's), which every
+    row's CPU per request includes spread over its requests: replica lag samples, health
+    checks, the relay's polls, Redis Cluster's bus, PostgreSQL's background work."""
+    named = groups.named([rig.node_pid(p) for p in rig.node_ports])
+    before = R.cpu_snapshot()
+    time.sleep(seconds)
+    after = R.cpu_snapshot()
+    wall = after.at - before.at
+    return {name: round(100.0 * R.group_cpu(before, after, set(pids())) / wall, 1)
+            for name, pids in named.items()}
 
 
 def take_down(rig: Rig, results: R.Results) -> None:
@@ -672,6 +686,11 @@ def note(res: R.Results) -> str:
         if one and two:
             ratios.append(f"{scenario} {two / one:.2f}" + (f" (1 node behind it {lb1 / one:.2f})"
                                                           if lb1 else ""))
+    idle = info.get("idle_cpu_pct") or {}
+    idle_note = (" With no load the groups used " + ", ".join(f"{k} {v:g}%" for k, v in
+                                                           idle.items())
+                 + " of one core (nodes: both of the rig's): every row's CPU per request "
+                 "includes that share." if idle else "")
     level = info.get("rig_nodes_log_level", "?")
     log_note = ("" if level.startswith("info") else
                 f" The rig's nodes run with HEADWATER_LOG_LEVEL={level} (scripts/cluster.sh), "
@@ -693,7 +712,7 @@ def note(res: R.Results) -> str:
         f"user's, cache state carried from the previous row); id-miss: every query string new "
         f"(bench/cold.lua: no hit anywhere). `served by`: the `Headwater-Served-By` header of "
         f"a fresh read, and on the replica node the share of the run's reads "
-        f"`headwater_reads_served` gives the replica.{log_note} `other CPU`: the rest of the "
+        f"`headwater_reads_served` gives the replica.{idle_note}{log_note} `other CPU`: the rest of the "
         f"machine (other rigs, tests), the noise.")
 
 
