@@ -140,7 +140,8 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
     p.add_argument("--parts", default=",".join(DEFAULT_PARTS),
                    help=f"comma list of {','.join(ALL_PARTS)}\n(all but cluster; writes run last)")
     p.add_argument("--part-duration", type=float, default=None, metavar="S",
-                   help="seconds per measured run in the cache and writes parts (5; 3 with --quick)")
+                   help="seconds per measured run in the cache, big, peer, cluster and writes\n"
+                        "parts (5; 3 with --quick)")
     p.add_argument("--cache-db", default=None,
                    help="database for the cache part (the first of --dbs)")
     p.add_argument("--scenarios", default="A,B,C", help="comma list of A,B,C")
