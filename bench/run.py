@@ -29,11 +29,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import asyncpg
 import httpx
@@ -69,7 +69,10 @@ DbKind = Literal["postgres", "sqlite"]
 AppName = Literal["headwater", "baseline", "pocketbase"]
 ALL_DBS: tuple[DbKind, ...] = ("postgres", "sqlite")
 ALL_SERVERS = ("uvicorn", "granian")
-ALL_PARTS = ("reads", "export", "cache", "big", "peer", "writes")
+ALL_PARTS = ("reads", "export", "cache", "big", "peer", "cluster", "writes")
+#: Run when --parts is not given: every part but ``cluster``, which brings up (and needs) the
+#: cluster rig of scripts/cluster.sh (a replica, Redis Cluster, HAProxy).
+DEFAULT_PARTS = tuple(p for p in ALL_PARTS if p != "cluster")
 #: Headwater configurations besides its defaults: each is an extra, labelled row.
 VARIANTS: dict[str, dict[str, str]] = {
     "defaults": {},
@@ -114,7 +117,7 @@ class Options:
     rows: int = 1_000_000
     peer_rows: int = 1_000_000
     src: Path | None = None
-    parts: tuple[str, ...] = ALL_PARTS
+    parts: tuple[str, ...] = DEFAULT_PARTS
     part_duration: float = 5.0  # seconds per measured run in the cache and writes parts
     cache_db: DbKind = "postgres"
 
@@ -134,10 +137,11 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
     p.add_argument("--duration", type=float, default=None, help="seconds per measured run (10)")
     p.add_argument("--warmup", type=float, default=WARMUP_S, help="seconds of warm-up per run")
     p.add_argument("--connections", type=int, default=CONNECTIONS, help="wrk connections (32)")
-    p.add_argument("--parts", default=",".join(ALL_PARTS),
-                   help="comma list of reads,export,cache,writes (all; writes run last)")
+    p.add_argument("--parts", default=",".join(DEFAULT_PARTS),
+                   help=f"comma list of {','.join(ALL_PARTS)}\n(all but cluster; writes run last)")
     p.add_argument("--part-duration", type=float, default=None, metavar="S",
-                   help="seconds per measured run in the cache and writes parts (5; 3 with --quick)")
+                   help="seconds per measured run in the cache, big, peer, cluster and writes\n"
+                        "parts (5; 3 with --quick)")
     p.add_argument("--cache-db", default=None,
                    help="database for the cache part (the first of --dbs)")
     p.add_argument("--scenarios", default="A,B,C", help="comma list of A,B,C")
@@ -870,6 +874,9 @@ class Measurement:
     #: and the run's wall seconds.
     server_cpu_s: float | None = None
     wall_s: float | None = None
+    #: CPU seconds over the measured run per named process group (the cluster part: nodes,
+    #: HAProxy, PostgreSQL primary and replica, Redis).
+    group_cpu_s: dict[str, float] | None = None
 
     @property
     def cpu_pct(self) -> float | None:
@@ -910,16 +917,34 @@ def measure(run: Running, db: Dataset, scenario: Scenario, opts: Options) -> Mea
     return measure_load(run, m, load, opts, db.pg_database)
 
 
-def measure_load(run: Running, m: Measurement, load: Callable[[float], str], opts: Options,
+class Served(Protocol):
+    """What wrk's requests reach: a server we started (``Running``) or one we did not."""
+
+    @property
+    def pid(self) -> int: ...
+
+
+def group_cpu(before: CpuSnapshot, after: CpuSnapshot, pids: Collection[int]) -> float:
+    """CPU seconds ``pids`` used between two snapshots (a process born in between: all of
+    its CPU)."""
+    return sum(after.procs[p][1] - before.procs.get(p, ("", 0.0))[1] for p in pids
+               if p in after.procs)
+
+
+def measure_load(run: Served, m: Measurement, load: Callable[[float], str], opts: Options,
                  database: str | None, *, duration: float | None = None,
-                 warmup: float | None = None, extra_pids: Sequence[int] = ()) -> Measurement:
+                 warmup: float | None = None, extra_pids: Sequence[int] = (),
+                 groups: Mapping[str, Callable[[], Collection[int]]] | None = None,
+                 ) -> Measurement:
     """Fill ``m`` from ``load`` (one wrk run of the given seconds, its raw output): a warm-up,
     then the measured run; with --retry-noisy, rerun a disturbed run and keep the quietest.
-    ``extra_pids`` are more processes working for the bench (e.g. redis-server)."""
+    ``extra_pids`` are more processes working for the bench (e.g. redis-server); ``groups``
+    name more of them, listed after the run (a pool may open connections meanwhile), whose
+    CPU is kept per group in ``m.group_cpu_s``."""
     seconds = opts.duration if duration is None else duration
     warm = opts.warmup if warmup is None else warmup
     label = f"  {m.app:9} {m.scenario:7}"
-    best: tuple[float, WrkResult, str, float, float] | None = None
+    best: tuple[float, WrkResult, str, float, float, dict[str, float]] | None = None
     try:
         if warm > 0:
             load(warm)
@@ -929,12 +954,15 @@ def measure_load(run: Running, m: Measurement, load: Callable[[float], str], opt
             before = cpu_snapshot()
             output = load(seconds)
             after = cpu_snapshot()
+            members = {name: set(pids()) for name, pids in (groups or {}).items()}
+            ours.update(*members.values())
             other = other_cpu_pct(before, after, ours, database)
             server_cpu = sum(after.procs[p][1] - before.procs[p][1] for p in tree
                              if p in after.procs and p in before.procs)
+            by_group = {name: group_cpu(before, after, pids) for name, pids in members.items()}
             result = parse_wrk(output)
             if best is None or other < best[0]:
-                best = (other, result, output, server_cpu, after.at - before.at)
+                best = (other, result, output, server_cpu, after.at - before.at, by_group)
             if other <= NOISY_OTHER_PCT:
                 break
             if attempt < opts.retry_noisy:
@@ -944,7 +972,8 @@ def measure_load(run: Running, m: Measurement, load: Callable[[float], str], opt
         log(f"{label} FAILED: {m.error}")
         return m
     assert best is not None
-    other, result, output, m.server_cpu_s, m.wall_s = best
+    other, result, output, m.server_cpu_s, m.wall_s, by_group = best
+    m.group_cpu_s = by_group if groups is not None else None
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", f"wrk-{m.db}-{m.server}-{m.app}-{m.scenario}.txt")
     (LOG_DIR / safe).write_text(output)
@@ -1140,6 +1169,8 @@ class Results:
     problems: list[str] = field(default_factory=list)
     cache_samples: list[dict[str, Any]] = field(default_factory=list)  # X-Cache seen per row
     write_checks: list[dict[str, Any]] = field(default_factory=list)
+    #: The cluster part's rig, checks and notes (its measurements are those of db "cluster").
+    cluster: dict[str, Any] = field(default_factory=dict)
 
 
 def headwater_importable() -> str | None:
@@ -1282,8 +1313,8 @@ def run_all(opts: Options) -> Results:
     results = Results(meta=make_meta(opts))
     started = time.perf_counter()
     datasets: dict[DbKind, Dataset] = {}
-    # The big and peer parts bring their own data: the demo is built only for the others.
-    demo_dbs = opts.dbs if set(opts.parts) - {"big", "peer"} else ()
+    # The big, peer and cluster parts bring their own data: the demo is built for the others.
+    demo_dbs = opts.dbs if set(opts.parts) - {"big", "peer", "cluster"} else ()
     for kind in demo_dbs:
         try:
             datasets[kind] = asyncio.run(ensure_dataset(kind, opts.scale, rebuild=opts.rebuild))
@@ -1316,7 +1347,7 @@ def run_all(opts: Options) -> Results:
                 results.problems.append(msg.splitlines()[0])
     elif opts.export:
         results.problems.append("export skipped: headwater is not available")
-    for part in ("cache", "writes"):
+    for part in ("cache", "cluster", "writes"):
         if part in opts.parts and hw_missing is not None:
             results.problems.append(f"{part} skipped: headwater is not available")
     if "cache" in opts.parts and hw_missing is None:
@@ -1334,6 +1365,10 @@ def run_all(opts: Options) -> Results:
         import products_bench
 
         products_bench.bench_peer(opts.servers[0], opts, results)
+    if "cluster" in opts.parts and hw_missing is None:
+        import cluster_bench
+
+        cluster_bench.bench_cluster(opts, results)
     if "writes" in opts.parts and hw_missing is None:  # last: it adds (then deletes) rows
         import writes_bench
 
@@ -1474,13 +1509,17 @@ def print_report(res: Results) -> None:
         for e in res.exports:
             table.add_row(*export_cells(e))
         console.print(table)
-    for title, headers, cells in extra_tables(res):
+    for title, headers, cells in [*extra_tables(res), *separate_tables(res)]:
         table = Table(title=title)
         for i, h in enumerate(headers):
             table.add_column(h, justify="left" if i < 3 else "right")
         for line in cells:
             table.add_row(*line)
         console.print(table)
+    if "cluster" in res.meta.get("parts", []):
+        import cluster_bench as clb
+
+        console.print(clb.note(res))
     for c in res.checks:
         if c["verdict"] != "same":
             console.print(f"[yellow]answer differs[/] {c['db']}/{c['server']}/{c['scenario']}: "
@@ -1522,6 +1561,16 @@ def extra_tables(res: Results) -> list[tuple[str, Sequence[str], list[list[str]]
             out.append((f"Writes: POST order_items ({m['servers'][0]}, {m['part_duration_s']:g} s "
                         f"runs)", wb.WRITE_HEADERS, wrows))
     return out
+
+
+def separate_tables(res: Results) -> list[tuple[str, Sequence[str], list[list[str]]]]:
+    """The tables of SEPARATE_PARTS that ran (not plotted: their columns are their own)."""
+    if "cluster" not in res.meta.get("parts", []):
+        return []
+    import cluster_bench as clb
+
+    found = clb.table(res)
+    return [found] if found else []
 
 
 def extra_notes(res: Results) -> list[str]:
@@ -1577,9 +1626,72 @@ def markdown_report(res: Results) -> str:
               f"C p50 ≤ {C_OVER_B_TARGET:g} x B p50 (Headwater). 'other CPU': share of the "
               f"machine's CPU used by unrelated processes during the row's runs (noise)."]
     parts += [n for note in extra_notes(res) for n in ("", note)]
-    if res.problems:
-        parts += ["", *(f"- problem: {p}" for p in res.problems)]
+    # (a separate part lists its own in its section)
+    problems = [p for p in res.problems if not p.startswith(SEPARATE_PARTS)]
+    if problems:
+        parts += ["", *(f"- problem: {p}" for p in problems)]
+    for part in SEPARATE_PARTS:
+        if part in m.get("parts", []):
+            parts += ["", md_section(part, _separate_module(part).markdown(res))]
     return "\n".join(parts) + "\n"
+
+
+#: Parts with a section of their own in latest.md (between markers) and a key of their own in
+#: latest.json: a run without them keeps their previous results, and a run of nothing else
+#: replaces only their section, keeping the other parts' results (and latest.png).
+SEPARATE_PARTS = ("cluster",)
+
+
+def _separate_module(part: str) -> Any:
+    return importlib.import_module({"cluster": "cluster_bench"}[part])
+
+
+def _markers(part: str) -> tuple[str, str]:
+    return f"<!-- bench part {part}: begin -->", f"<!-- bench part {part}: end -->"
+
+
+def md_section(part: str, body: str) -> str:
+    begin, end = _markers(part)
+    return f"{begin}\n{body.strip()}\n{end}"
+
+
+def find_section(md: str, part: str) -> str | None:
+    """The part's section of a latest.md, markers included."""
+    begin, end = _markers(part)
+    start = md.find(begin)
+    stop = md.find(end, start)
+    return md[start:stop + len(end)] if start >= 0 and stop >= 0 else None
+
+
+def put_section(md: str, part: str, section: str) -> str:
+    """``md`` with the part's section replaced by ``section`` (appended if it has none)."""
+    old = find_section(md, part)
+    if old is not None:
+        return md.replace(old, section)
+    return md.rstrip("\n") + "\n\n" + section + "\n"
+
+
+def merge_previous(data: dict[str, Any], md: str, parts: Sequence[str],
+                   prev_data: Mapping[str, Any], prev_md: str) -> tuple[dict[str, Any], str, bool]:
+    """What to write after a run of ``parts``, given the previous latest.json and latest.md:
+    (json, markdown, whether to redraw latest.png)."""
+    ran = set(parts)
+    if ran and ran <= set(SEPARATE_PARTS) and prev_data:
+        merged = dict(prev_data)
+        for part in SEPARATE_PARTS:
+            if part in ran:
+                merged[part] = data.get(part)
+                section = find_section(md, part)
+                if section is not None:
+                    prev_md = put_section(prev_md, part, section)
+        return merged, prev_md, False
+    for part in SEPARATE_PARTS:
+        if part not in ran and prev_data.get(part):
+            data[part] = prev_data[part]
+            section = find_section(prev_md, part)
+            if section is not None:
+                md = put_section(md, part, section)
+    return data, md, True
 
 
 def plot(res: Results, path: Path) -> None:
@@ -1708,11 +1820,22 @@ def save(res: Results, out: Path) -> None:
         "writes": _extra_json(res, "writes"),
         "products": _extra_json(res, "products"),
         "write_checks": res.write_checks,
+        **{part: _separate_module(part).to_json(res) for part in SEPARATE_PARTS
+           if part in res.meta.get("parts", [])},
     }
+    try:
+        prev_data = json.loads((out / "latest.json").read_text())
+        prev_md = (out / "latest.md").read_text()
+    except (OSError, ValueError):
+        prev_data, prev_md = {}, ""
+    data, md, redraw = merge_previous(data, markdown_report(res), res.meta.get("parts", []),
+                                      prev_data if isinstance(prev_data, dict) else {}, prev_md)
     (out / "latest.json").write_text(json.dumps(data, indent=2) + "\n")
-    (out / "latest.md").write_text(markdown_report(res))
-    plot(res, out / "latest.png")
-    log(f"saved {out / 'latest.json'}, latest.md, latest.png")
+    (out / "latest.md").write_text(md)
+    if redraw:
+        plot(res, out / "latest.png")
+    log(f"saved {out / 'latest.json'}, latest.md" + (", latest.png" if redraw else
+                                                    " (the other parts' results kept)"))
 
 
 def _extra_json(res: Results, part: str) -> list[dict[str, Any]]:
