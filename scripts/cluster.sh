@@ -14,9 +14,11 @@
 # $STATE/jwt-secret), the anonymous role `anon` and signed-in `member`s may read and write
 # every table; events go to RabbitMQ at $HW_CLUSTER_AMQP_URL (default the local broker; empty:
 # in-process). $HW_CLUSTER_PORT_OFFSET (default 0) moves every port of the rig, and
-# $HW_CLUSTER_DB names its database, so a second rig can run beside the first.
+# $HW_CLUSTER_DB names its database, so a second rig can run beside the first; each worker of a
+# node holds at most $HW_CLUSTER_POOL_MAX (default 5) connections to each server.
 # The local PostgreSQL server itself is only touched to add, if missing, the pg_hba.conf line
-# `host replication all 127.0.0.1/32 trust` (then reloaded), and to create cluster_demo.
+# `host replication all 127.0.0.1/32 trust` (then reloaded), to create cluster_demo, and for the
+# replica's physical replication slot (hwrig_<database>; `down` drops it).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -28,7 +30,11 @@ REDIS_PORTS=($((7000 + OFFSET)) $((7001 + OFFSET)) $((7002 + OFFSET)))
 NODE_PORTS=($((3001 + OFFSET)) $((3002 + OFFSET)))
 LB_PORT=$((8080 + OFFSET))
 DB=${HW_CLUSTER_DB:-cluster_demo}
+SLOT=$(printf 'hwrig_%s' "$DB" | tr -c 'a-z0-9_' '_')
 AMQP_URL=${HW_CLUSTER_AMQP_URL-amqp://guest:guest@127.0.0.1:5672/}
+# Connections per worker and database: rigs side by side share the local server's
+# max_connections (100 by default), and with the replica down every read reaches the primary.
+POOL_MAX=${HW_CLUSTER_POOL_MAX:-5}
 PRIMARY_URL="postgresql://postgres@127.0.0.1:${PG_PORT}/${DB}"
 REPLICA_URL="postgresql://postgres@127.0.0.1:${REPLICA_PORT}/${DB}"
 REDIS_URL="redis+cluster://127.0.0.1:${REDIS_PORTS[0]},127.0.0.1:${REDIS_PORTS[1]},127.0.0.1:${REDIS_PORTS[2]}"
@@ -87,7 +93,11 @@ replica_up() {
     mkdir -p "$STATE/replica"
     chown postgres "$STATE/replica" 2>/dev/null || true
     say "replica: pg_basebackup of 127.0.0.1:$PG_PORT into $data"
-    as_postgres "$bin/pg_basebackup" -h 127.0.0.1 -p "$PG_PORT" -U postgres -D "$data" -R -c fast -X stream
+    # A slot of its own keeps the primary's WAL until the replica has it: a replica stopped for
+    # a while (`stop replica`) streams again instead of finding its segments recycled.
+    drop_slot
+    as_postgres "$bin/pg_basebackup" -h 127.0.0.1 -p "$PG_PORT" -U postgres -D "$data" -R -c fast -X stream \
+      -C -S "$SLOT"
     cat > "$data/postgresql.conf" <<EOF
 port = $REPLICA_PORT
 listen_addresses = '127.0.0.1'
@@ -113,6 +123,15 @@ replica_down() {
     say "replica: stopped"
   fi
   rm -rf "$STATE/replica"
+  drop_slot
+}
+
+drop_slot() {  # once its walsender has gone
+  for _ in $(seq 50); do
+    [[ $(psql_primary "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '$SLOT' AND active") == 0 ]] && break
+    sleep 0.1
+  done
+  psql_primary "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '$SLOT'" > /dev/null
 }
 
 # --- Redis Cluster --------------------------------------------------------------------------
@@ -192,6 +211,7 @@ nodes_up() {
   for port in "${NODE_PORTS[@]}"; do
     if alive "$STATE/node-$port.pid"; then continue; fi
     HEADWATER_REDIS_URL="$REDIS_URL" HEADWATER_LOG_LEVEL=warning \
+      HEADWATER_POOL_MAX_SIZE="$POOL_MAX" \
       HEADWATER_CONFIG="$STATE/headwater.toml" HEADWATER_JWT_SECRET="$(cat "$STATE/jwt-secret")" \
       HEADWATER_AMQP_URL="$AMQP_URL" \
       setsid "$PYTHON" -m headwater serve "$PRIMARY_URL" --port "$port" \

@@ -88,6 +88,11 @@ class RedisStore:
                     call.uncounted()  # load, not failure
                     raise RedisUnavailable("Redis pool exhausted") from exc
                 raise RedisUnavailable("Redis call failed", details=type(exc).__name__) from exc
+            except (AttributeError, RuntimeError) as exc:
+                # redis-py's cluster client, once commands time out, disconnects the node's
+                # idle connections while another task may have just taken one: its next
+                # write finds no transport. A failed call like any other.
+                raise RedisUnavailable("Redis call failed", details=type(exc).__name__) from exc
 
     async def get(self, key: str) -> bytes | None:
         value: bytes | None = await self._run(self.client.get(key))

@@ -168,7 +168,8 @@ class Replicas:
             lsn = await self._primary_conn.fetchval(_PRIMARY_SQL, timeout=timeout)
             self._previous_primary, self.primary_lsn = self.primary_lsn, int(lsn)
             self.latest = max(self.latest, self._previous_primary)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError,
+                asyncpg.exceptions.InternalClientError):
             await self._drop_primary()
         await asyncio.gather(*(self._sample_replica(r, timeout) for r in self.replicas))
         if self.on_sample is not None:
@@ -191,7 +192,9 @@ class Replicas:
                 await r.db.start()
                 r.started = True
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError,
-                HeadwaterError) as exc:
+                asyncpg.exceptions.InternalClientError, HeadwaterError) as exc:
+            # InternalClientError: still cancelling the query of a sample that timed out
+            # ("another operation is in progress"); replaced like any broken connection.
             if r.reachable:
                 self.log.warning("replica_unreachable", replica=r.name,
                                  error=type(exc).__name__)
