@@ -174,7 +174,8 @@ redis_down() {
   local port
   for port in "${REDIS_PORTS[@]}"; do
     if alive "$STATE/redis-$port.pid"; then
-      kill "$(cat "$STATE/redis-$port.pid")"
+      # Waits for the exit: the directory is removed below, with nothing left writing in it.
+      stop_pid "$STATE/redis-$port.pid" 10
       say "redis: $port stopped"
     fi
     rm -f "$STATE/redis-$port.pid"
@@ -193,6 +194,9 @@ settings_file() {
 jwt_secret = "env:HEADWATER_JWT_SECRET"
 anonymous_role = "anon"
 
+[http]
+metrics_roles = ["operator"]
+
 [[policy]]
 role = "anon"
 table = "*"
@@ -210,7 +214,7 @@ nodes_up() {
   settings_file
   for port in "${NODE_PORTS[@]}"; do
     if alive "$STATE/node-$port.pid"; then continue; fi
-    HEADWATER_REDIS_URL="$REDIS_URL" HEADWATER_LOG_LEVEL=warning \
+    HEADWATER_REDIS_URL="$REDIS_URL" \
       HEADWATER_POOL_MAX_SIZE="$POOL_MAX" \
       HEADWATER_CONFIG="$STATE/headwater.toml" HEADWATER_JWT_SECRET="$(cat "$STATE/jwt-secret")" \
       HEADWATER_AMQP_URL="$AMQP_URL" \
@@ -245,6 +249,18 @@ nodes_down() {
       say "node: $port stopped"
     fi
     rm -f "$STATE/node-$port.pid"
+  done
+}
+
+replica_in_use() {
+  # Right after a start the replica may be "lagging" with no lag figure: an idle primary's
+  # last WAL record can stay unreplayed until the next commit. One commit on the rig's own
+  # database (an xid, no rows) ends that.
+  local node="http://127.0.0.1:${NODE_PORTS[0]}/-/ready" deadline=$((SECONDS + 30))
+  until curl -s -m 2 "$node" | grep -q '"replica1": *{"status": *"ok"'; do
+    (( SECONDS < deadline )) || { say "replica: not in use yet, see scripts/cluster.sh status"; return 0; }
+    psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d "$DB" -Atc "SELECT txid_current()" > /dev/null
+    sleep 0.5
   done
 }
 
@@ -360,6 +376,7 @@ case "${1:-}" in
     redis_up
     nodes_up
     haproxy_up
+    replica_in_use
     say "up: http://127.0.0.1:$LB_PORT  (state in $STATE; scripts/cluster.sh status | down)"
     ;;
   down)

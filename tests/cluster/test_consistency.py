@@ -26,7 +26,6 @@ from typing import Any, TypeVar
 
 import asyncpg
 import httpx
-import pytest
 
 from tests.cluster.conftest import Rig, wait_for
 from tests.faults.conftest import load
@@ -204,7 +203,6 @@ async def _burst(c: httpx.AsyncClient, row: dict[str, Any], who: list[dict[str, 
     return list(await asyncio.gather(*(one(h) for h in who)))
 
 
-@pytest.mark.xfail(strict=True, reason="window per worker until the ryw branch lands")
 def test_own_window_without_token_while_replay_paused(whole_rig: Rig) -> None:
     rig = whole_rig
     node = rig.nodes[0]  # the window is the node's own: write and read on the same node
