@@ -53,7 +53,12 @@ pg_bin() {
   echo "/usr/lib/postgresql/${major}/bin"
 }
 as_postgres() { if [[ $EUID -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-alive() { [[ -f "$1" ]] && kill -0 "$(head -1 "$1")" 2>/dev/null; }
+# A process killed from outside (the OOM killer, a test) stays a zombie until its parent, often
+# an init that reaps late, collects it: it answers kill -0 but is gone.
+alive() {
+  [[ -f "$1" ]] && kill -0 "$(head -1 "$1")" 2>/dev/null \
+    && [[ $(ps -o stat= -p "$(head -1 "$1")" 2>/dev/null) != Z* ]]
+}
 wait_http() {  # url seconds
   local deadline=$((SECONDS + $2))
   until curl -fsS -o /dev/null "$1" 2>/dev/null; do
@@ -75,10 +80,15 @@ replication_hba() {
 }
 
 demo_database() {
-  if [[ $(psql_primary "SELECT count(*) FROM pg_database WHERE datname = '$DB'") == 0 ]]; then
+  local exists built
+  # Assigned apart from the test: a psql that fails (the server full, say) stops the script
+  # instead of reading as "no database" or "no tables" (which would rebuild them with --force).
+  exists=$(psql_primary "SELECT count(*) FROM pg_database WHERE datname = '$DB'")
+  if [[ $exists == 0 ]]; then
     psql_primary "CREATE DATABASE $DB" > /dev/null
   fi
-  if [[ $(psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d "$DB" -Atc "SELECT to_regclass('public.orders') IS NOT NULL") != t ]]; then
+  built=$(psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d "$DB" -Atc "SELECT to_regclass('public.orders') IS NOT NULL")
+  if [[ $built != t ]]; then
     say "database: building the demo data in $DB"
     # --force: the rig's own database only.
     "$PYTHON" -m headwater demo "$PRIMARY_URL" --force > /dev/null
@@ -214,10 +224,12 @@ nodes_up() {
   settings_file
   for port in "${NODE_PORTS[@]}"; do
     if alive "$STATE/node-$port.pid"; then continue; fi
+    # SIGTERM: /-/ready answers 503 for 2 s while the node still serves, longer than HAProxy
+    # takes to see it (two failed checks 500 ms apart), and only then does it stop accepting.
     HEADWATER_REDIS_URL="$REDIS_URL" \
       HEADWATER_POOL_MAX_SIZE="$POOL_MAX" \
       HEADWATER_CONFIG="$STATE/headwater.toml" HEADWATER_JWT_SECRET="$(cat "$STATE/jwt-secret")" \
-      HEADWATER_AMQP_URL="$AMQP_URL" \
+      HEADWATER_AMQP_URL="$AMQP_URL" HEADWATER_SHUTDOWN_DELAY=2 \
       setsid "$PYTHON" -m headwater serve "$PRIMARY_URL" --port "$port" \
       --replica "$REPLICA_URL" > "$STATE/node-$port.log" 2>&1 < /dev/null &
     echo $! > "$STATE/node-$port.pid"
@@ -312,6 +324,10 @@ backend headwater
   option httpchk GET /-/ready
   http-check expect status 200
   default-server check inter 500ms fall 2 rise 2
+  # A request sent to a node that then died may have committed before it died: only reads are
+  # sent again (a connection that could not be made is retried for every method, as nothing
+  # was sent).
+  http-request disable-l7-retry unless METH_GET || METH_HEAD || METH_OPTIONS
 EOF
   for port in "${NODE_PORTS[@]}"; do
     echo "  server node$port 127.0.0.1:$port" >> "$STATE/haproxy.cfg"

@@ -155,6 +155,11 @@ class Headwater:
         self._ready: dict[str, Any] | None = None
         self._ready_at = -READY_SECONDS
         self._ready_check: asyncio.Task[dict[str, Any]] | None = None
+        #: SIGTERM received with ``shutdown_delay``: ``/-/ready`` answers 503 until the server
+        #: is handed the signal (``_delay_shutdown``).
+        self.draining = False
+        #: The server's own SIGTERM handler while ours stands in front of it.
+        self._server_term: Any = None
 
     def _profiles(self) -> Profiles:
         names = self.settings.exposed_schemas() if self.db.dialect == "postgresql" else ()
@@ -209,6 +214,8 @@ class Headwater:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             asyncio.get_running_loop().add_signal_handler(
                 signal.SIGHUP, lambda: asyncio.ensure_future(self.reload_catalog()))
+            if self.settings.shutdown_delay > 0:
+                self._delay_shutdown(asyncio.get_running_loop())
         if self.metrics.shared is not None:
             self.metrics.shared.start()
         if self.settings.max_loop_lag_ms > 0:
@@ -224,6 +231,36 @@ class Headwater:
         self.events = await start_events(self.settings, self.outbox,
                                          list(self.app.subscriptions.values()),
                                          metrics=self.metrics, log=self.log, app_db=self.db)
+
+    def _delay_shutdown(self, loop: asyncio.AbstractEventLoop) -> None:
+        """SIGTERM: keep serving for ``shutdown_delay`` seconds while ``/-/ready`` answers 503,
+        then hand the signal to the server's own handler (uvicorn's: stop accepting, finish
+        what is in flight, exit). A load balancer checking readiness stops sending here before
+        the socket closes, so no request meets a connection refused or reset after it was
+        sent (which a balancer may not retry safely: a write). Another SIGTERM meanwhile (the
+        supervisor's, after a service manager signalled the whole group) changes nothing;
+        SIGINT or SIGKILL stop at once."""
+        self._server_term = signal.getsignal(signal.SIGTERM)
+
+        def hand_over() -> None:
+            if self._restore_sigterm(loop):
+                signal.raise_signal(signal.SIGTERM)
+
+        def term() -> None:
+            if not self.draining:
+                self.draining = True
+                self.log.info("draining", seconds=self.settings.shutdown_delay)
+                loop.call_later(self.settings.shutdown_delay, hand_over)
+
+        loop.add_signal_handler(signal.SIGTERM, term)
+
+    def _restore_sigterm(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Give SIGTERM back to the server's handler; False when ours was not installed."""
+        if self._server_term is None or not loop.remove_signal_handler(signal.SIGTERM):
+            return False
+        signal.signal(signal.SIGTERM, self._server_term)
+        self._server_term = None
+        return True
 
     async def _connect(self) -> bool:
         try:
@@ -290,6 +327,8 @@ class Headwater:
         return True
 
     async def close(self) -> None:
+        # Stopped for another reason (SIGINT): a SIGTERM from now on is the server's at once.
+        self._restore_sigterm(asyncio.get_running_loop())
         if self._ready_check is not None:
             self._ready_check.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -397,6 +436,8 @@ class Headwater:
                     or (broker is not None and broker["status"] != "ok")
                     or any(r["status"] != "ok" for r in replicas.values()))
         status = "unavailable" if not ok else ("degraded" if degraded else "ok")
+        if self.draining:  # stopping: a load balancer sends nothing new here
+            status = "draining"
         return {"status": status, "checks": checks}
 
     async def _check_readiness(self) -> dict[str, Any]:

@@ -121,6 +121,10 @@ class Settings:
     #: Open connections per worker; a request on one beyond it gets 503 and a closed
     #: connection. 0 = no limit.
     max_connections: int = 1024
+    #: Seconds a worker keeps serving after SIGTERM while ``/-/ready`` answers 503
+    #: (``draining``), so that a load balancer's health checks take the node out before it
+    #: stops accepting connections; then in-flight requests complete. 0: stop at once.
+    shutdown_delay: float = 0.0
     #: Levels of embedding one read may nest (``a(b(c))`` is 3); deeper is a 400 (HW413)
     #: before any SQL. PostgREST has no limit; 8 is past what clients ask for. 0 = unlimited.
     max_embed_depth: int = 8

@@ -335,6 +335,11 @@ class RedisUnavailable(ServiceError):
     code = "HW503"
 
 
+class RedisNotAsked(RedisUnavailable):
+    """Redis was not called at all: its breaker is open, or no connection was free. Unlike a
+    call that failed, this says nothing new about Redis."""
+
+
 class BrokerUnavailable(ServiceError):
     """RabbitMQ cannot be reached or did not confirm; events wait in the outbox meanwhile.
 

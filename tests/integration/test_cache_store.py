@@ -20,7 +20,7 @@ import pytest
 from headwater.cache.redis import RedisStore
 from headwater.cache.versions import EPOCH, Versions, open_versions
 from headwater.config import Settings
-from headwater.errors import RedisUnavailable
+from headwater.errors import RedisNotAsked, RedisUnavailable
 from headwater.resilience.breaker import BreakerPolicy, CircuitBreaker
 
 BOUND_MS = 200
@@ -197,6 +197,22 @@ async def test_counters_and_pipelined_read(store: RedisStore) -> None:
     await store.set(key, b"entry", 10)
     assert await store.get_with_fields(key, h, ["a", "b", "c"]) == (b"entry", [2, 1, 0])
     await store.client.delete(h, key)
+
+
+async def test_an_unguarded_bump_is_made_while_the_breaker_is_open(redis_url: str) -> None:
+    breaker = CircuitBreaker("redis", BreakerPolicy(consecutive_failures=1, reset_timeout=60))
+    store = RedisStore(redis_url, breaker)
+    hkey = "hw:test:" + secrets.token_hex(4)
+    try:
+        breaker.failure()  # open
+        with pytest.raises(RedisNotAsked):
+            await store.get(hkey)
+        with pytest.raises(RedisNotAsked):
+            await store.bump(hkey, ["a"], hkey + ":chan")
+        assert await store.bump(hkey, ["a"], hkey + ":chan", guarded=False) == [1]
+        await store.client.delete(hkey)
+    finally:
+        await store.close()
 
 
 async def test_redis_down_opens_the_breaker_and_fails_fast() -> None:

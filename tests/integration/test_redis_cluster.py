@@ -4,18 +4,23 @@ through ``redis+cluster://``, and stay coherent while a cluster node is down."""
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
 import pytest
+from redis.asyncio.cluster import RedisCluster
 
 from headwater.cache.address import RedisAddress
-from headwater.errors import InvalidSetting
+from headwater.cache.redis import RedisStore
+from headwater.errors import InvalidSetting, RedisUnavailable
+from headwater.resilience.breaker import BreakerPolicy, CircuitBreaker
 from headwater.testing import RedisClusterProcess, RedisNode, ServerProcess, free_port
 from tests.conftest import _pg_execute, pg_url_for, unavailable
 from tests.integration import oracle
@@ -101,6 +106,83 @@ def test_a_stopped_cluster_node_costs_no_error_and_no_stale_read(
             asyncio.run(asyncio.sleep(0.2))
         else:
             pytest.fail("the cache never served a hit after the node came back")
+
+
+async def test_calls_end_within_the_deadline_as_a_result_or_redis_unavailable(
+        cluster: RedisClusterProcess) -> None:
+    """A primary lost under concurrent calls: redis-py's cluster client rediscovers the slots,
+    closing connections under calls still using them, and calls wait on each other's
+    rediscovery. Every call still ends within the store's deadline, answered or as
+    ``RedisUnavailable`` (which the cache falls back on), never as another error (a 500)."""
+    never_opens = CircuitBreaker("redis", BreakerPolicy(consecutive_failures=10**6,
+                                                        min_calls=10**6))
+    store = RedisStore(cluster.url, never_opens, timeout=0.25)
+    loop = asyncio.get_running_loop()
+    took: list[float] = []
+    failed = 0
+
+    async def caller(until: float) -> None:
+        nonlocal failed
+        while loop.time() < until:
+            began = loop.time()
+            try:  # keys on every node, and the versions hash on one
+                await store.get_with_fields(f"dl:{secrets.token_hex(4)}", "dl:versions", ["a"])
+            except RedisUnavailable:
+                failed += 1
+            took.append(loop.time() - began)
+
+    victim = cluster.nodes[1]
+    await store.get("dl:warm")
+    victim.stop()
+    try:
+        await asyncio.gather(*(caller(loop.time() + 3) for _ in range(30)))
+    finally:
+        victim.start()
+        await store.close()
+        await asyncio.to_thread(_cluster_ok, cluster)
+    assert failed > 0  # the lost node's slots failed...
+    assert max(took) < store.deadline + 0.25  # ...each call within its deadline
+
+
+async def test_losing_the_first_node_of_the_slots_leaves_the_others_usable(
+        cluster: RedisClusterProcess) -> None:
+    """redis-py's cluster client rebuilds its node list from CLUSTER SLOTS after it closed its
+    connections (as it does on a "cluster down" answer), and reloads the COMMAND table from the
+    first primary listed: with that node lost, every rebuild, and so every command, failed, to
+    the nodes still up too."""
+    store = RedisStore(cluster.url, CircuitBreaker("redis", BreakerPolicy(
+        consecutive_failures=10**6, min_calls=10**6)), timeout=0.25)
+    assert isinstance(store.client, RedisCluster)
+    await asyncio.to_thread(_cluster_ok, cluster)  # whole again after the tests before
+    slots = await asyncio.to_thread(
+        subprocess.run, ["redis-cli", "-p", str(cluster.nodes[0].port), "--json", "cluster",
+                         "slots"], capture_output=True, text=True, timeout=5, check=True)
+    victim = next(n for n in cluster.nodes if n.port == json.loads(slots.stdout)[0][2][1])
+    kept = next(k for k in (f"dc:{i}" for i in range(1000))
+                if cluster.node_for(k).port != victim.port)
+    assert await store.bump(kept, ["a"], "dc:chan") == [1]  # connected, the script known
+    victim.stop()
+    try:
+        await store.client.aclose()  # what the client does itself on "cluster down"
+        assert await store.bump(kept, ["a"], "dc:chan") == [2]
+        assert await store.get_fields(kept, ["a"]) == [2]
+        await store.client.delete(kept)
+    finally:
+        victim.start()
+        await store.close()
+        await asyncio.to_thread(_cluster_ok, cluster)
+
+
+def _cluster_ok(cluster: RedisClusterProcess) -> None:
+    """Every node sees every slot served again."""
+    for _ in range(300):
+        infos = [subprocess.run(["redis-cli", "-p", str(n.port), "cluster", "info"],
+                                capture_output=True, text=True, timeout=5, check=False).stdout
+                 for n in cluster.nodes]
+        if all("cluster_state:ok" in i and "cluster_slots_fail:0" in i for i in infos):
+            return
+        time.sleep(0.1)
+    raise AssertionError("the cluster did not recover")
 
 
 def test_rate_limits_count_once_across_nodes(cluster: RedisClusterProcess, pg_shop: str,

@@ -65,6 +65,34 @@ def test_sighup_reloads_the_catalog(demo_sqlite: str, tmp_path: Path) -> None:
         assert c.get("/orders?limit=1").status_code == 200
 
 
+@pytest.mark.parametrize("whom", ["supervisor", "group"])
+def test_sigterm_with_a_shutdown_delay_is_unready_while_still_serving(
+        demo_sqlite: str, whom: str) -> None:
+    # "group": a service manager signals every process, and the supervisor then signals its
+    # workers again: the second SIGTERM must not cut the delay short.
+    server = ServerProcess(demo_sqlite, env={"HEADWATER_SHUTDOWN_DELAY": "3"})
+    with server:
+        assert server.proc is not None
+        proc = server.proc
+        assert httpx.get(server.url + "/-/ready").status_code == 200
+        stopped = time.monotonic()
+        if whom == "group":
+            server.signal(signal.SIGTERM)
+        else:
+            proc.send_signal(signal.SIGTERM)
+        seen: set[int] = set()
+        while time.monotonic() - stopped < 1.5:  # well inside the delay, on fresh connections
+            ready = httpx.get(server.url + "/-/ready")
+            seen.add(ready.status_code)
+            if ready.status_code == 503:
+                assert ready.json()["status"] == "draining"
+            assert httpx.get(server.url + "/products?id=eq.1&select=id").json() == [{"id": 1}]
+            time.sleep(0.05)
+        assert 503 in seen
+        proc.wait(20)
+        assert time.monotonic() - stopped >= 3  # served until the delay was over
+
+
 def test_starts_degraded_when_the_database_is_down() -> None:
     server = ServerProcess("postgresql://postgres@127.0.0.1:1/nothing",
                            env={"HEADWATER_CONNECT_TIMEOUT": "0.5"})

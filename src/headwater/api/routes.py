@@ -508,7 +508,8 @@ def build_routes(s: Services) -> Routes:
 
     async def ready(request: Request) -> Response:
         report = await s.readiness()
-        return JSONResponse(report, status_code=503 if report["status"] == "unavailable" else 200)
+        return JSONResponse(report, status_code=200 if report["status"] in ("ok", "degraded")
+                            else 503)
 
     async def metrics(request: Request) -> Response:
         await security.admit_operator(request)

@@ -1,18 +1,22 @@
 """The Redis store: L2 entries and the hash that ``RedisVersions`` keeps the table versions
-in; every call has a socket timeout and goes through the Redis breaker."""
+in; every call has a socket timeout and a deadline, and goes through the Redis breaker."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis._parsers import AsyncCommandsParser
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from headwater.cache.address import RedisAddress
-from headwater.errors import RedisUnavailable
+from headwater.errors import RedisNotAsked, RedisUnavailable
 from headwater.resilience.breaker import CircuitBreaker, Guard
 
 # The channel is the first argument, not a key: a cluster refuses a script whose keys live in
@@ -38,18 +42,35 @@ return out
 """
 
 
+class _CommandTable(AsyncCommandsParser):
+    """The server's COMMAND table, loaded once. redis-py's cluster client reloads it from its
+    default node (the first primary it learnt) at every slots refresh, which follows any
+    connection error: with that node lost, every refresh fails, and with it every command,
+    to the nodes still up as well. The table does not change while servers run."""
+
+    async def initialize(self, node: ClusterNode | None = None) -> None:
+        if not self.commands:
+            await super().initialize(node)
+        elif node is not None:
+            self.node = node
+
+
 def redis_client(address: RedisAddress, *, timeout: float,
                  max_connections: int) -> aioredis.Redis | RedisCluster:
     """redis-py's own client for each kind: a cluster client follows slot moves and
     failovers, a sentinel one asks the sentinels for the current master."""
     common: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
     if address.kind == "cluster":
-        # Slots on live nodes keep serving while one node is away; two attempts follow one
-        # MOVED after a failover without stacking timeouts (the breaker handles the rest).
-        return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in address.nodes],
-                            password=address.password, ssl=address.tls,
-                            require_full_coverage=False, cluster_error_retry_attempts=2,
-                            max_connections=max_connections, **common)
+        # Slots on live nodes keep serving while one node is away. One attempt: the client
+        # follows a MOVED by itself, and what its retries add (a slots refresh after every
+        # connection error; 250 ms of sleep per "cluster down" answer) only slows every
+        # request while a node is lost; the call after a failure uses the refreshed slots.
+        cluster = RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in address.nodes],
+                               password=address.password, ssl=address.tls,
+                               require_full_coverage=False, retry=Retry(NoBackoff(), 0),
+                               max_connections=max_connections, **common)
+        cluster.commands_parser = _CommandTable()
+        return cluster
     common["retry_on_timeout"] = False
     if address.kind == "sentinel":
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
@@ -73,26 +94,56 @@ class RedisStore:
                                    max_connections=max_connections)
         self.breaker = breaker
         self.url = url
+        #: The most one call may take, whatever the client does inside it: a cluster client
+        #: that lost a node rediscovers the slots and retries, and concurrent calls wait on
+        #: each other's rediscovery, for seconds in all though each socket call has ``timeout``.
+        self.deadline = 2 * timeout
+        self._abandoned: set[asyncio.Future[Any]] = set()
         self._bump = self.client.register_script(_BUMP)
 
-    async def _run(self, coro: Any) -> Any:
+    async def _run(self, coro: Any, *, guarded: bool = True) -> Any:
+        """``coro`` (a client call) through the breaker; ``guarded=False``: attempted even
+        while the breaker is open, and its outcome not counted."""
         def circuit_open(breaker: CircuitBreaker) -> RedisUnavailable:
             coro.close()
-            return RedisUnavailable("Redis circuit is open")
+            return RedisNotAsked("Redis circuit is open")
 
-        with Guard(self.breaker, RedisUnavailable, opened=circuit_open) as call:
+        with Guard(self.breaker if guarded else None, RedisUnavailable,
+                   opened=circuit_open) as call:
             try:
-                return await coro
+                return await self._within_deadline(coro)
             except (RedisError, OSError, TimeoutError) as exc:
                 if isinstance(exc, RedisConnectionError) and "Too many connections" in str(exc):
                     call.uncounted()  # load, not failure
-                    raise RedisUnavailable("Redis pool exhausted") from exc
+                    raise RedisNotAsked("Redis pool exhausted") from exc
                 raise RedisUnavailable("Redis call failed", details=type(exc).__name__) from exc
             except (AttributeError, RuntimeError) as exc:
-                # redis-py's cluster client, once commands time out, disconnects the node's
-                # idle connections while another task may have just taken one: its next
-                # write finds no transport. A failed call like any other.
-                raise RedisUnavailable("Redis call failed", details=type(exc).__name__) from exc
+                # redis-py's cluster client, when a node fails, closes the connections of
+                # calls still sending on them: one then writes to a torn-down connection
+                # (``None`` has no ``writelines``; uvloop: "the handler is closed").
+                raise RedisUnavailable("Redis call failed",
+                                       details="connection closed under the call") from exc
+
+    async def _within_deadline(self, coro: Any) -> Any:
+        """``coro``'s result, or TimeoutError at the deadline. A call past it is cancelled
+        and left to end by itself: the client's clean-up after a cancellation (closing
+        connections, waiting for a rediscovery under way) must not hold the request too."""
+        call = asyncio.ensure_future(coro)
+        try:
+            await asyncio.wait((call,), timeout=self.deadline)
+        finally:
+            if not call.done():
+                call.cancel()
+                self._abandoned.add(call)
+                call.add_done_callback(self._forget)
+        if not call.done():
+            raise TimeoutError
+        return call.result()
+
+    def _forget(self, call: asyncio.Future[Any]) -> None:
+        self._abandoned.discard(call)
+        if not call.cancelled():
+            call.exception()  # retrieved: it ended after its caller had moved on
 
     async def get(self, key: str) -> bytes | None:
         value: bytes | None = await self._run(self.client.get(key))
@@ -126,16 +177,21 @@ class RedisStore:
         data, values = await self._run(both())
         return data, [int(v) if v is not None else 0 for v in values]
 
-    async def bump(self, hkey: str, fields: list[str], channel: str, lsn: int = 0) -> list[int]:
-        """Increment versions and announce them atomically, in one round trip."""
+    async def bump(self, hkey: str, fields: list[str], channel: str, lsn: int = 0, *,
+                   guarded: bool = True) -> list[int]:
+        """Increment versions and announce them atomically, in one round trip.
+        ``guarded=False``: attempted even while the breaker is open (``_run``)."""
         position = f"{lsn:020d}" if lsn else ""
-        values = await self._run(self._bump(keys=[hkey], args=[channel, position, *fields]))
+        values = await self._run(self._bump(keys=[hkey], args=[channel, position, *fields]),
+                                 guarded=guarded)
         return [int(v) for v in values]
 
     async def ping(self) -> None:
         await self._run(self.client.ping())
 
     async def close(self) -> None:
+        if self._abandoned:  # calls past their deadline, cancelled: let them end first
+            await asyncio.wait(self._abandoned, timeout=self.deadline)
         await self.client.aclose()
         if isinstance(self.client, aioredis.Redis):
             # A pool passed in explicitly is not closed by the client.

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from headwater.config import Settings
-from headwater.errors import RedisUnavailable
+from headwater.errors import RedisNotAsked, RedisUnavailable
 from headwater.mapped_file import MappedFile
 
 if TYPE_CHECKING:  # redis is the redis extra: imported only when configured
@@ -209,31 +209,51 @@ class RedisVersions:
         self._node = os.urandom(6).hex()
         #: The highest LSN read beside versions in strict mode (bounded: in ``_local``).
         self._seen_lsn = 0
-        #: Set when a write could not bump Redis: the epoch must move once Redis is back.
+        #: Set when Redis failed a call: a bump of this worker's that went unannounced, or a
+        #: read (another worker's or node's bump may have failed meanwhile, and copies held
+        #: at the versions Redis still has would then predate it). The epoch moves once Redis
+        #: is back, before this worker trusts a version again.
         self.dirty = False
 
     # --- strict: read Redis ----------------------------------------------------------------
 
     async def current(self, tables: Sequence[str]) -> tuple[int, ...]:
         await self._heal()
-        values = await self._batch.read((*tables, EPOCH, LSN))
+        try:
+            values = await self._batch.read((*tables, EPOCH, LSN))
+        except RedisUnavailable as exc:
+            self._failed(exc)
+            raise
         self._seen_lsn = max(self._seen_lsn, values[LSN])
         return (*(values[t] for t in tables), values[EPOCH])
 
     async def with_entry(self, key: str, tables: Sequence[str],
                          ) -> tuple[bytes | None, tuple[int, ...]]:
         await self._heal()
-        data, values = await self.store.get_with_fields(key, self.hkey, [*tables, EPOCH, LSN])
+        try:
+            data, values = await self.store.get_with_fields(key, self.hkey,
+                                                            [*tables, EPOCH, LSN])
+        except RedisUnavailable as exc:
+            self._failed(exc)
+            raise
         self._seen_lsn = max(self._seen_lsn, values[-1])
         return data, tuple(values[:-1])
 
     async def bump(self, tables: Sequence[str], lsn: int = 0) -> None:
         try:
-            values = await self.store.bump(self.hkey, list(tables), self.channel, lsn)
+            # Past the breaker: it opens on any failure of the Redis (a cluster's lost node),
+            # while the node with the versions may still answer this, and other nodes' reads
+            # of them; a bump that could land must not go unannounced.
+            values = await self.store.bump(self.hkey, list(tables), self.channel, lsn,
+                                           guarded=False)
         except RedisUnavailable:
             self.dirty = True
             raise
         self._learn({**dict(zip(tables, values, strict=True)), LSN: lsn})
+
+    def _failed(self, exc: RedisUnavailable) -> None:
+        if not isinstance(exc, RedisNotAsked):  # a refusal learns nothing new (``dirty``)
+            self.dirty = True
 
     @property
     def lsn(self) -> int:
@@ -241,7 +261,8 @@ class RedisVersions:
 
     async def _heal(self) -> None:
         if self.dirty:
-            # Writes went unannounced while Redis was down: invalidate everything, everywhere.
+            # Writes may have gone unannounced while Redis was down (this worker's, or others'
+            # it cannot know of): invalidate everything, everywhere.
             values = await self.store.bump(self.hkey, [EPOCH], self.channel)
             self._learn({EPOCH: values[0]})
             self.dirty = False

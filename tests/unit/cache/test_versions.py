@@ -14,7 +14,7 @@ import pytest
 from headwater.cache.redis import RedisStore
 from headwater.cache.versions import EPOCH, LSN, RedisVersions, SharedVersions, open_versions
 from headwater.config import Settings
-from headwater.errors import RedisUnavailable
+from headwater.errors import RedisNotAsked, RedisUnavailable
 from headwater.resilience.breaker import CircuitBreaker
 
 
@@ -26,8 +26,12 @@ class FakeRedis:
         self.entries: dict[str, bytes] = {}
         self.reads = 0
         self.down = False
+        #: The breaker is open: guarded calls are refused (nothing reaches Redis).
+        self.refusing = False
 
-    def _check(self) -> None:
+    def _check(self, guarded: bool = True) -> None:
+        if self.refusing and guarded:
+            raise RedisNotAsked("circuit open")
         if self.down:
             raise RedisUnavailable("down")
 
@@ -42,8 +46,8 @@ class FakeRedis:
         return self.entries.get(key), [self.hash.get(f, 0) for f in fields]
 
     async def bump(self, hkey: str, fields: list[str], channel: str,
-                   lsn: int = 0) -> list[int]:
-        self._check()
+                   lsn: int = 0, *, guarded: bool = True) -> list[int]:
+        self._check(guarded)
         for f in fields:
             self.hash[f] = self.hash.get(f, 0) + 1
         if lsn > self.hash.get(LSN, 0):
@@ -151,6 +155,42 @@ async def test_a_bump_missed_while_redis_was_down_moves_the_epoch_once_back() ->
     assert await v.current(["orders"]) == (0, 1)
     assert fake.hash == {EPOCH: 1}
     assert await v.current(["orders"]) == (0, 1)  # healed once, not on every read
+
+
+async def test_a_read_that_failed_while_redis_was_down_moves_the_epoch_once_back() -> None:
+    # Another worker's (or node's) bump may have failed meanwhile, unannounced: copies held at
+    # the versions Redis still has could predate that write.
+    for read in ("current", "with_entry"):
+        fake = FakeRedis()
+        v = redis_versions(fake)
+        fake.down = True
+        with pytest.raises(RedisUnavailable):
+            await (v.current(["orders"]) if read == "current" else v.with_entry("k", ["orders"]))
+        fake.down = False
+        assert await v.current(["orders"]) == (0, 1), read
+        assert fake.hash == {EPOCH: 1}
+        assert await v.current(["orders"]) == (0, 1)  # healed once
+
+
+async def test_a_refused_read_learns_nothing_and_moves_no_epoch() -> None:
+    fake = FakeRedis()
+    v = redis_versions(fake)
+    fake.refusing = True  # the breaker opened (its failures had made the worker dirty then)
+    with pytest.raises(RedisNotAsked):
+        await v.current(["orders"])
+    fake.refusing = False
+    assert await v.current(["orders"]) == (0, 0)
+    assert fake.hash == {}
+
+
+async def test_a_writes_bump_goes_past_an_open_breaker() -> None:
+    # Opened by another node's failures (a cluster's lost primary): the node with the
+    # versions answers, and other workers read them; the write must be announced.
+    fake = FakeRedis()
+    v = redis_versions(fake)
+    fake.refusing = True
+    await v.bump(["orders"])
+    assert fake.hash == {"orders": 1} and not v.dirty
 
 
 # --- the choice ---------------------------------------------------------------------------------
