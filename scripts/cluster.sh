@@ -32,6 +32,7 @@ LB_PORT=$((8080 + OFFSET))
 DB=${HW_CLUSTER_DB:-cluster_demo}
 SLOT=$(printf 'hwrig_%s' "$DB" | tr -c 'a-z0-9_' '_')
 AMQP_URL=${HW_CLUSTER_AMQP_URL-amqp://guest:guest@127.0.0.1:5672/}
+RIG_MARK="created by headwater scripts/cluster.sh"
 # Connections per worker and database: rigs side by side share the local server's
 # max_connections (100 by default), and with the replica down every read reaches the primary.
 POOL_MAX=${HW_CLUSTER_POOL_MAX:-5}
@@ -86,6 +87,11 @@ demo_database() {
   exists=$(psql_primary "SELECT count(*) FROM pg_database WHERE datname = '$DB'")
   if [[ $exists == 0 ]]; then
     psql_primary "CREATE DATABASE $DB" > /dev/null
+    psql_primary "COMMENT ON DATABASE $DB IS '$RIG_MARK'" > /dev/null
+  elif [[ $(psql_primary "SELECT coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database WHERE datname = '$DB'") != "$RIG_MARK" ]]; then
+    # The rig writes into its database and may rebuild it: never one it did not create.
+    say "database: $DB exists and was not created by the rig: set HW_CLUSTER_DB to another name" >&2
+    exit 1
   fi
   built=$(psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d "$DB" -Atc "SELECT to_regclass('public.orders') IS NOT NULL")
   if [[ $built != t ]]; then
@@ -151,10 +157,9 @@ redis_up() {
   for port in "${REDIS_PORTS[@]}"; do
     if alive "$STATE/redis-$port.pid"; then continue; fi
     if redis-cli -p "$port" ping > /dev/null 2>&1; then
-      # Not ours (no PID file of the rig): a development cluster left on the port.
-      say "redis: a server not started by the rig answers on $port: shutting it down (nosave)"
-      redis-cli -p "$port" shutdown nosave > /dev/null 2>&1 || true
-      sleep 0.3
+      # Not ours (no PID file of the rig): someone's server, left alone.
+      say "redis: a server the rig did not start answers on 127.0.0.1:$port: stop it, or move the rig with HW_CLUSTER_PORT_OFFSET" >&2
+      exit 1
     fi
     # A node stopped by hand restarts with its nodes.conf: it rejoins with its slots.
     mkdir -p "$STATE/redis/$port"
@@ -248,7 +253,7 @@ stop_pid() {  # pidfile seconds: SIGTERM, then SIGKILL past the grace period
   deadline=$((SECONDS + $2))
   while kill -0 "$pid" 2>/dev/null && (( SECONDS < deadline )); do sleep 0.1; done
   # Past the grace period: the whole process group (the supervisor and its workers).
-  kill -0 "$pid" 2>/dev/null && kill -KILL -- "-$pid" 2>/dev/null
+  if kill -0 "$pid" 2>/dev/null; then kill -KILL -- "-$pid" 2>/dev/null || true; fi
   rm -f "$1"
 }
 
@@ -353,11 +358,14 @@ haproxy_down() {
 # --- status ---------------------------------------------------------------------------------
 
 status() {
-  local port state
+  local port state kept
   if alive "$STATE/replica/data/postmaster.pid"; then
     state=$(psql -h 127.0.0.1 -p "$REPLICA_PORT" -U postgres -d postgres -Atc \
       "SELECT 'up, replayed ' || pg_last_wal_replay_lsn() || CASE WHEN pg_is_wal_replay_paused() THEN ' (replay paused)' ELSE '' END" 2>/dev/null || echo "not answering")
   else state="down"; fi
+  # While the replica is down its slot keeps the primary's WAL: say how much, it grows.
+  kept=$(psql_primary "SELECT pg_size_pretty(pg_current_wal_lsn() - restart_lsn) FROM pg_replication_slots WHERE slot_name = '$SLOT'" 2>/dev/null || true)
+  [[ -n "$kept" ]] && state="$state; slot $SLOT keeps $kept of WAL on the primary"
   say "replica   127.0.0.1:$REPLICA_PORT  $state"
   for port in "${REDIS_PORTS[@]}"; do
     if alive "$STATE/redis-$port.pid"; then

@@ -162,8 +162,8 @@ def rig(pg_admin: str) -> Iterator[Rig]:
             int(os.environ.get("HW_CLUSTER_PORT_OFFSET", "0")),
             os.environ.get("HW_CLUSTER_DB", "cluster_demo"))
     was_up = (r.state / "haproxy.pid").exists()
-    r.whole(timeout=120)
     try:
+        r.whole(timeout=120)
         yield r
     finally:
         if not was_up:
