@@ -93,8 +93,11 @@ async def settled(v: Versions, tables: Sequence[str], want: tuple[int, ...]) -> 
 
 async def test_new_tables_start_at_zero(nodes: Nodes) -> None:
     v = await nodes.node()
-    assert await v.current(["orders", "items"]) == (0, 0, 0)
-    assert v.local(["orders"]) in (None, (0, 0))
+    *tables, epoch = await v.current(["orders", "items"])
+    assert tables == [0, 0]
+    # Redis starts the epoch at random (a hash it lost starts again elsewhere); the file at 0.
+    assert (epoch > 0) == (nodes.redis_url is not None)
+    assert v.local(["orders"]) in (None, (0, epoch))
 
 
 async def test_a_bump_is_seen_at_once_by_every_node(nodes: Nodes) -> None:
@@ -102,9 +105,10 @@ async def test_a_bump_is_seen_at_once_by_every_node(nodes: Nodes) -> None:
     for n in range(1, 4):
         await a.bump(["orders"])
         # Strict promise: a bump acknowledged before a read began is seen by it, anywhere.
-        assert await b.current(["orders", "items"]) == (n, 0, 0)
-        assert await a.current(["items", "orders"]) == (0, n, 0)
-    await settled(b, ["orders"], (3, 0))
+        *seen_b, epoch = await b.current(["orders", "items"])
+        assert seen_b == [n, 0]
+        assert await a.current(["items", "orders"]) == (0, n, epoch)
+    await settled(b, ["orders"], (3, epoch))
 
 
 async def test_bump_of_several_tables_and_of_the_epoch(nodes: Nodes) -> None:
@@ -123,9 +127,9 @@ async def test_a_commit_position_travels_with_the_versions(nodes: Nodes) -> None
     await a.bump(["orders"], big)
     await a.bump(["orders"], 7)
     if nodes.redis_url is not None and nodes.settings.cache_mode == "bounded":
-        await until(lambda: b.local(["orders"]) == (2, 0))
+        await until(lambda: (b.local(["orders"]) or (0,))[0] == 2)
     else:
-        assert await b.current(["orders"]) == (2, 0)
+        assert (await b.current(["orders"]))[0] == 2
     assert b.lsn == big
 
 
@@ -149,7 +153,7 @@ async def test_with_entry_reads_the_l2_entry_and_the_versions_together(nodes: No
     if store is not None:
         await store.set(key, b"entry", 10)
     data, versions = await v.with_entry(key, ["orders", "items"])
-    assert versions == (1, 0, 0)
+    assert versions[:2] == (1, 0)
     # Only Redis keeps an L2 beside its versions.
     assert data == (b"entry" if store is not None else None)
     if store is not None:

@@ -159,6 +159,19 @@ class RedisStore:
         value: int = await self._run(self.client.hincrby(key, field, by))
         return value
 
+    async def init_field(self, key: str, field: str, value: int) -> int:
+        """``field`` of hash ``key`` set to ``value`` unless it has one: the value it has."""
+
+        async def both() -> list[Any]:
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.hsetnx(key, field, value)
+                pipe.hget(key, field)
+                result: list[Any] = await pipe.execute()
+                return result
+
+        _, now = await self._run(both())
+        return int(now) if now is not None else value
+
     async def get_fields(self, key: str, fields: list[str]) -> list[int]:
         values = await self._run(self.client.hmget(key, fields))
         return [int(v) if v is not None else 0 for v in values]

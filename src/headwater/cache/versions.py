@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import secrets
 import struct
 import tempfile
 import time
@@ -35,6 +36,8 @@ if TYPE_CHECKING:  # redis is the redis extra: imported only when configured
     from headwater.cache.redis import RedisStore
 
 EPOCH = "__epoch__"
+#: Epochs start at random below this: within Lua's exact integers (a script's HINCRBY reply).
+_EPOCHS = 1 << 52
 #: The highest commit position (PostgreSQL's WAL LSN) announced with a bump: a read from a
 #: replica that has not replayed it may predate a version already seen, and is not cached.
 LSN = "~lsn"
@@ -221,11 +224,12 @@ class RedisVersions:
         await self._heal()
         try:
             values = await self._batch.read((*tables, EPOCH, LSN))
+            epoch = values[EPOCH] or await self._new_epoch()
         except RedisUnavailable as exc:
             self._failed(exc)
             raise
         self._seen_lsn = max(self._seen_lsn, values[LSN])
-        return (*(values[t] for t in tables), values[EPOCH])
+        return (*(values[t] for t in tables), epoch)
 
     async def with_entry(self, key: str, tables: Sequence[str],
                          ) -> tuple[bytes | None, tuple[int, ...]]:
@@ -237,6 +241,12 @@ class RedisVersions:
             self._failed(exc)
             raise
         self._seen_lsn = max(self._seen_lsn, values[-1])
+        if not values[-2]:
+            try:
+                values[-2] = await self._new_epoch()
+            except RedisUnavailable as exc:
+                self._failed(exc)
+                raise
         return data, tuple(values[:-1])
 
     async def bump(self, tables: Sequence[str], lsn: int = 0) -> None:
@@ -259,10 +269,20 @@ class RedisVersions:
     def lsn(self) -> int:
         return max(self._seen_lsn, self._local.get(LSN, 0))
 
+    async def _new_epoch(self) -> int:
+        """The hash has no epoch: it is new, or Redis lost it (a node restarted without
+        persistence, a failover to a replica that missed the last increments) and its
+        counters start again from 0, towards values that copies were stored at. The epoch
+        starts at a random value, so no version read from now on equals one from before."""
+        epoch = await self.store.init_field(self.hkey, EPOCH, secrets.randbelow(_EPOCHS) + 1)
+        self._learn({EPOCH: epoch})
+        return epoch
+
     async def _heal(self) -> None:
         if self.dirty:
             # Writes may have gone unannounced while Redis was down (this worker's, or others'
             # it cannot know of): invalidate everything, everywhere.
+            await self._new_epoch()
             values = await self.store.bump(self.hkey, [EPOCH], self.channel)
             self._learn({EPOCH: values[0]})
             self.dirty = False
@@ -277,6 +297,11 @@ class RedisVersions:
         return tuple(get(t, 0) for t in (*tables, EPOCH))
 
     def _learn(self, values: dict[str, int]) -> None:
+        epoch = values.get(EPOCH)
+        if epoch is not None and epoch != self._local.get(EPOCH):
+            # A new epoch (a heal, or a hash Redis lost): the counters may have started
+            # again below what was known, so what was known of them goes.
+            self._local = {LSN: self._local.get(LSN, 0), EPOCH: epoch}
         for k, v in values.items():
             if v > self._local.get(k, 0):
                 self._local[k] = v

@@ -178,6 +178,7 @@ async def test_versions_that_cannot_be_known_bypass_the_cache(cache: ReadCache) 
 
 async def test_with_l2_a_node_reads_what_another_stored() -> None:
     fake = FakeL2()
+    fake.random_epochs = True
     store = RedisStore("redis://127.0.0.1:1/0", CircuitBreaker("redis"))  # never connected
 
     def node() -> ReadCache:
@@ -196,4 +197,32 @@ async def test_with_l2_a_node_reads_what_another_stored() -> None:
     assert await _fast(b, "raw") is None
     assert status(await b.read("raw", plan(), "anon", db.execute)) == "MISS"
     assert db.calls == 2
+    await store.close()
+
+
+def _node(store: RedisStore, fake: FakeL2) -> ReadCache:
+    c = ReadCache(Settings(cache_namespace="n"), Metrics(), redis=store, log=Log())
+    c.l2 = cast(RedisStore, fake)
+    c.versions = RedisVersions(cast(RedisStore, fake), "n")
+    return c
+
+
+async def test_versions_that_go_back_never_make_an_old_copy_fresh() -> None:
+    """Redis loses the versions hash (a node restarted without persistence, as the rig's do;
+    or a failover to a replica that had not received the last HINCRBYs): the counters start
+    again from 0, and an L1 copy taken at a version the counter reaches again is a HIT."""
+    fake = FakeL2()
+    fake.random_epochs = True
+    store = RedisStore("redis://127.0.0.1:1/0", CircuitBreaker("redis"))  # never connected
+    a, db = _node(store, fake), Database()
+    await a.invalidate(["orders"])                        # orders = 1
+    assert status(await a.read("raw", plan(), "anon", db.execute)) == "MISS"  # body id=1
+    await a.invalidate(["orders"])                        # a write: orders = 2
+    assert await _fast(a, "raw") is None                  # the copy is stale, rightly
+    fake.hash.clear()                                     # Redis restarted empty
+    fake.entries.clear()
+    await a.invalidate(["orders"])                        # the next write: orders = 1 again
+    out = await _fast(a, "raw")
+    assert not (isinstance(out, Cached) and out.status == "HIT"), (
+        f"served a copy from before two writes as fresh: {out.entry.body!r}")
     await store.close()
