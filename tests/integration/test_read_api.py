@@ -385,13 +385,15 @@ def test_stats_count_server_and_client_errors_apart(client: httpx.Client,
     deadline = time.monotonic() + 5
     while True:
         after = client.get("/-/stats").json()
-        if (after["client_errors_total"] >= before["client_errors_total"] + 2
-                or time.monotonic() > deadline):
+        by_status = {int(k): v for k, v in after["requests_by_status"].items()}
+        settled = (after["client_errors_total"] >= before["client_errors_total"] + 2
+                   and after["client_errors_total"] == sum(
+                       n for s, n in by_status.items() if 400 <= s < 500))
+        if settled or time.monotonic() > deadline:
             break
         time.sleep(0.2)
     assert after["client_errors_total"] >= before["client_errors_total"] + 2
     assert after["errors_total"] == before["errors_total"]
-    by_status = {int(k): v for k, v in after["requests_by_status"].items()}
     assert after["errors_total"] == sum(n for s, n in by_status.items() if s >= 500)
     assert after["client_errors_total"] == sum(n for s, n in by_status.items()
                                                if 400 <= s < 500)
