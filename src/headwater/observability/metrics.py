@@ -16,8 +16,8 @@ from prometheus_client.registry import Collector
 from headwater.observability.shared_metrics import SharedMetrics
 
 #: ``/-/stats`` figures summed over a server's workers.
-SUMMED = ("requests_total", "errors_total", "requests_by_status", "db", "cache",
-          "rate_limit_rejections", "outbox_pending")
+SUMMED = ("requests_total", "errors_total", "client_errors_total", "requests_by_status", "db",
+          "cache", "rate_limit_rejections", "outbox_pending")
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
