@@ -98,6 +98,11 @@ class RedisStore:
         #: that lost a node rediscovers the slots and retries, and concurrent calls wait on
         #: each other's rediscovery, for seconds in all though each socket call has ``timeout``.
         self.deadline = 2 * timeout
+        # Only the cluster client's clean-up after a cancellation can take long (it may wait
+        # for a rediscovery under way): its calls run as tasks left to end by themselves. A
+        # plain or sentinel client just drops the connection, so its calls are cancelled in
+        # place, without a task per call (measured: 12 µs → 3 µs of CPU per call).
+        self._detached = isinstance(self.client, RedisCluster)
         self._abandoned: set[asyncio.Future[Any]] = set()
         self._bump = self.client.register_script(_BUMP)
 
@@ -128,6 +133,9 @@ class RedisStore:
         """``coro``'s result, or TimeoutError at the deadline. A call past it is cancelled
         and left to end by itself: the client's clean-up after a cancellation (closing
         connections, waiting for a rediscovery under way) must not hold the request too."""
+        if not self._detached:
+            async with asyncio.timeout(self.deadline):
+                return await coro
         call = asyncio.ensure_future(coro)
         try:
             await asyncio.wait((call,), timeout=self.deadline)
