@@ -100,18 +100,22 @@ class Rig:
         except (httpx.HTTPError, ValueError, KeyError):
             return False
 
-    def haproxy_up(self) -> set[str]:
-        """The nodes HAProxy sends requests to now (``node3001``...)."""
+    def haproxy(self, command: str) -> str:
+        """HAProxy's answer to one command on its runtime socket."""
         import socket
 
         with socket.socket(socket.AF_UNIX) as s:
             s.connect(str(self.state / "haproxy.sock"))
-            s.sendall(b"show servers state headwater\n")
+            s.sendall(command.encode() + b"\n")
             out = b""
             while chunk := s.recv(65536):
                 out += chunk
+        return out.decode()
+
+    def haproxy_up(self) -> set[str]:
+        """The nodes HAProxy sends requests to now (``node3001``...)."""
         up = set()
-        for line in out.decode().splitlines()[2:]:
+        for line in self.haproxy("show servers state headwater").splitlines()[2:]:
             fields = line.split()
             if len(fields) > 5 and fields[5] == "2":  # SRV_ST_RUNNING
                 up.add(fields[3])

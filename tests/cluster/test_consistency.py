@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-import socket
 import threading
 import time
 from collections import Counter
@@ -283,13 +282,7 @@ def _haproxy_stats(rig: Rig) -> dict[str, dict[str, int]]:
     """HAProxy's counters per node: 5xx responses, failed responses and connections, and
     retries (``retry-on ... 503`` sends a node's 503 to the other node: the client never sees
     it)."""
-    with socket.socket(socket.AF_UNIX) as s:
-        s.connect(str(rig.state / "haproxy.sock"))
-        s.sendall(b"show stat\n")
-        out = b""
-        while chunk := s.recv(65536):
-            out += chunk
-    lines = out.decode().splitlines()
+    lines = rig.haproxy("show stat").splitlines()
     names = lines[0].lstrip("# ").split(",")
     stats = {}
     for line in lines[1:]:
