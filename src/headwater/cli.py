@@ -274,6 +274,15 @@ class _AnnouncingServer(uvicorn.Server):
 
     announce: Callable[[int], None] | None = None
 
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            # The signal asked for the graceful stop that has now happened: the process ends
+            # normally (uvicorn would raise it again and die by it, before the runtime
+            # directory is removed), with status 0 as several workers' supervisor does.
+            self._captured_signals.clear()
+
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.started and sockets is None and self.announce is not None:
@@ -343,8 +352,7 @@ def _run(settings: Settings, why: str = "") -> None:
         return
     server = _AnnouncingServer(config)
     server.announce = announce
-    with contextlib.suppress(KeyboardInterrupt):
-        server.run()
+    server.run()
     if not server.started:
         raise SystemExit(1)  # uvicorn logged why (e.g. the address is in use)
 

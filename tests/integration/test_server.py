@@ -93,6 +93,20 @@ def test_sigterm_with_a_shutdown_delay_is_unready_while_still_serving(
         assert time.monotonic() - stopped >= 3  # served until the delay was over
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_stopped_server_removes_its_runtime_directory(
+        demo_sqlite: str, tmp_path: Path, sig: signal.Signals, workers: str) -> None:
+    server = ServerProcess(demo_sqlite, env={"TMPDIR": str(tmp_path)},
+                           args=("--workers", workers))
+    with server:
+        assert server.proc is not None
+        assert len(list(tmp_path.glob("headwater-serve-*"))) == 1
+        server.proc.send_signal(sig)
+        assert server.proc.wait(20) == 0
+    assert list(tmp_path.glob("headwater-serve-*")) == []
+
+
 def test_starts_degraded_when_the_database_is_down() -> None:
     server = ServerProcess("postgresql://postgres@127.0.0.1:1/nothing",
                            env={"HEADWATER_CONNECT_TIMEOUT": "0.5"})
