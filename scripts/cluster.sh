@@ -17,8 +17,9 @@
 # $HW_CLUSTER_DB names its database, so a second rig can run beside the first; each worker of a
 # node holds at most $HW_CLUSTER_POOL_MAX (default 5) connections to each server.
 # The local PostgreSQL server itself is only touched to add, if missing, the pg_hba.conf line
-# `host replication all 127.0.0.1/32 trust` (then reloaded), to create cluster_demo, and for the
-# replica's physical replication slot (hwrig_<database>; `down` drops it).
+# `host replication all 127.0.0.1/32 trust` (then reloaded; `down` removes it again), to create
+# cluster_demo, and for the replica's physical replication slot (hwrig_<database>; `down`
+# drops it).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -33,6 +34,7 @@ DB=${HW_CLUSTER_DB:-cluster_demo}
 SLOT=$(printf 'hwrig_%s' "$DB" | tr -c 'a-z0-9_' '_')
 AMQP_URL=${HW_CLUSTER_AMQP_URL-amqp://guest:guest@127.0.0.1:5672/}
 RIG_MARK="created by headwater scripts/cluster.sh"
+HBA_MARK="# added by headwater scripts/cluster.sh"
 # Connections per worker and database: rigs side by side share the local server's
 # max_connections (100 by default), and with the replica down every read reaches the primary.
 POOL_MAX=${HW_CLUSTER_POOL_MAX:-5}
@@ -74,10 +76,33 @@ replication_hba() {
   if [[ $(psql_primary "SELECT count(*) FROM pg_hba_file_rules WHERE 'replication' = ANY(database) AND error IS NULL") == 0 ]]; then
     local hba
     hba=$(psql_primary "SHOW hba_file")
-    printf '\nhost replication all 127.0.0.1/32 trust\n' >> "$hba"
+    if [[ -s "$hba" && -n $(tail -c1 "$hba") ]]; then echo >> "$hba"; fi  # ends its last line
+    printf 'host replication all 127.0.0.1/32 trust  %s\n' "$HBA_MARK" >> "$hba"
     psql_primary "SELECT pg_reload_conf()" > /dev/null
-    say "postgres: added 'host replication all 127.0.0.1/32 trust' to $hba and reloaded"
+    echo "$hba" > "$STATE/hba-added"
+    say "postgres: added 'host replication all 127.0.0.1/32 trust' to $hba and reloaded (down removes it)"
   fi
+}
+
+# The line `up` added, taken out again once no rig streams from the server (another rig
+# beside this one may still use it).
+replication_hba_down() {
+  [[ -f "$STATE/hba-added" ]] || return 0
+  local hba
+  hba=$(cat "$STATE/hba-added")
+  if [[ $(psql_primary "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'hwrig\_%'") != 0 ]]; then
+    say "postgres: the replication line in $hba is kept: another rig streams from this server"
+    return 0
+  fi
+  if [[ -f "$hba" ]] && grep -qF "$HBA_MARK" "$hba"; then
+    # rewritten in place, so the file keeps its owner and mode
+    grep -vF "$HBA_MARK" "$hba" > "$STATE/hba.tmp" || true
+    cat "$STATE/hba.tmp" > "$hba"
+    rm -f "$STATE/hba.tmp"
+    psql_primary "SELECT pg_reload_conf()" > /dev/null
+    say "postgres: removed the replication line it added to $hba, and reloaded"
+  fi
+  rm -f "$STATE/hba-added"
 }
 
 demo_database() {
@@ -408,6 +433,7 @@ case "${1:-}" in
     nodes_down
     redis_down
     replica_down
+    replication_hba_down
     ;;
   status) status ;;
   drain) drain "${2:?drain NODE_PORT}" ;;

@@ -61,16 +61,6 @@ def committed(rig: Rig, samples: list[Sample]) -> int:
     return found
 
 
-def haproxy(rig: Rig, command: str) -> str:
-    with socket.socket(socket.AF_UNIX) as s:
-        s.connect(str(rig.state / "haproxy.sock"))
-        s.sendall(command.encode() + b"\n")
-        out = b""
-        while chunk := s.recv(65536):
-            out += chunk
-    return out.decode()
-
-
 # --- a node killed or stopped under load -----------------------------------------------------
 
 
@@ -163,7 +153,7 @@ def test_a_write_cut_off_after_its_commit_is_not_sent_again(whole_rig: Rig) -> N
             sender.start()
             asyncio.run(committed_row(whole_rig.primary_url, email, 5))
             serving = re.findall(r" be=headwater srv=node(\d+) ",
-                                 haproxy(whole_rig, "show sess"))
+                                 whole_rig.haproxy("show sess"))
             assert len(serving) == 1, serving  # the write, still waiting for its answer
             # As ``cluster.sh kill node`` does (its supervisor's group), without a shell.
             os.killpg(whole_rig.node_pid(int(serving[0])), signal.SIGKILL)

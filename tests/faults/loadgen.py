@@ -30,6 +30,9 @@ class Request:
     raw: bytes
 
 
+IDEMPOTENT = frozenset({"cached", "uncached", "other_table", "heavy", "locked"})
+
+
 def build(kind: str, host: str, rng: random.Random, tag: str) -> Request:
     if kind == "cached":
         path = f"/products?select=id,name,price&id=eq.{rng.randint(1, 20)}"
@@ -59,27 +62,41 @@ def build(kind: str, host: str, rng: random.Random, tag: str) -> Request:
     raise ValueError(kind)
 
 
+Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+#: An idle connection older than this is closed rather than reused: well inside the servers'
+#: keep-alive timeouts (Headwater's 5 s, HAProxy's 30 s), so a request is never sent on a
+#: connection the server is closing.
+MAX_IDLE = 2.0
+
+
 class Connections:
     def __init__(self, host: str, port: int, limit: int) -> None:
         self.host = host
         self.port = port
-        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-        self.reused: set[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = set()
+        self.idle: list[tuple[Conn, float]] = []  # most recently used last
+        self.reused: set[Conn] = set()
         self.sem = asyncio.Semaphore(limit)
 
-    async def get(self, fresh: bool = False) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def get(self, fresh: bool = False) -> Conn:
         await self.sem.acquire()
         if self.idle and not fresh:
-            return self.idle.pop()
+            conn, since = self.idle.pop()
+            if time.monotonic() - since < MAX_IDLE:
+                return conn
+            # it and every one below it idle too long
+            for old, _ in [*self.idle, (conn, since)]:
+                self.reused.discard(old)
+                old[1].close()
+            self.idle.clear()
         try:
             return await asyncio.open_connection(self.host, self.port)
         except BaseException:
             self.sem.release()
             raise
 
-    def put(self, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], ok: bool) -> None:
+    def put(self, conn: Conn, ok: bool) -> None:
         if ok:
-            self.idle.append(conn)
+            self.idle.append((conn, time.monotonic()))
             self.reused.add(conn)
         else:
             self.reused.discard(conn)
@@ -95,8 +112,11 @@ async def one(conns: Connections, req: Request, timeout: float) -> tuple[int, st
             return 0, type(exc).__name__
         reused = conn in conns.reused
         result = await _exchange(conns, conn, req, timeout)
-        # A keep-alive connection the server closed while idle: any client retries that.
-        if result != (0, "IncompleteReadError") or not reused or attempt:
+        # A keep-alive connection closed with no answer: a read is sent again, as any client
+        # does; a write is not (RFC 9110 9.2.2: it may have been applied; a load balancer
+        # closes the client's connection so when the node under a write died).
+        if (result != (0, "IncompleteReadError") or not reused or attempt
+                or req.kind not in IDEMPOTENT):
             return result
     return 0, "unreachable"
 
@@ -173,9 +193,9 @@ async def run(url: str, rate: float, duration: float, mix: dict[str, int], out: 
             t.add_done_callback(tasks.discard)
         if tasks:
             await asyncio.wait(tasks, timeout=timeout + 1)
-    for reader_writer in conns.idle:
+    for (_, writer), _since in conns.idle:
         with contextlib.suppress(Exception):
-            reader_writer[1].close()
+            writer.close()
     with open(out, "w") as fh:
         fh.write(json.dumps({"start_epoch": wall_start}) + "\n")
         for r in results:
