@@ -101,7 +101,7 @@ class RedisStore:
         # Only the cluster client's clean-up after a cancellation can take long (it may wait
         # for a rediscovery under way): its calls run as tasks left to end by themselves. A
         # plain or sentinel client just drops the connection, so its calls are cancelled in
-        # place, without a task per call (measured: 12 µs → 3 µs of CPU per call).
+        # place, without a task per call (measured: 8.5 → 3.8 µs of CPU per call).
         self._detached = isinstance(self.client, RedisCluster)
         self._abandoned: set[asyncio.Future[Any]] = set()
         self._bump = self.client.register_script(_BUMP)
