@@ -273,6 +273,58 @@ def test_the_window_is_the_nodes_whichever_worker_answers(rig: Rig, tmp_path: Pa
             rig.sql(rig.replica_url, "SELECT pg_wal_replay_resume()")
 
 
+ANONYMOUS = """
+[auth]
+jwt_secret = "{secret}"
+anonymous_role = "web"
+
+[rate_limits]
+trusted_proxies = ["127.0.0.1"]
+
+[[policy]]
+role = "web"
+table = "items"
+actions = ["select", "insert"]
+"""
+
+
+def test_anonymous_callers_are_told_apart_by_address(rig: Rig, tmp_path: Path) -> None:
+    """Callers without a subject (the anonymous role here; every caller of a server without
+    authentication) are one principal per client address: one's write keeps its own reads on
+    the primary, not everyone's. Replay paused, lag tolerated, addresses as a trusted proxy
+    forwards them."""
+    config = tmp_path / "headwater.toml"
+    config.write_text(ANONYMOUS.format(secret=SECRET))
+    env = {"HEADWATER_CONFIG": str(config), "HEADWATER_MAX_REPLICA_LAG": "30",
+           "HEADWATER_READ_YOUR_WRITES_WINDOW": str(WINDOW)}
+    erin, frank = ({"X-Forwarded-For": "203.0.113.7"}, {"X-Forwarded-For": "198.51.100.9"})
+    with ServerProcess(rig.primary_url, env=env, args=("--replica", rig.replica_url)) as node:
+        made = httpx.post(node.url + "/items", json={"v": 4, "who": "setup"}, timeout=5,
+                          headers={"Prefer": "return=representation"})
+        row = made.json()[0]["id"]
+        wait_for(lambda: rig.sql(rig.replica_url, f"SELECT count(*) FROM items WHERE id = {row}")
+                 == 1, 10, "the row replayed")
+        wait_for(lambda: replica_ok(node), 10, "replica usable")
+        every_worker_sampled()
+        rig.sql(rig.replica_url, "SELECT pg_wal_replay_pause()")
+        try:
+            w = httpx.post(node.url + "/items", json={"v": 5, "who": "erin"}, timeout=5,
+                           headers={**erin, "Prefer": "return=representation"})
+            assert w.status_code == 201
+            written = w.json()[0]["id"]
+            for i in range(6):  # fresh connections: both workers answer some
+                r = httpx.get(node.url + f"/items?id=eq.{written}&v=neq.{-2000 - i}",
+                              headers=erin, timeout=5)
+                assert r.json() == [{"id": written, "v": 5, "who": "erin"}]
+                assert r.headers["headwater-served-by"] == "primary"
+                r = httpx.get(node.url + f"/items?id=eq.{written}&v=neq.{-3000 - i}",
+                              headers=frank, timeout=5)
+                assert r.headers["headwater-served-by"] == "replica", i
+                assert r.json() == []  # not replayed: a token-less reader may see the past
+        finally:
+            rig.sql(rig.replica_url, "SELECT pg_wal_replay_resume()")
+
+
 def test_replica_stopped_under_load_then_back(rig: Rig) -> None:
     a, b = rig.nodes
     wait_for(lambda: replica_ok(a) and replica_ok(b), 10, "replica usable")

@@ -46,9 +46,11 @@ from headwater.errors import (
 )
 from headwater.model import grammar, headers
 from headwater.model.consistency import (
+    NO_ORIGIN,
+    ReadOrigin,
+    caller_key,
     format_lsn,
     parse_lsn,
-    principal_key,
     token_from_cookie,
 )
 from headwater.model.principal import Principal
@@ -275,11 +277,11 @@ def read_token(h: dict[bytes, bytes]) -> int:
     return token_from_cookie(cookie.decode("latin-1")) if cookie is not None else 0
 
 
-def with_token(response: Response, replicas: Replicas, access: Access) -> Response:
+def with_token(response: Response, replicas: Replicas, who: str) -> Response:
     """A write's response: the token of everything this node has seen committed (at or past
-    this write's commit), as a header and, for browsers, a cookie; and this principal's reads
-    stay on the primary for ``read_your_writes_window`` seconds."""
-    replicas.wrote(principal_key(access.principal))
+    this write's commit), as a header and, for browsers, a cookie; and the caller's (``who``,
+    ``caller_key``) reads stay on the primary for ``read_your_writes_window`` seconds."""
+    replicas.wrote(who)
     lsn = format_lsn(replicas.latest).encode()
     response.raw_headers += [(b"headwater-lsn", lsn),
                              (b"set-cookie",
@@ -294,6 +296,9 @@ def build_routes(s: Services) -> Routes:
     profiles = s.profiles
     compressor = s.compressor
     replicas = s.replicas
+
+    def caller(request: Request, access: Access) -> str:
+        return caller_key(access.principal, security.client_address(request))
 
     async def table(request: Request, h: dict[bytes, bytes] | None = None,
                     reads: Reads = reads, profile: str | None = None) -> Response:
@@ -326,7 +331,8 @@ def build_routes(s: Services) -> Routes:
             raw: RawRead = (name, request.scope["query_string"], accept, h.get(b"prefer", b""),
                             h.get(b"range", b""))
             answer = reads.read(raw, lambda: parse_request(request, name, h), access, timing,
-                                read_token(h) if replicas is not None else 0)
+                                NO_ORIGIN if replicas is None else ReadOrigin(
+                                    read_token(h), lambda: caller(request, access)))
             if not isinstance(answer, ReadAnswer):
                 answer = await answer
             began = time.perf_counter()
@@ -370,7 +376,7 @@ def build_routes(s: Services) -> Routes:
                                   applied=_applied(api), media=api.media,
                                   count=api.prefer.count in ("exact", "estimated"))
         if replicas is not None and api.prefer.tx != "rollback":
-            with_token(response, replicas, access)
+            with_token(response, replicas, caller(request, access))
         return response
 
     async def _plan(request: Request, name: str, h: dict[bytes, bytes], access: Access,
@@ -450,7 +456,7 @@ def build_routes(s: Services) -> Routes:
         if replicas is not None and request.method == "POST" and response.status_code < 400:
             # It may have written (a VOLATILE function, Python RPC): it ran on the primary,
             # and the caller's next reads must see what it did.
-            with_token(response, replicas, access)
+            with_token(response, replicas, caller(request, access))
         return response
 
     async def _rpc(request: Request, access: Access) -> Response:

@@ -212,14 +212,20 @@ class Security:
                                    hint="roles in [http] metrics_roles, or the "
                                         "[http] metrics_token, may read it")
 
+    def client_address(self, request: Request) -> str:
+        """The caller's address as rate limits count it: the peer, or the client a trusted
+        proxy (``rate_limits.trusted_proxies``) forwarded for."""
+        client = request.scope.get("client")
+        rates = self.rates
+        return address_key(client_address(client[0] if client else None,
+                                          request.headers.getlist("x-forwarded-for"),
+                                          rates.trusted_proxies), rates.ipv6_prefix)
+
     async def _address(self, request: Request, windows: list[Window]) -> str:
         """The client address's key, counted against the address limit (429 past it)."""
         assert self.limiter is not None
-        client = request.scope.get("client")
+        address = self.client_address(request)
         rates = self.rates
-        address = address_key(client_address(client[0] if client else None,
-                                              request.headers.getlist("x-forwarded-for"),
-                                              rates.trusted_proxies), rates.ipv6_prefix)
         if rates.address is not None:
             windows.append(await self.limiter.hit(rates.address, "address", address))
             self._check(request.scope, windows)

@@ -5,6 +5,8 @@ it, and who a principal is for read-your-writes (pure; the HTTP layer reads and 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from headwater.errors import RequestError
 from headwater.model.principal import Principal
@@ -38,6 +40,30 @@ def token_from_cookie(cookie: str) -> int:
     return 0
 
 
-def principal_key(p: Principal) -> str:
-    """A principal as read-your-writes tells callers apart: role and subject."""
-    return f"{p.role}\x1f{p.claims.get('sub', '')}"
+@dataclass(frozen=True, slots=True)
+class ReadOrigin:
+    """Where a read comes from, as replica routing needs it: the consistency token it
+    presented (0: none) and who the caller is for read-your-writes (``caller_key``), worked
+    out only when a read is routed (a cache hit never needs it)."""
+
+    token: int = 0
+    caller: Callable[[], str] | None = None
+
+    @property
+    def who(self) -> str:
+        return self.caller() if self.caller is not None else ""
+
+
+NO_ORIGIN = ReadOrigin()
+
+
+def caller_key(p: Principal, address: str) -> str:
+    """A caller as read-your-writes tells callers apart: a principal with a subject (a
+    token's ``sub``, an API key) by role and subject; one without (the anonymous role, or
+    every caller of a server without authentication) by role and client address, so one
+    such caller's write keeps only its own reads on the primary."""
+    sub = p.claims.get("sub")
+    # Keys that collide (crafted names) only keep a read on the primary: never a stale read.
+    if sub is not None and sub != "":
+        return f"s\x1f{p.role}\x1f{sub}"
+    return f"a\x1f{p.role}\x1f{address}"

@@ -25,7 +25,7 @@ from headwater.db.reader import execute_read
 from headwater.db.replicas import Replicas
 from headwater.errors import DatabaseUnavailable, RequestError, TransactionConflict
 from headwater.model.catalog import Catalog
-from headwater.model.consistency import principal_key
+from headwater.model.consistency import NO_ORIGIN, ReadOrigin
 from headwater.model.headers import PlanAsk, parse_accept
 from headwater.model.plan import ReadPlan
 from headwater.model.request import ApiRequest, MediaType
@@ -82,46 +82,46 @@ class Reads:
                          max_embed_depth=s.max_embed_depth, aggregates=s.aggregates_enabled)
 
     def read(self, raw: RawRead, parse: Callable[[], ApiRequest], access: Access,
-             timing: ServerTiming, token: int = 0,
+             timing: ServerTiming, origin: ReadOrigin = NO_ORIGIN,
              ) -> ReadAnswer | Coroutine[Any, Any, ReadAnswer]:
         """The answer itself when the cache holds it (no coroutine: a hit is most reads),
         else a coroutine to await. ``parse`` is called only when the cache cannot answer from
-        the raw request. ``token``: the consistency token the caller presented (0: none); the
-        cache needs none (its entries are exact), a replica must have replayed past it."""
+        the raw request. ``origin``: the consistency token the caller presented and who it is;
+        the cache needs neither (its entries are exact), replica routing does."""
         cache = self.cache
         if cache is None:
-            return self._parsed(None, parse, access, timing, token)
+            return self._parsed(None, parse, access, timing, origin)
         began = time.perf_counter()
         key = raw_key(*raw, access.context)
         found = cache.fast(key)
         if found is None:
             timing.since("cache", began)
-            return self._parsed(key, parse, access, timing, token)
+            return self._parsed(key, parse, access, timing, origin)
         if isinstance(found, Cached):
             timing.since("cache", began)
             return self._cached(found, (_accepted(raw[2]) if raw[2] else "json"), access)
-        return self._confirmed(cache, found, raw, key, parse, access, timing, began, token)
+        return self._confirmed(cache, found, raw, key, parse, access, timing, began, origin)
 
     async def _confirmed(self, cache: ReadCache, e: Entry, raw: RawRead, key: str,
                          parse: Callable[[], ApiRequest], access: Access,
-                         timing: ServerTiming, began: float, token: int) -> ReadAnswer:
+                         timing: ServerTiming, began: float, origin: ReadOrigin) -> ReadAnswer:
         hit = await cache.confirm(e)
         timing.since("cache", began)
         if hit is not None:
             return self._cached(hit, (_accepted(raw[2]) if raw[2] else "json"), access)
-        return await self._parsed(key, parse, access, timing, token)
+        return await self._parsed(key, parse, access, timing, origin)
 
     async def _parsed(self, key: str | None, parse: Callable[[], ApiRequest], access: Access,
-                      timing: ServerTiming, token: int) -> ReadAnswer:
+                      timing: ServerTiming, origin: ReadOrigin) -> ReadAnswer:
         began = time.perf_counter()
         api = parse()
         began = timing.since("parse", began)
         plan = self._plan(api, access)
         timing.since("plan", began)
-        return await self._planned(plan, key, access, timing, token)
+        return await self._planned(plan, key, access, timing, origin)
 
     async def _planned(self, plan: ReadPlan, key: str | None, access: Access,
-                       timing: ServerTiming, token: int = 0) -> ReadAnswer:
+                       timing: ServerTiming, origin: ReadOrigin = NO_ORIGIN) -> ReadAnswer:
         cache = self.cache
         cipher = self.cipher
         if cipher is not None and cipher.reads(plan.root):
@@ -130,19 +130,19 @@ class Reads:
                 raise RequestError("encrypted columns are not offered as text/csv",
                                    code="PGRST107", status=406,
                                    hint="ask for application/json, or leave them out of select")
-            result = await self._execute(plan, timing, self._unstreamed, access, token)
+            result = await self._execute(plan, timing, self._unstreamed, access, origin)
             began = time.perf_counter()
             result.body = cipher.decrypt_body(result.body or b"[]", plan.root)
             timing.since("decrypt", began)
             return self._fresh(result, plan, access, cached=False)
         if cache is None or key is None or not cache.cacheable(plan):
-            return self._fresh(await self._execute(plan, timing, self.settings, access, token),
+            return self._fresh(await self._execute(plan, timing, self.settings, access, origin),
                                plan, access, cached=cache is not None)
         began = time.perf_counter()
         db_before = timing.total("db")
         out = await cache.read(key, plan, access.context,
                                lambda: self._execute(plan, timing, self.settings, access,
-                                                     token))
+                                                     origin))
         # The database's share is reported on its own; what remains is the cache's.
         timing.add("cache", time.perf_counter() - began - (timing.total("db") - db_before))
         if isinstance(out, Cached):
@@ -150,21 +150,21 @@ class Reads:
         return self._fresh(out, plan, access, cached=True)
 
     async def _execute(self, plan: ReadPlan, timing: ServerTiming, settings: Settings,
-                       access: Access, token: int) -> ReadResult:
+                       access: Access, origin: ReadOrigin) -> ReadResult:
         began = time.perf_counter()
         try:
             if self.replicas is None:
                 return await execute_read(self.db, plan, settings)
-            return await self._routed(self.replicas, plan, settings, access, token)
+            return await self._routed(self.replicas, plan, settings, access, origin)
         finally:
             timing.since("db", began)
 
     async def _routed(self, replicas: Replicas, plan: ReadPlan, settings: Settings,
-                      access: Access, token: int) -> ReadResult:
+                      access: Access, origin: ReadOrigin) -> ReadResult:
         """A plain read with replicas configured: a usable replica that has replayed past
-        ``token`` (and this principal wrote nothing within the window), else the primary."""
+        the caller's token (and the caller wrote nothing within the window), else the primary."""
         served = replicas.served
-        replica = await replicas.route(token, principal_key(access.principal))
+        replica = await replicas.route(origin.token, origin.who)
         if replica is not None:
             # Versions were read before this: an answer from a replica that had not replayed
             # every write announced with them (by any node) may predate them.
