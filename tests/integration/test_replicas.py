@@ -231,6 +231,19 @@ def test_paused_replay_window_token_and_lag(rig: Rig) -> None:
     assert r.headers["headwater-served-by"] == "replica"
 
 
+def pause_replay_in_use(rig: Rig, node: ServerProcess, headers: dict[str, str]) -> None:
+    """Replay paused once the node uses the replica, its lag counted from a transaction
+    replayed just now (with ``max_replica_lag`` high, it stays in use)."""
+    made = httpx.post(node.url + "/items", json={"v": 2, "who": "setup"}, timeout=5,
+                      headers={**headers, "Prefer": "return=representation"})
+    row = made.json()[0]["id"]
+    wait_for(lambda: rig.sql(rig.replica_url, f"SELECT count(*) FROM items WHERE id = {row}")
+             == 1, 10, "the row replayed")
+    wait_for(lambda: replica_ok(node), 10, "replica usable")
+    every_worker_sampled()
+    rig.sql(rig.replica_url, "SELECT pg_wal_replay_pause()")
+
+
 def test_the_window_is_the_nodes_whichever_worker_answers(rig: Rig, tmp_path: Path) -> None:
     """A node of two workers, replay paused, lag tolerated (so the replica stays in use):
     after Alice's write, 40 reads of hers without a token, each on a fresh connection (so
@@ -242,15 +255,7 @@ def test_the_window_is_the_nodes_whichever_worker_answers(rig: Rig, tmp_path: Pa
            "HEADWATER_READ_YOUR_WRITES_WINDOW": str(WINDOW)}
     with ServerProcess(rig.primary_url, env=env, args=("--replica", rig.replica_url)) as node:
         wait_for(lambda: len(workers(node)) >= 2, 10, "two workers on the node")
-        # A transaction replayed just now: the replica's lag counts from here.
-        made = httpx.post(node.url + "/items", json={"v": 2, "who": "dave"}, timeout=5,
-                          headers={**bearer("dave"), "Prefer": "return=representation"})
-        row = made.json()[0]["id"]
-        wait_for(lambda: rig.sql(rig.replica_url, f"SELECT count(*) FROM items WHERE id = {row}")
-                 == 1, 10, "the row replayed")
-        wait_for(lambda: replica_ok(node), 10, "replica usable")
-        every_worker_sampled()
-        rig.sql(rig.replica_url, "SELECT pg_wal_replay_pause()")
+        pause_replay_in_use(rig, node, bearer("dave"))
         try:
             alice = bearer("alice")
             w = httpx.post(node.url + "/items", json={"v": 3, "who": "alice"}, timeout=5,
@@ -299,14 +304,7 @@ def test_anonymous_callers_are_told_apart_by_address(rig: Rig, tmp_path: Path) -
            "HEADWATER_READ_YOUR_WRITES_WINDOW": str(WINDOW)}
     erin, frank = ({"X-Forwarded-For": "203.0.113.7"}, {"X-Forwarded-For": "198.51.100.9"})
     with ServerProcess(rig.primary_url, env=env, args=("--replica", rig.replica_url)) as node:
-        made = httpx.post(node.url + "/items", json={"v": 4, "who": "setup"}, timeout=5,
-                          headers={"Prefer": "return=representation"})
-        row = made.json()[0]["id"]
-        wait_for(lambda: rig.sql(rig.replica_url, f"SELECT count(*) FROM items WHERE id = {row}")
-                 == 1, 10, "the row replayed")
-        wait_for(lambda: replica_ok(node), 10, "replica usable")
-        every_worker_sampled()
-        rig.sql(rig.replica_url, "SELECT pg_wal_replay_pause()")
+        pause_replay_in_use(rig, node, {})
         try:
             w = httpx.post(node.url + "/items", json={"v": 5, "who": "erin"}, timeout=5,
                            headers={**erin, "Prefer": "return=representation"})
