@@ -286,9 +286,12 @@ class Headwater:
 
     async def reload_catalog(self) -> bool:
         """Introspect again and swap the catalog atomically; on failure keep the old one."""
+        prepared = self.settings.db_prepared_statements
         try:
-            catalog = await introspect(self.settings.database_url, self.settings.db_schema)
-            others = {name: await introspect(self.settings.database_url, name)
+            catalog = await introspect(self.settings.database_url, self.settings.db_schema,
+                                       prepared_statements=prepared)
+            others = {name: await introspect(self.settings.database_url, name,
+                                             prepared_statements=prepared)
                       for name in self.profiles.others}
         except Exception as exc:
             self.metrics.catalog_reloads.labels("error").inc()

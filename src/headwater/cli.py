@@ -82,7 +82,8 @@ def _check_security_against_catalog(settings: Settings, security: SecuritySettin
     if not (security.policies or security.encryption.columns):
         return
     try:
-        catalog = asyncio.run(introspect(settings.database_url, settings.db_schema))
+        catalog = asyncio.run(introspect(settings.database_url, settings.db_schema,
+                                         prepared_statements=settings.db_prepared_statements))
     except Exception:  # the server reports the database itself, once it runs
         return
     check_against_catalog(security, catalog)
@@ -127,7 +128,10 @@ def _check_serving_settings(settings: Settings, flags: dict[str, object],
         raise InvalidSetting(f"{source('replica_urls')}: read replicas need a PostgreSQL "
                              "primary")
     if settings.database_url.startswith(("postgresql:", "postgres:")):
-        down = asyncio.run(probe_postgres(settings.database_url, settings.connect_timeout))
+        from headwater.db.postgres import connect_options
+
+        down = asyncio.run(probe_postgres(settings.database_url, settings.connect_timeout,
+                                          connect_options(settings)))
         if down is not None:
             typer.echo(f"PostgreSQL is not reachable now ({down}); serving degraded and "
                        "retrying in the background.", err=True)

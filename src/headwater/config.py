@@ -66,6 +66,12 @@ class Settings:
     #: ``Accept: application/vnd.pgrst.plan`` answers the read's EXPLAIN (PostgreSQL; off:
     #: the media type is not offered, as PostgREST's ``db-plan-enabled``).
     db_plan_enabled: bool = False
+    #: PostgreSQL: asyncpg prepares and caches each statement per connection, and the
+    #: session settings (statement_timeout, read-only) travel as startup parameters. Off,
+    #: as PostgREST's ``db-prepared-statements``: unnamed statements and no startup
+    #: parameters but the application name, for a pooler in transaction mode (pgbouncer
+    #: before 1.21); set ``statement_timeout`` on the database role there.
+    db_prepared_statements: bool = True
     pool_min_size: int = 1
     pool_max_size: int = 20
     #: Seconds to wait for a pooled connection before answering 503.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import uuid
 import warnings
 from types import MappingProxyType
 from typing import Any
@@ -331,8 +332,12 @@ def _foreign_key(table: str, i: int, fk: ReflectedForeignKeyConstraint) -> Forei
                       ref_columns=tuple(fk["referred_columns"]))
 
 
-async def introspect(url: str, schema: str = "public") -> Catalog:
-    """Connect once with SQLAlchemy, reflect, and return an immutable catalog."""
+async def introspect(url: str, schema: str = "public", *,
+                     prepared_statements: bool = True) -> Catalog:
+    """Connect once with SQLAlchemy, reflect, and return an immutable catalog.
+    ``prepared_statements`` off (``db_prepared_statements``, a pooler in transaction mode):
+    statements under names of their own, cached nowhere, as SQLAlchemy advises for pgbouncer
+    (its reflection runs in one transaction, so on one server connection)."""
     from sqlalchemy.ext.asyncio import create_async_engine
 
     if url.startswith("sqlite"):
@@ -351,7 +356,11 @@ async def introspect(url: str, schema: str = "public") -> Catalog:
         return Catalog.build(tables, "sqlite")
     async_url = url.replace("postgresql://", "postgresql+asyncpg://", 1).replace(
         "postgres://", "postgresql+asyncpg://", 1)
-    aengine = create_async_engine(async_url)
+    connect_args: dict[str, Any] = {}
+    if not prepared_statements:
+        connect_args = {"statement_cache_size": 0, "prepared_statement_cache_size": 0,
+                        "prepared_statement_name_func": lambda: f"__hw_{uuid.uuid4().hex}__"}
+    aengine = create_async_engine(async_url, connect_args=connect_args)
     try:
         async with aengine.connect() as conn:
             tables = await conn.run_sync(lambda c: reflect(c, schema))

@@ -11,6 +11,7 @@ import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from headwater.errors import InvalidSetting
 
@@ -66,21 +67,27 @@ def redacted(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
-async def probe_postgres(url: str, seconds: float) -> str | None:
-    """Try one connection: None when it works, the reason (PostgreSQL's or the network's
-    own words) when the server cannot be reached now (the server starts degraded and
-    retries), and an ``InvalidSetting`` for what no retry can fix (the database, the role,
-    the password)."""
+async def probe_postgres(url: str, seconds: float,
+                         options: dict[str, Any] | None = None) -> str | None:
+    """Try one connection (with ``options``, the ones the server's pool will use): None when
+    it works, the reason (PostgreSQL's or the network's own words) when the server cannot be
+    reached now (the server starts degraded and retries), and an ``InvalidSetting`` for what
+    no retry can fix (the database, the role, the password, a pooler's refusal)."""
     import asyncpg
+
+    from headwater.db.postgres import POOLER_HINT, POOLER_REFUSAL
 
     try:
         conn = await asyncpg.connect(url.replace("postgres://", "postgresql://", 1),
-                                     timeout=seconds)
+                                     timeout=seconds, **(options or {}))
     except (asyncpg.InvalidCatalogNameError, asyncpg.InvalidAuthorizationSpecificationError,
             asyncpg.InvalidPasswordError, asyncpg.exceptions.ClientConfigurationError) as exc:
         raise InvalidSetting(f"DATABASE_URL: PostgreSQL refused the connection: "
                              f"{_first_line(exc)}") from None
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        if POOLER_REFUSAL in _first_line(exc):
+            raise InvalidSetting(f"DATABASE_URL: the server refused the connection "
+                                 f"({_first_line(exc)}): {POOLER_HINT}") from None
         return _first_line(exc) or "timed out"
     await conn.close()
     return None

@@ -229,6 +229,25 @@ async def _no_reset(conn: Any) -> None:
     return None
 
 
+#: What a pooler in transaction mode answers to a startup parameter it does not carry.
+POOLER_REFUSAL = "unsupported startup parameter"
+POOLER_HINT = ("behind a pooler in transaction mode (pgbouncer) set db_prepared_statements = "
+               "false (HEADWATER_DB_PREPARED_STATEMENTS=false)")
+
+
+def connect_options(settings: Settings) -> dict[str, Any]:
+    """asyncpg's connection options for every connection Headwater opens to a server (pool,
+    probes, the replica monitor): with ``db_prepared_statements`` off, nothing a pooler in
+    transaction mode cannot carry (named prepared statements live on one server connection;
+    startup parameters other than a few are refused)."""
+    if not settings.db_prepared_statements:
+        return {"statement_cache_size": 0, "server_settings": {"application_name": "headwater"}}
+    return {"server_settings": {"statement_timeout": str(int(settings.statement_timeout * 1000)),
+                                "application_name": "headwater",
+                                **({"default_transaction_read_only": "on"}
+                                   if settings.read_only else {})}}
+
+
 class PostgresDatabase(Database):
     dialect = "postgresql"
 
@@ -236,6 +255,9 @@ class PostgresDatabase(Database):
         super().__init__(settings, on_query)
         self.schema = settings.db_schema
         self._pool: asyncpg.Pool[Any] | None = None
+        #: Read-only without a session setting to say so (``db_prepared_statements`` off):
+        #: every transaction begins READ ONLY, and no statement runs outside one.
+        self._readonly_tx = settings.read_only and not settings.db_prepared_statements
 
     async def start(self) -> None:
         s = self.settings
@@ -243,11 +265,7 @@ class PostgresDatabase(Database):
             self._pool = await asyncpg.create_pool(
                 s.database_url.replace("postgres://", "postgresql://", 1),
                 min_size=s.pool_min_size, max_size=s.pool_max_size, timeout=s.connect_timeout,
-                command_timeout=s.statement_timeout + 1.0,
-                server_settings={"statement_timeout": str(int(s.statement_timeout * 1000)),
-                                 "application_name": "headwater",
-                                 **({"default_transaction_read_only": "on"}
-                                    if s.read_only else {})},
+                command_timeout=s.statement_timeout + 1.0, **connect_options(s),
                 # asyncpg's default reset is one more round trip per checkout; Headwater never
                 # leaves session state behind (no SET, LISTEN or advisory locks), and aborted
                 # transactions are rolled back by their own context managers.
@@ -255,8 +273,9 @@ class PostgresDatabase(Database):
             )
         except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
             # The server's (or the network's) own words: 'database "x" does not exist'.
-            raise DatabaseUnavailable("Could not connect to the database",
-                                      details=str(exc).split("\n")[0] or type(exc).__name__,
+            details = str(exc).split("\n")[0] or type(exc).__name__
+            raise DatabaseUnavailable("Could not connect to the database", details=details,
+                                      hint=POOLER_HINT if POOLER_REFUSAL in details else None,
                                       ) from exc
 
     @property
@@ -336,11 +355,11 @@ class PostgresDatabase(Database):
     async def transaction(self, *, rollback: bool = False,
                           single: bool = False) -> AsyncIterator[Transaction]:
         async with self._acquire() as conn:
-            if single and not rollback:
+            if single and not rollback and not self._readonly_tx:
                 # One statement commits by itself: two round trips fewer than BEGIN … COMMIT.
                 yield _PgTransaction(conn, self._on_query, single=True)
                 return
-            tx = conn.transaction()
+            tx = conn.transaction(readonly=self._readonly_tx)
             try:
                 await tx.start()
             except _STATEMENT_ERRORS as exc:
@@ -363,7 +382,8 @@ class PostgresDatabase(Database):
         """Is the server answering? On a connection of its own, past the pool and the
         breaker (this is what tells an open breaker that the database is back)."""
         conn = await asyncpg.connect(self.settings.database_url.replace("postgres://", "postgresql://", 1),
-                                     timeout=self.settings.connect_timeout)
+                                     timeout=self.settings.connect_timeout,
+                                     **connect_options(self.settings))
         try:
             await conn.fetchval("SELECT 1")
         finally:

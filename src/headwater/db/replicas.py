@@ -155,8 +155,11 @@ class Replicas:
     async def _connect(self, url: str) -> Any:
         import asyncpg
 
+        from headwater.db.postgres import connect_options
+
         return await asyncpg.connect(url.replace("postgres://", "postgresql://", 1),
-                                     timeout=self.settings.connect_timeout)
+                                     timeout=self.settings.connect_timeout,
+                                     **connect_options(self.settings))
 
     async def _sample(self) -> None:
         import asyncpg  # the postgres extra, there whenever replicas are

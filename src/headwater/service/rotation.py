@@ -24,7 +24,8 @@ _DOLLAR = re.compile(r"\$(\d+)")
 async def rotate(settings: Settings, encryption: EncryptionSettings, *,
                  batch: int = 500) -> dict[str, int]:
     cipher = FieldCipher(encryption)
-    catalog = await introspect(settings.database_url, settings.db_schema)
+    catalog = await introspect(settings.database_url, settings.db_schema,
+                               prepared_statements=settings.db_prepared_statements)
     db = open_database(settings)
     await db.start()
     counts: dict[str, int] = {}
