@@ -9,16 +9,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import tempfile
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
 
 import pytest
 
 from headwater.cache.redis import RedisStore
-from headwater.cache.versions import EPOCH, Versions, open_versions
+from headwater.cache.versions import EPOCH, RedisVersions, Versions, open_versions
 from headwater.config import Settings
 from headwater.errors import RedisNotAsked, RedisUnavailable
 from headwater.resilience.breaker import BreakerPolicy, CircuitBreaker
@@ -158,6 +161,173 @@ async def test_with_entry_reads_the_l2_entry_and_the_versions_together(nodes: No
     assert data == (b"entry" if store is not None else None)
     if store is not None:
         await store.delete(key)
+
+
+# --- a worker that saw Redis fail: the server's other workers, and its own exit ------------
+
+class Gate:
+    """A TCP relay to the shared Redis that a test shuts and opens: Redis unreachable from
+    one worker only, while the others, and Redis itself, keep running."""
+
+    def __init__(self, redis_url: str) -> None:
+        url = urlsplit(redis_url)
+        self.target = (url.hostname or "127.0.0.1", url.port or 6379)
+        self.path = url.path or "/0"
+        self.open = True
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._relays: set[asyncio.Task[None]] = set()
+        self._server: asyncio.Server | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"redis://127.0.0.1:{self._server.sockets[0].getsockname()[1]}{self.path}"
+
+    async def __aenter__(self) -> Gate:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+        self.shut()
+        if self._relays:
+            await asyncio.wait(self._relays)
+
+    def shut(self) -> None:
+        """Connections open now are cut; new ones are closed at once."""
+        self.open = False
+        for w in self._writers:
+            w.close()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._relays.add(task)
+        self._writers.add(writer)
+        try:
+            if not self.open:
+                return
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+            self._writers.add(up_writer)
+
+            async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+                with contextlib.suppress(ConnectionError, OSError):
+                    while data := await src.read(1 << 16):
+                        dst.write(data)
+                        await dst.drain()
+                dst.close()
+
+            try:
+                await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+            finally:
+                up_writer.close()
+                with contextlib.suppress(ConnectionError, OSError):
+                    await up_writer.wait_closed()
+                self._writers.discard(up_writer)
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError, OSError):
+                await writer.wait_closed()
+            self._writers.discard(writer)
+            self._relays.discard(task)
+
+
+@dataclass
+class Workers:
+    """Versions made the way each worker of one ``headwater serve`` makes them: the same
+    namespace and runtime directory, each with its own Redis store."""
+
+    redis_url: str
+    runtime_dir: str
+    namespace: str = field(default_factory=lambda: f"test-{secrets.token_hex(4)}")
+    made: list[Versions] = field(default_factory=list)
+    stores: list[RedisStore] = field(default_factory=list)
+
+    def store(self, url: str | None = None, *, timeout: float = 0.25) -> RedisStore:
+        s = RedisStore(url or self.redis_url, CircuitBreaker("redis"), timeout=timeout)
+        self.stores.append(s)
+        return s
+
+    async def worker(self, store: RedisStore | None = None, *,
+                     mode: Literal["strict", "bounded"] = "strict") -> RedisVersions:
+        settings = Settings(cache_mode=mode, cache_bounded_lag_ms=BOUND_MS,
+                            runtime_dir=self.runtime_dir)
+        v = open_versions(settings, store or self.store(), namespace=self.namespace)
+        assert isinstance(v, RedisVersions)
+        self.made.append(v)
+        await v.start()
+        return v
+
+    async def epoch(self) -> int:
+        raw = await self.stores[0].client.hget(f"hw:{self.namespace}:versions", EPOCH)
+        return int(raw or 0)
+
+
+@pytest.fixture
+async def workers(redis_url: str, tmp_path: Path) -> AsyncIterator[Workers]:
+    w = Workers(redis_url, str(tmp_path))
+    w.store()  # the first store: the test's own view of Redis
+    try:
+        yield w
+    finally:
+        for v in w.made:
+            await v.close()
+        await w.stores[0].client.delete(f"hw:{w.namespace}:versions")
+        for s in w.stores:
+            await s.close()
+
+
+async def test_a_write_one_worker_could_not_announce_is_healed_by_its_sibling(
+        workers: Workers) -> None:
+    """Worker A's bump cannot reach Redis (A alone is cut off), and A then never reads again
+    (it was killed, or is idle): sibling B's next lookup moves the epoch, so the copy B holds
+    from before A's write is no longer fresh anywhere."""
+    b = await workers.worker()
+    held = await b.current(["orders"])  # the versions a copy was stored at
+    a = await workers.worker(workers.store("redis://127.0.0.1:1/0", timeout=0.05))
+    with pytest.raises(RedisUnavailable):
+        await a.bump(["orders"])
+    moved = await b.current(["orders"])
+    assert moved != held and moved[-1] == await workers.epoch()
+    assert await b.current(["orders"]) == moved  # healed once, not at every lookup
+    # A worker started later finds nothing to heal: the flag was cleared by B's heal.
+    c = await workers.worker()
+    assert await c.current(["orders"]) == moved
+
+
+async def test_bounded_trusts_no_local_copy_while_a_sibling_is_dirty(workers: Workers) -> None:
+    b = await workers.worker(mode="bounded")
+    await until(lambda: b.local(["orders"]) is not None)
+    held = b.local(["orders"])
+    a = await workers.worker(workers.store("redis://127.0.0.1:1/0", timeout=0.05))
+    with pytest.raises(RedisUnavailable):
+        await a.bump(["orders"])
+    assert b.local(["orders"]) is None  # A's write is unannounced: ask Redis (and heal)
+    moved = await b.current(["orders"])
+    assert moved != held
+    await until(lambda: b.local(["orders"]) == moved)
+
+
+async def test_a_worker_that_exits_dirty_moves_the_epoch_before_its_store_closes(
+        workers: Workers) -> None:
+    """Graceful exit (``Headwater.close`` closes the cache before the Redis store): a dirty
+    worker heals once Redis answers it again, without a lookup of its own."""
+    await workers.worker()  # a sibling, idle throughout
+    async with Gate(workers.redis_url) as gate:
+        a = await workers.worker(workers.store(gate.url))
+        before = (await a.current(["orders"]))[-1]
+        gate.shut()
+        with pytest.raises(RedisUnavailable):
+            await a.bump(["orders"])
+        assert await workers.epoch() == before
+        gate.open = True  # Redis is back for A
+        await a.close()
+        assert await workers.epoch() == before + 1
+    # Healed for the whole server: a worker started now has nothing left to heal.
+    c = await workers.worker()
+    assert (await c.current(["orders"]))[-1] == before + 1
 
 
 # --- the Redis byte store -----------------------------------------------------------------

@@ -167,8 +167,10 @@ class RedisStore:
         value: int = await self._run(self.client.hincrby(key, field, by))
         return value
 
-    async def init_field(self, key: str, field: str, value: int) -> int:
-        """``field`` of hash ``key`` set to ``value`` unless it has one: the value it has."""
+    async def init_field(self, key: str, field: str, value: int, *,
+                         guarded: bool = True) -> int:
+        """``field`` of hash ``key`` set to ``value`` unless it has one: the value it has.
+        ``guarded=False``: attempted even while the breaker is open (``_run``)."""
 
         async def both() -> list[Any]:
             async with self.client.pipeline(transaction=False) as pipe:
@@ -177,7 +179,7 @@ class RedisStore:
                 result: list[Any] = await pipe.execute()
                 return result
 
-        _, now = await self._run(both())
+        _, now = await self._run(both(), guarded=guarded)
         return int(now) if now is not None else value
 
     async def get_fields(self, key: str, fields: list[str]) -> list[int]:

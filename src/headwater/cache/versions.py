@@ -43,6 +43,8 @@ _EPOCHS = 1 << 52
 LSN = "~lsn"
 _SLOTS = 4096
 _SLOT = struct.Struct("<q")
+#: The words of a server's shared dirty flag (``_DirtyFlag``).
+_DIRTY, _RAISED, _HEALED = 0, 1, 2
 
 
 class Versions(Protocol):
@@ -197,9 +199,60 @@ class _Batch:
         task.add_done_callback(self._tasks.discard)
 
 
+class _DirtyFlag:
+    """A Redis failure that one worker saw, known to every worker of its server: the
+    workers' runtime directory holds three words per cache namespace, ``raised`` (failures
+    marked), ``healed`` (the ``raised`` a heal began at) and ``dirty`` (``raised > healed``,
+    kept in one word so that the hot path reads one aligned word, without the lock).
+
+    A heal counts for the failures marked before it began: one marked while it runs keeps
+    the flag raised. One file per namespace, as a heal moves that namespace's epoch only.
+    Without a runtime directory (an app made by ``create_app``) the words
+    are this process's own.
+    """
+
+    def __init__(self, directory: str | None, namespace: str) -> None:
+        self._file: MappedFile | None = None
+        if directory:
+            digest = hashlib.blake2b(namespace.encode(), digest_size=8).hexdigest()
+            self._file = MappedFile(os.path.join(directory, f"versions-dirty-{digest}"), 24)
+            self.words = self._file.words
+        else:
+            self.words = memoryview(bytearray(24)).cast("q")
+
+    def _locked(self, *, shared: bool = False) -> contextlib.AbstractContextManager[None]:
+        if self._file is None:
+            return contextlib.nullcontext()
+        return self._file.lock(shared=shared)
+
+    def mark(self) -> None:
+        words = self.words
+        with self._locked():
+            # ``dirty`` first: a process killed in between leaves the flag raised (healed by
+            # the next heal), never a count above ``healed`` with the flag down, seen by none.
+            words[_DIRTY] = 1
+            words[_RAISED] += 1
+
+    def raised(self) -> int:
+        """Read before a heal begins; handed to ``healed`` after it succeeded."""
+        with self._locked(shared=True):
+            return int(self.words[_RAISED])
+
+    def healed(self, raised: int) -> None:
+        words = self.words
+        with self._locked():
+            if raised > words[_HEALED]:
+                words[_HEALED] = raised
+            words[_DIRTY] = int(words[_RAISED] > words[_HEALED])
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
 class RedisVersions:
     def __init__(self, store: RedisStore, namespace: str, *, bounded_ms: float | None = None,
-                 log: Any = None) -> None:
+                 log: Any = None, runtime_dir: str | None = None) -> None:
         self.store = store
         self.hkey = f"hw:{namespace}:versions"
         self.channel = f"hw:{namespace}:bumps"
@@ -217,11 +270,17 @@ class RedisVersions:
         #: at the versions Redis still has would then predate it). The epoch moves once Redis
         #: is back, before this worker trusts a version again.
         self.dirty = False
+        #: ``dirty`` for every worker of the server: a sibling that exits (or is killed)
+        #: before it heals leaves the heal to the others (``_DirtyFlag``).
+        self._shared = _DirtyFlag(runtime_dir, namespace)
+        self._shared_dirty = self._shared.words
+        self._closed = False
 
     # --- strict: read Redis ----------------------------------------------------------------
 
     async def current(self, tables: Sequence[str]) -> tuple[int, ...]:
-        await self._heal()
+        if self.dirty or self._shared_dirty[_DIRTY]:
+            await self._heal()
         try:
             values = await self._batch.read((*tables, EPOCH, LSN))
             epoch = values[EPOCH] or await self._new_epoch()
@@ -233,7 +292,8 @@ class RedisVersions:
 
     async def with_entry(self, key: str, tables: Sequence[str],
                          ) -> tuple[bytes | None, tuple[int, ...]]:
-        await self._heal()
+        if self.dirty or self._shared_dirty[_DIRTY]:
+            await self._heal()
         try:
             data, values = await self.store.get_with_fields(key, self.hkey,
                                                             [*tables, EPOCH, LSN])
@@ -257,41 +317,49 @@ class RedisVersions:
             values = await self.store.bump(self.hkey, list(tables), self.channel, lsn,
                                            guarded=False)
         except RedisUnavailable:
-            self.dirty = True
+            self._mark_dirty()
             raise
         self._learn({**dict(zip(tables, values, strict=True)), LSN: lsn})
 
     def _failed(self, exc: RedisUnavailable) -> None:
         if not isinstance(exc, RedisNotAsked):  # a refusal learns nothing new (``dirty``)
-            self.dirty = True
+            self._mark_dirty()
+
+    def _mark_dirty(self) -> None:
+        self.dirty = True
+        self._shared.mark()
 
     @property
     def lsn(self) -> int:
         return max(self._seen_lsn, self._local.get(LSN, 0))
 
-    async def _new_epoch(self) -> int:
+    async def _new_epoch(self, *, guarded: bool = True) -> int:
         """The hash has no epoch: it is new, or Redis lost it (a node restarted without
         persistence, a failover to a replica that missed the last increments) and its
         counters start again from 0, towards values that copies were stored at. The epoch
         starts at a random value, so no version read from now on equals one from before."""
-        epoch = await self.store.init_field(self.hkey, EPOCH, secrets.randbelow(_EPOCHS) + 1)
+        epoch = await self.store.init_field(self.hkey, EPOCH, secrets.randbelow(_EPOCHS) + 1,
+                                            guarded=guarded)
         self._learn({EPOCH: epoch})
         return epoch
 
-    async def _heal(self) -> None:
-        if self.dirty:
-            # Writes may have gone unannounced while Redis was down (this worker's, or others'
-            # it cannot know of): invalidate everything, everywhere.
-            await self._new_epoch()
-            values = await self.store.bump(self.hkey, [EPOCH], self.channel)
-            self._learn({EPOCH: values[0]})
-            self.dirty = False
+    async def _heal(self, *, guarded: bool = True) -> None:
+        """Writes may have gone unannounced while Redis was down (this worker's, a sibling's
+        marked in the shared flag, or others' it cannot know of): invalidate everything,
+        everywhere. A failure marked after this began keeps the shared flag raised."""
+        raised = self._shared.raised()
+        await self._new_epoch(guarded=guarded)
+        values = await self.store.bump(self.hkey, [EPOCH], self.channel, guarded=guarded)
+        self._learn({EPOCH: values[0]})
+        self.dirty = False
+        self._shared.healed(raised)
 
     # --- bounded: a local copy kept fresh by pub/sub ---------------------------------------
 
     def local(self, tables: Sequence[str]) -> tuple[int, ...] | None:
         """Versions without I/O, or None when the copy may lag more than the bound."""
-        if self.bounded is None or self.dirty or time.monotonic() - self._heard > self.bounded:
+        if (self.bounded is None or self.dirty or self._shared_dirty[_DIRTY]
+                or time.monotonic() - self._heard > self.bounded):
             return None
         get = self._local.get
         return tuple(get(t, 0) for t in (*tables, EPOCH))
@@ -312,11 +380,27 @@ class RedisVersions:
         self._tasks = [asyncio.create_task(self._listen()), asyncio.create_task(self._beat())]
 
     async def close(self) -> None:
+        """Before the store closes (``Headwater.close``): a worker that exits dirty heals
+        first, once, within the store's deadline, so that its unannounced write does not wait
+        for a sibling's next read (or, without siblings, for every copy's TTL)."""
+        if self._closed:
+            return
+        self._closed = True
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
+        if self.dirty or self._shared_dirty[_DIRTY]:
+            try:
+                async with asyncio.timeout(self.store.deadline):
+                    # Past the breaker: still open after an outage, it would refuse the one
+                    # attempt left, while Redis may well answer it.
+                    await self._heal(guarded=False)
+            except (RedisUnavailable, TimeoutError) as exc:
+                if self._log is not None:
+                    self._log.warning("versions_heal_at_exit_failed", error=type(exc).__name__)
+        self._shared.close()
 
     async def _listen(self) -> None:
         """Follow the bump channel; reconnect with a pause whenever Redis fails."""
@@ -374,4 +458,6 @@ def open_versions(settings: Settings, redis: RedisStore | None, *, namespace: st
     if redis is None:
         return SharedVersions(settings.database_url)
     bounded = settings.cache_bounded_lag_ms if settings.cache_mode == "bounded" else None
-    return RedisVersions(redis, namespace, bounded_ms=bounded, log=log)
+    # The server's workers share a dirty flag there (``_DirtyFlag``).
+    return RedisVersions(redis, namespace, bounded_ms=bounded, log=log,
+                         runtime_dir=settings.runtime_dir or None)

@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
 
@@ -23,6 +24,8 @@ FIRST_EPOCH = 7
 class FakeRedis:
     """The calls ``RedisVersions`` makes on its store, on a dict."""
 
+    deadline = 0.05
+
     def __init__(self) -> None:
         self.hash: dict[str, int] = {}
         self.entries: dict[str, bytes] = {}
@@ -31,6 +34,8 @@ class FakeRedis:
         #: The breaker is open: guarded calls are refused (nothing reaches Redis).
         self.refusing = False
         self.random_epochs = False
+        #: Awaited by ``init_field`` (the first call of a heal) when set.
+        self.stall: Callable[[], Awaitable[None]] | None = None
 
     def _check(self, guarded: bool = True) -> None:
         if self.refusing and guarded:
@@ -48,8 +53,11 @@ class FakeRedis:
         self._check()
         return self.entries.get(key), [self.hash.get(f, 0) for f in fields]
 
-    async def init_field(self, key: str, field: str, value: int) -> int:
-        self._check()
+    async def init_field(self, key: str, field: str, value: int, *,
+                         guarded: bool = True) -> int:
+        if self.stall is not None:
+            await self.stall()
+        self._check(guarded)
         # FIRST_EPOCH stands for the random start (expectations stay legible), unless the
         # test is about that randomness.
         return self.hash.setdefault(field, value if self.random_epochs else FIRST_EPOCH)
@@ -64,8 +72,18 @@ class FakeRedis:
         return [self.hash[f] for f in fields]
 
 
-def redis_versions(fake: FakeRedis, bounded_ms: float | None = None) -> RedisVersions:
-    return RedisVersions(cast(RedisStore, fake), "test", bounded_ms=bounded_ms)
+def redis_versions(fake: FakeRedis, bounded_ms: float | None = None, *,
+                   runtime_dir: Path | None = None, log: Any = None) -> RedisVersions:
+    return RedisVersions(cast(RedisStore, fake), "test", bounded_ms=bounded_ms, log=log,
+                         runtime_dir=str(runtime_dir) if runtime_dir else None)
+
+
+class Log:
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+
+    def warning(self, event: str, **fields: object) -> None:
+        self.warnings.append(event)
 
 
 # --- the shared counters file -----------------------------------------------------------------
@@ -202,6 +220,71 @@ async def test_a_writes_bump_goes_past_an_open_breaker() -> None:
     assert fake.hash == {"orders": 1} and not v.dirty
 
 
+async def test_a_failure_marked_while_a_sibling_heals_keeps_the_flag_raised(
+        tmp_path: Path) -> None:
+    """Workers of one server share the dirty flag; a heal clears only what was marked before
+    it began, so a write that went unannounced meanwhile is healed by the next lookup."""
+    redis, cut_off = FakeRedis(), FakeRedis()
+    cut_off.down = True
+    a = redis_versions(cut_off, runtime_dir=tmp_path)
+    b, c = (redis_versions(redis, runtime_dir=tmp_path) for _ in range(2))
+    with pytest.raises(RedisUnavailable):
+        await a.bump(["orders"])
+
+    async def a_fails_again() -> None:
+        redis.stall = None
+        with pytest.raises(RedisUnavailable):
+            await a.bump(["orders"])
+
+    redis.stall = a_fails_again
+    assert await b.current(["orders"]) == (0, FIRST_EPOCH + 1)  # healed A's first write
+    assert await c.current(["orders"]) == (0, FIRST_EPOCH + 2)  # and then A's second
+    assert await b.current(["orders"]) == (0, FIRST_EPOCH + 2)
+    for v in (b, c):
+        await v.close()
+    cut_off.down = False
+    await a.close()  # still dirty itself: heals once more at exit
+    assert redis.hash[EPOCH] == FIRST_EPOCH + 2 and cut_off.hash[EPOCH] == FIRST_EPOCH + 1
+
+
+async def test_a_dirty_worker_heals_at_close_even_past_an_open_breaker() -> None:
+    fake = FakeRedis()
+    v = redis_versions(fake)
+    fake.down = True
+    with pytest.raises(RedisUnavailable):
+        await v.bump(["orders"])
+    fake.down, fake.refusing = False, True  # Redis is back; the breaker is still open
+    await v.close()
+    assert fake.hash == {EPOCH: FIRST_EPOCH + 1}
+    await v.close()  # closing twice is harmless
+    assert fake.hash == {EPOCH: FIRST_EPOCH + 1}
+
+
+async def test_a_heal_at_close_gives_up_at_the_stores_deadline() -> None:
+    for down in (True, False):  # Redis refuses it, or does not answer in time
+        fake, log = FakeRedis(), Log()
+        v = redis_versions(fake, log=log)
+        fake.down = True
+        with pytest.raises(RedisUnavailable):
+            await v.current(["orders"])
+        fake.down = down
+        fake.stall = None if down else (lambda: asyncio.sleep(10))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await v.close()
+        assert loop.time() - started < 5 * fake.deadline
+        assert log.warnings == ["versions_heal_at_exit_failed"]
+        assert EPOCH not in fake.hash
+
+
+async def test_a_clean_worker_does_not_move_the_epoch_at_close(tmp_path: Path) -> None:
+    fake = FakeRedis()
+    v = redis_versions(fake, runtime_dir=tmp_path)
+    await v.bump(["orders"])
+    await v.close()
+    assert fake.hash == {"orders": 1}
+
+
 # --- the choice ---------------------------------------------------------------------------------
 
 async def test_open_versions_picks_by_redis_and_mode(tmp_path: Path,
@@ -219,5 +302,11 @@ async def test_open_versions_picks_by_redis_and_mode(tmp_path: Path,
         assert isinstance(strict, RedisVersions) and strict.bounded is None
         assert isinstance(bounded, RedisVersions) and bounded.bounded == 0.25
         assert bounded.hkey == "hw:n:versions"
+        # ``headwater serve``'s workers share a dirty flag in their runtime directory.
+        served = open_versions(Settings(runtime_dir=str(tmp_path)), store, namespace="n")
+        assert isinstance(served, RedisVersions)
+        assert [p.name for p in tmp_path.glob("versions-dirty-*")] != []
+        for v in (strict, bounded, served):
+            await v.close()
     finally:
         await store.close()
