@@ -296,10 +296,10 @@ rabbit_wait() {  # index
 rabbit_join() {  # index: a fresh node joins the first one's cluster
   local node=${RABBIT_NODES[$1]} dir
   dir=$(rabbit_dir "$1")
-  rabbitmqctl_n "$node" stop_app > /dev/null
-  rabbitmqctl_n "$node" join_cluster "${RABBIT_NODES[0]}" > /dev/null
-  rabbitmqctl_n "$node" start_app > /dev/null
-  touch "$dir/joined"
+  # Their output (the CLI logs a joining node's transient errors) in join.log.
+  { rabbitmqctl_n "$node" stop_app && rabbitmqctl_n "$node" join_cluster "${RABBIT_NODES[0]}" \
+      && rabbitmqctl_n "$node" start_app; } > "$dir/join.log" 2>&1 \
+    || { cat "$dir/join.log" >&2; return 1; }
 }
 
 # Two halves, so that the nodes boot while the replica and Redis come up.
@@ -319,7 +319,13 @@ rabbit_up_begin() {  # start every node that is down (each returns at once)
 rabbit_up_end() {  # wait for them; fresh ones join the first node's cluster
   local i pids=()
   [[ $RIG_RABBIT == 1 ]] || return 0
-  for i in "${RABBIT_STARTED[@]}"; do rabbit_wait "$i"; done
+  # In parallel: each rabbitmqctl spends a second or two starting its own Erlang VM.
+  for i in "${RABBIT_STARTED[@]}"; do
+    rabbit_wait "$i" &
+    pids+=($!)
+  done
+  for i in "${pids[@]}"; do wait "$i" || exit 1; done
+  pids=()
   for i in "${RABBIT_FRESH[@]}"; do
     [[ $i == 0 ]] && continue
     rabbit_join "$i" &
