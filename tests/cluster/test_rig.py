@@ -12,8 +12,10 @@ from tests.cluster.conftest import Rig
 def test_status_names_every_part_up(whole_rig: Rig) -> None:
     out = whole_rig.script("status")
     lines = out.strip().splitlines()
-    assert len(lines) == 7, out
+    assert len(lines) == 10, out
     assert all(" up" in line and "not answering" not in line for line in lines), out
+    rabbit = [line for line in lines if line.startswith("rabbit ")]
+    assert len(rabbit) == 3 and all("running in a cluster of 3" in line for line in rabbit), out
     assert "replay paused" not in out
 
 
