@@ -265,14 +265,18 @@ as_rabbitmq() {
 rabbitmqctl_n() { as_rabbitmq "$RABBIT_BIN/rabbitmqctl" -n "$@"; }
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-rabbit_start() {  # index: start the node (returns at once; rabbit_wait waits for it)
-  local i=$1 dir node=${RABBIT_NODES[$1]} port=${RABBIT_PORTS[$1]} dist=${RABBIT_DIST_PORTS[$1]}
-  dir=$(rabbit_dir "$i")
+rabbit_guard() {  # index of a node without a live PID file: nothing else may have its name or ports
+  local node=${RABBIT_NODES[$1]} port=${RABBIT_PORTS[$1]} dist=${RABBIT_DIST_PORTS[$1]}
   if port_open "$port" || port_open "$dist" || epmd -names 2>/dev/null | grep -q "^name ${node%@*} at"; then
-    # Not ours (no live PID file of the rig): someone's node, left alone.
+    # Not ours: someone's node, left alone.
     say "rabbit: $node or a port of it ($port, $dist) is in use and the rig did not start it: stop it, or move the rig with HW_CLUSTER_PORT_OFFSET" >&2
     exit 1
   fi
+}
+
+rabbit_start() {  # index: start the node (returns at once; rabbit_wait waits for it)
+  local i=$1 dir node=${RABBIT_NODES[$1]} port=${RABBIT_PORTS[$1]} dist=${RABBIT_DIST_PORTS[$1]}
+  dir=$(rabbit_dir "$i")
   mkdir -p "$dir"
   # Its own files, not /etc/rabbitmq's (the machine's node listens on 5672 by those).
   printf 'ERL_EPMD_ADDRESS=127.0.0.1\nexport ERL_FLAGS="-kernel inet_dist_use_interface {127,0,0,1}"\n' > "$dir/env.conf"
@@ -307,6 +311,8 @@ rabbit_up_begin() {  # start every node that is down (each returns at once)
   local i
   RABBIT_STARTED=() RABBIT_FRESH=()
   [[ $RIG_RABBIT == 1 ]] || return 0
+  # All three checked before any starts: a refusal leaves nothing of the rig's running.
+  for i in 0 1 2; do alive "$(rabbit_pidfile "$i")" || rabbit_guard "$i"; done
   for i in 0 1 2; do
     alive "$(rabbit_pidfile "$i")" && continue
     # A node stopped by hand keeps its data and, a member already, rejoins by itself.

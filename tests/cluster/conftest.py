@@ -59,6 +59,12 @@ class Rig:
     def rabbit_ports(self) -> tuple[int, int, int]:
         return 5673 + self.offset, 5674 + self.offset, 5675 + self.offset
 
+    @property
+    def own_rabbit(self) -> bool:
+        """Whether the rig runs its RabbitMQ cluster (``HW_CLUSTER_AMQP_URL`` names another
+        broker instead)."""
+        return "HW_CLUSTER_AMQP_URL" not in os.environ
+
     def rabbit_node(self, port: int) -> str:
         """The Erlang node name of the rig's RabbitMQ node on this AMQP port."""
         return f"hwrig{self.offset}{'abc'[self.rabbit_ports.index(port)]}@localhost"
