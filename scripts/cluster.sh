@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The local cluster rig: scripts/cluster.sh up | down | status | drain NODE_PORT
-#                        | stop replica | stop redis PORT | stop node PORT | kill node PORT
+#                        | stop replica | stop redis PORT | stop rabbit PORT | stop node PORT
+#                        | kill node PORT
 #
 #   PostgreSQL streaming replica of the local server  127.0.0.1:5433 (pg_basebackup -R)
 #   Redis Cluster, three primaries                     127.0.0.1:7000-7002
+#   RabbitMQ cluster, three nodes, quorum queues       127.0.0.1:5673-5675 (hwrig<OFFSET>a..c)
 #   Headwater nodes serving cluster_demo               127.0.0.1:3001, 127.0.0.1:3002
 #   HAProxy in front (health checks on /-/ready)       127.0.0.1:8080
 #
@@ -12,8 +14,12 @@
 #
 # The nodes share a settings file ($STATE/headwater.toml): JWT (HS256, the secret in
 # $STATE/jwt-secret), the anonymous role `anon` and signed-in `member`s may read and write
-# every table; events go to RabbitMQ at $HW_CLUSTER_AMQP_URL (default the local broker; empty:
-# in-process). $HW_CLUSTER_PORT_OFFSET (default 0) moves every port of the rig, and
+# every table; events go to the rig's RabbitMQ cluster (all three nodes in HEADWATER_AMQP_URL:
+# a relay that loses its node connects to the next; HEADWATER_AMQP_QUEUE_TYPE=quorum), or, when
+# $HW_CLUSTER_AMQP_URL is set, to that broker instead and no RabbitMQ node is started (empty:
+# in-process). The RabbitMQ nodes run as the rabbitmq user (its Erlang cookie, the machine's
+# epmd), with their data, logs and PID files under $STATE/rabbit/<node>; the machine's own
+# node (rabbit@localhost, 5672) is never touched. $HW_CLUSTER_PORT_OFFSET (default 0) moves every port of the rig, and
 # $HW_CLUSTER_DB names its database, so a second rig can run beside the first; each worker of a
 # node holds at most $HW_CLUSTER_POOL_MAX (default 5) connections to each server.
 # The local PostgreSQL server itself is only touched to add, if missing, the pg_hba.conf line
@@ -32,7 +38,21 @@ NODE_PORTS=($((3001 + OFFSET)) $((3002 + OFFSET)))
 LB_PORT=$((8080 + OFFSET))
 DB=${HW_CLUSTER_DB:-cluster_demo}
 SLOT=$(printf 'hwrig_%s' "$DB" | tr -c 'a-z0-9_' '_')
-AMQP_URL=${HW_CLUSTER_AMQP_URL-amqp://guest:guest@127.0.0.1:5672/}
+RABBIT_PORTS=($((5673 + OFFSET)) $((5674 + OFFSET)) $((5675 + OFFSET)))
+# Erlang distribution, well away from the AMQP ports (the machine's node has 25672).
+RABBIT_DIST_PORTS=($((25673 + OFFSET)) $((25674 + OFFSET)) $((25675 + OFFSET)))
+RABBIT_NODES=("hwrig${OFFSET}a@localhost" "hwrig${OFFSET}b@localhost" "hwrig${OFFSET}c@localhost")
+RABBIT_BIN=${HW_CLUSTER_RABBITMQ_BIN:-/usr/lib/rabbitmq/bin}
+if [[ -n "${HW_CLUSTER_AMQP_URL+set}" ]]; then
+  RIG_RABBIT=0
+  AMQP_URL=$HW_CLUSTER_AMQP_URL
+  QUEUE_TYPE=${HW_CLUSTER_AMQP_QUEUE_TYPE:-classic}
+else
+  RIG_RABBIT=1
+  AMQP_URL=$(printf 'amqp://guest:guest@127.0.0.1:%s/,' "${RABBIT_PORTS[@]}")
+  AMQP_URL=${AMQP_URL%,}
+  QUEUE_TYPE=${HW_CLUSTER_AMQP_QUEUE_TYPE:-quorum}
+fi
 RIG_MARK="created by headwater scripts/cluster.sh"
 HBA_MARK="# added by headwater scripts/cluster.sh"
 # Connections per worker and database: rigs side by side share the local server's
@@ -223,6 +243,125 @@ redis_down() {
   rm -rf "$STATE/redis"
 }
 
+# --- RabbitMQ cluster -----------------------------------------------------------------------
+
+rabbit_index() {  # AMQP port -> 0..2
+  local i
+  for i in 0 1 2; do [[ ${RABBIT_PORTS[$i]} == "$1" ]] && { echo "$i"; return 0; }; done
+  say "rabbit: $1 is not one of the rig's AMQP ports (${RABBIT_PORTS[*]})" >&2
+  return 1
+}
+rabbit_dir() { echo "$STATE/rabbit/${RABBIT_NODES[$1]}"; }
+rabbit_pidfile() { echo "$(rabbit_dir "$1")/pid"; }
+# As the rabbitmq user, with its home (the Erlang cookie every node it starts shares). The
+# scripts under $RABBIT_BIN, not Debian's /usr/sbin wrappers: those send a server's output to
+# /var/log/rabbitmq/startup_log, the machine's node's file.
+as_rabbitmq() {
+  local home
+  home=$(getent passwd rabbitmq | cut -d: -f6)
+  if [[ $EUID -eq 0 ]]; then runuser -u rabbitmq -- env HOME="${home:-/var/lib/rabbitmq}" "$@"
+  else "$@"; fi
+}
+rabbitmqctl_n() { as_rabbitmq "$RABBIT_BIN/rabbitmqctl" -n "$@"; }
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+rabbit_guard() {  # index of a node without a live PID file: nothing else may have its name or ports
+  local node=${RABBIT_NODES[$1]} port=${RABBIT_PORTS[$1]} dist=${RABBIT_DIST_PORTS[$1]}
+  if port_open "$port" || port_open "$dist" || epmd -names 2>/dev/null | grep -q "^name ${node%@*} at"; then
+    # Not ours: someone's node, left alone.
+    say "rabbit: $node or a port of it ($port, $dist) is in use and the rig did not start it: stop it, or move the rig with HW_CLUSTER_PORT_OFFSET" >&2
+    exit 1
+  fi
+}
+
+rabbit_start() {  # index: start the node (returns at once; rabbit_wait waits for it)
+  local i=$1 dir node=${RABBIT_NODES[$1]} port=${RABBIT_PORTS[$1]} dist=${RABBIT_DIST_PORTS[$1]}
+  dir=$(rabbit_dir "$i")
+  mkdir -p "$dir"
+  # Its own files, not /etc/rabbitmq's (the machine's node listens on 5672 by those).
+  printf 'ERL_EPMD_ADDRESS=127.0.0.1\nexport ERL_FLAGS="-kernel inet_dist_use_interface {127,0,0,1}"\n' > "$dir/env.conf"
+  printf 'listeners.tcp.local = 127.0.0.1:%s\n' "$port" > "$dir/rabbitmq.conf"
+  : > "$dir/enabled_plugins"  # no plugins: a node starts in about 3 s
+  chown -R rabbitmq:rabbitmq "$STATE/rabbit"
+  rm -f "$dir/pid"
+  (cd "$dir" && as_rabbitmq RABBITMQ_NODENAME="$node" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
+    RABBITMQ_NODE_PORT="$port" RABBITMQ_DIST_PORT="$dist" RABBITMQ_CONF_ENV_FILE="$dir/env.conf" \
+    RABBITMQ_CONFIG_FILE="$dir/rabbitmq.conf" RABBITMQ_MNESIA_BASE="$dir/mnesia" \
+    RABBITMQ_LOG_BASE="$dir/log" RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins" \
+    RABBITMQ_PID_FILE="$dir/pid" "$RABBIT_BIN/rabbitmq-server" -detached) > "$dir/start.log" 2>&1
+}
+
+rabbit_wait() {  # index
+  local node=${RABBIT_NODES[$1]}
+  rabbitmqctl_n "$node" wait "$(rabbit_pidfile "$1")" --timeout 60 > /dev/null 2>&1 \
+    || { say "rabbit: $node did not start, see $(rabbit_dir "$1")/log"; exit 1; }
+}
+
+rabbit_join() {  # index: a fresh node joins the first one's cluster
+  local node=${RABBIT_NODES[$1]} dir
+  dir=$(rabbit_dir "$1")
+  # Their output (the CLI logs a joining node's transient errors) in join.log.
+  { rabbitmqctl_n "$node" stop_app && rabbitmqctl_n "$node" join_cluster "${RABBIT_NODES[0]}" \
+      && rabbitmqctl_n "$node" start_app; } > "$dir/join.log" 2>&1 \
+    || { cat "$dir/join.log" >&2; return 1; }
+}
+
+# Two halves, so that the nodes boot while the replica and Redis come up.
+rabbit_up_begin() {  # start every node that is down (each returns at once)
+  local i
+  RABBIT_STARTED=() RABBIT_FRESH=()
+  [[ $RIG_RABBIT == 1 ]] || return 0
+  # All three checked before any starts: a refusal leaves nothing of the rig's running.
+  for i in 0 1 2; do alive "$(rabbit_pidfile "$i")" || rabbit_guard "$i"; done
+  for i in 0 1 2; do
+    alive "$(rabbit_pidfile "$i")" && continue
+    # A node stopped by hand keeps its data and, a member already, rejoins by itself.
+    [[ -d "$(rabbit_dir "$i")/mnesia" ]] || RABBIT_FRESH+=("$i")
+    rabbit_start "$i"
+    RABBIT_STARTED+=("$i")
+  done
+}
+
+rabbit_up_end() {  # wait for them; fresh ones join the first node's cluster
+  local i pids=()
+  [[ $RIG_RABBIT == 1 ]] || return 0
+  # In parallel: each rabbitmqctl spends a second or two starting its own Erlang VM.
+  for i in "${RABBIT_STARTED[@]}"; do
+    rabbit_wait "$i" &
+    pids+=($!)
+  done
+  for i in "${pids[@]}"; do wait "$i" || exit 1; done
+  pids=()
+  for i in "${RABBIT_FRESH[@]}"; do
+    [[ $i == 0 ]] && continue
+    rabbit_join "$i" &
+    pids+=($!)
+  done
+  for i in "${pids[@]}"; do wait "$i" || { say "rabbit: join_cluster failed, see $STATE/rabbit/*/log"; exit 1; }; done
+  say "rabbit: cluster of ${RABBIT_NODES[*]} on ${RABBIT_PORTS[*]}"
+}
+
+rabbit_stop() {  # index: rabbitmqctl stop (waits for the process), the PID as a fallback
+  local pidfile node=${RABBIT_NODES[$1]}
+  pidfile=$(rabbit_pidfile "$1")
+  alive "$pidfile" || { rm -f "$pidfile"; return 0; }
+  rabbitmqctl_n "$node" stop "$pidfile" > /dev/null 2>&1 || stop_pid "$pidfile" 30
+  rm -f "$pidfile"
+}
+
+rabbit_down() {
+  local i pids=()
+  for i in 0 1 2; do
+    if alive "$(rabbit_pidfile "$i")"; then
+      rabbit_stop "$i" &
+      pids+=($!)
+    fi
+  done
+  for i in "${pids[@]}"; do wait "$i" || true; done
+  if [[ ${#pids[@]} -gt 0 ]]; then say "rabbit: ${RABBIT_NODES[*]} stopped"; fi
+  rm -rf "$STATE/rabbit"
+}
+
 # --- Headwater nodes ------------------------------------------------------------------------
 
 settings_file() {
@@ -259,7 +398,8 @@ nodes_up() {
     HEADWATER_REDIS_URL="$REDIS_URL" \
       HEADWATER_POOL_MAX_SIZE="$POOL_MAX" \
       HEADWATER_CONFIG="$STATE/headwater.toml" HEADWATER_JWT_SECRET="$(cat "$STATE/jwt-secret")" \
-      HEADWATER_AMQP_URL="$AMQP_URL" HEADWATER_SHUTDOWN_DELAY=2 \
+      HEADWATER_AMQP_URL="$AMQP_URL" HEADWATER_AMQP_QUEUE_TYPE="$QUEUE_TYPE" \
+      HEADWATER_SHUTDOWN_DELAY=2 \
       setsid "$PYTHON" -m headwater serve "$PRIMARY_URL" --port "$port" \
       --replica "$REPLICA_URL" > "$STATE/node-$port.log" 2>&1 < /dev/null &
     echo $! > "$STATE/node-$port.pid"
@@ -398,6 +538,22 @@ status() {
     else state="down"; fi
     say "redis     127.0.0.1:$port  $state"
   done
+  local i running=""
+  for i in 0 1 2; do
+    if [[ -z $running ]] && alive "$(rabbit_pidfile "$i")"; then
+      running=$(rabbitmqctl_n "${RABBIT_NODES[$i]}" cluster_status --formatter json 2>/dev/null \
+        | "$PYTHON" -c 'import json,sys; print(" ".join(json.load(sys.stdin)["running_nodes"]))' 2>/dev/null || true)
+    fi
+  done
+  for i in 0 1 2; do
+    if alive "$(rabbit_pidfile "$i")"; then
+      if [[ " $running " == *" ${RABBIT_NODES[$i]} "* ]]; then
+        state="up, running in a cluster of $(wc -w <<< "$running")"
+      else state="up, not running in the cluster"; fi
+    elif [[ $RIG_RABBIT == 1 ]]; then state="down"
+    else state="not started (HW_CLUSTER_AMQP_URL=$AMQP_URL)"; fi
+    say "rabbit    127.0.0.1:${RABBIT_PORTS[$i]}  ${RABBIT_NODES[$i]}  $state"
+  done
   for port in "${NODE_PORTS[@]}"; do
     if alive "$STATE/node-$port.pid"; then
       state="up, ready: $(curl -s -m 2 "http://127.0.0.1:$port/-/ready" | "$PYTHON" -c 'import json,sys; r=json.load(sys.stdin); print(r["status"], json.dumps(r["checks"].get("replicas", {})))' 2>/dev/null || echo "not answering")"
@@ -421,8 +577,10 @@ case "${1:-}" in
     echo "$ROOT" > "$STATE/root"
     replication_hba
     demo_database
+    rabbit_up_begin
     replica_up
     redis_up
+    rabbit_up_end
     nodes_up
     haproxy_up
     replica_in_use
@@ -432,6 +590,7 @@ case "${1:-}" in
     haproxy_down
     nodes_down
     redis_down
+    rabbit_down
     replica_down
     replication_hba_down
     ;;
@@ -448,11 +607,16 @@ case "${1:-}" in
         alive "$STATE/redis-${3:?stop redis PORT}.pid" || exit 0
         stop_pid "$STATE/redis-$3.pid" 10
         say "redis: $3 stopped" ;;
+      rabbit)
+        i=$(rabbit_index "${3:?stop rabbit PORT}")
+        alive "$(rabbit_pidfile "$i")" || exit 0
+        rabbit_stop "$i"
+        say "rabbit: ${RABBIT_NODES[$i]} on $3 stopped (its data kept: up brings it back into the cluster)" ;;
       node)
         alive "$STATE/node-${3:?stop node PORT}.pid" || exit 0
         stop_pid "$STATE/node-$3.pid" 15
         say "node: $3 stopped (SIGTERM)" ;;
-      *) say "usage: $0 stop replica | stop redis PORT | stop node PORT" >&2; exit 2 ;;
+      *) say "usage: $0 stop replica | stop redis PORT | stop rabbit PORT | stop node PORT" >&2; exit 2 ;;
     esac ;;
   kill)
     [[ "${2:-}" == node ]] || { say "usage: $0 kill node PORT" >&2; exit 2; }
@@ -462,5 +626,5 @@ case "${1:-}" in
       rm -f "$STATE/node-$3.pid"
       say "node: $3 killed (SIGKILL)"
     fi ;;
-  *) say "usage: $0 up | down | status | drain NODE_PORT | stop replica | stop redis PORT | stop node PORT | kill node PORT" >&2; exit 2 ;;
+  *) say "usage: $0 up | down | status | drain NODE_PORT | stop replica | stop redis PORT | stop rabbit PORT | stop node PORT | kill node PORT" >&2; exit 2 ;;
 esac

@@ -1,5 +1,6 @@
 """The local cluster rig (``scripts/cluster.sh``) under test: a streaming replica of the local
-PostgreSQL server, a three-node Redis Cluster, two Headwater nodes and HAProxy in front.
+PostgreSQL server, a three-node Redis Cluster, a three-node RabbitMQ cluster, two Headwater
+nodes and HAProxy in front.
 
 The session brings the rig up (``cluster.sh up``) and takes it down at the end, unless it was
 already up (then it is left as found). Every test starts from a whole rig: ``whole_rig`` runs
@@ -53,6 +54,58 @@ class Rig:
     @property
     def redis_ports(self) -> tuple[int, int, int]:
         return 7000 + self.offset, 7001 + self.offset, 7002 + self.offset
+
+    @property
+    def rabbit_ports(self) -> tuple[int, int, int]:
+        return 5673 + self.offset, 5674 + self.offset, 5675 + self.offset
+
+    @property
+    def own_rabbit(self) -> bool:
+        """Whether the rig runs its RabbitMQ cluster (``HW_CLUSTER_AMQP_URL`` names another
+        broker instead)."""
+        return "HW_CLUSTER_AMQP_URL" not in os.environ
+
+    def rabbit_node(self, port: int) -> str:
+        """The Erlang node name of the rig's RabbitMQ node on this AMQP port."""
+        return f"hwrig{self.offset}{'abc'[self.rabbit_ports.index(port)]}@localhost"
+
+    @staticmethod
+    def amqp(port: int) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{port}/"
+
+    def rabbitmqctl(self, port: int, *args: str) -> Any:
+        """``rabbitmqctl -n NODE ...`` on the rig's node on this port, its JSON answer."""
+        import json
+
+        done = subprocess.run(["rabbitmqctl", "-n", self.rabbit_node(port), *args,
+                               "--formatter", "json", "-q"],
+                              capture_output=True, text=True, timeout=60, check=True)
+        return json.loads(done.stdout or "null")
+
+    def relay_brokers(self) -> dict[int, int]:
+        """The RabbitMQ port each Headwater node's relay is connected to (one connection per
+        node: only the worker process holding the relay lock opens one), found by the
+        process group of each established connection to the rig's AMQP ports."""
+        ports = set(self.rabbit_ports)
+        groups = {self.node_pid(p): p for p in self.node_ports}
+        out: dict[int, int] = {}
+        listing = subprocess.run(["ss", "-tnpH", "state", "established"], capture_output=True,
+                                 text=True, timeout=10, check=True).stdout
+        for line in listing.splitlines():
+            fields = line.split()
+            if len(fields) < 5 or "pid=" not in line:
+                continue
+            port = int(fields[3].rsplit(":", 1)[1])
+            if port not in ports:
+                continue
+            pid = int(line.split("pid=", 1)[1].split(",", 1)[0])
+            try:
+                group = os.getpgid(pid)
+            except ProcessLookupError:
+                continue
+            if group in groups:
+                out[groups[group]] = port
+        return out
 
     @property
     def primary_url(self) -> str:

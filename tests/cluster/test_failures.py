@@ -1,6 +1,7 @@
 """Failures on the rig, through HAProxy (issue #19's evidence): a Headwater node killed
 (SIGKILL) or stopped (SIGTERM) under load, a write cut off between its commit and its response,
-a Redis Cluster primary stopped, and the broker stopped while writes commit.
+a Redis Cluster primary stopped, and the RabbitMQ node the relays use stopped while writes
+commit.
 
 Load comes from ``tests/faults/loadgen.py`` (open loop: a stalled node cannot slow the
 schedule); each sample says when the request was scheduled, how long it took and its status
@@ -27,12 +28,12 @@ from typing import Any
 import aio_pika
 import asyncpg
 import httpx
+import pytest
 import redis
 from aio_pika.abc import AbstractIncomingMessage
 
 from tests.cluster.conftest import Rig, wait_for
 from tests.faults.conftest import Run, Sample, load
-from tests.integration.events_rabbit import ProbeQueue, start_broker, stop_broker
 
 MIX = "cached=3,uncached=2,other_table=2,write=3"
 RATE = 200
@@ -311,7 +312,7 @@ def outage(rig: Rig, coherence: Coherence, out: Path) -> tuple[Run, int]:
     return run, n
 
 
-# --- the broker stopped ----------------------------------------------------------------------
+# --- a RabbitMQ node stopped ------------------------------------------------------------------
 
 
 async def deliveries(url: str, queue: str, emails: set[str], timeout: float,
@@ -324,12 +325,12 @@ async def deliveries(url: str, queue: str, emails: set[str], timeout: float,
     try:
         channel = await connection.channel()
         await channel.set_qos(prefetch_count=500)
-        q = await channel.declare_queue(queue, durable=True)
+        q = await channel.get_queue(queue, ensure=True)  # passive: declared by the test
 
         async def on_message(message: AbstractIncomingMessage) -> None:
             event = json.loads(message.body)
             email = (event.get("new") or {}).get("email")
-            if email in emails:  # other rigs publish to the same exchange
+            if email in emails:
                 got.append((message.message_id or "", email))
                 if {e for _, e in got} == emails:
                     complete.set()
@@ -347,49 +348,104 @@ async def deliveries(url: str, queue: str, emails: set[str], timeout: float,
     return got
 
 
-def test_a_broker_outage_loses_no_committed_event(whole_rig: Rig, amqp_url: str) -> None:
-    """Writes through HAProxy while RabbitMQ is stopped commit (their events wait in the
-    outbox); once it is back, the relays (one per node, SKIP LOCKED on the outbox) deliver
-    every one, and a consumer recording processed message ids handles each row once."""
-    tag = "rigevents-" + secrets.token_hex(4)
-    queue = ProbeQueue(amqp_url, "hwtest-" + tag, ["customers.insert"])
-    asyncio.run(queue.declare())
-    emails: set[str] = set()
-    statuses: Counter[int] = Counter()
+async def declare_quorum_queue(url: str, name: str) -> None:
+    """A quorum queue for the rows' insert events, its leader on the node of ``url``."""
+    connection = await aio_pika.connect(url, timeout=10)
     try:
-        stop_broker()
-        try:
-            with httpx.Client(base_url=whole_rig.lb, timeout=10) as c:
-                for i in range(40):
-                    email = f"{tag}-{i}@rig.example"
-                    r = c.post("/customers", json={"name": "event", "email": email,
-                                                   "created_at": "2024-01-01T00:00:00"})
-                    statuses[r.status_code] += 1
-                    if r.status_code == 201:
-                        emails.add(email)
-            rows = whole_rig.sql(whole_rig.primary_url, "SELECT count(*) FROM customers "
-                                 "WHERE email LIKE $1", tag + "-%")
-            waiting = whole_rig.sql(whole_rig.primary_url, "SELECT count(*) FROM "
-                                    "_headwater_outbox WHERE sent_at IS NULL AND "
-                                    "new->>'email' LIKE $1", tag + "-%")
-        finally:
-            start_broker()
-        got = asyncio.run(deliveries(amqp_url, queue.name, emails, 60))
+        channel = await connection.channel()
+        exchange = await channel.declare_exchange("headwater", aio_pika.ExchangeType.TOPIC,
+                                                  durable=True)
+        queue = await channel.declare_queue(name, durable=True, arguments={
+            "x-queue-type": "quorum", "x-queue-leader-locator": "client-local"})
+        await queue.bind(exchange, "customers.insert")
     finally:
-        asyncio.run(queue.delete())
-    processed: dict[str, str] = {}  # a worker's record of message ids it handled
+        await connection.close()
+
+
+async def delete_queue(url: str, name: str) -> None:
+    connection = await aio_pika.connect(url, timeout=10)
+    try:
+        channel = await connection.channel()
+        await channel.queue_delete(name)
+    finally:
+        await connection.close()
+
+
+def node_environment(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+
+
+def test_the_relays_rabbitmq_node_stopped_loses_no_committed_event(
+        whole_rig: Rig, tmp_path: Path) -> None:
+    """Writes through HAProxy while the RabbitMQ node both relays publish to is stopped
+    (``cluster.sh stop rabbit PORT``): each relay moves to another node of the cluster (every
+    node's URL is in its ``amqp_url``), and every committed row's event reaches a consumer that
+    records processed message ids exactly once, while the stopped node is still down. The
+    events go to a quorum queue whose leader was on the stopped node: the messages it held
+    then (published before the stop, not yet consumed) survive on the other two members."""
+    rig = whole_rig
+    if not rig.own_rabbit:
+        pytest.skip("HW_CLUSTER_AMQP_URL: the rig runs no RabbitMQ cluster of its own")
+    for port in rig.node_ports:
+        env = node_environment(rig.node_pid(port))
+        assert env["HEADWATER_AMQP_QUEUE_TYPE"] == "quorum"
+        assert env["HEADWATER_AMQP_URL"].split(",") == [rig.amqp(p) for p in rig.rabbit_ports]
+    used = rig.relay_brokers()
+    assert set(used) == set(rig.node_ports), used
+    target = used[rig.node_ports[0]]
+    survivor = next(p for p in rig.rabbit_ports if p != target)
+    name = "hwtest-rigevents-" + secrets.token_hex(4)
+    asyncio.run(declare_quorum_queue(rig.amqp(target), name))
+    stopped_at: list[float] = []
+
+    def stop() -> None:
+        stopped_at.append(rig.sql(rig.primary_url, "SELECT extract(epoch FROM now())"))
+        rig.script("stop", "rabbit", str(target))
+
+    try:
+        before = {q["name"]: q for q in rig.rabbitmqctl(target, "list_queues", "name", "type",
+                                                        "leader", "members")}[name]
+        run = load(rig.lb, tmp_path / "rabbit.jsonl", rate=100, duration=8, mix="write=1",
+                   timeline=[(3.0, "stop", stop)])
+        # Every row committed, answered or not (a 0 is an outcome unknown to the client).
+        markers = [s.marker + "@load.example" for s in run.samples]
+        emails = set(rig.sql(rig.primary_url, "SELECT coalesce(array_agg(email), '{}') FROM "
+                             "customers WHERE email = ANY($1::text[])", markers))
+        got = asyncio.run(deliveries(rig.amqp(survivor), name, emails, 60))
+        still_down = not (rig.state / "rabbit" / rig.rabbit_node(target) / "pid").exists()
+        moved = rig.relay_brokers()
+        after = {q["name"]: q for q in rig.rabbitmqctl(survivor, "list_queues", "name", "type",
+                                                       "leader", "members")}[name]
+        waits = rig.sql(rig.primary_url, "SELECT json_build_object("
+                        "'held', count(*) FILTER (WHERE sent_at < to_timestamp($2)), "
+                        "'after', count(*) FILTER (WHERE at >= to_timestamp($2)), "
+                        "'max_wait', max(extract(epoch FROM sent_at - at)), "
+                        "'unsent', count(*) FILTER (WHERE sent_at IS NULL)) "
+                        "FROM _headwater_outbox WHERE new->>'email' = ANY($1::text[])",
+                        list(emails), stopped_at[0])
+        waits = json.loads(waits)
+    finally:
+        rig.script("up")  # the stopped node starts again and rejoins the cluster
+        asyncio.run(delete_queue(rig.amqp(survivor), name))
+    processed: dict[str, str] = {}  # a consumer's record of the message ids it handled
     duplicates = 0
     for message_id, email in got:
         if message_id in processed:
             duplicates += 1
         else:
             processed[message_id] = email
-    print(f"broker outage: {sum(statuses.values())} writes, statuses {dict(statuses)}, "
-          f"{len(got)} deliveries, {duplicates} duplicates, {len(processed)} processed")
-    assert statuses == {201: 40}
-    assert rows == 40
-    assert waiting == 40  # each write's event, in its transaction, held until the broker is back
-    # Every committed row's event arrived, and the consumer handled each row exactly once
-    # (a duplicate delivery carries the same message id; at-least-once is allowed).
+    print(counts("RabbitMQ node stopped", run, committed=len(emails), deliveries=len(got),
+                 duplicates=duplicates, processed=len(processed),
+                 held_by_the_stopped_leader=waits["held"], written_after_the_stop=waits["after"],
+                 longest_outbox_wait_ms=int(1000 * (waits["max_wait"] or 0))))
+    assert before["type"] == "quorum" and before["leader"] == rig.rabbit_node(target), before
+    assert len(before["members"]) == 3, before
+    assert after["type"] == "quorum" and after["leader"] != rig.rabbit_node(target), after
+    assert len(run.samples) == 800
+    assert waits["held"] > 0 and waits["after"] > 0 and waits["unsent"] == 0, waits
+    # Every committed row's event arrived, while the node was down, and the consumer handled
+    # each row once (a duplicate delivery carries the same message id: at-least-once).
+    assert still_down
     assert sorted(processed.values()) == sorted(emails)
-
+    assert target not in moved.values() and set(moved) == set(rig.node_ports), moved
