@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -218,6 +219,8 @@ class RedisClusterProcess:
 
 
 REPLICATION_HBA = "host replication all 127.0.0.1/32 trust"
+#: Marks the line ``PostgresReplica`` adds, so that it takes out only its own.
+_HBA_MARK = "# added by headwater.testing.PostgresReplica"
 
 
 def _as_postgres(*argv: str) -> list[str]:
@@ -234,13 +237,16 @@ class PostgresReplica:
     stop and start the server (its data kept); ``destroy`` stops it and removes the data.
 
     The primary must accept replication connections from 127.0.0.1
-    (``ensure_replication_hba`` adds the ``pg_hba.conf`` line and reloads when it is missing).
+    (``ensure_replication_hba`` adds the ``pg_hba.conf`` line and reloads when it is missing;
+    ``destroy`` takes it out again once nothing streams from the primary).
     """
 
     primary_port: int = 5432
     port: int = field(default_factory=free_port)
     bindir: str = ""
     directory: str = ""
+    #: The primary's ``pg_hba.conf`` when this replica added the replication line to it.
+    added_hba: str = ""
 
     @property
     def data(self) -> str:
@@ -264,11 +270,31 @@ class PostgresReplica:
         if int(rules or 0) > 0:
             return False
         hba = self._psql(self.primary_port, "SHOW hba_file")
-        with open(hba, "a", encoding="utf-8") as f:
-            f.write(f"\n{REPLICATION_HBA}\n")
+        with open(hba, "r+", encoding="utf-8") as f:
+            text = f.read()
+            f.write(("" if not text or text.endswith("\n") else "\n")
+                    + f"{REPLICATION_HBA}  {_HBA_MARK}\n")
         self._psql(self.primary_port, "SELECT pg_reload_conf()")
+        self.added_hba = hba
         time.sleep(0.3)
         return True
+
+    def remove_replication_hba(self) -> None:
+        """Take out the line ``ensure_replication_hba`` added, unless something still streams
+        from the primary (a cluster rig beside the tests, say)."""
+        if not self.added_hba or not os.path.exists(self.added_hba):
+            return
+        streaming = self._psql(self.primary_port, "SELECT count(*) FROM pg_stat_replication")
+        if int(streaming or 0) > 0:
+            return
+        with open(self.added_hba, "r+", encoding="utf-8") as f:
+            kept = [line for line in f.read().splitlines(keepends=True) if _HBA_MARK not in line]
+            # In place: the file keeps its owner and mode.
+            f.seek(0)
+            f.write("".join(kept))
+            f.truncate()
+        self._psql(self.primary_port, "SELECT pg_reload_conf()")
+        self.added_hba = ""
 
     def start(self, timeout: float = 60.0) -> PostgresReplica:
         import tempfile
@@ -330,6 +356,8 @@ class PostgresReplica:
         if self.directory:
             shutil.rmtree(self.directory, ignore_errors=True)
             self.directory = ""
+        with contextlib.suppress(OSError, subprocess.SubprocessError, ValueError):
+            self.remove_replication_hba()
 
     def __enter__(self) -> PostgresReplica:
         return self.start()
