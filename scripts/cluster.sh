@@ -259,7 +259,10 @@ rabbit_pidfile() { echo "$(rabbit_dir "$1")/pid"; }
 as_rabbitmq() {
   local home
   home=$(getent passwd rabbitmq | cut -d: -f6)
-  if [[ $EUID -eq 0 ]]; then runuser -u rabbitmq -- env HOME="${home:-/var/lib/rabbitmq}" "$@"
+  home=${home:-/var/lib/rabbitmq}
+  # From its home: Erlang reads its working directory, and a checkout's (mktemp -d: 0700,
+  # root's) refuses the rabbitmq user (eacces, and the node never joins).
+  if [[ $EUID -eq 0 ]]; then (cd "$home" && runuser -u rabbitmq -- env HOME="$home" "$@")
   else "$@"; fi
 }
 rabbitmqctl_n() { as_rabbitmq "$RABBIT_BIN/rabbitmqctl" -n "$@"; }
