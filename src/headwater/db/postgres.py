@@ -256,7 +256,8 @@ class PostgresDatabase(Database):
         self.schema = settings.db_schema
         self._pool: asyncpg.Pool[Any] | None = None
         #: Read-only without a session setting to say so (``db_prepared_statements`` off):
-        #: every transaction begins READ ONLY, and no statement runs outside one.
+        #: every transaction begins READ ONLY and no write runs as a lone statement; plain
+        #: reads still run outside a transaction (only Headwater's own SELECTs).
         self._readonly_tx = settings.read_only and not settings.db_prepared_statements
 
     async def start(self) -> None:
