@@ -82,6 +82,17 @@ alive() {
   [[ -f "$1" ]] && kill -0 "$(head -1 "$1")" 2>/dev/null \
     && [[ $(ps -o stat= -p "$(head -1 "$1")" 2>/dev/null) != Z* ]]
 }
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# Before a part starts (its PID file names no live process): its port must be free. A process
+# the rig did not start (someone's, or a rig whose state directory was lost) would otherwise
+# take part of the traffic unseen: HAProxy and Redis bind with SO_REUSEPORT, and a node or
+# replica that cannot bind leaves the old one answering.
+not_taken() {  # what port
+  if port_open "$2"; then
+    say "$1: 127.0.0.1:$2 is in use by a process the rig did not start: stop it, or move the rig with HW_CLUSTER_PORT_OFFSET" >&2
+    exit 1
+  fi
+}
 wait_http() {  # url seconds
   local deadline=$((SECONDS + $2))
   until curl -fsS -o /dev/null "$1" 2>/dev/null; do
@@ -150,6 +161,7 @@ replica_up() {
   local bin data="$STATE/replica/data"
   bin=$(pg_bin)
   if alive "$data/postmaster.pid"; then return; fi
+  not_taken replica "$REPLICA_PORT"
   if [[ ! -d "$data" ]]; then
     mkdir -p "$STATE/replica"
     chown postgres "$STATE/replica" 2>/dev/null || true
@@ -266,8 +278,6 @@ as_rabbitmq() {
   else "$@"; fi
 }
 rabbitmqctl_n() { as_rabbitmq "$RABBIT_BIN/rabbitmqctl" -n "$@"; }
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
 rabbit_guard() {  # index of a node without a live PID file: nothing else may have its name or ports
   local node=${RABBIT_NODES[$1]} port=${RABBIT_PORTS[$1]} dist=${RABBIT_DIST_PORTS[$1]}
   if port_open "$port" || port_open "$dist" || epmd -names 2>/dev/null | grep -q "^name ${node%@*} at"; then
@@ -301,12 +311,18 @@ rabbit_wait() {  # index
 }
 
 rabbit_join() {  # index: a fresh node joins the first one's cluster
-  local node=${RABBIT_NODES[$1]} dir
+  local node=${RABBIT_NODES[$1]} dir try
   dir=$(rabbit_dir "$1")
-  # Their output (the CLI logs a joining node's transient errors) in join.log.
-  { rabbitmqctl_n "$node" stop_app && rabbitmqctl_n "$node" join_cluster "${RABBIT_NODES[0]}" \
-      && rabbitmqctl_n "$node" start_app; } > "$dir/join.log" 2>&1 \
-    || { cat "$dir/join.log" >&2; return 1; }
+  # Their output (the CLI logs a joining node's transient errors) in join.log. A failed join
+  # (Mnesia can refuse a node that joins while the cluster's schema is still settling) is
+  # retried once from a reset node: it is fresh, it holds nothing.
+  for try in 1 2; do
+    { [[ $try == 1 ]] || rabbitmqctl_n "$node" reset; } >> "$dir/join.log" 2>&1
+    { rabbitmqctl_n "$node" stop_app && rabbitmqctl_n "$node" join_cluster "${RABBIT_NODES[0]}" \
+        && rabbitmqctl_n "$node" start_app; } >> "$dir/join.log" 2>&1 && return 0
+  done
+  cat "$dir/join.log" >&2
+  return 1
 }
 
 # Two halves, so that the nodes boot while the replica and Redis come up.
@@ -334,13 +350,12 @@ rabbit_up_end() {  # wait for them; fresh ones join the first node's cluster
     pids+=($!)
   done
   for i in "${pids[@]}"; do wait "$i" || exit 1; done
-  pids=()
+  # One at a time, as RabbitMQ's clustering guide asks: two nodes joining at once race in
+  # Mnesia's schema merge, and the second's start_app fails ({mnesia_app, start}).
   for i in "${RABBIT_FRESH[@]}"; do
     [[ $i == 0 ]] && continue
-    rabbit_join "$i" &
-    pids+=($!)
+    rabbit_join "$i" || { say "rabbit: join_cluster failed, see $STATE/rabbit/*/log"; exit 1; }
   done
-  for i in "${pids[@]}"; do wait "$i" || { say "rabbit: join_cluster failed, see $STATE/rabbit/*/log"; exit 1; }; done
   say "rabbit: cluster of ${RABBIT_NODES[*]} on ${RABBIT_PORTS[*]}"
 }
 
@@ -396,6 +411,7 @@ nodes_up() {
   settings_file
   for port in "${NODE_PORTS[@]}"; do
     if alive "$STATE/node-$port.pid"; then continue; fi
+    not_taken node "$port"
     # SIGTERM: /-/ready answers 503 for 2 s while the node still serves, longer than HAProxy
     # takes to see it (two failed checks 500 ms apart), and only then does it stop accepting.
     HEADWATER_REDIS_URL="$REDIS_URL" \
@@ -469,6 +485,7 @@ drain() {  # stop sending new requests to a node; the ones it has finish
 
 haproxy_up() {
   if alive "$STATE/haproxy.pid"; then return; fi
+  not_taken haproxy "$LB_PORT"
   if ! command -v haproxy > /dev/null; then
     say "haproxy: installing the Debian package"
     apt-get update -qq && apt-get install -y -qq haproxy > /dev/null

@@ -128,6 +128,19 @@ class Rig:
     def node_pid(self, port: int) -> int:
         return int((self.state / f"node-{port}.pid").read_text().split()[0])
 
+    def node_log(self, port: int, since: str, words: tuple[str, ...]) -> list[str]:
+        """A node's log lines (JSON, one per line) stamped at or after ``since`` (ISO 8601,
+        UTC) that mention any of ``words``: printed by a test, shown when it fails."""
+        out: list[str] = []
+        path = self.state / f"node-{port}.log"
+        if not path.exists():
+            return out
+        for line in path.read_text(errors="replace").splitlines():
+            stamp = line.partition('"timestamp": "')[2][:26]
+            if stamp >= since and any(w in line for w in words):
+                out.append(f"{port} {line[:400]}")
+        return out
+
     def bearer(self, sub: str, role: str = "member") -> dict[str, str]:
         secret = (self.state / "jwt-secret").read_text().strip()
         token = jwt.encode({"role": role, "sub": sub, "exp": int(time.time()) + 3600}, secret,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import json
 import os
 import re
@@ -398,6 +399,7 @@ def test_the_relays_rabbitmq_node_stopped_loses_no_committed_event(
     name = "hwtest-rigevents-" + secrets.token_hex(4)
     asyncio.run(declare_quorum_queue(rig.amqp(target), name))
     stopped_at: list[float] = []
+    began = datetime.datetime.now(datetime.UTC).isoformat()
 
     def stop() -> None:
         stopped_at.append(rig.sql(rig.primary_url, "SELECT extract(epoch FROM now())"))
@@ -426,6 +428,9 @@ def test_the_relays_rabbitmq_node_stopped_loses_no_committed_event(
                         list(emails), stopped_at[0])
         waits = json.loads(waits)
     finally:
+        # What each relay did, shown if an assertion below fails (pytest prints the output).
+        for port in rig.node_ports:
+            print("\n".join(rig.node_log(port, began[:26], ("broker", "relay", "aiormq"))))
         rig.script("up")  # the stopped node starts again and rejoins the cluster
         asyncio.run(delete_queue(rig.amqp(survivor), name))
     processed: dict[str, str] = {}  # a consumer's record of the message ids it handled

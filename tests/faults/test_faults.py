@@ -13,6 +13,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from headwater.config import Settings
 from headwater.testing import ServerProcess
 from tests.faults.conftest import (
     Row,
@@ -180,11 +181,17 @@ def test_overload(server: ServerProcess, tmp_path: Path, fault_table: list[Row])
     rejected = sum(s.status == 503 for s in run.samples)
     errors = [s for s in run.samples if s.status not in (200, 503)]
     recovered = recovery_after(after, 0.0, ("heavy",), {200})
+    # Admission refuses new requests once the loop lags by max_loop_lag_ms (default 200), so
+    # an accepted request may wait up to that threshold on top of its own service time: the
+    # bound is the threshold plus ten times the unloaded p99 (unprotected, p99 would approach
+    # the 5 s client timeout). Ten times the p99 alone failed once on two busy cores (516 ms
+    # against ten times 49 ms), the threshold being most of it.
+    bound = Settings().max_loop_lag_ms / 1000 + 10 * unloaded_p99
     fault_table.append(summarize(
         f"4. Overload 3× capacity ({capacity:.0f} req/s) 10 s", run.samples, recovered,
-        f"accepted p99 {p99 * 1000:.1f} ms vs unloaded p99 {unloaded_p99 * 1000:.1f} ms; "
-        f"{rejected} rejected 503"))
+        f"accepted p99 {p99 * 1000:.1f} ms vs unloaded p99 {unloaded_p99 * 1000:.1f} ms "
+        f"(bound {bound * 1000:.0f} ms); {rejected} rejected 503"))
     assert errors == [], errors[:5]
     assert rejected > 0
-    assert p99 < 10 * unloaded_p99
+    assert p99 < bound
     assert recovered == 0.0
