@@ -18,11 +18,14 @@ from tests.integration.test_events_outbox import customer, make_database, new_id
 
 
 class Node:
-    """A stand-in broker node: forwards TCP to the real one until ``stop``."""
+    """A stand-in broker node: forwards TCP to the real one until ``stop`` (a stopped node:
+    connections cut, new ones refused) or ``freeze`` (a hung or partitioned node: connections
+    stay open and new ones are accepted, but nothing passes either way)."""
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
         self.port = 0
+        self.frozen = False
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
@@ -31,17 +34,27 @@ class Node:
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        if self.frozen:
+            with contextlib.suppress(OSError, asyncio.CancelledError):
+                while await reader.read(65536):
+                    pass
+            return
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        self._writers |= {writer, up_writer}
+        self._writers.add(up_writer)
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             with contextlib.suppress(OSError, asyncio.CancelledError):
                 while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
+                    if not self.frozen:  # frozen: read and dropped, the socket kept open
+                        dst.write(data)
+                        await dst.drain()
             dst.close()
 
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    def freeze(self) -> None:
+        self.frozen = True
 
     async def stop(self) -> None:
         assert self._server is not None
@@ -80,3 +93,37 @@ async def test_the_relay_moves_to_the_next_node_and_loses_nothing(
     # At least once: a batch unconfirmed when the node went may be sent again, never reordered
     # within what was confirmed.
     assert [i for i in dict.fromkeys(delivered)] == ids
+
+
+async def test_the_relay_leaves_a_hung_node_within_the_confirm_deadline(
+        amqp_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """A node that hangs (accepts, never answers) rather than stops: the relay gives up on the
+    batch it waits for at the confirm deadline (10 s) and connects to the next node first,
+    rather than waiting out a connect to the hung one again. Before, the confirm wait was 30 s
+    and the reconnect began with the hung node (30 s more): the events stalled for over a
+    minute while another node was up."""
+    db_url = await asyncio.to_thread(make_database, "postgresql", tmp_path, request)
+    node = Node(int(amqp_url.rsplit(":", 1)[1].split("/")[0]))
+    await node.start()
+    queue = ProbeQueue(amqp_url, "hwtest-hung-" + secrets.token_hex(4), ["customers.*"])
+    await queue.declare()
+    env = {"HEADWATER_AMQP_URL": f"amqp://guest:guest@127.0.0.1:{node.port}/,{amqp_url}",
+           "HEADWATER_AMQP_RECONNECT_MAX_DELAY": "0.5", "HEADWATER_RELAY_POLL_INTERVAL": "0.05"}
+    server = ServerProcess(db_url, env=env)
+    await asyncio.to_thread(server.start)
+    ids = [new_id() for _ in range(20)]
+    try:
+        async with httpx.AsyncClient(base_url=server.url) as c:
+            for n, i in enumerate(ids):
+                if n == 10:
+                    node.freeze()
+                assert (await c.post("/customers", json=customer(i))).status_code == 201
+        # Nothing arrives for the confirm deadline: a gap of 25 s ends the wait.
+        got = await queue.drain(len(ids), idle=25)
+    finally:
+        await asyncio.to_thread(server.stop)
+        await node.stop()
+        await queue.delete()
+    mine = set(ids)
+    delivered = {i for m in got if (i := m.event["pk"]["id"]) in mine}
+    assert delivered == mine, f"{len(mine - delivered)} events not delivered while a node was up"

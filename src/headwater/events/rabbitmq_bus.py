@@ -135,13 +135,21 @@ def broker_urls(url: str) -> list[str]:
 
 
 class RabbitBus(Bus):
-    def __init__(self, url: str, *, reconnect_max_delay: float = 10.0, timeout: float = 30.0,
-                 queue_type: str = "classic", log: Any = None) -> None:
+    """``timeout`` bounds the wait for a batch's confirms, ``connect_timeout`` a connection
+    to one node (a healthy node answers in milliseconds; one that accepts the TCP connection
+    but never the handshake, as a hung or partitioned node does, must not hold the relay)."""
+
+    def __init__(self, url: str, *, reconnect_max_delay: float = 10.0, timeout: float = 10.0,
+                 connect_timeout: float = 5.0, queue_type: str = "classic",
+                 log: Any = None) -> None:
         self.urls = broker_urls(url)
         if not self.urls:
             raise ValueError("no RabbitMQ URL")
-        #: The node connected to last: tried first again, then the others in turn.
+        #: The node tried first when connecting: the one connected to last, or after it was
+        #: lost, the one after it (the others in turn).
         self._node = 0
+        self._connected_to = 0
+        self.connect_timeout = connect_timeout
         self._queue_args: dict[str, Any] = ({"x-queue-type": "quorum"}
                                             if queue_type == "quorum" else {})
         self.reconnect_max_delay = reconnect_max_delay
@@ -196,6 +204,9 @@ class RabbitBus(Bus):
             if self.log is not None:
                 self.log.warning("broker_disconnected")
             await self._disconnect()
+            # The node that failed is tried last: a stopped node refuses at once, but a hung
+            # one would take the whole connect timeout before the next is tried.
+            self._node = (self._connected_to + 1) % len(self.urls)
 
     async def _connect(self) -> None:
         await self._disconnect()
@@ -217,18 +228,19 @@ class RabbitBus(Bus):
         self._up.set()
 
     async def _open(self) -> AbstractConnection:
-        """A connection to the first node that takes one, starting with the last good one."""
+        """A connection to the first node that takes one, starting with ``_node``."""
         failure: BaseException | None = None
         for step in range(len(self.urls)):
             index = (self._node + step) % len(self.urls)
             try:
-                connection = await aio_pika.connect(self.urls[index], timeout=self.timeout)
+                connection = await aio_pika.connect(self.urls[index],
+                                                    timeout=self.connect_timeout)
             except _CONNECT_ERRORS as exc:
                 failure = exc
                 continue
-            if index != self._node and self.log is not None:
+            if index != self._connected_to and self.log is not None:
                 self.log.warning("broker_node_changed", node=index)
-            self._node = index
+            self._node = self._connected_to = index
             return connection
         assert failure is not None
         raise failure
