@@ -7,11 +7,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import subprocess
 from pathlib import Path
 
+import aio_pika
 import httpx
 import pytest
 
+from headwater.events.bus import Delivery, QueueSpec
+from headwater.events.rabbitmq_bus import (
+    EXCHANGE,
+    RabbitBus,
+    connection_name,
+    dead_letter_queue,
+    delay_queue,
+)
 from headwater.testing import ServerProcess
 from tests.integration.events_rabbit import ProbeQueue
 from tests.integration.test_events_outbox import customer, make_database, new_id
@@ -127,3 +137,47 @@ async def test_the_relay_leaves_a_hung_node_within_the_confirm_deadline(
     mine = set(ids)
     delivered = {i for m in got if (i := m.event["pk"]["id"]) in mine}
     assert delivered == mine, f"{len(mine - delivered)} events not delivered while a node was up"
+
+
+async def test_a_consumer_leaves_a_hung_node_when_its_heartbeats_stop(amqp_url: str) -> None:
+    """A worker consuming through a node that hangs hears nothing, and does not know it: the
+    missed heartbeats tell it (here every 2 s, from the URL; by default every 15 s, where
+    aiormq's own default of 60 s meant over three minutes), and it subscribes again through
+    the next node first, not through the hung one, and gets the event published meanwhile."""
+    node = Node(int(amqp_url.rsplit(":", 1)[1].split("/")[0]))
+    await node.start()
+    name = "hwtest-hungconsumer-" + secrets.token_hex(4)
+    spec = QueueSpec(name, (f"{name}.*",))
+    bus = RabbitBus(f"amqp://guest:guest@127.0.0.1:{node.port}/?heartbeat=2,{amqp_url}",
+                    reconnect_max_delay=0.5)
+    got: asyncio.Queue[str] = asyncio.Queue()
+
+    async def on_delivery(delivery: Delivery) -> None:
+        await got.put(delivery.envelope.id)
+        await delivery.ack()
+
+    await bus.start()
+    try:
+        await asyncio.wait_for(bus.wait_connected(), 10)
+        await bus.subscribe(spec, on_delivery)
+        node.freeze()
+        async with await aio_pika.connect(amqp_url, timeout=10) as direct:
+            channel = await direct.channel()
+            exchange = await channel.get_exchange(EXCHANGE)
+            await exchange.publish(aio_pika.Message(b"{}", message_id="after-the-hang"),
+                                   f"{name}.created")
+        # Three missed heartbeats (9 s) and a reconnect; the hung node first would add the
+        # connect timeout, aiormq's default heartbeat three minutes.
+        assert await asyncio.wait_for(got.get(), 20) == "after-the-hang"
+        # The broker names the connection after its process (what an operator sees).
+        listing = await asyncio.to_thread(
+            subprocess.run, ["rabbitmqctl", "-q", "list_connections", "client_properties"],
+            capture_output=True, text=True, timeout=60, check=True)
+        assert connection_name() in listing.stdout
+    finally:
+        await bus.close()
+        await node.stop()
+        async with await aio_pika.connect(amqp_url, timeout=10) as direct:
+            channel = await direct.channel()
+            for queue in (name, dead_letter_queue(name), delay_queue(name, 1.0)):
+                await channel.queue_delete(queue)

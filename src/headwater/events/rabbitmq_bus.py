@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, cast
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import aio_pika
 import aiormq
@@ -129,9 +132,32 @@ class _RabbitDelivery(Delivery):
                             **{ERROR: error[:2000]})
 
 
+#: Seconds between AMQP heartbeats unless a URL sets ``heartbeat``. aiormq's default is 60,
+#: and a connection is given up after three missed (over three minutes), so a worker
+#: consuming from a hung node would wait that long before it moved; RabbitMQ's guide calls
+#: 5-20 s optimal for most environments.
+HEARTBEAT = 15
+
+
+def connection_name() -> str:
+    """What RabbitMQ shows for this process's connection (``rabbitmqctl list_connections
+    client_properties``, the management UI): which machine, which process (taken at connect
+    time: the process may be a worker forked after the bus was made)."""
+    return f"headwater {socket.gethostname()} pid {os.getpid()}"
+
+
 def broker_urls(url: str) -> list[str]:
-    """``amqp://a,amqp://b``: the nodes of one cluster, tried in turn."""
-    return [u for u in (part.strip() for part in url.split(",")) if u]
+    """``amqp://a,amqp://b``: the nodes of one cluster, tried in turn; each with
+    ``heartbeat=15`` unless it names its own."""
+    out = []
+    for part in url.split(","):
+        if part := part.strip():
+            node = urlsplit(part)
+            if "heartbeat" not in parse_qs(node.query):
+                query = f"{node.query}&heartbeat={HEARTBEAT}".lstrip("&")
+                part = urlunsplit(node._replace(query=query))
+            out.append(part)
+    return out
 
 
 class RabbitBus(Bus):
@@ -233,8 +259,9 @@ class RabbitBus(Bus):
         for step in range(len(self.urls)):
             index = (self._node + step) % len(self.urls)
             try:
-                connection = await aio_pika.connect(self.urls[index],
-                                                    timeout=self.connect_timeout)
+                connection = await aio_pika.connect(
+                    self.urls[index], timeout=self.connect_timeout,
+                    client_properties={"connection_name": connection_name()})
             except _CONNECT_ERRORS as exc:
                 failure = exc
                 continue
