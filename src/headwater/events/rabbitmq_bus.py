@@ -319,7 +319,10 @@ class RabbitBus(Bus):
                 f.cancel()  # those not answered (aiormq then ignores a late answer)
         confirmed = 0
         for f in futures:
-            if f not in done or f.cancelled() or not isinstance(f.result(), aiormq.spec.Basic.Ack):
+            # A connection that closed rejects the futures it left unanswered (exception set):
+            # those count as unconfirmed, as timed-out or nacked ones do.
+            if (f not in done or f.cancelled() or f.exception() is not None
+                    or not isinstance(f.result(), aiormq.spec.Basic.Ack)):
                 break
             confirmed += 1
         if confirmed < len(envelopes):
