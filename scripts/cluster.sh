@@ -84,14 +84,19 @@ alive() {
 }
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # Before a part starts (its PID file names no live process): its port must be free. A process
-# the rig did not start (someone's, or a rig whose state directory was lost) would otherwise
-# take part of the traffic unseen: HAProxy and Redis bind with SO_REUSEPORT, and a node or
-# replica that cannot bind leaves the old one answering.
+# no PID file of the rig names (someone's, a rig whose state directory was lost, a worker that
+# outlived its supervisor) would otherwise take part of the traffic unseen: HAProxy binds with
+# SO_REUSEPORT, and a node or replica that cannot bind leaves the old one answering. A process
+# of the rig's just killed may hold its port a moment longer: up to 5 s is allowed for that.
 not_taken() {  # what port
-  if port_open "$2"; then
-    say "$1: 127.0.0.1:$2 is in use by a process the rig did not start: stop it, or move the rig with HW_CLUSTER_PORT_OFFSET" >&2
-    exit 1
-  fi
+  local tries=50
+  while port_open "$2"; do
+    if (( --tries == 0 )); then
+      say "$1: 127.0.0.1:$2 is in use by a process no PID file of the rig names: stop it, or move the rig with HW_CLUSTER_PORT_OFFSET" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
 }
 wait_http() {  # url seconds
   local deadline=$((SECONDS + $2))
@@ -218,6 +223,7 @@ redis_up() {
       say "redis: a server the rig did not start answers on 127.0.0.1:$port: stop it, or move the rig with HW_CLUSTER_PORT_OFFSET" >&2
       exit 1
     fi
+    not_taken redis "$port"
     # A node stopped by hand restarts with its nodes.conf: it rejoins with its slots.
     mkdir -p "$STATE/redis/$port"
     redis-server --port "$port" --bind 127.0.0.1 --cluster-enabled yes \
@@ -317,7 +323,7 @@ rabbit_join() {  # index: a fresh node joins the first one's cluster
   # (Mnesia can refuse a node that joins while the cluster's schema is still settling) is
   # retried once from a reset node: it is fresh, it holds nothing.
   for try in 1 2; do
-    { [[ $try == 1 ]] || rabbitmqctl_n "$node" reset; } >> "$dir/join.log" 2>&1
+    { [[ $try == 1 ]] || rabbitmqctl_n "$node" reset || true; } >> "$dir/join.log" 2>&1
     { rabbitmqctl_n "$node" stop_app && rabbitmqctl_n "$node" join_cluster "${RABBIT_NODES[0]}" \
         && rabbitmqctl_n "$node" start_app; } >> "$dir/join.log" 2>&1 && return 0
   done

@@ -8,7 +8,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,8 +45,10 @@ class ProbeQueue:
         finally:
             await connection.close()
 
-    async def drain(self, expect: int, idle: float = 5.0) -> list[Received]:
-        """Read until ``expect`` messages in all, or nothing came for ``idle`` seconds."""
+    async def drain(self, expect: int, idle: float = 5.0,
+                    done: Callable[[list[Received]], bool] | None = None) -> list[Received]:
+        """Read until ``expect`` messages in all (or until ``done`` says the ones received are
+        enough), or nothing came for ``idle`` seconds."""
         connection = await aio_pika.connect(self.url, timeout=10)
         try:
             channel = await connection.channel()
@@ -63,7 +65,7 @@ class ProbeQueue:
                 arrived.set()
 
             tag = await queue.consume(on_message)
-            while len(self.got) < expect:
+            while not (done(self.got) if done is not None else len(self.got) >= expect):
                 arrived.clear()
                 try:
                     await asyncio.wait_for(arrived.wait(), idle)

@@ -61,7 +61,10 @@ class Node:
                     if not self.frozen:  # frozen: read and dropped, the socket kept open
                         dst.write(data)
                         await dst.drain()
-            dst.close()
+            # A hung node never closes the client's socket, even once the broker behind it
+            # gives up on the client's missing heartbeats: only ``stop`` does.
+            if not self.frozen:
+                dst.close()
 
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
@@ -97,14 +100,17 @@ async def relay_through(amqp_url: str, db_url: str, count: int,
                 if n == count // 2:
                     await fault(node)
                 assert (await c.post("/customers", json=customer(i))).status_code == 201
-            got = await queue.drain(len(ids), idle=idle)
+            mine = set(ids)  # the exchange is the machine's: other tests' events may pass by
+            got = await queue.drain(len(ids), idle=idle, done=lambda got: mine <= {
+                m.event["pk"]["id"] for m in got})
             await asyncio.sleep(INTERVAL + 0.5)  # every worker's metrics in the scrape
-            metrics = (await c.get("/-/metrics")).text
+            scrape = await c.get("/-/metrics")
+            assert scrape.status_code == 200 and "headwater_events_published_total" in scrape.text
+            metrics = scrape.text
     finally:
         await asyncio.to_thread(server.stop)
         await node.stop()
         await queue.delete()
-    mine = set(ids)  # the exchange is the machine's: other tests' events may pass by
     return ids, [i for m in got if (i := m.event["pk"]["id"]) in mine], metrics
 
 

@@ -14,7 +14,7 @@ import contextlib
 import os
 import socket
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
@@ -41,6 +41,10 @@ ROUTING_KEY = "x-headwater-routing-key"
 ERROR = "x-headwater-error"
 
 _CONNECT_ERRORS = (OSError, TimeoutError, aiormq.exceptions.AMQPError, ConnectionError)
+#: A channel that is closed or closing: aiormq raises ChannelInvalidStateError (a RuntimeError)
+#: from its lock once the channel is gone, before our close callbacks have run.
+_CHANNEL_GONE = (aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError,
+                 ConnectionError)
 
 
 def delay_queue(queue: str, seconds: float) -> str:
@@ -139,11 +143,38 @@ class _RabbitDelivery(Delivery):
 HEARTBEAT = 15
 
 
+@dataclass
+class NodeOrder:
+    """The order a bus tries a cluster's nodes in: the one it was connected to first again,
+    but after that node failed it (the connection lost, or opened and then unusable) the one
+    after it, so that a hung node, which costs a whole connect timeout, is tried last."""
+
+    count: int
+    connected: int = 0
+    first: int = 0
+
+    def tries(self) -> list[int]:
+        return [(self.first + step) % self.count for step in range(self.count)]
+
+    def connected_to(self, index: int) -> None:
+        self.connected = self.first = index
+
+    def failed(self) -> None:
+        self.first = (self.connected + 1) % self.count
+
+
 def connection_name() -> str:
     """What RabbitMQ shows for this process's connection (``rabbitmqctl list_connections
-    client_properties``, the management UI): which machine, which process (taken at connect
-    time: the process may be a worker forked after the bus was made)."""
+    client_properties``, the management UI): which machine, which process."""
     return f"headwater {socket.gethostname()} pid {os.getpid()}"
+
+
+def client_properties(url: str) -> dict[str, Any] | None:
+    """The properties a connection to ``url`` announces: our connection name, unless the URL
+    names the connection itself (``?name=``; aiormq would let ours override the operator's)."""
+    if "name" in parse_qs(urlsplit(url).query, keep_blank_values=True):
+        return None
+    return {"connection_name": connection_name()}
 
 
 def broker_urls(url: str) -> list[str]:
@@ -153,7 +184,7 @@ def broker_urls(url: str) -> list[str]:
     for part in url.split(","):
         if part := part.strip():
             node = urlsplit(part)
-            if "heartbeat" not in parse_qs(node.query):
+            if "heartbeat" not in parse_qs(node.query, keep_blank_values=True):
                 query = f"{node.query}&heartbeat={HEARTBEAT}".lstrip("&")
                 part = urlunsplit(node._replace(query=query))
             out.append(part)
@@ -171,10 +202,7 @@ class RabbitBus(Bus):
         self.urls = broker_urls(url)
         if not self.urls:
             raise ValueError("no RabbitMQ URL")
-        #: The node tried first when connecting: the one connected to last, or after it was
-        #: lost, the one after it (the others in turn).
-        self._node = 0
-        self._connected_to = 0
+        self._order = NodeOrder(len(self.urls))
         self.connect_timeout = connect_timeout
         self._queue_args: dict[str, Any] = ({"x-queue-type": "quorum"}
                                             if queue_type == "quorum" else {})
@@ -230,9 +258,7 @@ class RabbitBus(Bus):
             if self.log is not None:
                 self.log.warning("broker_disconnected")
             await self._disconnect()
-            # The node that failed is tried last: a stopped node refuses at once, but a hung
-            # one would take the whole connect timeout before the next is tried.
-            self._node = (self._connected_to + 1) % len(self.urls)
+            self._order.failed()
 
     async def _connect(self) -> None:
         await self._disconnect()
@@ -241,33 +267,38 @@ class RabbitBus(Bus):
             connection = await self._open()
             self._connection = connection
             connection.close_callbacks.add(self._on_close())
-            channel = await connection.channel(publisher_confirms=True)
-            channel.close_callbacks.add(self._on_close())
-            self._exchange = await channel.declare_exchange(
-                EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
-            self._channel = channel
-            for spec, on_delivery in self._subs:
-                await self._setup(connection, spec, on_delivery)
+            # A node can take the handshake and then hang (a minority side of a partition):
+            # the rest of the set-up is bounded too, and that node is tried last next time.
+            async with asyncio.timeout(self.connect_timeout):
+                channel = await connection.channel(publisher_confirms=True)
+                channel.close_callbacks.add(self._on_close())
+                self._exchange = await channel.declare_exchange(
+                    EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
+                self._channel = channel
+                for spec, on_delivery in self._subs:
+                    await self._setup(connection, spec, on_delivery)
         except BaseException:
+            if self._connection is not None:
+                self._order.failed()
             await self._disconnect()
             raise
         self._up.set()
 
     async def _open(self) -> AbstractConnection:
-        """A connection to the first node that takes one, starting with ``_node``."""
+        """A connection to the first node that takes one, in ``NodeOrder``'s order."""
         failure: BaseException | None = None
-        for step in range(len(self.urls)):
-            index = (self._node + step) % len(self.urls)
+        for index in self._order.tries():
             try:
                 connection = await aio_pika.connect(
                     self.urls[index], timeout=self.connect_timeout,
-                    client_properties={"connection_name": connection_name()})
+                    # Named at connect time: a worker may be forked after the bus was made.
+                    client_properties=client_properties(self.urls[index]))
             except _CONNECT_ERRORS as exc:
                 failure = exc
                 continue
-            if index != self._connected_to and self.log is not None:
+            if index != self._order.connected and self.log is not None:
                 self.log.warning("broker_node_changed", node=index)
-            self._node = self._connected_to = index
+            self._order.connected_to(index)
             return connection
         assert failure is not None
         raise failure
@@ -304,12 +335,8 @@ class RabbitBus(Bus):
         assert self._channel is not None
         try:
             raw = cast(aiormq.Channel, await self._channel.get_underlay_channel())
-        except aiormq.exceptions.AMQPError as exc:
-            self._lost.set()
-            raise BrokerUnavailable("RabbitMQ channel is closed") from exc
-        try:
             futures = await _publish_batch(raw, envelopes)
-        except aiormq.exceptions.AMQPError as exc:
+        except _CHANNEL_GONE as exc:
             self._lost.set()
             raise BrokerUnavailable("RabbitMQ channel is closed") from exc
         try:

@@ -209,7 +209,9 @@ async def _dead_letter_access(settings: Settings) -> AsyncIterator[tuple[Bus | N
                             queue_type=settings.amqp_queue_type)
             await bus.start()
             try:
-                async with asyncio.timeout(settings.connect_timeout):
+                # Time for every node's connect timeout: the first may be the one that hangs.
+                async with asyncio.timeout(settings.connect_timeout
+                                           + bus.connect_timeout * len(bus.urls)):
                     await bus.wait_connected()
             except TimeoutError:
                 raise BrokerUnavailable(f"cannot reach RabbitMQ at {settings.amqp_url}") from None
