@@ -54,7 +54,15 @@ async def _slow_body(port: int, stop: asyncio.Event) -> tuple[bytes, float]:
         await writer.drain()
         while not stop.is_set():
             try:
-                return await asyncio.wait_for(reader.read(4096), 1.0), time.monotonic() - began
+                data = await asyncio.wait_for(reader.read(4096), 1.0)
+                seconds = time.monotonic() - began
+                # The answer may come in more than one segment (its head, then its body):
+                # read on until the server closes, as it does after a 408.
+                with contextlib.suppress(TimeoutError, ConnectionError):
+                    async with asyncio.timeout(2.0):
+                        while data and (more := await reader.read(4096)):
+                            data += more
+                return data, seconds
             except TimeoutError:
                 with contextlib.suppress(ConnectionError):
                     writer.write(b" ")
